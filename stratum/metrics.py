@@ -1,0 +1,170 @@
+"""Metric definitions: declared once in a TOML file, compiled by both layers.
+
+A definition names the events it counts (``where``: the event ``type`` and dimension
+equality or membership), what it aggregates (``aggregation`` over ``field``), the
+dimensions it may be grouped by, and its window sizes. The speed layer calls
+:meth:`MetricDefinition.matches` and :meth:`MetricDefinition.group_of`; the batch layer
+turns the same fields into Polars expressions; serving turns ``aggregation`` into the
+SQL that merges stored state. Neither layer has metric-specific code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stratum.errors import StratumError
+from stratum.events import RESERVED
+from stratum.windows import parse_duration_ms
+
+
+class MetricDefinitionError(StratumError):
+    """The metric definition file cannot be used; the message says what to fix."""
+
+
+class Aggregation(StrEnum):
+    COUNT = "count"
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+    AVG = "avg"
+    QUANTILE = "quantile"
+
+
+FIELD_AGGREGATIONS = {Aggregation.SUM, Aggregation.MIN, Aggregation.MAX, Aggregation.AVG,
+                      Aggregation.QUANTILE}
+
+FilterValue = str | list[str]
+
+
+class MetricDefinition(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    description: str = ""
+    aggregation: Aggregation
+    field: str | None = None
+    quantile: float | None = Field(None, gt=0, lt=1)
+    where: dict[str, FilterValue] = Field(default_factory=dict)
+    dimensions: tuple[str, ...] = ()
+    windows: tuple[str, ...] = ("1m",)
+    unit: str = ""
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("needs at least one window size, e.g. windows = [\"1m\"]")
+        sizes = [parse_duration_ms(w) for w in value]
+        finest = min(sizes)
+        for text, size in zip(value, sizes, strict=True):
+            if size % finest:
+                raise ValueError(f"window {text} is not a multiple of the finest window")
+            if 86_400_000 % size and size % 86_400_000:
+                raise ValueError(f"window {text} does not divide a day evenly")
+        return tuple(sorted(value, key=parse_duration_ms))
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("dimensions are listed twice")
+        for dim in value:
+            if dim in ("event_id", "ts"):
+                raise ValueError(f"{dim} cannot be a dimension")
+        return value
+
+    @model_validator(mode="after")
+    def _field_rules(self) -> MetricDefinition:
+        if self.aggregation in FIELD_AGGREGATIONS and not self.field:
+            raise ValueError(f"aggregation {self.aggregation} needs a numeric field = \"...\"")
+        if self.aggregation == Aggregation.COUNT and self.field:
+            raise ValueError("aggregation count takes no field (it counts matching events)")
+        if self.field in RESERVED:
+            raise ValueError(f"field {self.field} is not a measure")
+        if (self.aggregation == Aggregation.QUANTILE) != (self.quantile is not None):
+            raise ValueError("quantile = 0..1 goes with aggregation = \"quantile\" and only there")
+        return self
+
+    @property
+    def window_ms(self) -> int:
+        """The finest window: what both layers store; coarser steps roll up from it."""
+        return parse_duration_ms(self.windows[0])
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        for key, expected in self.where.items():
+            value = event.get(key)
+            if isinstance(expected, list):
+                if value not in expected:
+                    return False
+            elif value != expected:
+                return False
+        if self.field is not None:
+            value = event.get(self.field)
+            return isinstance(value, int | float) and not isinstance(value, bool)
+        return True
+
+    def group_of(self, event: Mapping[str, Any]) -> tuple[str, ...]:
+        """Dimension values of an event; a missing dimension is the empty string."""
+        return tuple(str(event.get(d, "")) for d in self.dimensions)
+
+
+class MetricCatalog(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    metrics: tuple[MetricDefinition, ...]
+
+    def get(self, name: str) -> MetricDefinition | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+
+def parse_catalog(data: Mapping[str, Any], *, source: str = "metrics file") -> MetricCatalog:
+    entries = data.get("metric")
+    if not isinstance(entries, list) or not entries:
+        raise MetricDefinitionError(f"{source}: define at least one [[metric]] table")
+    problems: list[str] = []
+    metrics: list[MetricDefinition] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, 1):
+        label = f"metric #{index}"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            label = f"metric {entry['name']!r}"
+        try:
+            metric = MetricDefinition.model_validate(entry)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "definition"
+                message = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{label}: {where}: {message}")
+            continue
+        if metric.name in seen:
+            problems.append(f"{label}: duplicate name; metric names must be unique")
+        seen.add(metric.name)
+        metrics.append(metric)
+    if problems:
+        raise MetricDefinitionError(f"{source} has {len(problems)} problem(s):\n  " +
+                                    "\n  ".join(problems))
+    return MetricCatalog(metrics=tuple(metrics))
+
+
+def load_catalog(path: Path) -> MetricCatalog:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MetricDefinitionError(f"metrics file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MetricDefinitionError(f"{path} is not valid TOML: {exc}") from exc
+    return parse_catalog(data, source=str(path))
+
+
+def group_dict(metric: MetricDefinition, group: Sequence[str]) -> dict[str, str]:
+    return dict(zip(metric.dimensions, group, strict=True))

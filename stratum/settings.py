@@ -1,0 +1,130 @@
+"""The one Settings object: environment variables (prefix ``STRATUM_``, nested with ``__``)
+and an optional ``stratum.env`` file, with embedded defaults for everything so that
+``stratum up`` needs no flags.
+
+Examples: ``STRATUM_KAFKA__URL=kafka:9092``, ``STRATUM_CLICKHOUSE__URL=http://ch:8123``,
+``STRATUM_DATA_DIR=/var/lib/stratum``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_METRICS_FILE = Path(__file__).with_name("metrics.toml")
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    url: str = Field(
+        "embedded",
+        description="'embedded' starts the local tansu broker; otherwise host:port[,host:port]",
+    )
+    topic: str = "events"
+    late_topic: str = "events-late"
+    dead_letter_topic: str = "events-dead-letter"
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    events_per_message: int = Field(500, ge=1, le=10_000)
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+
+class ClickHouseSettings(_Group):
+    url: str | None = Field(
+        None, description="chdb:///abs/path or http(s)://host:port; default chdb://<data_dir>/clickhouse"
+    )
+    database: str = "stratum"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return value
+
+
+class SpeedSettings(_Group):
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    allowed_lateness_ms: int = Field(5 * 60_000, ge=0)
+    idle_timeout_s: float = Field(10.0, gt=0)
+    session_timeout_s: float = Field(4.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    consumer_group: str = "stratum-speed"
+
+
+class ArchiveSettings(_Group):
+    flush_interval_s: float = Field(5.0, gt=0)
+    max_buffered_events: int = Field(200_000, ge=1)
+
+
+class BatchSettings(_Group):
+    interval_s: float = Field(300.0, gt=0, description="seconds between scheduled batch runs")
+    enabled: bool = True
+
+
+class ApiSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_token: str = "stratum-dev-admin"
+    read_token: str | None = None
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    public_url: str | None = Field(
+        None, description="where the dashboard reaches the API; default http://host:port"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUM_",
+        env_nested_delimiter="__",
+        env_file="stratum.env",
+        frozen=True,
+        extra="ignore",
+    )
+
+    environment: str = Field("development", pattern="^(development|production)$")
+    data_dir: Path = Path(".stratum")
+    metrics_file: Path = DEFAULT_METRICS_FILE
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    speed: SpeedSettings = SpeedSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    batch: BatchSettings = BatchSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.api.admin_token == "stratum-dev-admin":
+            raise ValueError(
+                "STRATUM_API__ADMIN_TOKEN must be set to a secret value in production"
+            )
+        return self
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse.url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def api_url(self) -> str:
+        if self.api.public_url:
+            return self.api.public_url.rstrip("/")
+        return f"http://{self.api.host}:{self.api.port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,135 @@
+"""ClickHouse access through clickhouse-connect: chDB in-process or a server.
+
+Third-party errors are translated here, where they enter, and chained, so the layers
+only ever see :class:`StorageError` (bad statement, our bug) or
+:class:`StorageUnavailableError` (the store cannot be reached; retry later).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from stratum.errors import StratumError
+from stratum.settings import Settings
+from stratum.storage.schema import ddl
+
+log = logging.getLogger(__name__)
+_migrated: set[tuple[str, str]] = set()
+_migrate_lock = threading.Lock()
+
+
+class StorageError(StratumError):
+    """ClickHouse refused a statement."""
+
+
+class StorageUnavailableError(StorageError):
+    """ClickHouse cannot be reached; the caller should back off and retry."""
+
+
+def _translate(exc: Exception, what: str) -> StorageError:
+    if isinstance(exc, OperationalError) or isinstance(exc, OSError):
+        return StorageUnavailableError(f"ClickHouse unreachable during {what}: {exc}")
+    return StorageError(f"ClickHouse failed during {what}: {exc}")
+
+
+class Storage:
+    """One component's connection. chDB clients serialise their own calls, so every
+    component (worker, API, scheduler) opens its own :class:`Storage`."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url = url
+        self.database = database
+        self._client = _connect(url)
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._client.command(sql, parameters=parameters)
+        except (ClickHouseError, OSError) as exc:
+            raise _translate(exc, "command") from exc
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._client.query(sql, parameters=parameters).result_rows)
+        except (ClickHouseError, OSError) as exc:
+            raise _translate(exc, "query") from exc
+
+    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+        try:
+            result = self._client.query(sql, parameters=parameters)
+        except (ClickHouseError, OSError) as exc:
+            raise _translate(exc, "query") from exc
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        if not rows:
+            return
+        try:
+            self._client.insert(f"{self.database}.{table}", rows, column_names=list(columns))
+        except (ClickHouseError, OSError) as exc:
+            raise _translate(exc, f"insert into {table}") from exc
+
+    def insert_arrow(self, table: str, arrow_table: Any) -> None:
+        try:
+            self._client.insert_arrow(f"{self.database}.{table}", arrow_table)
+        except (ClickHouseError, OSError) as exc:
+            raise _translate(exc, f"insert into {table}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return self._client.command("SELECT 1") == 1
+        except (ClickHouseError, OSError):
+            return False
+
+    def close(self) -> None:
+        if not self.url.startswith("chdb://"):
+            self._client.close()
+
+
+def _connect(url: str) -> Client:
+    try:
+        if url.startswith("chdb://"):
+            return clickhouse_connect.get_client(dsn=url)
+        parsed = urlparse(url)
+        return clickhouse_connect.get_client(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=parsed.username or "default",
+            password=parsed.password or "",
+            secure=parsed.scheme == "https",
+        )
+    except (ClickHouseError, OSError) as exc:
+        raise _translate(exc, f"connect to {url}") from exc
+
+
+def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
+    """Connect, and create or migrate the schema once per process and URL."""
+    url = settings.clickhouse_url
+    if url.startswith("chdb://"):
+        (settings.data_dir / "clickhouse").mkdir(parents=True, exist_ok=True)
+    storage = Storage(url, settings.clickhouse.database)
+    if migrate:
+        with _migrate_lock:
+            key = (url, settings.clickhouse.database)
+            if key not in _migrated:
+                for statement in ddl(settings.clickhouse.database):
+                    storage.command(statement)
+                _migrated.add(key)
+                log.info("ClickHouse schema ready at %s (database %s)", url, key[1])
+    return storage
+
+
+__all__ = ["DatabaseError", "Storage", "StorageError", "StorageUnavailableError", "open_storage"]

@@ -1,0 +1,97 @@
+"""The ClickHouse schema, in one place; applied idempotently at start and by test fixtures.
+
+Every statement is portable between chDB and a ClickHouse server of the same version.
+
+Tables (database from settings, default ``stratum``):
+
+- ``speed_windows``: speed-layer window state, one row per (generation, metric, window,
+  group, source partition), versioned by the source offset it is complete through, so a
+  re-delivered micro-batch overwrites (ReplacingMergeTree) and a restarted worker knows
+  which offsets each window already holds.
+- ``speed_checkpoints``: per (generation, source partition) the last flushed offset and
+  the watermark at that point: where a restarted worker resumes.
+- ``batch_windows``: batch-layer window state, one row per (metric, window, group,
+  version); ``batch_coverage`` says which version is authoritative for each event hour,
+  so a batch run that dies before writing coverage changes nothing that is served.
+- ``jobs``: batch runs and replays with their progress, latest row per job wins.
+- ``kv``: small platform state (e.g. the generation readers use).
+"""
+
+from __future__ import annotations
+
+STATE_COLUMNS = """
+    count UInt64,
+    sum Float64,
+    min Float64,
+    max Float64,
+    q_values Array(Float64),
+    q_weights Array(UInt64)"""
+
+WINDOW_KEY_COLUMNS = """
+    metric LowCardinality(String),
+    window_ms UInt32,
+    window_start DateTime64(3, 'UTC'),
+    dims Map(LowCardinality(String), String),
+    group_key String"""
+
+
+def ddl(database: str) -> list[str]:
+    db = database
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {db}",
+        f"""CREATE TABLE IF NOT EXISTS {db}.speed_windows (
+    generation UInt32,{WINDOW_KEY_COLUMNS},
+    source_id LowCardinality(String),{STATE_COLUMNS},
+    through_offset Int64,
+    final UInt8,
+    updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(through_offset)
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (generation, metric, window_ms, window_start, group_key, source_id)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.speed_checkpoints (
+    generation UInt32,
+    source_id String,
+    through_offset Int64,
+    watermark_ms Int64,
+    max_event_ms Int64,
+    updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(through_offset)
+ORDER BY (generation, source_id)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_windows (
+    {WINDOW_KEY_COLUMNS.strip()},{STATE_COLUMNS},
+    version UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(window_start)
+ORDER BY (metric, window_ms, window_start, version, group_key)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_coverage (
+    metric LowCardinality(String),
+    hour_start DateTime('UTC'),
+    version UInt64,
+    horizon DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (metric, hour_start)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.jobs (
+    job_id String,
+    kind LowCardinality(String),
+    trigger LowCardinality(String),
+    params String,
+    state LowCardinality(String),
+    units_done UInt64,
+    units_total UInt64,
+    rows_in UInt64,
+    rows_out UInt64,
+    horizon Nullable(DateTime64(3, 'UTC')),
+    created_at DateTime64(3, 'UTC'),
+    started_at Nullable(DateTime64(3, 'UTC')),
+    finished_at Nullable(DateTime64(3, 'UTC')),
+    error String,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY job_id""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.kv (
+    key String,
+    value String,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY key""",
+    ]
