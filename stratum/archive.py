@@ -131,9 +131,9 @@ def scan_fields(files: Iterable[Path], numeric: Sequence[str], strings: Sequence
             )
         frames.append(pl.scan_parquet(path).select(exprs))
     if not frames:
-        empty = {c: pl.String for c in ("event_id", "type")}
+        empty = dict.fromkeys(("event_id", "type"), pl.String)
         schema_: dict[str, Any] = {**empty, "ts": pl.Datetime("ms", "UTC"), "offset": pl.Int64}
-        schema_.update({n: pl.Float64 for n in numeric})
+        schema_.update(dict.fromkeys(numeric, pl.Float64))
         schema_.update({n: pl.String for n in strings if n not in schema_})
         return pl.LazyFrame(schema=schema_)
     return pl.concat(frames, how="vertical_relaxed")

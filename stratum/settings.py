@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_METRICS_FILE = Path(__file__).with_name("metrics.toml")
+# Refused outside development by Settings; only for a local `stratum up`.
+DEV_ADMIN_TOKEN = "stratum-dev-admin"  # noqa: S105
 
 
 class _Group(BaseModel):
@@ -75,7 +77,7 @@ class BatchSettings(_Group):
 class ApiSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    admin_token: str = "stratum-dev-admin"
+    admin_token: str = DEV_ADMIN_TOKEN
     read_token: str | None = None
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     public_url: str | None = Field(
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.api.admin_token == "stratum-dev-admin":
+        if self.environment == "production" and self.api.admin_token == DEV_ADMIN_TOKEN:
             raise ValueError(
                 "STRATUM_API__ADMIN_TOKEN must be set to a secret value in production"
             )

@@ -1,0 +1,2 @@
+"""Ingest: the HTTP endpoint, the producer that batches events into the log, the demo
+generator."""

@@ -1,0 +1,91 @@
+"""``POST /v1/events``: validate each event on its own, produce the valid ones, explain the
+rest. 202 when at least one event was accepted, 422 when every event was bad, 400 when
+the body cannot be read, 413 when it is too large, 503 when the log is unreachable."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel
+
+from ingest.parsing import BodyError, parse_events
+from ingest.producer import EventProducer
+from stratum import telemetry
+from stratum.errors import LogUnavailableError
+
+router = APIRouter(tags=["ingest"])
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    error: str
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+
+
+def get_producer(request: Request) -> EventProducer:
+    producer: EventProducer | None = getattr(request.app.state, "producer", None)
+    if producer is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"code": "log_unavailable", "message": "ingest is not connected to the log",
+                    "details": {}},
+            headers={"Retry-After": "5"},
+        )
+    return producer
+
+
+def _error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": details or {}}
+
+
+@router.post(
+    "/v1/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestResult,
+    summary="Ingest events (JSON array or NDJSON)",
+    openapi_extra={"requestBody": {"content": {
+        "application/json": {"example": [{"event_id": "e1", "ts": "2026-11-21T10:00:00Z",
+                                          "type": "purchase", "country": "DE",
+                                          "amount": 12.5}]},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    }, "required": True}},
+)
+async def post_events(
+    request: Request, producer: Annotated[EventProducer, Depends(get_producer)]
+) -> IngestResult:
+    limit: int = request.app.state.settings.api.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, detail=_error("body_too_large",
+                                               f"the body is larger than {limit} bytes; "
+                                               "split it into smaller batches"))
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise HTTPException(413, detail=_error("body_too_large",
+                                                   f"the body is larger than {limit} bytes; "
+                                                   "split it into smaller batches"))
+    try:
+        batch = parse_events(bytes(body))
+    except BodyError as exc:
+        raise HTTPException(400, detail=_error("unreadable_body", str(exc))) from exc
+    rejected = [RejectedEvent(index=r.index, error=r.error) for r in batch.rejected]
+    if not batch.events:
+        telemetry.EVENTS_REJECTED.inc(len(rejected))
+        raise HTTPException(422, detail=_error(
+            "no_valid_events", f"all {len(rejected)} event(s) were rejected",
+            {"rejected": [r.model_dump() for r in rejected]}))
+    try:
+        await producer.send(batch.events)
+    except LogUnavailableError as exc:
+        raise HTTPException(503, detail=_error("log_unavailable", str(exc)),
+                            headers={"Retry-After": "5"}) from exc
+    telemetry.EVENTS_ACCEPTED.inc(len(batch.events))
+    telemetry.EVENTS_REJECTED.inc(len(rejected))
+    return IngestResult(accepted=len(batch.events), rejected=rejected)

@@ -1,0 +1,104 @@
+"""The Faust app: owns consumption, partition assignment and offsets; the work per message
+is in :mod:`speed_layer.workers`.
+
+Two agents read the events topic with manual acknowledgement: the speed agent
+(windows → ClickHouse) and the archiver (raw events → Parquet). Faust commits a
+message's offset only when both have acknowledged it, that is when both its window
+rows and its archive file are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from ingest.producer import EventProducer
+from speed_layer.store import SpeedStore
+from speed_layer.workers import ArchiveWorker, SpeedWorker
+from stratum.metrics import MetricCatalog
+from stratum.settings import Settings
+from stratum.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeedLayer:
+    app: faust.App
+    speed: SpeedWorker
+    archiver: ArchiveWorker
+    producer: EventProducer
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.app.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.speed.flush()
+            await self.archiver.flush()
+        finally:
+            await self.app.stop()
+            await self.producer.stop()
+
+
+def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Storage,
+                       bootstrap: str, log_epoch: str, generation: int = 0) -> SpeedLayer:
+    speed_settings = settings.speed
+    app = faust.App(
+        speed_settings.consumer_group,
+        broker=f"kafka://{bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=speed_settings.session_timeout_s,
+        broker_heartbeat_interval=speed_settings.heartbeat_interval_s,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        autodiscover=False,
+    )
+    events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
+                             partitions=settings.kafka.partitions)
+    producer = EventProducer(settings.kafka, bootstrap)
+    speed = SpeedWorker(settings, catalog, SpeedStore(storage, generation), producer, log_epoch)
+    archiver = ArchiveWorker(settings, log_epoch)
+
+    @app.agent(events_topic, name="speed")
+    async def speed_agent(stream: Any) -> None:
+        manual = stream.noack()
+        speed.acks.stream = manual
+        async for event in manual.events():
+            await speed.handle(event)
+
+    @app.agent(events_topic, name="archive")
+    async def archive_agent(stream: Any) -> None:
+        manual = stream.noack()
+        archiver.acks.stream = manual
+        async for event in manual.events():
+            await archiver.handle(event)
+
+    @app.timer(interval=speed_settings.flush_interval_s)
+    async def flush_speed() -> None:
+        await speed.flush()
+
+    @app.timer(interval=settings.archive.flush_interval_s)
+    async def flush_archive() -> None:
+        await archiver.flush()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        mine = {tp.partition for tp in revoked if tp.topic == settings.kafka.topic}
+        if mine:
+            await speed.flush()
+            await archiver.flush()
+            speed.forget(mine)
+            archiver.forget(mine)
+
+    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer)

@@ -1,0 +1,240 @@
+"""The per-message work behind the Faust agents, kept out of Faust's per-event machinery:
+decode a whole message at once, aggregate into plain structures, flush on a timer, and
+acknowledge (so Faust commits) only what is safely stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Protocol
+
+import orjson
+
+from ingest.producer import EventProducer
+from speed_layer.aggregator import PartitionAggregator
+from speed_layer.store import SpeedStore
+from stratum import archive, telemetry
+from stratum.errors import LogUnavailableError
+from stratum.events import Event, MessageDecodeError, decode_message
+from stratum.metrics import MetricCatalog
+from stratum.settings import Settings
+from stratum.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+class AckingStream(Protocol):
+    async def ack(self, event: Any) -> bool: ...
+
+
+class _Acks:
+    """Faust events waiting for their data to be stored before they are acknowledged."""
+
+    def __init__(self) -> None:
+        self.stream: AckingStream | None = None
+        self.pending: list[Any] = []
+
+    def take(self) -> list[Any]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    async def ack(self, events: list[Any]) -> None:
+        assert self.stream is not None
+        for event in events:
+            await self.stream.ack(event)
+
+
+class SpeedWorker:
+    def __init__(self, settings: Settings, catalog: MetricCatalog, store: SpeedStore,
+                 producer: EventProducer, log_epoch: str) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.producer = producer
+        self.log_epoch = log_epoch
+        self.partitions: dict[int, PartitionAggregator] = {}
+        self.acks = _Acks()
+        self.last_event_wall = 0.0
+        self.last_flush_wall = 0.0
+        self.last_flush_error: str | None = None
+        self._backoff_until = 0.0
+        self._failures = 0
+        self._written: dict[int, int] = {}
+        self._lock = asyncio.Lock()
+
+    def source_id(self, partition: int) -> str:
+        return f"{self.log_epoch}:{partition}"
+
+    async def _aggregator(self, partition: int) -> PartitionAggregator:
+        agg = self.partitions.get(partition)
+        if agg is None:
+            agg = PartitionAggregator(self.catalog.metrics, self.settings.speed.allowed_lateness_ms)
+            source = self.source_id(partition)
+            checkpoint = await asyncio.to_thread(self.store.load_checkpoint, source)
+            if checkpoint is not None:
+                through, max_event_ms = checkpoint
+                agg.max_event_ms = max_event_ms
+                windows = await asyncio.to_thread(
+                    self.store.load_open_windows, source, agg.watermark_ms,
+                    {m.name: m for m in self.catalog.metrics})
+                agg.recover(through, max_event_ms, windows)
+                log.info("partition %d resumed after offset %d with %d open window(s)",
+                         partition, through, len(windows))
+            self.partitions[partition] = agg
+        return agg
+
+    async def handle(self, event: Any) -> None:
+        message = event.message
+        agg = await self._aggregator(message.partition)
+        self.last_event_wall = time.time()
+        try:
+            events, bad = decode_message(event.value)
+        except MessageDecodeError as exc:
+            await self._dead_letter(message, None, str(exc), event.value)
+            events, bad = [], []
+        result = agg.add(message.offset, events, int(time.time() * 1000))
+        telemetry.SPEED_EVENTS.inc(result.aggregated)
+        telemetry.SPEED_SKIPPED.inc(result.skipped)
+        for index, reason in bad:
+            await self._dead_letter(message, index, reason, event.value)
+        if result.late:
+            telemetry.SPEED_LATE.inc(len(result.late))
+            await self._send_late(result.late)
+        self.acks.pending.append(event)
+
+    async def _send_late(self, late: list[Event]) -> None:
+        try:
+            await self.producer.send(late, topic=self.settings.kafka.late_topic)
+        except LogUnavailableError as exc:  # still archived; batch corrects the window
+            log.warning("could not send %d late event(s): %s", len(late), exc)
+
+    async def _dead_letter(self, message: Any, index: int | None, reason: str, value: bytes
+                           ) -> None:
+        telemetry.DEAD_LETTERS.inc()
+        log.warning("dead letter: %s[%d]@%d item %s: %s", message.topic, message.partition,
+                    message.offset, index, reason)
+        record = orjson.dumps({
+            "reason": reason, "topic": message.topic, "partition": message.partition,
+            "offset": message.offset, "index": index,
+            "value": value[:65536].decode("utf-8", errors="replace"),
+        })
+        try:
+            await self.producer.send_raw(self.settings.kafka.dead_letter_topic, record)
+        except LogUnavailableError as exc:
+            log.error("dead-letter topic unreachable, record logged only: %s", exc)
+
+    async def flush(self) -> None:
+        """Upsert changed windows, then acknowledge the messages they hold."""
+        if time.monotonic() < self._backoff_until:
+            return
+        async with self._lock:
+            pending = self.acks.take()
+            drained = {p: agg.drain() for p, agg in self.partitions.items()}
+            changed = {p: rows for p, rows in drained.items()
+                       if rows or self.partitions[p].through_offset != self._written.get(p)}
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._write, changed)
+            except StorageError as exc:
+                for p, rows in drained.items():
+                    self.partitions[p].restore(rows)
+                self.acks.pending[:0] = pending
+                self._failures += 1
+                delay = min(30.0, 0.5 * 2 ** self._failures)
+                self._backoff_until = time.monotonic() + delay
+                self.last_flush_error = str(exc)
+                telemetry.SPEED_FLUSH_ERRORS.inc()
+                log.error("speed flush failed (retry in %.1f s): %s", delay, exc)
+                return
+            self._failures = 0
+            self.last_flush_error = None
+            self.last_flush_wall = time.time()
+            telemetry.SPEED_FLUSH.observe(time.perf_counter() - started)
+            for p, agg in self.partitions.items():
+                telemetry.SPEED_ROWS.inc(len(drained[p]))
+                telemetry.WATERMARK.labels(partition=str(p)).set(agg.watermark_ms)
+                agg.evict_final()
+            if pending:
+                await self.acks.ack(pending)
+
+    def _write(self, changed: dict[int, list[Any]]) -> None:
+        for partition, rows in changed.items():
+            agg = self.partitions[partition]
+            checkpoint = agg.checkpoint()
+            self.store.write(self.source_id(partition), rows, checkpoint)
+            self._written[partition] = checkpoint["through_offset"]
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked: unacknowledged messages go to their next owner, who
+        resumes from ClickHouse."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+            self._written.pop(partition, None)
+        self.acks.pending = [e for e in self.acks.pending
+                             if e.message.partition not in partitions]
+
+
+class ArchiveWorker:
+    """Buffers raw events per partition and writes immutable Parquet files."""
+
+    def __init__(self, settings: Settings, log_epoch: str) -> None:
+        self.settings = settings
+        self.log_epoch = log_epoch
+        self.root = archive.archive_root(settings.data_dir)
+        self.buffer: dict[int, list[tuple[int, Event]]] = defaultdict(list)
+        self.buffered = 0
+        self.acks = _Acks()
+        self.last_flush_wall = 0.0
+        self.last_flush_error: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def handle(self, event: Any) -> None:
+        message = event.message
+        try:
+            events, _ = decode_message(event.value)  # bad records: the speed agent DLQs them
+        except MessageDecodeError:
+            events = []
+        bucket = self.buffer[message.partition]
+        bucket.extend((message.offset, e) for e in events)
+        self.buffered += len(events)
+        self.acks.pending.append(event)
+        if self.buffered >= self.settings.archive.max_buffered_events:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self.acks.pending:
+                return
+            buffer, self.buffer = self.buffer, defaultdict(list)
+            pending = self.acks.take()
+            count, self.buffered = self.buffered, 0
+            try:
+                files = await asyncio.to_thread(self._write, buffer)
+            except OSError as exc:
+                for partition, rows in buffer.items():
+                    self.buffer[partition][:0] = rows
+                self.buffered += count
+                self.acks.pending[:0] = pending
+                self.last_flush_error = str(exc)
+                log.error("archive write failed, will retry: %s", exc)
+                return
+            self.last_flush_error = None
+            self.last_flush_wall = time.time()
+            telemetry.ARCHIVE_EVENTS.inc(count)
+            telemetry.ARCHIVE_FILES.inc(files)
+            await self.acks.ack(pending)
+
+    def _write(self, buffer: dict[int, list[tuple[int, Event]]]) -> int:
+        written = 0
+        for partition, rows in buffer.items():
+            written += len(archive.write_partition_range(self.root, self.log_epoch, partition,
+                                                         rows))
+        return written
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.buffered -= len(self.buffer.pop(partition, []))
+        self.acks.pending = [e for e in self.acks.pending
+                             if e.message.partition not in partitions]

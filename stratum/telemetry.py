@@ -1,0 +1,24 @@
+"""Stratum's own pipeline metrics (Prometheus), one registry per process, exported at
+``GET /metrics``. Layers increment these; the health endpoint and the dashboard read
+the same numbers."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_ACCEPTED = Counter("stratum_ingest_events_accepted_total", "Events accepted by ingest")
+EVENTS_REJECTED = Counter("stratum_ingest_events_rejected_total", "Events rejected by ingest")
+SPEED_EVENTS = Counter("stratum_speed_events_total", "Events aggregated by the speed layer")
+SPEED_LATE = Counter("stratum_speed_late_events_total",
+                     "Events later than the allowed lateness (sent to the late topic)")
+SPEED_SKIPPED = Counter("stratum_speed_replayed_events_skipped_total",
+                        "Re-delivered events already held by a stored window")
+DEAD_LETTERS = Counter("stratum_dead_letters_total", "Malformed log records dead-lettered")
+SPEED_FLUSH = Histogram("stratum_speed_flush_seconds", "Duration of speed-layer upserts")
+SPEED_ROWS = Counter("stratum_speed_rows_upserted_total", "Window rows upserted by speed")
+SPEED_FLUSH_ERRORS = Counter("stratum_speed_flush_errors_total", "Failed speed flushes")
+WATERMARK = Gauge("stratum_speed_watermark_ms", "Watermark per log partition", ["partition"])
+ARCHIVE_EVENTS = Counter("stratum_archive_events_total", "Events written to the archive")
+ARCHIVE_FILES = Counter("stratum_archive_files_total", "Parquet files written to the archive")
+BATCH_DURATION = Histogram("stratum_batch_duration_seconds", "Batch recompute duration",
+                           buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
