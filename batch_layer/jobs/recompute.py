@@ -1,0 +1,226 @@
+"""The batch recompute: archive Parquet in, exact window state out, as a new version.
+
+Driven only by the metric definitions (no metric-specific code). One run:
+
+1. snapshots the archive's file list and reads the fields the catalog needs, lazily;
+2. deduplicates by ``event_id`` (the archive may hold an event twice; first by offset wins);
+3. sets the horizon: newest event time minus the allowed lateness, floored to the minute;
+4. per metric, filters (``where``, field present), assigns tumbling windows of
+   ``metric.window_ms`` and writes one row per (window, group) ending at or before the
+   horizon to ``batch_windows``, in the state shape the speed layer writes
+   (:meth:`stratum.aggregation.WindowState.to_columns`), with an exact quantile sample;
+5. only then writes ``batch_coverage`` (metric, hour) -> version, so a run killed before
+   this point changes nothing that is served, and drops rows of versions nothing refers to.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from batch_layer import writer
+from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
+from stratum.groups import group_key
+from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
+from stratum.settings import Settings
+from stratum.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+BASE_COLUMNS = ("event_id", "ts", "type", "offset")
+# Internal column names cannot clash with event fields (an event may have a "count").
+TS_MS, WINDOW_START, VALUE, N, S = "__ts_ms", "__window_start", "__value", "__n", "__s"
+STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights")
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeProgress:
+    """Where a run is: ``phase`` is read, metric, windows_written or coverage_written."""
+
+    phase: str
+    units_done: int
+    units_total: int
+    rows_in: int
+    rows_out: int
+    metric: str | None = None
+
+
+ProgressCallback = Callable[[RecomputeProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeResult:
+    version: int | None  # None: the archive was empty and nothing was written
+    horizon: datetime | None
+    rows_in: int
+    rows_out: int
+    files: int
+    duration_s: float
+
+
+def needed_fields(catalog: MetricCatalog) -> tuple[list[str], list[str]]:
+    """(numeric, string) archive fields the catalog reads; ``type`` is a base column."""
+    numeric = sorted({m.field for m in catalog.metrics if m.field})
+    strings = {name for m in catalog.metrics for name in (*m.dimensions, *m.where)}
+    return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
+
+
+def read_events(files: Sequence[Path], catalog: MetricCatalog) -> tuple[pl.DataFrame, set[int]]:
+    """The snapshot's events, deduplicated by ``event_id`` (first by offset, then by
+    position in the file), with the event time as epoch milliseconds in ``TS_MS``; and
+    the hours (epoch ms) it holds, counted before deduplication so an hour of nothing
+    but duplicates is still covered."""
+    numeric, strings = needed_fields(catalog)
+    scan = scan_fields(files, numeric, strings).with_columns(
+        pl.col("ts").dt.epoch("ms").alias(TS_MS))
+    hours = scan.select((pl.col(TS_MS) // HOUR_MS * HOUR_MS).unique().alias("hour"))
+    # Events of one log message share its offset: a stable sort keeps message order.
+    events = (scan.sort("offset", maintain_order=True)
+              .unique(subset=["event_id"], keep="first", maintain_order=True)
+              .drop("event_id", "ts", "offset"))
+    events_df, hours_df = pl.collect_all([events, hours])
+    return events_df, set(hours_df["hour"].to_list())
+
+
+def where_expr(metric: MetricDefinition) -> pl.Expr:
+    """``metric.matches`` as a Polars predicate: equality or membership, field present."""
+    expr = pl.lit(value=True)
+    for key, expected in metric.where.items():
+        column = pl.col(key).cast(pl.String)
+        if isinstance(expected, list):
+            expr &= column.is_in(pl.Series(expected, dtype=pl.String))
+        else:
+            expr &= column == expected
+    if metric.field is not None:
+        expr &= pl.col(metric.field).is_not_null()
+    return expr.fill_null(value=False)
+
+
+def dim_columns(metric: MetricDefinition) -> list[str]:
+    return [f"__d{index}" for index in range(len(metric.dimensions))]
+
+
+def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
+                ) -> pl.LazyFrame:
+    """One row per (window, group) ending at or before ``horizon_ms``: keys, then state.
+    A missing dimension is "" exactly like ``MetricDefinition.group_of``."""
+    size = metric.window_ms
+    dims = dim_columns(metric)
+    keys = [WINDOW_START, *dims]
+    selected = events.filter(where_expr(metric)).select(
+        (pl.col(TS_MS) - pl.col(TS_MS) % size).alias(WINDOW_START),
+        *[pl.col(name).cast(pl.String).fill_null("").alias(alias)
+          for name, alias in zip(metric.dimensions, dims, strict=True)],
+        *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
+    ).filter(pl.col(WINDOW_START) + size <= horizon_ms)
+    no_sample = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
+                 "q_weights": pl.lit([], dtype=pl.List(pl.UInt64))}
+    if metric.field is None:
+        counted = selected.group_by(keys).agg(pl.len().alias("count"))
+        return counted.with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
+                                    **no_sample)
+    if metric.aggregation == Aggregation.QUANTILE:
+        # The exact sample: each distinct value once, weighted by how often it occurs.
+        per_value = selected.group_by([*keys, VALUE]).agg(
+            pl.len().alias(N), pl.col(VALUE).sum().alias(S))
+        return per_value.group_by(keys).agg(
+            pl.col(N).sum().alias("count"), pl.col(S).sum().alias("sum"),
+            pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
+            pl.col(VALUE).sort().alias("q_values"),
+            pl.col(N).sort_by(VALUE).alias("q_weights"),
+        )
+    return selected.group_by(keys).agg(
+        pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
+        pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
+    ).with_columns(**no_sample)
+
+
+def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:
+    """``batch_windows`` rows: the canonical ``group_key`` (the speed layer's own function,
+    run once per distinct group) and ``dims`` as a ClickHouse Map."""
+    dims = dim_columns(metric)
+    if dims:
+        groups = rows.select(dims).unique()
+        keys = [group_key(metric.dimensions, values) for values in groups.iter_rows()]
+        rows = rows.join(groups.with_columns(pl.Series("group_key", keys, dtype=pl.String)),
+                         on=dims, how="left")
+    else:
+        rows = rows.with_columns(group_key=pl.lit(""))
+    table = rows.select(
+        pl.lit(metric.name).alias("metric"),
+        pl.lit(metric.window_ms).alias("window_ms"),
+        pl.col(WINDOW_START).cast(pl.Datetime("ms", "UTC")).alias("window_start"),
+        "group_key", *STATE_COLUMNS, pl.lit(version).alias("version"),
+    ).to_arrow()
+    return table.add_column(3, "dims", _dims_map(rows, metric)).cast(writer.WINDOW_SCHEMA)
+
+
+def _dims_map(rows: pl.DataFrame, metric: MetricDefinition) -> pa.MapArray:
+    width = len(metric.dimensions)
+    offsets = pa.array(np.arange(rows.height + 1, dtype=np.int32) * width)
+    names = pa.array(list(metric.dimensions) * rows.height, pa.string())
+    if width:
+        flat = rows.select(pl.concat_list(dim_columns(metric)).alias("v")).explode("v")
+        values = flat["v"].to_arrow().cast(pa.string())
+    else:
+        values = pa.array([], pa.string())
+    return pa.MapArray.from_arrays(offsets, names, values)
+
+
+class _Progress:
+    """Counts units (read, one per metric, coverage) and forwards them to the callback."""
+
+    def __init__(self, callback: ProgressCallback | None, units_total: int) -> None:
+        self.callback = callback
+        self.units_total = units_total
+        self.units_done = self.rows_in = self.rows_out = 0
+
+    def report(self, phase: str, metric: str | None = None, units: int = 1) -> None:
+        self.units_done += units
+        if self.callback is not None:
+            self.callback(RecomputeProgress(phase, self.units_done, self.units_total,
+                                            self.rows_in, self.rows_out, metric))
+
+
+def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
+              progress: ProgressCallback | None = None) -> RecomputeResult:
+    """Run one batch recompute over the archive as it is now (see the module docstring).
+    An exception from ``progress`` aborts the run; before coverage, it leaves no trace
+    that is served."""
+    started = time.perf_counter()
+    files = list_files(archive_root(settings.data_dir))
+    tracker = _Progress(progress, len(catalog.metrics) + 2)
+    events, hours = read_events(files, catalog)
+    tracker.rows_in = events.height
+    if events.is_empty():
+        tracker.report("coverage_written", units=tracker.units_total)
+        return RecomputeResult(None, None, 0, 0, len(files), time.perf_counter() - started)
+
+    newest_ms = int(events.select(pl.col(TS_MS).max()).item())
+    lateness_ms = settings.speed.allowed_lateness_ms
+    horizon_ms = (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS
+    version = writer.next_version(storage)
+    tracker.report("read")
+    for metric in catalog.metrics:
+        rows = window_rows(events.lazy(), metric, horizon_ms).collect()
+        written = writer.write_windows(storage, to_arrow(rows, metric, version))
+        tracker.rows_out += written
+        log.debug("metric %s: %d window rows (version %d)", metric.name, written, version)
+        tracker.report("metric", metric.name)
+    tracker.report("windows_written", units=0)
+
+    covered_before = writer.covered_versions(storage)
+    writer.write_coverage(storage, catalog.names, hours, version, horizon_ms)
+    writer.prune_versions(storage, covered_before | writer.covered_versions(storage))
+    tracker.report("coverage_written")
+    return RecomputeResult(version, writer.utc_datetime(horizon_ms), tracker.rows_in,
+                           tracker.rows_out, len(files), time.perf_counter() - started)

@@ -1,0 +1,209 @@
+"""APScheduler wiring for batch runs: when to run, and recording each run as a job.
+
+Two scheduler jobs on an ``AsyncIOScheduler``:
+
+- every ``settings.batch.interval_s``: submit a batch job (trigger ``schedule``); skipped
+  quietly while one is queued or running. ``settings.batch.enabled = false`` turns only
+  this off: jobs submitted through the API, the admin page or the CLI still run.
+- every second: pick the oldest queued batch job and run it in a worker thread
+  (``asyncio.to_thread``), at most one at a time, recording running -> succeeded/failed.
+
+The run itself (mark running, recompute, record the outcome) is one synchronous call in
+the worker thread, so its outcome is recorded even if the awaiting task is cancelled.
+Works inside an already running loop (``stratum up``, uvicorn lifespan: ``start()`` then
+``await shutdown()``) and standalone (``stratum batch``: :func:`run_forever`).
+Run one BatchScheduler per deployment: two would both pick up the same queued job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import traceback
+from datetime import UTC
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from batch_layer.errors import BatchInterruptedError
+from batch_layer.jobs.recompute import RecomputeProgress, recompute
+from stratum.metrics import MetricCatalog, load_catalog
+from stratum.settings import Settings
+from stratum.storage import Storage, open_storage
+from stratum.storage.jobs import INTERRUPTED, Job, JobConflictError, JobStore, utc_now
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+MAX_ERROR_CHARS = 4000
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message (at file:line in func; ...)``: what the job row's ``error`` shows."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    text = f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
+    return text[:MAX_ERROR_CHARS]
+
+
+class BatchScheduler:
+    """Schedules, picks up and runs batch jobs; owns its own Storage and JobStore."""
+
+    def __init__(self, settings: Settings, catalog: MetricCatalog) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._storage: Storage | None = None
+        self._jobs: JobStore | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._db_lock = asyncio.Lock()  # poll and submit share one client: one at a time
+        self._stopping = threading.Event()
+
+    @property
+    def jobs(self) -> JobStore:
+        if self._jobs is None:
+            raise RuntimeError("BatchScheduler.start() has not been called")
+        return self._jobs
+
+    @property
+    def busy(self) -> bool:
+        return self._run_task is not None and not self._run_task.done()
+
+    def start(self) -> None:
+        """Open storage, close jobs a killed process left running, start the timers.
+        Call from inside the running event loop."""
+        self._storage = open_storage(self._settings)
+        self._jobs = JobStore(self._storage)
+        for job in self._jobs.fail_stale_running("batch"):
+            log.warning("batch job %s was left running by a stopped process: marked failed",
+                        job.job_id)
+        # APScheduler logs every execution at INFO; the 1 s poll would drown our lines.
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        if self._settings.batch.enabled:
+            self._scheduler.add_job(self._submit_scheduled, "interval", id="batch-schedule",
+                                    seconds=self._settings.batch.interval_s, **common)
+        self._scheduler.add_job(self._poll, "interval", id="batch-poll",
+                                seconds=POLL_INTERVAL_S, **common)
+        self._scheduler.start()
+        log.info("batch scheduler started (every %.0f s%s)", self._settings.batch.interval_s,
+                 "" if self._settings.batch.enabled else ", scheduled runs disabled")
+
+    async def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop the timers; a run in progress stops at its next unit and is recorded as
+        failed (interrupted). Waits for it up to ``timeout_s``."""
+        self._stopping.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._run_task is not None and not self._run_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._run_task), timeout_s)
+            except TimeoutError:
+                log.warning("batch run still busy after %.0f s; leaving it", timeout_s)
+        if self._storage is not None:
+            self._storage.close()
+
+    async def _submit_scheduled(self) -> None:
+        if self.busy or self._stopping.is_set():
+            return
+        async with self._db_lock:
+            if self.busy:
+                return
+            try:
+                job = await asyncio.to_thread(self.jobs.submit, "batch", "schedule")
+            except JobConflictError as exc:
+                log.debug("scheduled batch skipped: job %s is active", exc.job_id)
+                return
+        log.debug("scheduled batch job %s submitted", job.job_id)
+
+    async def _poll(self) -> None:
+        if self.busy or self._stopping.is_set():
+            return
+        async with self._db_lock:
+            job = await asyncio.to_thread(self.jobs.next_queued, "batch")
+            if job is None or self._stopping.is_set():
+                return
+            self._run_task = asyncio.create_task(asyncio.to_thread(self._run_job, job),
+                                                 name=f"batch-{job.job_id}")
+            self._run_task.add_done_callback(_log_crash)
+
+    def _run_job(self, job: Job) -> None:
+        """Worker thread: one job from running to its outcome, recorded in its row."""
+        store = self.jobs
+        current = store.save(job.model_copy(update={"state": "running",
+                                                    "started_at": utc_now()}))
+        log.info("batch job %s started (trigger %s)", job.job_id, job.trigger)
+
+        def on_progress(step: RecomputeProgress) -> None:
+            nonlocal current
+            if self._stopping.is_set() and step.phase != "coverage_written":
+                raise BatchInterruptedError
+            current = store.save(current.model_copy(update={
+                "units_done": step.units_done, "units_total": step.units_total,
+                "rows_in": step.rows_in, "rows_out": step.rows_out}))
+
+        try:
+            result = recompute(self._settings, self._catalog, self._storage_or_fail(),
+                               progress=on_progress)
+        except BatchInterruptedError:
+            store.save(current.model_copy(update={"state": "failed", "error": INTERRUPTED,
+                                                  "finished_at": utc_now()}))
+            log.warning("batch job %s stopped after %s: %s", job.job_id, _elapsed(current),
+                        INTERRUPTED)
+            return
+        except Exception as exc:
+            error = describe_failure(exc)
+            store.save(current.model_copy(update={"state": "failed", "error": error,
+                                                  "finished_at": utc_now()}))
+            log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(current),
+                          error)
+            return
+        store.save(current.model_copy(update={
+            "state": "succeeded", "finished_at": utc_now(), "horizon": result.horizon,
+            "rows_in": result.rows_in, "rows_out": result.rows_out}))
+        log.info("batch job %s succeeded: %d events in, %d window rows out, horizon %s, "
+                 "version %s, %.2f s", job.job_id, result.rows_in, result.rows_out,
+                 result.horizon.isoformat() if result.horizon else "none (empty archive)",
+                 result.version, result.duration_s)
+
+    def _storage_or_fail(self) -> Storage:
+        if self._storage is None:
+            raise RuntimeError("BatchScheduler.start() has not been called")
+        return self._storage
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """The run could not even record its outcome (e.g. ClickHouse unreachable); the job
+    stays queued or running and is picked up again, or failed at the next start."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("batch runner %s could not record its job: %s", task.get_name(), exc,
+                  exc_info=exc)
+
+
+def _elapsed(job: Job) -> str:
+    if job.started_at is None:
+        return "?"
+    return f"{(utc_now() - job.started_at).total_seconds():.2f} s"
+
+
+async def run_forever(settings: Settings, catalog: MetricCatalog | None = None) -> None:
+    """``stratum batch``: run the scheduler until SIGTERM/SIGINT or cancellation."""
+    scheduler = BatchScheduler(settings, catalog or load_catalog(settings.metrics_file))
+    scheduler.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread, or a platform without signal handlers
+    try:
+        await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await scheduler.shutdown()

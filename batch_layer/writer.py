@@ -1,0 +1,89 @@
+"""Writes of the batch tables, in the order that keeps a failed run invisible.
+
+``batch_windows`` rows carry the run's version; nothing serves them until
+``batch_coverage`` points an hour at that version. So a run writes every window row
+first, then coverage, then drops the rows no coverage refers to any more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+
+from stratum.storage import Storage
+
+INSERT_BATCH_ROWS = 100_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+WINDOW_SCHEMA = pa.schema([
+    ("metric", pa.string()), ("window_ms", pa.uint32()),
+    ("window_start", pa.timestamp("ms", tz="UTC")),
+    ("dims", pa.map_(pa.string(), pa.string())), ("group_key", pa.string()),
+    ("count", pa.uint64()), ("sum", pa.float64()), ("min", pa.float64()),
+    ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
+    ("q_weights", pa.list_(pa.uint64())), ("version", pa.uint64()),
+])
+"""``batch_windows`` as Arrow, column for column (see stratum.storage.schema)."""
+
+
+def utc_datetime(epoch_ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=epoch_ms)
+
+
+def next_version(storage: Storage) -> int:
+    """Newer than every version already written, even if the clock went backwards."""
+    db = storage.database
+    found = storage.query(f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
+                          f"(SELECT max(version) FROM {db}.batch_coverage))")
+    return max(time.time_ns() // 1_000_000, int(found[0][0] or 0) + 1)
+
+
+def write_windows(storage: Storage, table: pa.Table) -> int:
+    """Insert window rows (already cast to :data:`WINDOW_SCHEMA`) in 100 K-row batches."""
+    for start in range(0, table.num_rows, INSERT_BATCH_ROWS):
+        storage.insert_arrow("batch_windows", table.slice(start, INSERT_BATCH_ROWS))
+    return int(table.num_rows)
+
+
+def covered_hours(storage: Storage) -> dict[str, set[int]]:
+    """Hours (epoch ms) that already have coverage, per metric."""
+    rows = storage.query(f"SELECT DISTINCT metric, toUnixTimestamp(hour_start) * 1000 "
+                         f"FROM {storage.database}.batch_coverage FINAL")
+    hours: dict[str, set[int]] = {}
+    for metric, hour_ms in rows:
+        hours.setdefault(str(metric), set()).add(int(hour_ms))
+    return hours
+
+
+def covered_versions(storage: Storage) -> set[int]:
+    rows = storage.query(f"SELECT DISTINCT version FROM {storage.database}.batch_coverage FINAL")
+    return {int(row[0]) for row in rows}
+
+
+def write_coverage(storage: Storage, metrics: Iterable[str], snapshot_hours: set[int],
+                   version: int, horizon_ms: int) -> int:
+    """Point every hour before the horizon that the snapshot holds, or that was covered
+    before (its events may all have been duplicates), at ``version``."""
+    existing = covered_hours(storage)
+    horizon = utc_datetime(horizon_ms)
+    rows = []
+    for metric in metrics:
+        hours = snapshot_hours | existing.get(metric, set())
+        rows += [[metric, utc_datetime(h), version, horizon]
+                 for h in sorted(hours) if h < horizon_ms]
+    storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
+    return len(rows)
+
+
+def prune_versions(storage: Storage, keep: set[int]) -> None:
+    """Drop window rows of versions no coverage refers to (superseded, or left by a
+    killed run). Callers keep the versions covered before the run too, for readers that
+    looked at coverage a moment ago. The delete is an asynchronous mutation."""
+    if not keep:
+        return
+    listed = ", ".join(str(int(v)) for v in sorted(keep))
+    storage.command(f"ALTER TABLE {storage.database}.batch_windows "
+                    f"DELETE WHERE version NOT IN ({listed})")

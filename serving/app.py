@@ -1,0 +1,55 @@
+"""The FastAPI app: ingest, merged metric reads, health, admin; the Dash dashboard is
+mounted under /dashboard/ by whoever composes the process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from ingest.routes import router as ingest_router
+from serving.errors import install_error_handlers
+from serving.health import ComponentHealth, HealthRegistry
+from serving.queries import MetricReader
+from serving.routes import admin, health, metrics
+from stratum import __version__
+from stratum.metrics import MetricCatalog
+from stratum.settings import Settings
+from stratum.storage import Storage
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
+               lifespan: Lifespan | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Stratum",
+        version=__version__,
+        summary="Event-time analytics: batch-authoritative, speed-fresh, one definition.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = catalog
+    app.state.reader = MetricReader(storage)
+    app.state.health = HealthRegistry()
+    app.state.producer = None
+    app.state.health.register("clickhouse", lambda: _clickhouse_probe(storage))
+    install_error_handlers(app)
+    app.include_router(ingest_router)
+    app.include_router(metrics.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    return app
+
+
+def _clickhouse_probe(storage: Storage) -> ComponentHealth:
+    if storage.ping():
+        return ComponentHealth(status="ok", detail=storage.url.split("?")[0])
+    return ComponentHealth(status="down", detail=f"no answer from {storage.url}")

@@ -1,0 +1,166 @@
+"""The merged read: batch where it is authoritative, speed everywhere else.
+
+A window comes from batch when it ends at or before the batch horizon *and* its event
+hour has batch coverage (the version a finished batch run wrote); otherwise from the
+live speed generation. Both tables hold the same mergeable state, so one SQL statement
+takes the union and rolls windows up to the requested step and groups: no window is
+missing or counted twice at the boundary, and every point says where it came from
+(``batch``, ``speed``, or ``mixed`` when a step spans the horizon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stratum.metrics import Aggregation, MetricDefinition
+from stratum.storage import Storage
+from stratum.storage.jobs import JobStore
+
+MAX_POINTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRequest:
+    metric: MetricDefinition
+    start_ms: int
+    end_ms: int
+    step_ms: int
+    group_by: tuple[str, ...] = ()
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Point:
+    t_ms: int
+    value: float | None
+    source: str
+    count: int
+
+
+@dataclass(slots=True)
+class Series:
+    group: dict[str, str]
+    points: list[Point]
+
+
+def value_sql(metric: MetricDefinition) -> str:
+    """How stored state rolls up into the metric's value; never an average of averages."""
+    match metric.aggregation:
+        case Aggregation.COUNT:
+            return "toFloat64(sum(count))"
+        case Aggregation.SUM:
+            return "sum(sum)"
+        case Aggregation.MIN:
+            return "if(sum(count) = 0, NULL, min(min))"
+        case Aggregation.MAX:
+            return "if(sum(count) = 0, NULL, max(max))"
+        case Aggregation.AVG:
+            return "sum(sum) / nullIf(sum(count), 0)"
+        case Aggregation.QUANTILE:
+            q = float(metric.quantile or 0.5)  # validated 0 < q < 1 at load
+            return f"quantileExactWeightedArray({q!r})(q_values, q_weights)"
+    raise AssertionError(metric.aggregation)
+
+
+def source_of(all_batch: int, any_batch: int) -> str:
+    if all_batch:
+        return "batch"
+    return "mixed" if any_batch else "speed"
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def build_sql(req: SeriesRequest, database: str, generation: int, horizon_ms: int | None
+              ) -> tuple[str, dict[str, Any]]:
+    metric = req.metric
+    window_ms = metric.window_ms
+    batch_until_ms = (horizon_ms - window_ms) if horizon_ms is not None else -1
+    params: dict[str, Any] = {
+        "m": metric.name, "w": window_ms, "g": generation, "step": req.step_ms,
+        "start": _utc(req.start_ms), "end": _utc(req.end_ms),
+        "until": _utc(max(batch_until_ms, 0)), "has_batch": int(batch_until_ms >= 0),
+    }
+    filters = []
+    for i, (dim, values) in enumerate(sorted(req.filters.items())):
+        params[f"fk{i}"], params[f"fv{i}"] = dim, list(values)
+        filters.append(f" AND dims[{{fk{i}:String}}] IN {{fv{i}:Array(String)}}")
+    where_filters = "".join(filters)
+    groups = []
+    for i, dim in enumerate(req.group_by):
+        params[f"gk{i}"] = dim
+        groups.append(f"dims[{{gk{i}:String}}] AS g{i}")
+    group_select = "".join(f", {g}" for g in groups)
+    group_names = "".join(f", g{i}" for i in range(len(req.group_by)))
+    state = "window_start, dims, count, sum, min, max, q_values, q_weights"
+    range_where = ("metric = {m:String} AND window_ms = {w:UInt32} "
+                   "AND window_start >= {start:DateTime64(3)} "
+                   "AND window_start < {end:DateTime64(3)}")
+    sql = f"""
+WITH covered AS (
+    SELECT hour_start, version FROM {database}.batch_coverage FINAL
+    WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
+      AND hour_start < {{end:DateTime64(3)}}
+)
+SELECT intDiv(toUnixTimestamp64Milli(window_start), {{step:Int64}}) * {{step:Int64}} AS bucket
+       {group_select},
+       {value_sql(metric)} AS value,
+       min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n
+FROM (
+    SELECT {state}, 1 AS is_batch FROM {database}.batch_windows
+    WHERE {range_where}{where_filters}
+      AND {{has_batch:UInt8}} = 1 AND window_start <= {{until:DateTime64(3)}}
+      AND (toStartOfHour(window_start), version) IN (SELECT hour_start, version FROM covered)
+    UNION ALL
+    SELECT {state}, 0 AS is_batch FROM {database}.speed_windows FINAL
+    WHERE generation = {{g:UInt32}} AND {range_where}{where_filters}
+      AND NOT ({{has_batch:UInt8}} = 1 AND window_start <= {{until:DateTime64(3)}}
+               AND toStartOfHour(window_start) IN (SELECT hour_start FROM covered))
+)
+GROUP BY bucket{group_names}
+ORDER BY {(group_names[2:] + ", ") if group_names else ""}bucket
+SETTINGS do_not_merge_across_partitions_select_final = 1"""
+    return sql, params
+
+
+def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Series]:
+    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> series."""
+    series: dict[tuple[str, ...], Series] = {}
+    width = len(group_by)
+    for row in rows:
+        key = tuple(str(v) for v in row[1:1 + width])
+        value, all_batch, any_batch, n = row[1 + width:5 + width]
+        target = series.get(key)
+        if target is None:
+            target = series[key] = Series(dict(zip(group_by, key, strict=True)), [])
+        target.points.append(Point(int(row[0]), None if value is None else float(value),
+                                   source_of(int(all_batch), int(any_batch)), int(n)))
+    for s in series.values():
+        s.points.sort(key=lambda p: p.t_ms)
+    return sorted(series.values(), key=lambda s: tuple(s.group.values()))
+
+
+class MetricReader:
+    """Serving's access to the views; one per process, with its own ClickHouse client."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.jobs = JobStore(storage)
+
+    def live_generation(self) -> int:
+        rows = self.storage.query(
+            f"SELECT value FROM {self.storage.database}.kv FINAL WHERE key = 'live_generation'")
+        return int(rows[0][0]) if rows else 0
+
+    def horizon_ms(self) -> int | None:
+        horizon = self.jobs.latest_horizon()
+        return int(horizon.timestamp() * 1000) if horizon else None
+
+    def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
+        horizon = self.horizon_ms()
+        sql, params = build_sql(req, self.storage.database, self.live_generation(), horizon)
+        return assemble(self.storage.query(sql, params), req.group_by), horizon

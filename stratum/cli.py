@@ -1,0 +1,171 @@
+"""The ``stratum`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stratum.errors import StratumError
+from stratum.settings import Settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    base = Settings()
+    data: dict[str, Any] = base.model_dump()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "." in key:
+            group, name = key.split(".", 1)
+            data[group] = {**data[group], name: value}
+        else:
+            data[key] = value
+    return Settings.model_validate(data)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("aiokafka", "faust", "mode", "apscheduler", "httpx", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(exc: BaseException) -> None:
+    click.secho(f"stratum: {exc}", fg="red", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Stratum: event-time analytics, fresh from Kafka, corrected by batch."""
+    _logging(verbose)
+
+
+def _serve(settings: Settings, roles: Any, banner: bool) -> None:
+    from stratum.platform import create_platform_app, uvicorn_server
+
+    try:
+        app = create_platform_app(settings, roles)
+    except StratumError as exc:
+        _fail(exc)
+    server = uvicorn_server(app, settings)
+
+    async def run() -> None:
+        serving = asyncio.create_task(server.serve())
+        started = asyncio.create_task(roles.started.wait())
+        await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+        if banner and roles.started.is_set():
+            base = settings.api_url
+            click.secho(f"\nStratum is up ({time.monotonic() - t0:.1f} s)", fg="green", bold=True)
+            click.echo(f"  dashboard  {base}/dashboard/")
+            click.echo(f"  API docs   {base}/docs")
+            click.echo(f"  ingest     POST {base}/v1/events")
+            click.echo(f"  data dir   {settings.data_dir.resolve()}")
+            click.echo("  Ctrl-C stops everything.\n")
+        await serving
+        started.cancel()
+
+    t0 = time.monotonic()
+    try:
+        asyncio.run(run())
+    except StratumError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Also run the demo generator (with history).")
+@click.option("--port", type=int, default=None, help="HTTP port (default 8000).")
+@click.option("--host", default=None, help="HTTP host (default 127.0.0.1).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--rate", type=float, default=200.0, show_default=True,
+              help="Demo events per second.")
+def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
+       rate: float) -> None:
+    """Run the whole platform in one process (embedded broker and chDB by default)."""
+    from stratum.platform import Roles
+
+    try:
+        settings = _settings(data_dir=data_dir, **{"api.port": port, "api.host": host})
+    except ValueError as exc:
+        _fail(exc)
+    roles = Roles(broker=True, speed=True, batch=True, demo=demo, demo_rate_per_s=rate,
+                  first_batch_after_s=20.0 if demo else None)
+    _serve(settings, roles, banner=True)
+
+
+@main.command()
+@click.option("--port", type=int, default=None)
+@click.option("--host", default=None)
+def api(port: int | None, host: str | None) -> None:
+    """Ingest, the REST API and the dashboard (against Kafka and ClickHouse)."""
+    from stratum.platform import Roles
+
+    settings = _settings(**{"api.port": port, "api.host": host})
+    _serve(settings, Roles(), banner=True)
+
+
+@main.command()
+def worker() -> None:
+    """The speed layer and the archiver (Faust agents)."""
+    from stratum.worker_process import run_worker
+
+    try:
+        asyncio.run(run_worker(_settings()))
+    except StratumError as exc:
+        _fail(exc)
+
+
+@main.command()
+def batch() -> None:
+    """The batch scheduler (runs scheduled and requested recomputes)."""
+    from batch_layer.scheduler import run_forever
+
+    try:
+        asyncio.run(run_forever(_settings()))
+    except StratumError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--url", default=None, help="Stratum API (default from settings).")
+@click.option("--rate", type=float, default=200.0, show_default=True)
+@click.option("--duration", type=float, default=None, help="Seconds (default: until Ctrl-C).")
+@click.option("--backfill", type=float, default=0.0, help="Seconds of history to send first.")
+@click.option("--seed", type=int, default=None)
+def generate(url: str | None, rate: float, duration: float | None, backfill: float,
+             seed: int | None) -> None:
+    """Post a realistic synthetic stream to a running Stratum."""
+    from ingest.generator import GeneratorConfig, run_generator
+
+    settings = _settings()
+    config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed)
+    try:
+        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration))
+    except KeyboardInterrupt:
+        return
+    click.echo(f"accepted {sent} events")
+
+
+@main.command()
+@click.option("--url", default=None, help="Stratum API (default from settings).")
+@click.option("--token", default=None, help="Admin token (default from settings).")
+@click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
+def recompute(url: str | None, token: str | None, wait: bool) -> None:
+    """Ask a running Stratum for a batch recompute and follow its progress."""
+    from stratum.admin_client import follow_batch
+
+    settings = _settings()
+    try:
+        follow_batch(url or settings.api_url, token or settings.api.admin_token, wait=wait)
+    except StratumError as exc:
+        _fail(exc)

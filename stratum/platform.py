@@ -1,0 +1,195 @@
+"""Wiring: which parts run in this process. The one place that imports every layer.
+
+- ``up``: everything in one process (chDB allows one engine per process), the embedded
+  broker if the Kafka URL is ``embedded``, and the demo generator with ``--demo``.
+- ``api``: ingest + serving + dashboard against Kafka and ClickHouse.
+- ``worker``: the Faust speed layer and archiver.
+- ``batch``: the scheduler (see :func:`batch_layer.scheduler.run_forever`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import uvicorn
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI
+
+from stratum.broker import EmbeddedBroker
+from stratum.metrics import MetricCatalog, load_catalog
+from stratum.settings import Settings
+from stratum.storage import open_storage
+from stratum.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from batch_layer.scheduler import BatchScheduler
+    from serving.health import ComponentHealth
+    from speed_layer.app import SpeedLayer
+    from speed_layer.workers import SpeedWorker
+
+log = logging.getLogger("stratum")
+
+
+@dataclass
+class Roles:
+    broker: bool = False
+    ingest: bool = True
+    speed: bool = False
+    batch: bool = False
+    demo: bool = False
+    demo_backfill_s: float = 1800.0
+    demo_rate_per_s: float = 200.0
+    first_batch_after_s: float | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LogConnection:
+    """Where the log is: the embedded broker's address, or the configured bootstrap."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker: EmbeddedBroker | None = None
+        url = settings.kafka.url
+        self.bootstrap = "" if url == "embedded" else url.removeprefix("kafka://")
+        self.epoch = "0"
+
+    async def start(self) -> None:
+        if self.settings.kafka.embedded:
+            self.broker = EmbeddedBroker(self.settings.data_dir)
+            await asyncio.to_thread(self.broker.start)
+            self.bootstrap, self.epoch = self.broker.bootstrap, self.broker.epoch
+        await ensure_topics(self.settings.kafka, self.bootstrap)
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def create_platform_app(settings: Settings, roles: Roles,
+                        catalog: MetricCatalog | None = None) -> FastAPI:
+    """The ASGI app of an ``up`` or ``api`` process, starting its parts in the lifespan."""
+    from dashboard.app import create_dash
+    from serving.app import create_app
+    from serving.health import ComponentHealth  # noqa: F811
+
+    catalog = catalog or load_catalog(settings.metrics_file)
+    storage = open_storage(settings)
+    log_conn = LogConnection(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await _start_parts(app, settings, roles, catalog, log_conn, stack)
+            roles.started.set()
+            yield
+            log.info("stopping Stratum ...")
+
+    app = create_app(settings, catalog, storage, lifespan=lifespan)
+
+    def broker_probe() -> ComponentHealth:
+        if log_conn.broker is not None:
+            alive = log_conn.broker.running
+            return ComponentHealth(status="ok" if alive else "down",
+                                   detail=f"embedded tansu at {log_conn.bootstrap}")
+        return ComponentHealth(status="ok" if app.state.producer else "unknown",
+                               detail=log_conn.bootstrap)
+
+    app.state.health.register("broker", broker_probe)
+    dash_app = create_dash(settings, requests_pathname_prefix="/dashboard/")
+    app.mount("/dashboard", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
+    return app
+
+
+async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: MetricCatalog,
+                       log_conn: LogConnection, stack: AsyncExitStack) -> None:
+    from ingest.producer import EventProducer
+    from serving.health import ComponentHealth  # noqa: F811
+
+    started = time.monotonic()
+    await log_conn.start()
+    stack.callback(log_conn.stop)
+    producer = EventProducer(settings.kafka, log_conn.bootstrap)
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    app.state.producer = producer
+
+    if roles.speed:
+        from speed_layer.app import create_speed_layer
+
+        speed = create_speed_layer(settings, catalog, open_storage(settings),
+                                   log_conn.bootstrap, log_conn.epoch)
+        task = asyncio.create_task(speed.start(), name="speed-layer")  # returns after join
+        stack.push_async_callback(_stop_speed, speed, task)
+        app.state.health.register("worker", lambda: _worker_health(speed.speed))
+    if roles.batch:
+        from batch_layer.scheduler import BatchScheduler
+
+        scheduler = BatchScheduler(settings, catalog)
+        scheduler.start()
+        stack.push_async_callback(scheduler.shutdown)
+        app.state.health.register("scheduler", lambda: ComponentHealth(
+            status="ok", detail="running a batch job" if scheduler.busy else "idle"))
+        if roles.first_batch_after_s is not None:
+            delayed = asyncio.create_task(_first_batch(scheduler, roles.first_batch_after_s))
+            stack.callback(delayed.cancel)
+    if roles.demo:
+        from ingest.generator import GeneratorConfig, run_generator
+
+        stop = asyncio.Event()
+        config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s,
+                                 backfill_s=roles.demo_backfill_s)
+        generator = asyncio.create_task(
+            run_generator(settings.api_url, config, stop=stop), name="demo-generator")
+        stack.push_async_callback(_stop_task, generator, stop)
+    log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
+             log_conn.bootstrap)
+
+
+async def _first_batch(scheduler: BatchScheduler, delay_s: float) -> None:
+    from stratum.storage.jobs import JobConflictError
+
+    await asyncio.sleep(delay_s)
+    try:
+        await asyncio.to_thread(scheduler.jobs.submit, "batch", "schedule")
+    except JobConflictError:
+        pass
+
+
+async def _stop_speed(speed: SpeedLayer, task: asyncio.Task[None]) -> None:
+    try:
+        await speed.stop()
+    finally:
+        task.cancel()
+
+
+async def _stop_task(task: asyncio.Task[int], stop: asyncio.Event) -> None:
+    stop.set()
+    try:
+        await asyncio.wait_for(task, timeout=5)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+
+
+def _worker_health(worker: SpeedWorker) -> ComponentHealth:
+    from serving.health import ComponentHealth
+
+    if worker.last_flush_error:
+        return ComponentHealth(status="down", detail=f"flush failing: {worker.last_flush_error}")
+    partitions = worker.partitions
+    if not partitions:
+        return ComponentHealth(status="ok", detail="waiting for events")
+    lag_s = max((time.time() * 1000 - p.max_event_ms) / 1000 for p in partitions.values())
+    return ComponentHealth(status="ok",
+                           detail=f"{len(partitions)} partition(s), event-time lag {lag_s:.1f} s")
+
+
+def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                            log_level="warning", lifespan="on", access_log=False)
+    return uvicorn.Server(config)

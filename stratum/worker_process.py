@@ -1,0 +1,36 @@
+"""``stratum worker``: the Faust speed layer and archiver as their own process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from stratum.metrics import load_catalog
+from stratum.platform import LogConnection
+from stratum.settings import Settings
+from stratum.storage import open_storage
+
+log = logging.getLogger("stratum.worker")
+
+
+async def run_worker(settings: Settings) -> None:
+    from speed_layer.app import create_speed_layer
+
+    catalog = load_catalog(settings.metrics_file)
+    log_conn = LogConnection(settings)
+    await log_conn.start()
+    speed = create_speed_layer(settings, catalog, open_storage(settings), log_conn.bootstrap,
+                               log_conn.epoch)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(speed.start())
+    log.info("worker consuming %s from %s", settings.kafka.topic, log_conn.bootstrap)
+    try:
+        await stop.wait()
+    finally:
+        await speed.stop()
+        task.cancel()
+        log_conn.stop()
