@@ -127,6 +127,7 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
         headers["authorization"] = f"Bearer {token}"
     sent = 0
     async with httpx.AsyncClient(base_url=api_url, timeout=30.0, headers=headers) as client:
+        await _wait_ready(client)
         if config.backfill_s > 0:
             now_ms = int(time.time() * 1000)
             chunk: list[dict[str, Any]] = []
@@ -150,6 +151,17 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
             sent += await _post(client, factory.batch(int(time.time() * 1000), count))
             await asyncio.sleep(tick)
     return sent
+
+
+async def _wait_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if (await client.get("/v1/health")).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
 
 
 async def _post(client: httpx.AsyncClient, events: list[Any]) -> int:

@@ -84,13 +84,20 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         async for event in manual.events():
             await archiver.handle(event)
 
+    # An exception escaping a Faust timer crashes the whole app: contain and log it.
     @app.timer(interval=speed_settings.flush_interval_s)
     async def flush_speed() -> None:
-        await speed.flush()
+        try:
+            await speed.flush()
+        except Exception:
+            log.exception("speed flush failed unexpectedly; retrying at the next tick")
 
     @app.timer(interval=settings.archive.flush_interval_s)
     async def flush_archive() -> None:
-        await archiver.flush()
+        try:
+            await archiver.flush()
+        except Exception:
+            log.exception("archive flush failed unexpectedly; retrying at the next tick")
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

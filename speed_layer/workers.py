@@ -139,7 +139,8 @@ class SpeedWorker:
                 await asyncio.to_thread(self._write, changed)
             except StorageError as exc:
                 for p, rows in drained.items():
-                    self.partitions[p].restore(rows)
+                    if p in self.partitions:
+                        self.partitions[p].restore(rows)
                 self.acks.pending[:0] = pending
                 self._failures += 1
                 delay = min(30.0, 0.5 * 2 ** self._failures)
@@ -152,10 +153,12 @@ class SpeedWorker:
             self.last_flush_error = None
             self.last_flush_wall = time.time()
             telemetry.SPEED_FLUSH.observe(time.perf_counter() - started)
-            for p, agg in self.partitions.items():
-                telemetry.SPEED_ROWS.inc(len(drained[p]))
-                telemetry.WATERMARK.labels(partition=str(p)).set(agg.watermark_ms)
-                agg.evict_final()
+            for p, rows in drained.items():
+                telemetry.SPEED_ROWS.inc(len(rows))
+                agg = self.partitions.get(p)  # may be revoked meanwhile
+                if agg is not None:
+                    telemetry.WATERMARK.labels(partition=str(p)).set(agg.watermark_ms)
+                    agg.evict_final()
             if pending:
                 await self.acks.ack(pending)
 

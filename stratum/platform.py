@@ -43,6 +43,7 @@ class Roles:
     speed: bool = False
     batch: bool = False
     demo: bool = False
+    dashboard: bool = True
     demo_backfill_s: float = 1800.0
     demo_rate_per_s: float = 200.0
     first_batch_after_s: float | None = None
@@ -101,8 +102,9 @@ def create_platform_app(settings: Settings, roles: Roles,
                                detail=log_conn.bootstrap)
 
     app.state.health.register("broker", broker_probe)
-    dash_app = create_dash(settings, requests_pathname_prefix="/dashboard/")
-    app.mount("/dashboard", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
+    if roles.dashboard:
+        dash_app = create_dash(settings, requests_pathname_prefix="/dashboard/")
+        app.mount("/dashboard", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
     return app
 
 

@@ -1,16 +1,18 @@
-"""Session-wide fixtures: one data dir and one chDB engine for the whole test session
-(chDB allows one engine per process), shared by every integration test."""
+"""Session-wide fixtures: one chDB engine for the whole session (chDB allows one engine
+per process). Each user of it gets its own database and data dir, so tests that wipe
+their tables cannot disturb a running stack."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
+from tests.stack import Stack, stack_settings
 
 
 def free_port() -> int:
@@ -25,9 +27,15 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(session_dir: Path) -> Settings:
+def clickhouse_url(session_dir: Path) -> str:
+    return f"chdb://{session_dir / 'clickhouse'}"
+
+
+@pytest.fixture(scope="session")
+def settings(session_dir: Path, clickhouse_url: str) -> Settings:
     return Settings(
-        data_dir=session_dir,
+        data_dir=session_dir / "batch",
+        clickhouse={"url": clickhouse_url, "database": "stratum"},
         api={"port": free_port(), "admin_token": "test-admin-token"},
         batch={"interval_s": 3600},
         speed={"allowed_lateness_ms": 60_000},
@@ -39,3 +47,26 @@ def storage(settings: Settings) -> Iterator[Storage]:
     store = open_storage(settings)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def make_stack(session_dir: Path, clickhouse_url: str) -> Iterator[Callable[..., Stack]]:
+    """Start isolated stacks (own broker, database, data dir); all stop at session end."""
+    started: list[Stack] = []
+
+    def make(name: str, *, dashboard: bool = False) -> Stack:
+        stack = Stack(stack_settings(session_dir, name, clickhouse_url, free_port()),
+                      dashboard=dashboard)
+        started.append(stack)
+        stack.start()
+        return stack
+
+    yield make
+    for stack in reversed(started):
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    """The shared stack with the dashboard, for browser and API tests."""
+    return make_stack("shared", dashboard=True)

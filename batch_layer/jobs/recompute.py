@@ -4,7 +4,9 @@ Driven only by the metric definitions (no metric-specific code). One run:
 
 1. snapshots the archive's file list and reads the fields the catalog needs, lazily;
 2. deduplicates by ``event_id`` (the archive may hold an event twice; first by offset wins);
-3. sets the horizon: newest event time minus the allowed lateness, floored to the minute;
+3. sets the horizon: newest event time (capped at the wall clock, so an event stamped in
+   the future cannot make batch authoritative for windows that have not happened yet)
+   minus the allowed lateness, floored to the minute;
 4. per metric, filters (``where``, field present), assigns tumbling windows of
    ``metric.window_ms`` and writes one row per (window, group) ending at or before the
    horizon to ``batch_windows``, in the state shape the speed layer writes
@@ -205,7 +207,7 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
         tracker.report("coverage_written", units=tracker.units_total)
         return RecomputeResult(None, None, 0, 0, len(files), time.perf_counter() - started)
 
-    newest_ms = int(events.select(pl.col(TS_MS).max()).item())
+    newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()), int(time.time() * 1000))
     lateness_ms = settings.speed.allowed_lateness_ms
     horizon_ms = (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS
     version = writer.next_version(storage)

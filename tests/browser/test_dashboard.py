@@ -110,7 +110,7 @@ def test_admin_recompute_shows_the_job_and_its_success(
     table = page.locator(f"#{ids.ADMIN_JOBS_TABLE}")
     expect(table).not_to_contain_text("Loading", timeout=LOAD_WAIT_MS)
 
-    page.locator(f"#{ids.ADMIN_TOKEN}").fill(stack.settings.api.admin_token)
+    page.locator(f"#{ids.ADMIN_TOKEN_INPUT}").fill(stack.settings.api.admin_token)
     page.locator(f"#{ids.ADMIN_RECOMPUTE}").click()
 
     # "Started batch job <id>", or "already running: <id>" if the scheduler got there first.
