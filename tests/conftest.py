@@ -70,3 +70,9 @@ def make_stack(session_dir: Path, clickhouse_url: str) -> Iterator[Callable[...,
 def stack(make_stack: Callable[..., Stack]) -> Stack:
     """The shared stack with the dashboard, for browser and API tests."""
     return make_stack("shared", dashboard=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main
+    thread for the rest of the session, after which ``asyncio.run`` cannot be called."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,0 +1,181 @@
+"""A small synchronous client over the Stratum REST API: the dashboard's only data source.
+
+Why sync: Dash callbacks run in the WSGI worker threads a2wsgi provides, so a
+blocking call is the natural fit, and one shared ``httpx.Client`` (thread-safe) keeps
+a connection pool. Why HTTP even in one process: the dashboard then behaves the same
+when the API runs on another host (``settings.api_url``), and never touches SQL.
+
+Every failure leaves as an :class:`~dashboard.errors.ApiError` whose message is ready
+for the UI; httpx's own exceptions are mapped here, where they enter, and chained.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from dashboard.api_models import Health, JobCreated, JobPage, MetricInfo, MetricList, SeriesResponse
+from dashboard.errors import ApiConflictError, ApiError, ApiUnavailableError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+DEFAULT_TIMEOUT_S = 5.0
+_ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+class ApiClient:
+    """Typed calls for the endpoints the dashboard needs; one instance per dashboard."""
+
+    def __init__(
+        self,
+        base_url: str,
+        read_token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._read_token = read_token
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": "stratum-dashboard"},
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reads -----------------------------------------------------------------------
+
+    def metrics(self) -> list[MetricInfo]:
+        return list(self._call("GET", "/v1/metrics", MetricList).metrics)
+
+    def series(
+        self,
+        name: str,
+        *,
+        start: datetime,
+        end: datetime,
+        step: str,
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str] | None = None,
+    ) -> SeriesResponse:
+        params: dict[str, str] = {"start": iso_utc(start), "end": iso_utc(end), "step": step}
+        if group_by:
+            params["group_by"] = ",".join(group_by)
+        params.update(filters or {})
+        path = f"/v1/metrics/{quote(name, safe='')}"
+        return self._call("GET", path, SeriesResponse, params=params)
+
+    def health(self) -> Health:
+        return self._call("GET", "/v1/health", Health)
+
+    # -- admin -----------------------------------------------------------------------
+
+    def start_batch(self, admin_token: str) -> str:
+        """Start a batch recompute; returns its job id. 409 raises ApiConflictError."""
+        return self._call("POST", "/v1/admin/batch", JobCreated, token=admin_token).job_id
+
+    def batch_jobs(self, admin_token: str, *, limit: int = 20, offset: int = 0) -> JobPage:
+        params = {"kind": "batch", "limit": str(limit), "offset": str(offset)}
+        return self._call("GET", "/v1/admin/jobs", JobPage, params=params, token=admin_token)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[ModelT],
+        *,
+        params: Mapping[str, str] | None = None,
+        token: str | None = None,
+    ) -> ModelT:
+        bearer = token if token is not None else self._read_token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        try:
+            response = self._http.request(method, path, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ApiUnavailableError(
+                f"API unreachable at {self.base_url}: no answer within {self.timeout:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ApiUnavailableError(
+                f"API unreachable at {self.base_url}: {_reason(exc)}"
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error_from(response, f"{method} {path}")
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ApiError(
+                f"API at {self.base_url} answered {method} {path} outside the contract "
+                f"({where}: {first['msg']}); are the dashboard and the API the same version?",
+                status=response.status_code,
+            ) from exc
+
+    def _error_from(self, response: httpx.Response, call: str) -> ApiError:
+        status = response.status_code
+        code, message, details = _error_body(response)
+        if status >= 500:
+            return ApiUnavailableError(
+                f"API at {self.base_url} failed on {call} (HTTP {status}): {message}",
+                status=status, code=code, details=details,
+            )
+        error_type = ApiConflictError if status == 409 else ApiError
+        return error_type(message, status=status, code=code, details=details)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a Z; a naive datetime is taken to be UTC already."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    text = _ERRNO.sub("", str(exc)).strip()
+    return text[:1].lower() + text[1:] if text else type(exc).__name__
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str, dict[str, Any]]:
+    """(code, message, details) from ``{"error": {...}}``, or the best text available."""
+    fallback = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        text = response.text.strip()
+        return None, text[:200] or fallback, {}
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        details = error.get("details")
+        return (
+            error.get("code"),
+            str(error.get("message") or fallback),
+            details if isinstance(details, dict) else {},
+        )
+    if isinstance(body, dict) and "detail" in body:  # FastAPI's default shape
+        return None, str(body["detail"]), {}
+    return None, fallback, {}

@@ -1,0 +1,116 @@
+"""The Dash app: a shell (nav bar, health strip) around the pages in ``dashboard/pages``.
+
+Built by :func:`create_dash` so that nothing is read, fetched or connected at import
+time. The serving app mounts it with a2wsgi::
+
+    dash_app = create_dash(settings, requests_pathname_prefix="/dashboard/")
+    app.mount("/dashboard", WSGIMiddleware(dash_app.server))
+
+Every number on screen comes through :class:`~dashboard.api_client.ApiClient` from
+``settings.api_url``, so the dashboard works the same beside the API or on another host.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dash
+from dash import Dash, Input, Output, dcc, html
+from dash.development.base_component import Component
+
+from dashboard import ids
+from dashboard.api_client import ApiClient
+from dashboard.components import health_strip, tone_of
+from dashboard.errors import ApiError
+from stratum.settings import Settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+HEALTH_REFRESH_MS = 5_000
+
+
+def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboard/") -> Dash:
+    """A Dash app serving routes at "/" for a mount at ``requests_pathname_prefix``."""
+    prefix = "/" + "".join(f"{part}/" for part in requests_pathname_prefix.split("/") if part)
+    api = ApiClient(settings.api_url, read_token=settings.api.read_token)
+    app = Dash(
+        "dashboard",  # the package: Dash then names the page modules dashboard.pages.*
+        use_pages=True,
+        pages_folder=str(PACKAGE_DIR / "pages"),
+        assets_folder=str(PACKAGE_DIR / "assets"),
+        requests_pathname_prefix=prefix,
+        routes_pathname_prefix="/",
+        title="Stratum",
+        update_title="",  # no "Updating..." flicker in the tab on every refresh
+        suppress_callback_exceptions=True,  # page components exist only on their page
+    )
+    app.layout = _shell(prefix)
+    _register_shell_callbacks(app, api)
+
+    # Dash has just executed the page modules; these imports return those modules.
+    from dashboard.pages import admin, overview
+
+    overview.register_callbacks(app, api)
+    development = settings.environment == "development"
+    admin.register_callbacks(
+        app, api, token_prefill=settings.api.admin_token if development else None
+    )
+    return app
+
+
+def _pages() -> list[dict[str, Any]]:
+    return sorted(dash.page_registry.values(), key=lambda page: page.get("order") or 0)
+
+
+def _nav_links(pathname: str | None) -> list[Component]:
+    current = (pathname or "").rstrip("/")
+    links: list[Component] = []
+    for page in _pages():
+        href = page["relative_path"]
+        active = current == href.rstrip("/")
+        links.append(dcc.Link(page["name"], href=href,
+                              className="nav-link is-active" if active else "nav-link"))
+    return links
+
+
+def _shell(prefix: str) -> html.Div:
+    brand = html.A(className="brand", href=prefix, children=[
+        html.Span(className="brand-mark"),
+        html.Span("Stratum", className="brand-name"),
+        html.Span("real-time analytics", className="brand-tag"),
+    ])
+    return html.Div(className="app", children=[
+        dcc.Location(id=ids.APP_LOCATION),
+        html.Header(className="topbar", children=[
+            brand,
+            html.Nav(_nav_links(None), id=ids.APP_NAV, className="nav"),
+        ]),
+        html.Div(
+            [html.Span(className="dot dot--muted"), html.Span("Checking the API…")],
+            id=ids.APP_HEALTH_STRIP, className="health-strip", role="status",
+        ),
+        dcc.Interval(id=ids.APP_HEALTH_INTERVAL, interval=HEALTH_REFRESH_MS),
+        html.Main(dash.page_container, className="page"),
+    ])
+
+
+def _register_shell_callbacks(app: Dash, api: ApiClient) -> None:
+    @app.callback(Output(ids.APP_NAV, "children"), Input(ids.APP_LOCATION, "pathname"))
+    def highlight_nav(pathname: str | None) -> list[Component]:
+        return _nav_links(pathname)
+
+    @app.callback(
+        Output(ids.APP_HEALTH_STRIP, "children"),
+        Output(ids.APP_HEALTH_STRIP, "className"),
+        Input(ids.APP_HEALTH_INTERVAL, "n_intervals"),
+        running=[(Output(ids.APP_HEALTH_INTERVAL, "disabled"), True, False)],
+    )
+    def show_health(_n: int | None) -> tuple[list[Component], str]:
+        now = datetime.now(UTC)
+        try:
+            health = api.health()
+        except ApiError as exc:
+            return health_strip(None, str(exc), now), "health-strip health-strip--bad"
+        tone = tone_of("ok" if health.status == "ok" else "degraded")
+        return health_strip(health, None, now), f"health-strip health-strip--{tone}"

@@ -1,0 +1,57 @@
+"""How numbers and times read in the UI: one place, so every page says it the same way.
+
+All times are shown in UTC (the API's zone, and the charts' axis), labelled as such.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dashboard.api_models import MetricInfo
+
+
+def number_format(metric: MetricInfo) -> str:
+    """A format spec both Python and Plotly's d3 understand (",.2f")."""
+    if metric.aggregation == "count":
+        return ",.0f"
+    if metric.unit == "ms":
+        return ",.1f"
+    return ",.2f"
+
+
+def fmt_value(value: float | None, metric: MetricInfo) -> str:
+    if value is None:
+        return "–"
+    return format(value, number_format(metric))
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def fmt_clock(moment: datetime | None) -> str:
+    """10:41:02 — for things that happened within the day on screen."""
+    return utc(moment).strftime("%H:%M:%S") if moment else "–"
+
+
+def fmt_when(moment: datetime | None, now: datetime) -> str:
+    """Clock time today, with the date when it was another day."""
+    if moment is None:
+        return "–"
+    moment = utc(moment)
+    if moment.date() == utc(now).date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = max(0.0, (utc(end) - utc(start)).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def fmt_count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"

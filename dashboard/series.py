@@ -1,0 +1,125 @@
+"""From an API series response to what the overview draws: lines, a headline, a last point.
+
+Pure functions over the API models, so the drawing code stays free of data rules and
+these rules can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dashboard.api_models import MetricInfo, Point, SeriesResponse
+
+MAX_LINES = 8
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One drawn line: x as naive UTC (Plotly has no time zones), y, and each point's source."""
+
+    label: str
+    x: list[datetime]
+    y: list[float | None]
+    source: list[str]
+
+    @property
+    def total(self) -> float:
+        return sum(v for v in self.y if v is not None)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The big number on a metric card: a 30-minute total, or the latest value."""
+
+    label: str
+    value: float | None
+
+
+def group_by_for(metric: MetricInfo) -> tuple[str, ...]:
+    """Split by the first dimension only when the parts add up (count, sum).
+
+    Why: a few lines per type or country read well and sum to the whole; per-group
+    quantiles would not, so those metrics are drawn as one total line.
+    """
+    if metric.additive and metric.dimensions:
+        return (metric.dimensions[0],)
+    return ()
+
+
+def group_label(group: dict[str, str]) -> str:
+    if not group:
+        return "total"
+    return " · ".join(value or "(none)" for value in group.values())
+
+
+def to_naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
+    """One line per group, alphabetical (stable colours across refreshes).
+
+    More than MAX_LINES groups: additive metrics fold the smallest into "other";
+    others keep the largest, since their values cannot be summed.
+    """
+    lines = [
+        Line(
+            label=group_label(series.group),
+            x=[to_naive_utc(p.t) for p in series.points],
+            y=[p.value for p in series.points],
+            source=[p.source for p in series.points],
+        )
+        for series in response.series
+        if series.points
+    ]
+    if len(lines) > MAX_LINES:
+        ranked = sorted(lines, key=lambda line: line.total, reverse=True)
+        kept, rest = ranked[: MAX_LINES - 1], ranked[MAX_LINES - 1 :]
+        lines = [*kept, _fold(rest)] if additive else ranked[:MAX_LINES]
+    return sorted(lines, key=lambda line: (line.label == OTHER, line.label))
+
+
+def _fold(lines: list[Line]) -> Line:
+    """Sum several lines point by point; a window fed by different sources is "mixed"."""
+    values: dict[datetime, float] = defaultdict(float)
+    sources: dict[datetime, set[str]] = defaultdict(set)
+    for line in lines:
+        for x, y, source in zip(line.x, line.y, line.source, strict=True):
+            if y is not None:
+                values[x] += y
+                sources[x].add(source)
+    xs = sorted(values)
+    return Line(
+        label=OTHER,
+        x=xs,
+        y=[values[x] for x in xs],
+        source=[next(iter(sources[x])) if len(sources[x]) == 1 else "mixed" for x in xs],
+    )
+
+
+def latest_point(response: SeriesResponse) -> Point | None:
+    """The newest window that has a value, over all groups."""
+    points = [p for s in response.series for p in s.points if p.value is not None]
+    return max(points, key=lambda p: p.t, default=None)
+
+
+def has_values(lines: list[Line]) -> bool:
+    return any(v is not None for line in lines for v in line.y)
+
+
+def headline(metric: MetricInfo, response: SeriesResponse) -> Headline:
+    """Additive metrics: the total over the range; others: the newest value.
+
+    Why not a total for quantiles: a sum of p95s means nothing. group_by_for keeps
+    such metrics to one line, so "latest" is unambiguous.
+    """
+    if metric.additive:
+        values = [p.value for s in response.series for p in s.points if p.value is not None]
+        return Headline("total", sum(values) if values else None)
+    newest = latest_point(response)
+    return Headline("latest", newest.value if newest else None)

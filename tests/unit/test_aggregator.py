@@ -1,0 +1,112 @@
+"""The speed layer's per-partition window state: event time, lateness, re-delivery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from speed_layer.aggregator import PartitionAggregator
+from stratum.metrics import MetricDefinition, parse_catalog
+
+MINUTE = 60_000
+T0 = 1_795_309_200_000  # a minute boundary
+FAR_FUTURE = 2**50
+
+
+def _metrics() -> tuple[MetricDefinition, ...]:
+    return parse_catalog({"metric": [
+        {"name": "events", "aggregation": "count", "dimensions": ["country"]},
+        {"name": "revenue", "aggregation": "sum", "field": "amount",
+         "where": {"type": "purchase"}},
+        {"name": "p95", "aggregation": "quantile", "quantile": 0.95, "field": "latency_ms"},
+    ]}).metrics
+
+
+def _ev(i: int, ts: int, **extra: Any) -> dict[str, Any]:
+    return {"event_id": f"e{i}", "ts": ts, "type": "view", "country": "DE", **extra}
+
+
+def _counts(agg: PartitionAggregator) -> dict[tuple[str, int, tuple[str, ...]], int]:
+    return {k: s.count for k, s in agg.windows.items()}
+
+
+def test_events_land_in_their_event_time_window_whatever_the_arrival_order() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(0, [_ev(1, T0 + MINUTE + 5), _ev(2, T0 + 10)], now_ms=FAR_FUTURE)
+    agg.add(1, [_ev(3, T0 + 20, country="FR")], now_ms=FAR_FUTURE)
+    assert _counts(agg) == {("events", T0, ("DE",)): 1, ("events", T0 + MINUTE, ("DE",)): 1,
+                            ("events", T0, ("FR",)): 1}
+
+
+def test_sum_and_quantile_take_only_matching_events_with_the_field() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(0, [_ev(1, T0, type="purchase", amount=10.5, latency_ms=100),
+                _ev(2, T0, type="purchase"),
+                _ev(3, T0, amount=99.0, latency_ms=300)], now_ms=FAR_FUTURE)
+    revenue = agg.windows[("revenue", T0, ())]
+    assert (revenue.count, revenue.sum) == (1, 10.5)
+    p95 = agg.windows[("p95", T0, ())]
+    values, weights = p95.sample()
+    assert p95.count == 2 and sorted(values) == [100.0, 300.0] and weights == [1, 1]
+
+
+@pytest.mark.parametrize(("late_ts", "is_late"), [
+    (T0 + 2 * MINUTE, False),         # window [2m, 3m) ends after the watermark (2m)
+    (T0 + MINUTE + 59_999, True),     # window [1m, 2m) ends at the watermark: final
+    (T0 + 5, True),                   # window [0, 1m): long final
+])
+def test_events_for_windows_the_watermark_passed_are_late(late_ts: int, is_late: bool) -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(0, [_ev(1, T0 + 3 * MINUTE)], now_ms=FAR_FUTURE)  # watermark = T0 + 2m
+    result = agg.add(1, [_ev(2, late_ts)], now_ms=FAR_FUTURE)
+    assert (len(result.late) == 1) is is_late
+    assert (("events", late_ts - late_ts % MINUTE, ("DE",)) in agg.windows) is not is_late
+
+
+def test_the_watermark_never_runs_ahead_of_the_wall_clock() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(0, [_ev(1, T0 + 10 * 3_600_000)], now_ms=T0)  # a clock 10 h fast
+    assert agg.watermark_ms == T0 - MINUTE
+    assert agg.add(1, [_ev(2, T0)], now_ms=T0).late == []
+
+
+def test_a_redelivered_message_is_not_counted_twice() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(5, [_ev(1, T0)], now_ms=FAR_FUTURE)
+    agg.add(5, [_ev(1, T0)], now_ms=FAR_FUTURE)
+    agg.add(3, [_ev(0, T0)], now_ms=FAR_FUTURE)
+    assert _counts(agg)[("events", T0, ("DE",))] == 1
+
+
+def test_recovery_skips_per_window_what_the_stored_state_already_holds() -> None:
+    """Crash after window A (through offset 7) was stored but before the checkpoint
+    (offset 4) was: offsets 5..7 come again; A must not count them twice, B must."""
+    first = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    for offset in range(8):
+        first.add(offset, [_ev(offset, T0)], now_ms=FAR_FUTURE)
+    stored_a = first.windows[("events", T0, ("DE",))]
+    assert stored_a.count == 8
+
+    resumed = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    resumed.recover(through_offset=4, max_event_ms=T0,
+                    rows=[(("events", T0, ("DE",)), stored_a, 7)])
+    for offset in range(5, 10):
+        resumed.add(offset, [_ev(offset, T0), _ev(100 + offset, T0, country="FR")],
+                    now_ms=FAR_FUTURE)
+    assert resumed.windows[("events", T0, ("DE",))].count == 10
+    assert resumed.windows[("events", T0, ("FR",))].count == 5
+
+
+def test_drain_restore_and_evict() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=0)
+    agg.add(0, [_ev(1, T0)], now_ms=FAR_FUTURE)
+    rows = agg.drain()
+    assert {r.key[0] for r in rows} == {"events"} and not any(r.final for r in rows)
+    agg.restore(rows)                      # a failed write: the same windows stay dirty
+    assert agg.drain()
+    agg.add(1, [_ev(2, T0 + MINUTE)], now_ms=FAR_FUTURE)  # watermark = T0 + 1m: T0 final
+    rows = agg.drain()
+    assert {(r.key[1], r.final) for r in rows} == {(T0 + MINUTE, False)}
+    assert agg.evict_final() == 1
+    assert set(agg.windows) == {("events", T0 + MINUTE, ("DE",))}

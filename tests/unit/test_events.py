@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingest.parsing import BodyError, parse_events
+from stratum.events import EventError, decode_message, encode_events, validate_event
+
+NOW = 1_795_309_466_487
+
+
+def _event(**extra: Any) -> dict[str, Any]:
+    return {"event_id": "e1", "ts": "2026-11-21T10:00:00Z", "type": "purchase", **extra}
+
+
+def test_a_valid_event_is_normalised_to_epoch_ms() -> None:
+    event = validate_event(_event(country="DE", amount=12.5, latency_ms=130, note=None),
+                           now_ms=NOW)
+    assert event == {"event_id": "e1", "ts": 1_795_255_200_000, "type": "purchase",
+                     "country": "DE", "amount": 12.5, "latency_ms": 130}
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"ts": 1, "type": "t"}, "event_id: is required"),
+    ({"event_id": "e", "ts": 1}, "type: is required"),
+    ({"event_id": "e", "type": "t"}, "ts: is required"),
+    ({"event_id": 7, "ts": 1, "type": "t"}, "event_id: must be a string, got int"),
+    ({"event_id": "", "ts": 1, "type": "t"}, "event_id: must not be empty"),
+    (_event(ts="2026-11-21T10:00:00"), "ts: '2026-11-21T10:00:00' has no time zone"),
+    (_event(ts="yesterday"), "ts: 'yesterday' is not ISO-8601"),
+    (_event(ts=True), "ts: must be an ISO-8601 string or epoch milliseconds, not a boolean"),
+    (_event(ts=-5), "ts: is before 1970"),
+    (_event(ts=NOW + 2 * 86_400_000), "ts: is more than 24 hours in the future"),
+    (_event(country={"a": 1}), "country: must be a string (dimension) or a number (measure), "
+                               "got object"),
+    (_event(flag=True), "flag: must be a string (dimension) or a number (measure), got boolean"),
+    (_event(tags=["a"]), "tags: must be a string (dimension) or a number (measure), got array"),
+    (_event(page="x" * 2000), "page: is 2000 characters long; the limit is 1024"),
+    ({f"f{i}": 1 for i in range(70)}, "has 70 fields; the limit is 64"),
+    ("just a string", "an event must be a JSON object, got string"),
+])
+def test_each_schema_violation_names_its_field(raw: Any, message: str) -> None:
+    with pytest.raises(EventError) as info:
+        validate_event(raw, now_ms=NOW)
+    assert str(info.value).startswith(message)
+
+
+def test_messages_round_trip_and_foreign_single_events_are_validated() -> None:
+    events = [validate_event(_event(event_id=f"e{i}"), now_ms=NOW) for i in range(3)]
+    decoded, bad = decode_message(encode_events(events))
+    assert decoded == events and bad == []
+    decoded, bad = decode_message(b'{"event_id":"x","ts":"2026-11-21T10:00:00Z","type":"a"}')
+    assert decoded[0]["ts"] == 1_795_255_200_000 and bad == []
+    decoded, bad = decode_message(b'[{"event_id":"x","ts":1,"type":"a"},{"event_id":"y"}]')
+    assert len(decoded) == 1 and bad == [(1, "type: is required")]
+
+
+def test_a_bad_line_does_not_sink_its_neighbours() -> None:
+    body = b'{"event_id":"a","ts":1,"type":"t"}\n{not json\n{"event_id":"b","ts":2,"type":"t"}\n'
+    batch = parse_events(body, now_ms=NOW)
+    assert [e["event_id"] for e in batch.events] == ["a", "b"]
+    assert [(r.index, r.error.split(" is ")[0]) for r in batch.rejected] == [(1, "line 2")]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"", "the body is empty"),
+    (b"   \n ", "the body is empty"),
+    (b"\xff\xfe", "the body is not UTF-8"),
+    (b"[1, 2", "the body starts like a JSON array but is not valid JSON"),
+    (b"garbage", "the body is neither a JSON array nor NDJSON"),
+])
+def test_unreadable_bodies_are_400s(body: bytes, message: str) -> None:
+    with pytest.raises(BodyError, match=message):
+        parse_events(body, now_ms=NOW)

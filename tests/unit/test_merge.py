@@ -1,0 +1,68 @@
+"""The serving merge: how rows become series, and where each point came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.queries import SeriesRequest, assemble, build_sql, source_of, value_sql
+from stratum.aggregation import weighted_quantile
+from stratum.metrics import parse_catalog
+
+CATALOG = parse_catalog({"metric": [
+    {"name": "c", "aggregation": "count", "dimensions": ["country"]},
+    {"name": "s", "aggregation": "sum", "field": "amount"},
+    {"name": "a", "aggregation": "avg", "field": "amount"},
+    {"name": "q", "aggregation": "quantile", "field": "x", "quantile": 0.99},
+]})
+
+
+@pytest.mark.parametrize(("all_batch", "any_batch", "source"), [
+    (1, 1, "batch"), (0, 0, "speed"), (0, 1, "mixed")])
+def test_each_point_says_where_it_came_from(all_batch: int, any_batch: int, source: str
+                                            ) -> None:
+    assert source_of(all_batch, any_batch) == source
+
+
+@pytest.mark.parametrize(("name", "sql"), [
+    ("c", "toFloat64(sum(count))"),
+    ("s", "sum(sum)"),
+    ("a", "sum(sum) / nullIf(sum(count), 0)"),
+    ("q", "quantileExactWeightedArray(0.99)(q_values, q_weights)"),
+])
+def test_values_roll_up_from_state_never_from_finished_values(name: str, sql: str) -> None:
+    metric = CATALOG.get(name)
+    assert metric is not None
+    assert value_sql(metric) == sql
+
+
+def test_assemble_groups_and_orders_points() -> None:
+    rows = [(120, "FR", 2.0, 0, 0, 2), (60, "DE", 5.0, 1, 1, 5), (0, "DE", 1.0, 1, 1, 1)]
+    series = assemble(rows, ["country"])
+    assert [s.group for s in series] == [{"country": "DE"}, {"country": "FR"}]
+    assert [(p.t_ms, p.value, p.source) for p in series[0].points] == [
+        (0, 1.0, "batch"), (60, 5.0, "batch")]
+    assert series[1].points[0].source == "speed"
+
+
+def test_no_horizon_means_nothing_comes_from_batch() -> None:
+    metric = CATALOG.get("c")
+    assert metric is not None
+    _, params = build_sql(SeriesRequest(metric, 0, 120_000, 60_000), "db", 0, None)
+    assert params["has_batch"] == 0
+    _, params = build_sql(SeriesRequest(metric, 0, 120_000, 60_000), "db", 0, 120_000)
+    assert params["has_batch"] == 1
+    assert params["until"].timestamp() * 1000 == 60_000  # windows ending at the horizon
+
+
+@pytest.mark.parametrize(("values", "weights", "q", "expected"), [
+    ([1, 2, 3, 4], [1, 1, 1, 1], 0.5, 2),
+    ([1, 2, 3, 4], [1, 1, 1, 1], 0.95, 4),
+    ([5], [3], 0.5, 5),
+    ([1, 10], [9, 1], 0.9, 1),
+    ([1, 10], [9, 1], 0.95, 10),
+    ([], [], 0.5, None),
+])
+def test_reference_quantile_matches_clickhouse_definition(values: list[float],
+                                                          weights: list[int], q: float,
+                                                          expected: float | None) -> None:
+    assert weighted_quantile(values, weights, q) == expected
