@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage
 from stratum.storage.jobs import JobStore
@@ -59,6 +60,10 @@ def value_sql(metric: MetricDefinition) -> str:
             return "if(sum(count) = 0, NULL, max(max))"
         case Aggregation.AVG:
             return "sum(sum) / nullIf(sum(count), 0)"
+        case Aggregation.DISTINCT:
+            # The union of hash samples, cut at the smallest theta (KMV / theta sketch).
+            return ("length(arrayFilter(h -> h < min(d_theta), groupUniqArrayArray(d_hashes)))"
+                    f" / (min(d_theta) / {MAX_HASH})")
         case Aggregation.QUANTILE:
             q = float(metric.quantile or 0.5)  # validated 0 < q < 1 at load
             return f"quantileExactWeightedArray({q!r})(q_values, q_weights)"
@@ -96,7 +101,7 @@ def build_sql(req: SeriesRequest, database: str, generation: int, horizon_ms: in
         groups.append(f"dims[{{gk{i}:String}}] AS g{i}")
     group_select = "".join(f", {g}" for g in groups)
     group_names = "".join(f", g{i}" for i in range(len(req.group_by)))
-    state = "window_start, dims, count, sum, min, max, q_values, q_weights"
+    state = "window_start, dims, count, sum, min, max, q_values, q_weights, d_hashes, d_theta"
     range_where = ("metric = {m:String} AND window_ms = {w:UInt32} "
                    "AND window_start >= {start:DateTime64(3)} "
                    "AND window_start < {end:DateTime64(3)}")

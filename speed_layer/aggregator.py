@@ -35,6 +35,7 @@ class _Compiled:
     window_ms: int
     field: str | None
     sketch: bool
+    distinct: bool
 
 
 @dataclass(slots=True)
@@ -62,7 +63,8 @@ class AddResult:
 class PartitionAggregator:
     def __init__(self, metrics: Sequence[MetricDefinition], lateness_ms: int) -> None:
         self._compiled = [
-            _Compiled(m, m.window_ms, m.field, m.aggregation == Aggregation.QUANTILE)
+            _Compiled(m, m.window_ms, m.field, m.aggregation == Aggregation.QUANTILE,
+                      m.aggregation == Aggregation.DISTINCT)
             for m in metrics
         ]
         self._by_name = {c.metric.name: c for c in self._compiled}
@@ -107,7 +109,7 @@ class PartitionAggregator:
                     continue
                 state = self.windows.get(key)
                 if state is None:
-                    state = self.windows[key] = new_state(c.sketch)
+                    state = self.windows[key] = new_state(c.sketch, c.distinct)
                 state.add(event[c.field] if c.field else None)
                 self.dirty.add(key)
             if is_late:
@@ -157,10 +159,6 @@ class PartitionAggregator:
             self.windows[key] = state
             self.held_through[key] = held
             self.max_held_offset = max(self.max_held_offset, held)
-
-    def needs_sketch(self, metric_name: str) -> bool:
-        c = self._by_name.get(metric_name)
-        return c is not None and c.sketch
 
     def checkpoint(self) -> dict[str, Any]:
         return {"through_offset": self.through_offset, "watermark_ms": self.watermark_ms,

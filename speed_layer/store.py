@@ -13,7 +13,8 @@ from stratum.storage import Storage
 
 WINDOW_COLUMNS = [
     "generation", "metric", "window_ms", "window_start", "dims", "group_key", "source_id",
-    "count", "sum", "min", "max", "q_values", "q_weights", "through_offset", "final",
+    "count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
+    "through_offset", "final",
     "updated_at",
 ]
 CHECKPOINT_COLUMNS = [
@@ -44,7 +45,8 @@ class SpeedStore:
                 self.generation, metric, row.window_ms, _utc(start_ms),
                 dict(zip(row.dimensions, group, strict=True)), row.group_key, source_id,
                 columns["count"], columns["sum"], columns["min"], columns["max"],
-                columns["q_values"], columns["q_weights"], through, int(row.final), now,
+                columns["q_values"], columns["q_weights"], columns["d_hashes"],
+                columns["d_theta"], through, int(row.final), now,
             ])
         if values:
             self.storage.insert("speed_windows", values, WINDOW_COLUMNS)
@@ -72,7 +74,8 @@ class SpeedStore:
         rows = self.storage.query_dicts(
             "SELECT metric, toUnixTimestamp64Milli(window_start) AS start_ms, window_ms, "
             "mapValues(dims) AS _v, mapKeys(dims) AS _k, count, sum, min, max, q_values, "
-            f"q_weights, through_offset FROM {self.storage.database}.speed_windows FINAL "
+            "q_weights, d_hashes, d_theta, through_offset "
+            f"FROM {self.storage.database}.speed_windows FINAL "
             "WHERE generation = {g:UInt32} AND source_id = {s:String} "
             "AND toUnixTimestamp64Milli(window_start) + window_ms > {w:Int64}",
             {"g": self.generation, "s": source_id, "w": watermark_ms},
@@ -83,8 +86,9 @@ class SpeedStore:
             by_dim = dict(zip(row["_k"], row["_v"], strict=True))
             if metric is None or set(by_dim) != set(metric.dimensions):
                 continue  # the definition changed since: a replay rebuilds it
-            sketch = metric.aggregation == Aggregation.QUANTILE
+            state = WindowState.from_columns(
+                row, with_sketch=metric.aggregation == Aggregation.QUANTILE,
+                with_distinct=metric.aggregation == Aggregation.DISTINCT)
             key = (metric.name, int(row["start_ms"]), tuple(by_dim[d] for d in metric.dimensions))
-            recovered.append((key, WindowState.from_columns(row, with_sketch=sketch),
-                              int(row["through_offset"])))
+            recovered.append((key, state, int(row["through_offset"])))
         return recovered

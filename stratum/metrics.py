@@ -34,10 +34,11 @@ class Aggregation(StrEnum):
     MAX = "max"
     AVG = "avg"
     QUANTILE = "quantile"
+    DISTINCT = "distinct"
 
 
 FIELD_AGGREGATIONS = {Aggregation.SUM, Aggregation.MIN, Aggregation.MAX, Aggregation.AVG,
-                      Aggregation.QUANTILE}
+                      Aggregation.QUANTILE, Aggregation.DISTINCT}
 
 FilterValue = str | list[str]
 
@@ -82,7 +83,8 @@ class MetricDefinition(BaseModel):
     @model_validator(mode="after")
     def _field_rules(self) -> MetricDefinition:
         if self.aggregation in FIELD_AGGREGATIONS and not self.field:
-            raise ValueError(f"aggregation {self.aggregation} needs a numeric field = \"...\"")
+            kind = "a" if self.aggregation == Aggregation.DISTINCT else "a numeric"
+            raise ValueError(f"aggregation {self.aggregation} needs {kind} field = \"...\"")
         if self.aggregation == Aggregation.COUNT and self.field:
             raise ValueError("aggregation count takes no field (it counts matching events)")
         if self.field in RESERVED:
@@ -106,6 +108,8 @@ class MetricDefinition(BaseModel):
                 return False
         if self.field is not None:
             value = event.get(self.field)
+            if self.aggregation == Aggregation.DISTINCT:
+                return value is not None
             return isinstance(value, int | float) and not isinstance(value, bool)
         return True
 

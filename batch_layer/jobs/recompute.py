@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 
 from batch_layer import writer
+from stratum.aggregation import MAX_HASH, value_hash
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
@@ -41,7 +42,7 @@ MINUTE_MS = 60_000
 BASE_COLUMNS = ("event_id", "ts", "type", "offset")
 # Internal column names cannot clash with event fields (an event may have a "count").
 TS_MS, WINDOW_START, VALUE, N, S = "__ts_ms", "__window_start", "__value", "__n", "__s"
-STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights")
+STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,11 @@ class RecomputeResult:
 
 def needed_fields(catalog: MetricCatalog) -> tuple[list[str], list[str]]:
     """(numeric, string) archive fields the catalog reads; ``type`` is a base column."""
-    numeric = sorted({m.field for m in catalog.metrics if m.field})
+    numeric = sorted({m.field for m in catalog.metrics
+                      if m.field and m.aggregation != Aggregation.DISTINCT})
     strings = {name for m in catalog.metrics for name in (*m.dimensions, *m.where)}
+    strings |= {m.field for m in catalog.metrics
+                if m.field and m.aggregation == Aggregation.DISTINCT}
     return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
 
 
@@ -125,11 +129,22 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
         *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
     ).filter(pl.col(WINDOW_START) + size <= horizon_ms)
     no_sample = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
-                 "q_weights": pl.lit([], dtype=pl.List(pl.UInt64))}
+                 "q_weights": pl.lit([], dtype=pl.List(pl.UInt64)),
+                 "d_hashes": pl.lit([], dtype=pl.List(pl.UInt64)),
+                 "d_theta": pl.lit(MAX_HASH, dtype=pl.UInt64)}
     if metric.field is None:
         counted = selected.group_by(keys).agg(pl.len().alias("count"))
         return counted.with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
                                     **no_sample)
+    if metric.aggregation == Aggregation.DISTINCT:
+        # Every distinct value's hash (exact), hashed as the speed layer hashes it.
+        hashed = selected.with_columns(pl.col(VALUE).map_batches(
+            _hash_values, return_dtype=pl.UInt64).alias(VALUE))
+        return hashed.group_by(keys).agg(
+            pl.len().alias("count"), pl.col(VALUE).unique().sort().alias("d_hashes"),
+        ).with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
+                       q_values=no_sample["q_values"], q_weights=no_sample["q_weights"],
+                       d_theta=no_sample["d_theta"])
     if metric.aggregation == Aggregation.QUANTILE:
         # The exact sample: each distinct value once, weighted by how often it occurs.
         per_value = selected.group_by([*keys, VALUE]).agg(
@@ -139,11 +154,20 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
             pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
             pl.col(VALUE).sort().alias("q_values"),
             pl.col(N).sort_by(VALUE).alias("q_weights"),
-        )
+        ).with_columns(d_hashes=no_sample["d_hashes"], d_theta=no_sample["d_theta"])
     return selected.group_by(keys).agg(
         pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
         pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
     ).with_columns(**no_sample)
+
+
+def _hash_values(values: pl.Series) -> pl.Series:
+    """``value_hash`` once per distinct value of the batch, then mapped back."""
+    unique = values.unique()
+    hashes = pl.Series([value_hash(v) for v in unique.to_list()], dtype=pl.UInt64)
+    lookup = pl.DataFrame({"v": unique, "h": hashes})
+    return pl.DataFrame({"v": values}).join(lookup, on="v", how="left",
+                                            maintain_order="left")["h"]
 
 
 def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:

@@ -25,7 +25,9 @@ STATE_COLUMNS = """
     min Float64,
     max Float64,
     q_values Array(Float64),
-    q_weights Array(UInt64)"""
+    q_weights Array(UInt64),
+    d_hashes Array(UInt64),
+    d_theta UInt64 DEFAULT 9223372036854775807"""
 
 WINDOW_KEY_COLUMNS = """
     metric LowCardinality(String),
@@ -88,6 +90,11 @@ ORDER BY (metric, hour_start)""",
     updated_at DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY job_id""",
+        # Migrations of tables created by earlier versions: idempotent.
+        *(f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
+          for table in ("speed_windows", "batch_windows")
+          for column in ("d_hashes Array(UInt64) AFTER q_weights",
+                         "d_theta UInt64 DEFAULT 9223372036854775807 AFTER d_hashes")),
         f"""CREATE TABLE IF NOT EXISTS {db}.kv (
     key String,
     value String,

@@ -9,9 +9,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stratum.aggregation import value_hash
 from stratum.archive import archive_root, write_partition_range
 from stratum.events import Event
-from stratum.metrics import MetricDefinition
+from stratum.metrics import Aggregation, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage
 
@@ -36,6 +37,7 @@ class Expected:
 
     count: int = 0
     values: list[float] = field(default_factory=list)
+    hashes: set[int] = field(default_factory=set)
 
 
 def first_by_offset(files: Iterable[Sequence[tuple[int, Event]]]) -> list[Event]:
@@ -58,7 +60,8 @@ def reference(metric: MetricDefinition, events: Iterable[Event], horizon_ms: int
         if not all(_passes(event.get(k), want) for k, want in metric.where.items()):
             continue
         value = event.get(metric.field) if metric.field else None
-        if metric.field and not isinstance(value, int | float):
+        distinct = metric.aggregation == Aggregation.DISTINCT
+        if metric.field and (value is None if distinct else not isinstance(value, int | float)):
             continue
         start = event["ts"] // size * size
         if start + size > horizon_ms:
@@ -66,7 +69,9 @@ def reference(metric: MetricDefinition, events: Iterable[Event], horizon_ms: int
         group = tuple("" if event.get(d) is None else str(event[d]) for d in metric.dimensions)
         slot = out[(start, group)]
         slot.count += 1
-        if value is not None:
+        if distinct:
+            slot.hashes.add(value_hash(value))
+        elif value is not None:
             slot.values.append(float(value))
     return dict(out)
 

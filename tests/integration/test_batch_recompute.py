@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
-from stratum.aggregation import weighted_quantile
+from stratum.aggregation import MAX_HASH, weighted_quantile
 from stratum.events import Event
 from stratum.groups import group_key
-from stratum.metrics import MetricCatalog, load_catalog, parse_catalog
+from stratum.metrics import Aggregation, MetricCatalog, load_catalog, parse_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage
 from tests.integration.batch_support import (
@@ -100,7 +100,8 @@ def _served(storage: Storage) -> list[dict[str, Any]]:
         """SELECT w.metric AS metric, toUnixTimestamp64Milli(w.window_start) AS start_ms,
                   w.window_ms AS window_ms, w.group_key AS group_key, w.dims AS dims,
                   w.count AS count, w.sum AS sum, w.min AS min, w.max AS max,
-                  w.q_values AS q_values, w.q_weights AS q_weights, w.version AS version
+                  w.q_values AS q_values, w.q_weights AS q_weights,
+                  w.d_hashes AS d_hashes, w.d_theta AS d_theta, w.version AS version
            FROM stratum.batch_windows AS w
            INNER JOIN (SELECT metric, hour_start, version FROM stratum.batch_coverage FINAL) AS c
              ON w.metric = c.metric AND w.version = c.version
@@ -126,7 +127,10 @@ def _check_against_reference(storage: Storage, catalog: MetricCatalog,
             assert row["window_ms"] == metric.window_ms
             assert row["dims"] == dict(zip(metric.dimensions, group, strict=True))
             assert row["count"] == want.count, (metric.name, start, group)
-            if metric.field is None:
+            if metric.aggregation == Aggregation.DISTINCT:
+                assert row["d_hashes"] == sorted(want.hashes)
+                assert row["d_theta"] == MAX_HASH  # batch keeps every hash: exact
+            if metric.field is None or metric.aggregation == Aggregation.DISTINCT:
                 assert (row["sum"], row["min"], row["max"]) == (0.0, 0.0, 0.0)
             else:
                 assert row["sum"] == pytest.approx(sum(want.values))
@@ -150,7 +154,7 @@ def test_recompute_matches_plain_python(settings: Settings, storage: Storage,
     assert result.horizon == datetime.fromtimestamp(HORIZON / 1000, tz=UTC)
     assert result.rows_in == len(events) == 600 + 5
     assert result.rows_out == storage.query("SELECT count() FROM stratum.batch_windows")[0][0]
-    assert [s.phase for s in steps] == ["read", "metric", "metric", "metric",
+    assert [s.phase for s in steps] == ["read", *["metric"] * len(catalog.metrics),
                                         "windows_written", "coverage_written"]
     assert steps[-1].units_done == steps[-1].units_total == len(catalog.metrics) + 2
     _check_against_reference(storage, catalog, events)

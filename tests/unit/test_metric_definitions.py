@@ -15,7 +15,7 @@ def _one(**fields: Any) -> dict[str, Any]:
 
 def test_the_shipped_definitions_load() -> None:
     catalog = load_catalog(DEFAULT_METRICS_FILE)
-    assert catalog.names == ["events", "revenue", "latency_p95"]
+    assert catalog.names == ["events", "revenue", "latency_p95", "unique_users"]
 
 
 @pytest.mark.parametrize(("data", "message"), [
