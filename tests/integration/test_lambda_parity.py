@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from batch_layer.jobs.recompute import recompute
 from serving.queries import MetricReader, SeriesRequest, value_sql
