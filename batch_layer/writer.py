@@ -49,32 +49,39 @@ def write_windows(storage: Storage, table: pa.Table) -> int:
     return int(table.num_rows)
 
 
-def covered_hours(storage: Storage) -> dict[str, set[int]]:
-    """Hours (epoch ms) that already have coverage, per metric."""
-    rows = storage.query(f"SELECT DISTINCT metric, toUnixTimestamp(hour_start) * 1000 "
-                         f"FROM {storage.database}.batch_coverage FINAL")
-    hours: dict[str, set[int]] = {}
-    for metric, hour_ms in rows:
-        hours.setdefault(str(metric), set()).add(int(hour_ms))
-    return hours
-
-
 def covered_versions(storage: Storage) -> set[int]:
     rows = storage.query(f"SELECT DISTINCT version FROM {storage.database}.batch_coverage FINAL")
     return {int(row[0]) for row in rows}
 
 
-def write_coverage(storage: Storage, metrics: Iterable[str], snapshot_hours: set[int],
+def coverage_horizons(storage: Storage) -> dict[tuple[str, int], int]:
+    """(metric, hour ms) -> the horizon (ms) its covering version is final to."""
+    rows = storage.query(f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
+                         f"toUnixTimestamp64Milli(horizon) "
+                         f"FROM {storage.database}.batch_coverage FINAL")
+    return {(str(m), int(h)): int(z) for m, h, z in rows}
+
+
+def processed_files(storage: Storage) -> set[str]:
+    rows = storage.query(f"SELECT path FROM {storage.database}.archive_files")
+    return {str(row[0]) for row in rows}
+
+
+def record_files(storage: Storage, paths: Iterable[str], version: int) -> None:
+    """Remember which archive files a finished run read (after its coverage is in)."""
+    rows = [[path, version] for path in paths]
+    for start in range(0, len(rows), INSERT_BATCH_ROWS):
+        storage.insert("archive_files", rows[start:start + INSERT_BATCH_ROWS],
+                       ("path", "version"))
+
+
+def write_coverage(storage: Storage, metrics: Iterable[str], hours: set[int],
                    version: int, horizon_ms: int) -> int:
-    """Point every hour before the horizon that the snapshot holds, or that was covered
-    before (its events may all have been duplicates), at ``version``."""
-    existing = covered_hours(storage)
+    """Point the recomputed hours that start before the horizon at ``version``, final
+    up to ``horizon_ms``."""
     horizon = utc_datetime(horizon_ms)
-    rows = []
-    for metric in metrics:
-        hours = snapshot_hours | existing.get(metric, set())
-        rows += [[metric, utc_datetime(h), version, horizon]
-                 for h in sorted(hours) if h < horizon_ms]
+    rows = [[metric, utc_datetime(h), version, horizon]
+            for metric in metrics for h in sorted(hours) if h < horizon_ms]
     storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
     return len(rows)
 

@@ -70,6 +70,23 @@ def value_sql(metric: MetricDefinition) -> str:
     raise AssertionError(metric.aggregation)
 
 
+def default_step_ms(metric: MetricDefinition) -> int:
+    return metric.hop_ms
+
+
+def step_problem(metric: MetricDefinition, step_ms: int) -> str | None:
+    """Why a step cannot be answered from stored windows, or None. Hopping windows
+    overlap, so adding them up would count events several times: their step is the hop."""
+    if metric.hop is not None:
+        if step_ms != metric.hop_ms:
+            return (f"{metric.name} has hopping windows ({metric.windows[0]} every "
+                    f"{metric.hop}): the step must be {metric.hop}")
+        return None
+    if step_ms % metric.window_ms:
+        return f"step must be a multiple of {metric.windows[0]}"
+    return None
+
+
 def source_of(all_batch: int, any_batch: int) -> str:
     if all_batch:
         return "batch"
@@ -80,20 +97,19 @@ def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def build_sql(req: SeriesRequest, database: str, generation: int, horizon_ms: int | None
+def build_sql(req: SeriesRequest, database: str, generation: int
               ) -> tuple[str, dict[str, Any]]:
+    """One statement: batch windows where their hour's coverage makes them final, live
+    speed windows everywhere else, rolled up to the step and the groups."""
     metric = req.metric
-    window_ms = metric.window_ms
-    batch_until_ms = (horizon_ms - window_ms) if horizon_ms is not None else -1
     params: dict[str, Any] = {
-        "m": metric.name, "w": window_ms, "g": generation, "step": req.step_ms,
+        "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
         "start": _utc(req.start_ms), "end": _utc(req.end_ms),
-        "until": _utc(max(batch_until_ms, 0)), "has_batch": int(batch_until_ms >= 0),
     }
     filters = []
     for i, (dim, values) in enumerate(sorted(req.filters.items())):
         params[f"fk{i}"], params[f"fv{i}"] = dim, list(values)
-        filters.append(f" AND dims[{{fk{i}:String}}] IN {{fv{i}:Array(String)}}")
+        filters.append(f" AND t.dims[{{fk{i}:String}}] IN {{fv{i}:Array(String)}}")
     where_filters = "".join(filters)
     groups = []
     for i, dim in enumerate(req.group_by):
@@ -101,13 +117,17 @@ def build_sql(req: SeriesRequest, database: str, generation: int, horizon_ms: in
         groups.append(f"dims[{{gk{i}:String}}] AS g{i}")
     group_select = "".join(f", {g}" for g in groups)
     group_names = "".join(f", g{i}" for i in range(len(req.group_by)))
-    state = "window_start, dims, count, sum, min, max, q_values, q_weights, d_hashes, d_theta"
-    range_where = ("metric = {m:String} AND window_ms = {w:UInt32} "
-                   "AND window_start >= {start:DateTime64(3)} "
-                   "AND window_start < {end:DateTime64(3)}")
+    state = ", ".join(f"t.{c} AS {c}" for c in (
+        "window_start", "dims", "count", "sum", "min", "max", "q_values", "q_weights",
+        "d_hashes", "d_theta"))
+    range_where = ("t.metric = {m:String} AND t.window_ms = {w:UInt32} "
+                   "AND t.window_start >= {start:DateTime64(3)} "
+                   "AND t.window_start < {end:DateTime64(3)}")
     sql = f"""
 WITH covered AS (
-    SELECT hour_start, version FROM {database}.batch_coverage FINAL
+    SELECT hour_start, version,
+           horizon - toIntervalMillisecond({{w:UInt32}}) AS until
+    FROM {database}.batch_coverage FINAL
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
       AND hour_start < {{end:DateTime64(3)}}
 )
@@ -116,19 +136,21 @@ SELECT intDiv(toUnixTimestamp64Milli(window_start), {{step:Int64}}) * {{step:Int
        {value_sql(metric)} AS value,
        min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n
 FROM (
-    SELECT {state}, 1 AS is_batch FROM {database}.batch_windows
-    WHERE {range_where}{where_filters}
-      AND {{has_batch:UInt8}} = 1 AND window_start <= {{until:DateTime64(3)}}
-      AND (toStartOfHour(window_start), version) IN (SELECT hour_start, version FROM covered)
+    SELECT {state}, 1 AS is_batch
+    FROM {database}.batch_windows AS t
+    INNER JOIN covered AS c
+        ON c.hour_start = toStartOfHour(t.window_start) AND c.version = t.version
+    WHERE {range_where}{where_filters} AND t.window_start <= c.until
     UNION ALL
-    SELECT {state}, 0 AS is_batch FROM {database}.speed_windows FINAL
-    WHERE generation = {{g:UInt32}} AND {range_where}{where_filters}
-      AND NOT ({{has_batch:UInt8}} = 1 AND window_start <= {{until:DateTime64(3)}}
-               AND toStartOfHour(window_start) IN (SELECT hour_start FROM covered))
+    SELECT {state}, 0 AS is_batch
+    FROM {database}.speed_windows AS t FINAL
+    LEFT JOIN covered AS c ON c.hour_start = toStartOfHour(t.window_start)
+    WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}
+      AND NOT (c.version != 0 AND t.window_start <= c.until)
 )
 GROUP BY bucket{group_names}
 ORDER BY {(group_names[2:] + ", ") if group_names else ""}bucket
-SETTINGS do_not_merge_across_partitions_select_final = 1"""
+SETTINGS do_not_merge_across_partitions_select_final = 1, join_use_nulls = 0"""
     return sql, params
 
 
@@ -167,5 +189,5 @@ class MetricReader:
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         horizon = self.horizon_ms()
-        sql, params = build_sql(req, self.storage.database, self.live_generation(), horizon)
+        sql, params = build_sql(req, self.storage.database, self.live_generation())
         return assemble(self.storage.query(sql, params), req.group_by), horizon

@@ -12,10 +12,20 @@ Watermark: the largest event time seen (capped at the wall clock, so one event s
 far in the future cannot close every window) minus the allowed lateness. A window is
 final once the watermark passes its end; an event for a final window is *late*: it is
 returned to the caller (late-events topic), still archived, and corrected by batch.
+A partition that has been idle for the idle timeout advances its event-time clock with
+the wall clock (:meth:`PartitionAggregator.advance_idle`), so the last window of a quiet
+stream is closed and reported instead of waiting for the next event.
+
+Duplicates: the ids of the last ``dedup_capacity`` events of the partition are kept, and
+an event whose ``event_id`` is among them is dropped (ingest routes an id to one
+partition, so a duplicate meets its original here). Duplicates further apart, or across
+a restart, are counted by the speed layer and corrected by batch, which deduplicates the
+whole archive by ``event_id``.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +46,7 @@ class _Compiled:
     field: str | None
     sketch: bool
     distinct: bool
+    hop_ms: int | None
 
 
 @dataclass(slots=True)
@@ -58,13 +69,15 @@ class AddResult:
     late: list[Event]
     aggregated: int
     skipped: int
+    duplicates: int = 0
 
 
 class PartitionAggregator:
-    def __init__(self, metrics: Sequence[MetricDefinition], lateness_ms: int) -> None:
+    def __init__(self, metrics: Sequence[MetricDefinition], lateness_ms: int,
+                 dedup_capacity: int = 0) -> None:
         self._compiled = [
             _Compiled(m, m.window_ms, m.field, m.aggregation == Aggregation.QUANTILE,
-                      m.aggregation == Aggregation.DISTINCT)
+                      m.aggregation == Aggregation.DISTINCT, m.hop_ms if m.hop else None)
             for m in metrics
         ]
         self._by_name = {c.metric.name: c for c in self._compiled}
@@ -75,6 +88,10 @@ class PartitionAggregator:
         self.max_held_offset = -1
         self.through_offset = -1
         self.max_event_ms = NO_WATERMARK
+        self.last_event_wall_ms: int | None = None
+        self.dedup_capacity = dedup_capacity
+        self._recent_ids: set[str] = set()
+        self._recent_order: deque[str] = deque()
 
     @property
     def watermark_ms(self) -> int:
@@ -89,9 +106,12 @@ class PartitionAggregator:
         check_held = offset <= self.max_held_offset
         watermark = self.watermark_ms
         late: list[Event] = []
-        aggregated = skipped = 0
+        aggregated = skipped = duplicates = 0
         newest = NO_WATERMARK
         for event in events:
+            if self.dedup_capacity and self._seen(event["event_id"]):
+                duplicates += 1
+                continue
             ts: int = event["ts"]
             if ts > newest:
                 newest = ts
@@ -99,37 +119,66 @@ class PartitionAggregator:
             for c in self._compiled:
                 if not c.metric.matches(event):
                     continue
-                start = ts - ts % c.window_ms
-                if start + c.window_ms <= watermark:
-                    is_late = True
-                    continue
-                key = (c.metric.name, start, c.metric.group_of(event))
-                if check_held and offset <= self.held_through.get(key, -1):
-                    skipped += 1
-                    continue
-                state = self.windows.get(key)
-                if state is None:
-                    state = self.windows[key] = new_state(c.sketch, c.distinct)
-                state.add(event[c.field] if c.field else None)
-                self.dirty.add(key)
+                group = c.metric.group_of(event)
+                value = event[c.field] if c.field else None
+                starts = (ts - ts % c.window_ms,) if c.hop_ms is None else \
+                    c.metric.window_starts(ts)
+                for start in starts:
+                    if start + c.window_ms <= watermark:
+                        is_late = True
+                        continue
+                    key = (c.metric.name, start, group)
+                    if check_held and offset <= self.held_through.get(key, -1):
+                        skipped += 1
+                        continue
+                    state = self.windows.get(key)
+                    if state is None:
+                        state = self.windows[key] = new_state(c.sketch, c.distinct)
+                    state.add(value)
+                    self.dirty.add(key)
             if is_late:
                 late.append(event)
             else:
                 aggregated += 1
         if newest != NO_WATERMARK:
             self.max_event_ms = max(self.max_event_ms, min(newest, now_ms))
+            self.last_event_wall_ms = now_ms
         self.through_offset = offset
-        return AddResult(late, aggregated, skipped)
+        return AddResult(late, aggregated, skipped, duplicates)
+
+    def _seen(self, event_id: str) -> bool:
+        if event_id in self._recent_ids:
+            return True
+        self._recent_ids.add(event_id)
+        self._recent_order.append(event_id)
+        if len(self._recent_order) > self.dedup_capacity:
+            self._recent_ids.discard(self._recent_order.popleft())
+        return False
+
+    def advance_idle(self, now_ms: int, idle_timeout_ms: int) -> bool:
+        """After ``idle_timeout_ms`` without events, event time follows the wall clock
+        (minus the timeout). Returns whether the watermark moved."""
+        if self.last_event_wall_ms is None or now_ms - self.last_event_wall_ms < idle_timeout_ms:
+            return False
+        clock = now_ms - idle_timeout_ms
+        if clock <= self.max_event_ms:
+            return False
+        self.max_event_ms = clock
+        return True
 
     def drain(self) -> list[WindowRow]:
-        """Rows for every window changed since the last drain (it stays in memory until
-        :meth:`evict_final`, so a failed write can be retried with :meth:`restore`)."""
+        """Rows for every window changed since the last drain, and for every window the
+        watermark has closed since (written once more, marked final, then evicted). The
+        windows stay in memory until :meth:`evict_final`, so a failed write can be
+        retried with :meth:`restore`."""
         watermark = self.watermark_ms
+        closing = {key for key in self.windows
+                   if key[1] + self._by_name[key[0]].window_ms <= watermark}
         rows = []
-        for key in self.dirty:
+        for key in self.dirty | closing:
             c = self._by_name[key[0]]
             rows.append(WindowRow(key, c.window_ms, c.metric.dimensions, self.windows[key],
-                                  final=key[1] + c.window_ms <= watermark))
+                                  final=key in closing))
         self.dirty = set()
         return rows
 

@@ -70,7 +70,8 @@ class SpeedWorker:
     async def _aggregator(self, partition: int) -> PartitionAggregator:
         agg = self.partitions.get(partition)
         if agg is None:
-            agg = PartitionAggregator(self.catalog.metrics, self.settings.speed.allowed_lateness_ms)
+            agg = PartitionAggregator(self.catalog.metrics, self.settings.speed.allowed_lateness_ms,
+                                      dedup_capacity=self.settings.speed.dedup_ids)
             source = self.source_id(partition)
             checkpoint = await asyncio.to_thread(self.store.load_checkpoint, source)
             if checkpoint is not None:
@@ -97,6 +98,7 @@ class SpeedWorker:
         result = agg.add(message.offset, events, int(time.time() * 1000))
         telemetry.SPEED_EVENTS.inc(result.aggregated)
         telemetry.SPEED_SKIPPED.inc(result.skipped)
+        telemetry.SPEED_DUPLICATES.inc(result.duplicates)
         for index, reason in bad:
             await self._dead_letter(message, index, reason, event.value)
         if result.late:
@@ -130,6 +132,10 @@ class SpeedWorker:
         if time.monotonic() < self._backoff_until:
             return
         async with self._lock:
+            now_ms = int(time.time() * 1000)
+            idle_ms = int(self.settings.speed.idle_timeout_s * 1000)
+            for agg in self.partitions.values():
+                agg.advance_idle(now_ms, idle_ms)
             pending = self.acks.take()
             drained = {p: agg.drain() for p, agg in self.partitions.items()}
             changed = {p: rows for p, rows in drained.items()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stratum.errors import StratumError
 from stratum.events import RESERVED
-from stratum.windows import parse_duration_ms
+from stratum.windows import hopping_window_starts, parse_duration_ms
 
 
 class MetricDefinitionError(StratumError):
@@ -54,6 +54,8 @@ class MetricDefinition(BaseModel):
     where: dict[str, FilterValue] = Field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
     windows: tuple[str, ...] = ("1m",)
+    hop: str | None = Field(None, description="hopping (sliding) windows: the step between "
+                            "window starts; the window size is the single entry of windows")
     unit: str = ""
 
     @field_validator("windows")
@@ -91,12 +93,31 @@ class MetricDefinition(BaseModel):
             raise ValueError(f"field {self.field} is not a measure")
         if (self.aggregation == Aggregation.QUANTILE) != (self.quantile is not None):
             raise ValueError("quantile = 0..1 goes with aggregation = \"quantile\" and only there")
+        if self.hop is not None:
+            hop_ms = parse_duration_ms(self.hop)
+            if len(self.windows) != 1:
+                raise ValueError("hopping windows take exactly one window size, e.g. "
+                                 "windows = [\"5m\"], hop = \"1m\"")
+            if self.window_ms % hop_ms or hop_ms >= self.window_ms:
+                raise ValueError(f"hop {self.hop} must be smaller than the window "
+                                 f"{self.windows[0]} and divide it evenly")
         return self
 
     @property
     def window_ms(self) -> int:
         """The finest window: what both layers store; coarser steps roll up from it."""
         return parse_duration_ms(self.windows[0])
+
+    @property
+    def hop_ms(self) -> int:
+        """Distance between window starts: the window itself unless windows hop."""
+        return parse_duration_ms(self.hop) if self.hop else self.window_ms
+
+    def window_starts(self, ts_ms: int) -> list[int]:
+        """Starts of the windows holding an event time (several when windows hop)."""
+        if self.hop is None:
+            return [ts_ms - ts_ms % self.window_ms]
+        return hopping_window_starts(ts_ms, self.window_ms, self.hop_ms)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         for key, expected in self.where.items():

@@ -58,7 +58,11 @@ class ClickHouseSettings(_Group):
 class SpeedSettings(_Group):
     flush_interval_s: float = Field(1.0, gt=0, le=60)
     allowed_lateness_ms: int = Field(5 * 60_000, ge=0)
-    idle_timeout_s: float = Field(10.0, gt=0)
+    idle_timeout_s: float = Field(
+        10.0, gt=0, description="a partition quiet this long advances its watermark with "
+                                "the wall clock, closing its last windows")
+    dedup_ids: int = Field(50_000, ge=0, description="recent event ids remembered per "
+                                                     "partition to drop duplicates (0: off)")
     session_timeout_s: float = Field(4.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     consumer_group: str = "stratum-speed"
@@ -80,9 +84,23 @@ class ApiSettings(_Group):
     admin_token: str = DEV_ADMIN_TOKEN
     read_token: str | None = None
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    ingest_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="how long ingest waits for the log's acknowledgement "
+        "before it answers 503"
+    )
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="request bodies being read or waiting for "
+        "the log, over all requests; past it ingest answers 429 (bounds ingest's memory)"
+    )
     public_url: str | None = Field(
         None, description="where the dashboard reaches the API; default http://host:port"
     )
+
+    @model_validator(mode="after")
+    def _one_body_fits_in_flight(self) -> ApiSettings:
+        if self.max_in_flight_bytes < self.max_body_bytes:
+            raise ValueError("max_in_flight_bytes must be at least max_body_bytes")
+        return self
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,8 @@ SPEED_LATE = Counter("stratum_speed_late_events_total",
                      "Events later than the allowed lateness (sent to the late topic)")
 SPEED_SKIPPED = Counter("stratum_speed_replayed_events_skipped_total",
                         "Re-delivered events already held by a stored window")
+SPEED_DUPLICATES = Counter("stratum_speed_duplicates_dropped_total",
+                           "Events dropped by the speed layer as recent duplicates")
 DEAD_LETTERS = Counter("stratum_dead_letters_total", "Malformed log records dead-lettered")
 SPEED_FLUSH = Histogram("stratum_speed_flush_seconds", "Duration of speed-layer upserts")
 SPEED_ROWS = Counter("stratum_speed_rows_upserted_total", "Window rows upserted by speed")

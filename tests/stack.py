@@ -117,6 +117,8 @@ def stack_settings(base: Path, name: str, clickhouse_url: str, port: int) -> Set
         clickhouse={"url": clickhouse_url, "database": f"stratum_{name}"},
         api={"port": port, "admin_token": "test-admin-token"},
         batch={"interval_s": 3600},
-        speed={"allowed_lateness_ms": 60_000, "flush_interval_s": 0.5},
+        # History posted by tests must not be late because the stack sat idle.
+        speed={"allowed_lateness_ms": 60_000, "flush_interval_s": 0.5,
+               "idle_timeout_s": 3600},
         archive={"flush_interval_s": 1.0},
     )

@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 
 from batch_layer import writer
+from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file
 from stratum.aggregation import MAX_HASH, value_hash
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
@@ -115,6 +116,15 @@ def dim_columns(metric: MetricDefinition) -> list[str]:
     return [f"__d{index}" for index in range(len(metric.dimensions))]
 
 
+def _window_start_expr(metric: MetricDefinition) -> pl.Expr:
+    """The start of every window an event belongs to, as a list (one entry unless windows
+    hop): the Polars twin of ``MetricDefinition.window_starts``."""
+    hop = metric.hop_ms
+    base = pl.col(TS_MS) - pl.col(TS_MS) % hop
+    return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]
+                          ).alias(WINDOW_START)
+
+
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
                 ) -> pl.LazyFrame:
     """One row per (window, group) ending at or before ``horizon_ms``: keys, then state.
@@ -123,11 +133,11 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
     dims = dim_columns(metric)
     keys = [WINDOW_START, *dims]
     selected = events.filter(where_expr(metric)).select(
-        (pl.col(TS_MS) - pl.col(TS_MS) % size).alias(WINDOW_START),
+        _window_start_expr(metric),
         *[pl.col(name).cast(pl.String).fill_null("").alias(alias)
           for name, alias in zip(metric.dimensions, dims, strict=True)],
         *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
-    ).filter(pl.col(WINDOW_START) + size <= horizon_ms)
+    ).explode(WINDOW_START).filter(pl.col(WINDOW_START) + size <= horizon_ms)
     no_sample = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
                  "q_weights": pl.lit([], dtype=pl.List(pl.UInt64)),
                  "d_hashes": pl.lit([], dtype=pl.List(pl.UInt64)),
@@ -218,22 +228,33 @@ class _Progress:
 
 
 def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
-              progress: ProgressCallback | None = None) -> RecomputeResult:
-    """Run one batch recompute over the archive as it is now (see the module docstring).
+              progress: ProgressCallback | None = None, *,
+              mode: RecomputeMode = RecomputeMode.INCREMENTAL,
+              start_ms: int | None = None, end_ms: int | None = None) -> RecomputeResult:
+    """Run one batch recompute over the archive as it is now (see the module docstring):
+    the dirty hours (incremental), or every hour (full), optionally within a time range.
     An exception from ``progress`` aborts the run; before coverage, it leaves no trace
     that is served."""
     started = time.perf_counter()
-    files = list_files(archive_root(settings.data_dir))
+    file_hours = {str(p): hour_of_file(p) for p in list_files(archive_root(settings.data_dir))}
+    coverage = writer.coverage_horizons(storage)
+    hours = dirty_hours(file_hours, writer.processed_files(storage), coverage, catalog.names,
+                        mode, start_ms, end_ms)
+    files = [Path(p) for p, hour in file_hours.items() if hour in hours]
     tracker = _Progress(progress, len(catalog.metrics) + 2)
-    events, hours = read_events(files, catalog)
+    events, _ = read_events(files, catalog)
     tracker.rows_in = events.height
-    if events.is_empty():
+    previous_ms = max(coverage.values(), default=None)
+    if events.is_empty() and previous_ms is None:
         tracker.report("coverage_written", units=tracker.units_total)
         return RecomputeResult(None, None, 0, 0, len(files), time.perf_counter() - started)
 
-    newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()), int(time.time() * 1000))
     lateness_ms = settings.speed.allowed_lateness_ms
-    horizon_ms = (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS
+    horizon_ms = previous_ms or 0
+    if not events.is_empty():
+        newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()),
+                        int(time.time() * 1000))
+        horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
     version = writer.next_version(storage)
     tracker.report("read")
     for metric in catalog.metrics:
@@ -246,7 +267,9 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
 
     covered_before = writer.covered_versions(storage)
     writer.write_coverage(storage, catalog.names, hours, version, horizon_ms)
+    writer.record_files(storage, (str(p) for p in files), version)
     writer.prune_versions(storage, covered_before | writer.covered_versions(storage))
     tracker.report("coverage_written")
+    log.info("recomputed %d hour(s) from %d file(s) (%s)", len(hours), len(files), mode.value)
     return RecomputeResult(version, writer.utc_datetime(horizon_ms), tracker.rows_in,
                            tracker.rows_out, len(files), time.perf_counter() - started)

@@ -72,6 +72,11 @@ ORDER BY (metric, window_ms, window_start, version, group_key)""",
     horizon DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (metric, hour_start)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.archive_files (
+    path String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY path""",
         f"""CREATE TABLE IF NOT EXISTS {db}.jobs (
     job_id String,
     kind LowCardinality(String),

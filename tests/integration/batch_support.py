@@ -16,7 +16,7 @@ from stratum.metrics import Aggregation, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage
 
-BATCH_TABLES = ("batch_windows", "batch_coverage", "jobs")
+BATCH_TABLES = ("archive_files", "batch_windows", "batch_coverage", "jobs")
 
 
 def reset_batch_state(settings: Settings, storage: Storage) -> None:

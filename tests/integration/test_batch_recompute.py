@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
+from batch_layer.planning import RecomputeMode
 from stratum.aggregation import MAX_HASH, weighted_quantile
 from stratum.events import Event
 from stratum.groups import group_key
@@ -247,7 +248,7 @@ def test_each_run_is_a_new_version_and_a_failed_run_changes_nothing_served(
     catalog = load_catalog(settings.metrics_file)
     events = _write_archive(settings)
     first = recompute(settings, catalog, storage)
-    second = recompute(settings, catalog, storage)
+    second = recompute(settings, catalog, storage, mode=RecomputeMode.FULL)
     assert first.version is not None and second.version is not None
     assert second.version > first.version
     assert set(_coverage(storage).values()) == {second.version}
@@ -258,13 +259,14 @@ def test_each_run_is_a_new_version_and_a_failed_run_changes_nothing_served(
             raise RuntimeError("killed after writing rows")
 
     with pytest.raises(RuntimeError, match="killed"):
-        recompute(settings, catalog, storage, progress=die_after_rows)
+        recompute(settings, catalog, storage, progress=die_after_rows,
+                  mode=RecomputeMode.FULL)
     versions = {v for (v,) in storage.query("SELECT DISTINCT version FROM stratum.batch_windows")}
     assert len(versions) == 3  # the dead run's rows are there, but nothing points at them
     assert set(_coverage(storage).values()) == {second.version}
     _check_against_reference(storage, catalog, events)
 
-    third = recompute(settings, catalog, storage)
+    third = recompute(settings, catalog, storage, mode=RecomputeMode.FULL)
     assert third.version is not None and third.version > max(versions)
     assert set(_coverage(storage).values()) == {third.version}
     deadline = time.monotonic() + 20

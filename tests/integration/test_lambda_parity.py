@@ -53,7 +53,8 @@ def parity(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, S
 
 def _reset(settings: Settings, storage: Storage) -> None:
     shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
-    for table in ("speed_windows", "speed_checkpoints", "batch_windows", "batch_coverage"):
+    for table in ("speed_windows", "speed_checkpoints", "batch_windows", "batch_coverage",
+                  "archive_files"):
         storage.command(f"TRUNCATE TABLE {storage.database}.{table}")
 
 

@@ -107,6 +107,6 @@ def test_drain_restore_and_evict() -> None:
     assert agg.drain()
     agg.add(1, [_ev(2, T0 + MINUTE)], now_ms=FAR_FUTURE)  # watermark = T0 + 1m: T0 final
     rows = agg.drain()
-    assert {(r.key[1], r.final) for r in rows} == {(T0 + MINUTE, False)}
+    assert {(r.key[1], r.final) for r in rows} == {(T0, True), (T0 + MINUTE, False)}
     assert agg.evict_final() == 1
     assert set(agg.windows) == {("events", T0 + MINUTE, ("DE",))}

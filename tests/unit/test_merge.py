@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.queries import SeriesRequest, assemble, build_sql, source_of, value_sql
+from serving.queries import assemble, source_of, step_problem, value_sql
 from stratum.aggregation import weighted_quantile
 from stratum.metrics import parse_catalog
 
@@ -44,14 +44,20 @@ def test_assemble_groups_and_orders_points() -> None:
     assert series[1].points[0].source == "speed"
 
 
-def test_no_horizon_means_nothing_comes_from_batch() -> None:
+@pytest.mark.parametrize(("step_ms", "problem"), [
+    (60_000, None), (300_000, "the step must be 1m"), (30_000, "the step must be 1m")])
+def test_hopping_windows_only_answer_at_their_hop(step_ms: int, problem: str | None) -> None:
+    metric = parse_catalog({"metric": [{"name": "h", "aggregation": "count",
+                                        "windows": ["5m"], "hop": "1m"}]}).metrics[0]
+    found = step_problem(metric, step_ms)
+    assert (found is None) if problem is None else (problem in (found or ""))
+
+
+@pytest.mark.parametrize(("step_ms", "ok"), [(60_000, True), (300_000, True), (90_000, False)])
+def test_tumbling_windows_roll_up_to_multiples(step_ms: int, ok: bool) -> None:
     metric = CATALOG.get("c")
     assert metric is not None
-    _, params = build_sql(SeriesRequest(metric, 0, 120_000, 60_000), "db", 0, None)
-    assert params["has_batch"] == 0
-    _, params = build_sql(SeriesRequest(metric, 0, 120_000, 60_000), "db", 0, 120_000)
-    assert params["has_batch"] == 1
-    assert params["until"].timestamp() * 1000 == 60_000  # windows ending at the horizon
+    assert (step_problem(metric, step_ms) is None) is ok
 
 
 @pytest.mark.parametrize(("values", "weights", "q", "expected"), [

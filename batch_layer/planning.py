@@ -1,0 +1,55 @@
+"""Which event hours a batch run recomputes: pure logic over file names and coverage.
+
+An hour is *dirty* when the archive received a file for it since the last run (new
+events, late events included), or when its coverage is missing for some metric (a new
+metric: backfill) or stops short of the hour's end (the last run's horizon fell inside
+it). An incremental run recomputes exactly the dirty hours, so its cost follows what
+changed, not the size of the history; a full run recomputes every hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from stratum.archive import HOUR_MS
+
+
+class RecomputeMode(StrEnum):
+    INCREMENTAL = "incremental"
+    FULL = "full"
+
+
+def hour_of_file(path: Path) -> int:
+    """Epoch ms of the event hour a file holds, from ``date=YYYY-MM-DD/hour=HH``."""
+    date = path.parent.parent.name.removeprefix("date=")
+    hour = path.parent.name.removeprefix("hour=")
+    moment = datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def dirty_hours(file_hours: Mapping[str, int], processed: set[str],
+                coverage: Mapping[tuple[str, int], int], metrics: Iterable[str],
+                mode: RecomputeMode, start_ms: int | None = None,
+                end_ms: int | None = None) -> set[int]:
+    """Hours to recompute. ``file_hours``: archive file -> its hour; ``processed``: files
+    earlier runs read; ``coverage``: (metric, hour) -> the horizon (ms) it is final to."""
+    hours = set(file_hours.values())
+    if mode == RecomputeMode.FULL:
+        chosen = hours | {hour for _, hour in coverage}
+    else:
+        chosen = {hour for path, hour in file_hours.items() if path not in processed}
+        names = list(metrics)
+        for hour in hours:
+            for metric in names:
+                horizon = coverage.get((metric, hour))
+                if horizon is None or horizon < hour + HOUR_MS:
+                    chosen.add(hour)
+                    break
+    if start_ms is not None:
+        chosen = {h for h in chosen if h + HOUR_MS > start_ms}
+    if end_ms is not None:
+        chosen = {h for h in chosen if h < end_ms}
+    return chosen
