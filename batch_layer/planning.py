@@ -53,3 +53,24 @@ def dirty_hours(file_hours: Mapping[str, int], processed: set[str],
     if end_ms is not None:
         chosen = {h for h in chosen if h < end_ms}
     return chosen
+
+
+def options_from_params(params: Mapping[str, object]) -> tuple[RecomputeMode, int | None,
+                                                                int | None]:
+    """A batch job's ``params`` (``mode``, ``start_ms``, ``end_ms``) as recompute options;
+    a ValueError names the bad parameter."""
+    raw_mode = params.get("mode", RecomputeMode.INCREMENTAL.value)
+    try:
+        mode = RecomputeMode(str(raw_mode))
+    except ValueError:
+        raise ValueError(f"mode {raw_mode!r} is not one of incremental, full") from None
+    bounds: list[int | None] = []
+    for name in ("start_ms", "end_ms"):
+        value = params.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be epoch milliseconds, got {value!r}")
+        bounds.append(value)
+    start_ms, end_ms = bounds
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise ValueError("end_ms must be after start_ms")
+    return mode, start_ms, end_ms

@@ -29,6 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from batch_layer.errors import BatchInterruptedError
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
+from batch_layer.planning import options_from_params
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
@@ -145,8 +146,10 @@ class BatchScheduler:
                 "rows_in": step.rows_in, "rows_out": step.rows_out}))
 
         try:
+            mode, start_ms, end_ms = options_from_params(job.params)
             result = recompute(self._settings, self._catalog, self._storage_or_fail(),
-                               progress=on_progress)
+                               progress=on_progress, mode=mode, start_ms=start_ms,
+                               end_ms=end_ms)
         except BatchInterruptedError:
             store.save(current.model_copy(update={"state": "failed", "error": INTERRUPTED,
                                                   "finished_at": utc_now()}))

@@ -1,0 +1,56 @@
+"""Which hours a batch run recomputes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, options_from_params
+
+H = 3_600_000
+FILES = {"a": 0, "b": H, "c": 2 * H}
+DONE = {("m", 0): H, ("m", H): 2 * H, ("m", 2 * H): 2 * H + 30 * 60_000}
+
+
+def test_the_hour_comes_from_the_file_path() -> None:
+    path = Path("archive/events/date=2026-11-21/hour=10/events-E-p0-1-9.parquet")
+    assert hour_of_file(path) == 1_795_255_200_000
+
+
+@pytest.mark.parametrize(("processed", "coverage", "metrics", "expected"), [
+    # Nothing new, every hour complete but the last one, which the horizon cut.
+    ({"a", "b", "c"}, DONE, ["m"], {2 * H}),
+    # A late event's new file makes its old hour dirty.
+    ({"a", "c"}, DONE, ["m"], {H, 2 * H}),
+    # A new metric has no coverage anywhere: backfill every hour.
+    ({"a", "b", "c"}, DONE, ["m", "new"], {0, H, 2 * H}),
+    # First run.
+    (set(), {}, ["m"], {0, H, 2 * H}),
+])
+def test_incremental_runs_take_only_dirty_hours(processed: set[str],
+                                               coverage: dict[tuple[str, int], int],
+                                               metrics: list[str], expected: set[int]) -> None:
+    assert dirty_hours(FILES, processed, coverage, metrics, RecomputeMode.INCREMENTAL) == expected
+
+
+def test_full_runs_take_every_hour_and_ranges_cut_them() -> None:
+    assert dirty_hours(FILES, set(FILES), DONE, ["m"], RecomputeMode.FULL) == {0, H, 2 * H}
+    assert dirty_hours(FILES, set(FILES), DONE, ["m"], RecomputeMode.FULL,
+                       start_ms=H + 1, end_ms=2 * H) == {H}
+
+
+@pytest.mark.parametrize(("params", "error"), [
+    ({"mode": "sometimes"}, "mode 'sometimes' is not one of"),
+    ({"start_ms": "yesterday"}, "start_ms must be epoch milliseconds"),
+    ({"start_ms": 5, "end_ms": 5}, "end_ms must be after start_ms"),
+])
+def test_bad_job_parameters_are_named(params: dict[str, object], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        options_from_params(params)
+
+
+def test_job_parameters_default_to_incremental() -> None:
+    assert options_from_params({}) == (RecomputeMode.INCREMENTAL, None, None)
+    assert options_from_params({"mode": "full", "start_ms": 1, "end_ms": 2}) == (
+        RecomputeMode.FULL, 1, 2)
