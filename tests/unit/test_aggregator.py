@@ -110,3 +110,32 @@ def test_drain_restore_and_evict() -> None:
     assert {(r.key[1], r.final) for r in rows} == {(T0, True), (T0 + MINUTE, False)}
     assert agg.evict_final() == 1
     assert set(agg.windows) == {("events", T0 + MINUTE, ("DE",))}
+
+
+def test_an_idle_partition_closes_its_last_window_and_reports_it_final() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    agg.add(0, [_ev(1, T0 + 30_000)], now_ms=T0 + 31_000)
+    agg.drain()
+    assert not agg.advance_idle(now_ms=T0 + 35_000, idle_timeout_ms=10_000)  # not idle yet
+    # Quiet until the wall clock is past the window's end + lateness + idle timeout.
+    assert agg.advance_idle(now_ms=T0 + 2 * MINUTE + 11_000, idle_timeout_ms=10_000)
+    rows = agg.drain()
+    assert [(r.key, r.final) for r in rows] == [(("events", T0, ("DE",)), True)]
+    assert agg.evict_final() == 1 and agg.windows == {}
+
+
+def test_recent_duplicates_are_dropped_and_counted() -> None:
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE, dedup_capacity=2)
+    result = agg.add(0, [_ev(1, T0), _ev(1, T0), _ev(2, T0)], now_ms=FAR_FUTURE)
+    assert (result.aggregated, result.duplicates) == (2, 1)
+    agg.add(1, [_ev(3, T0), _ev(4, T0)], now_ms=FAR_FUTURE)  # e1 falls out of memory
+    assert agg.add(2, [_ev(1, T0)], now_ms=FAR_FUTURE).duplicates == 0
+    assert _counts(agg)[("events", T0, ("DE",))] == 5
+
+
+def test_hopping_windows_take_every_window_holding_the_event() -> None:
+    metric = parse_catalog({"metric": [{"name": "h", "aggregation": "count", "windows": ["3m"],
+                                        "hop": "1m"}]}).metrics
+    agg = PartitionAggregator(metric, lateness_ms=0)
+    agg.add(0, [_ev(1, T0 + 30_000)], now_ms=FAR_FUTURE)
+    assert sorted(k[1] for k in agg.windows) == [T0 - 2 * MINUTE, T0 - MINUTE, T0]
