@@ -17,7 +17,7 @@ from typing import Any
 
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
-from stratum.storage import Storage
+from stratum.storage import Storage, generations
 from stratum.storage.jobs import JobStore
 
 MAX_POINTS = 20_000
@@ -179,9 +179,7 @@ class MetricReader:
         self.jobs = JobStore(storage)
 
     def live_generation(self) -> int:
-        rows = self.storage.query(
-            f"SELECT value FROM {self.storage.database}.kv FINAL WHERE key = 'live_generation'")
-        return int(rows[0][0]) if rows else 0
+        return generations.live_generation(self.storage)
 
     def horizon_ms(self) -> int | None:
         horizon = self.jobs.latest_horizon()

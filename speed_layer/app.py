@@ -20,7 +20,7 @@ from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
-from stratum.storage import Storage
+from stratum.storage import Storage, generations
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class SpeedLayer:
 
 
 def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Storage,
-                       bootstrap: str, log_epoch: str, generation: int = 0) -> SpeedLayer:
+                       bootstrap: str, log_epoch: str, generation: int | None = None
+                       ) -> SpeedLayer:
     speed_settings = settings.speed
     app = faust.App(
         speed_settings.consumer_group,
@@ -67,6 +68,8 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
     events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
                              partitions=settings.kafka.partitions)
     producer = EventProducer(settings.kafka, bootstrap)
+    if generation is None:
+        generation = generations.live_generation(storage)
     speed = SpeedWorker(settings, catalog, SpeedStore(storage, generation), producer, log_epoch)
     archiver = ArchiveWorker(settings, log_epoch)
 

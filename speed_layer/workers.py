@@ -20,7 +20,9 @@ from stratum.errors import LogUnavailableError
 from stratum.events import Event, MessageDecodeError, decode_message
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
-from stratum.storage import StorageError
+from stratum.storage import StorageError, generations
+
+HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ class SpeedWorker:
         self._failures = 0
         self._written: dict[int, int] = {}
         self._lock = asyncio.Lock()
+        self._running = asyncio.Event()  # cleared while paused for a replay's hand-off
+        self._running.set()
+        self.paused_for: int | None = None
+        self._paused_at = 0.0
 
     def source_id(self, partition: int) -> str:
         return f"{self.log_epoch}:{partition}"
@@ -87,6 +93,10 @@ class SpeedWorker:
         return agg
 
     async def handle(self, event: Any) -> None:
+        await self._running.wait()
+        await self._process(event)
+
+    async def _process(self, event: Any) -> None:
         message = event.message
         agg = await self._aggregator(message.partition)
         self.last_event_wall = time.time()
@@ -167,6 +177,41 @@ class SpeedWorker:
                     agg.evict_final()
             if pending:
                 await self.acks.ack(pending)
+            await self._follow_generation()
+
+    async def _follow_generation(self) -> None:
+        """Kappa hand-off, seen from a live worker: pause when a replay asks (after this
+        flush, so everything consumed is stored) and report offsets; switch to the new
+        generation when readers do, resuming from its checkpoints."""
+        state = await asyncio.to_thread(generations.read_state, self.store.storage)
+        if state.live != self.store.generation:
+            log.info("switching from generation %d to %d", self.store.generation, state.live)
+            self.store.generation = state.live
+            self.partitions.clear()  # recovered lazily from the new generation's rows
+            self._written.clear()
+            # Messages taken but not yet stored were counted only in the old state: apply
+            # them again (what the new generation already holds is skipped by offset).
+            for event in self.acks.take():
+                await self._process(event)
+            self.paused_for = None
+            self._running.set()
+        elif state.handoff is not None and self.paused_for != state.handoff:
+            self._running.clear()
+            self.paused_for = state.handoff
+            self._paused_at = time.monotonic()
+            for partition, agg in self.partitions.items():
+                await asyncio.to_thread(generations.report_position, self.store.storage,
+                                        self.source_id(partition), agg.through_offset)
+            log.info("paused for the hand-off to generation %d", state.handoff)
+        elif state.handoff is None and self.paused_for is not None:
+            self.paused_for = None  # the replay gave up: carry on in the live generation
+            self._running.set()
+        elif not self._running.is_set() and (
+                time.monotonic() - self._paused_at > 2 * HANDOFF_TIMEOUT_S):
+            # The replay has given up by now (its own deadline is half this): resume, and
+            # do not pause again for the same hand-off.
+            log.warning("hand-off to generation %s stalled: resuming", self.paused_for)
+            self._running.set()
 
     def _write(self, changed: dict[int, list[Any]]) -> None:
         for partition, rows in changed.items():

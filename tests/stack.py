@@ -41,9 +41,10 @@ class Stack:
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._error: BaseException | None = None
+        self._app: Any = None
 
     def start(self, timeout_s: float = 60) -> None:
-        app = create_platform_app(self.settings, self.roles)
+        app = self._app = create_platform_app(self.settings, self.roles)
         self._server = uvicorn_server(app, self.settings)
 
         def run() -> None:
@@ -58,6 +59,14 @@ class Stack:
         if self._error:
             raise self._error
         self.wait_for_worker()
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self._app.state.log_connection.bootstrap)
+
+    @property
+    def log_epoch(self) -> str:
+        return str(self._app.state.log_connection.epoch)
 
     def wait_for_worker(self, timeout_s: float = 60) -> None:
         """Faust's first group join takes a few seconds: wait until partitions are ours."""

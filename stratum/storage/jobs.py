@@ -206,3 +206,18 @@ def _job(row: dict[str, Any]) -> Job:
     data = dict(row)
     data["params"] = orjson.loads(data["params"]) if data["params"] else {}
     return Job.model_validate(data)
+
+
+CANCEL_KEY = "cancel:"
+
+
+def request_cancel(storage: Storage, job_id: str) -> None:
+    """Ask the process running a job to stop it. A flag beside the job row, so that the
+    runner's own progress saves cannot overwrite the request."""
+    storage.insert("kv", [[CANCEL_KEY + job_id, "1", utc_now()]], ("key", "value", "updated_at"))
+
+
+def cancel_requested(storage: Storage, job_id: str) -> bool:
+    rows = storage.query(f"SELECT value FROM {storage.database}.kv FINAL "
+                         "WHERE key = {k:String}", {"k": CANCEL_KEY + job_id})
+    return bool(rows and rows[0][0] == "1")

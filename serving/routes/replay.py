@@ -1,0 +1,83 @@
+"""``/v1/admin/replay`` and friends: start a Kappa replay, cancel a job, see generations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from serving.deps import AdminOnly, JobsDep, ReaderDep
+from serving.timeparse import parse_time_ms
+from stratum.storage import generations
+from stratum.storage.jobs import request_cancel, utc_now
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly])
+
+
+class ReplayRequest(BaseModel):
+    from_time: str | None = Field(None, alias="from", description="rebuild windows from this "
+                                  "time (ISO-8601 or epoch ms); default: all of history")
+    trigger: Literal["api", "admin", "cli"] = "api"
+
+    model_config = {"populate_by_name": True}
+
+
+class ReplayAccepted(BaseModel):
+    job_id: str
+    state: str
+
+
+class GenerationOut(BaseModel):
+    live: int = Field(description="the generation readers use")
+    handoff: int | None = Field(description="a replay's generation being handed off, if any")
+
+
+@router.post("/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayAccepted,
+             summary="Rebuild the speed views from the log (Kappa replay)",
+             responses={409: {"description": "a replay is already queued or running"}})
+async def start_replay(jobs: JobsDep,
+                       body: Annotated[ReplayRequest | None, Body()] = None) -> ReplayAccepted:
+    request = body or ReplayRequest()
+    params: dict[str, object] = {}
+    if request.from_time:
+        try:
+            params["from_ms"] = parse_time_ms(request.from_time)
+        except ValueError as exc:
+            raise HTTPException(422, detail={"code": "invalid_parameter", "message": str(exc),
+                                             "details": {"parameter": "from"}}) from exc
+    job = await run_in_threadpool(jobs.submit, "replay", request.trigger, params)
+    return ReplayAccepted(job_id=job.job_id, state=job.state)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=ReplayAccepted,
+             summary="Cancel a queued or running job")
+async def cancel_job(job_id: str, jobs: JobsDep, reader: ReaderDep) -> ReplayAccepted:
+    job = await run_in_threadpool(jobs.get, job_id)
+    if job is None:
+        raise HTTPException(404, detail={"code": "unknown_job", "message": f"no job {job_id!r}",
+                                         "details": {}})
+    if not job.active:
+        raise HTTPException(409, detail={"code": "job_finished",
+                                         "message": f"job {job_id} is already {job.state}",
+                                         "details": {"state": job.state}})
+    if job.state == "queued":
+        saved = await run_in_threadpool(jobs.save, job.model_copy(update={
+            "state": "cancelled", "finished_at": utc_now(), "error": "cancelled before it ran"}))
+        return ReplayAccepted(job_id=saved.job_id, state=saved.state)
+    if job.kind != "replay":
+        raise HTTPException(409, detail={
+            "code": "not_cancellable",
+            "message": "a running batch recompute cannot be cancelled; whatever happens to "
+                       "it, served values change only when it completes",
+            "details": {"state": job.state}})
+    await run_in_threadpool(request_cancel, reader.storage, job_id)
+    return ReplayAccepted(job_id=job_id, state="cancelling")
+
+
+@router.get("/generation", response_model=GenerationOut,
+            summary="The speed-view generation readers use")
+async def get_generation(reader: ReaderDep) -> GenerationOut:
+    state = await run_in_threadpool(generations.read_state, reader.storage)
+    return GenerationOut(live=state.live, handoff=state.handoff)

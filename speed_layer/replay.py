@@ -1,0 +1,246 @@
+"""Kappa replay: rebuild the speed views into a new generation with the speed layer's own
+code (``PartitionAggregator`` → ``SpeedStore``), reading the archive for history and
+then the log, while readers keep the live generation; switch when caught up.
+
+1. **Archive.** Every archived offset range, per source partition in offset order (ranges
+   re-archived after a crash overlap; the aggregator skips offsets it already holds).
+2. **Log.** The current log's partitions from just after the archived offsets, with a
+   plain consumer (no group: the replay must not steal the live worker's partitions).
+3. **Hand-off.** When the replay's event time is within ``CATCH_UP_MS`` of the live
+   generation's, it asks live workers to pause at their next flush and report their
+   offsets, reads the log past those offsets, writes its state, and switches
+   ``live_generation``; workers then resume from the new generation's checkpoints.
+4. **Drop** the old generation. A cancelled or failed replay drops the new one instead;
+   the live generation is never touched before the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import polars as pl
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from speed_layer.aggregator import PartitionAggregator
+from speed_layer.store import SpeedStore
+from stratum import archive
+from stratum.events import Event, MessageDecodeError, decode_message
+from stratum.metrics import MetricCatalog
+from stratum.settings import Settings
+from stratum.storage import Storage, generations
+
+log = logging.getLogger(__name__)
+CATCH_UP_MS = 5_000
+HANDOFF_TIMEOUT_S = 30.0
+FLUSH_EVERY_S = 1.0
+
+
+class ReplayCancelledError(Exception):
+    """The job was cancelled; the new generation is dropped."""
+
+
+@dataclass
+class ReplayProgress:
+    phase: str
+    units_done: int
+    units_total: int
+    events: int
+    generation: int
+
+
+@dataclass
+class _Sources:
+    """One aggregator per source partition (``epoch:partition``)."""
+
+    settings: Settings
+    catalog: MetricCatalog
+    from_ms: int | None
+    aggregators: dict[str, PartitionAggregator] = field(default_factory=dict)
+    events: int = 0
+
+    def get(self, source: str) -> PartitionAggregator:
+        agg = self.aggregators.get(source)
+        if agg is None:
+            agg = self.aggregators[source] = PartitionAggregator(
+                self.catalog.metrics, self.settings.speed.allowed_lateness_ms,
+                dedup_capacity=self.settings.speed.dedup_ids)
+        return agg
+
+    def add(self, source: str, offset: int, events: list[Event]) -> None:
+        if self.from_ms is not None:
+            events = [e for e in events if e["ts"] >= self.from_ms]
+        self.get(source).add(offset, events, now_ms=int(time.time() * 1000))
+        self.events += len(events)
+
+
+def _ranges(files: list[Path]) -> dict[str, list[tuple[int, list[Path]]]]:
+    """source -> [(first offset, files of that range)], in offset order."""
+    by_source: dict[str, dict[int, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for path in files:
+        _, epoch, partition, first, _last = path.stem.rsplit("-", 4)
+        by_source[f"{epoch}:{partition.removeprefix('p')}"][int(first)].append(path)
+    return {source: sorted(ranges.items()) for source, ranges in by_source.items()}
+
+
+def _read_range(paths: list[Path]) -> list[tuple[int, list[Event]]]:
+    """The events of one archived range, grouped back into log messages by offset."""
+    frame = pl.concat([pl.read_parquet(p, columns=["offset", "payload"]) for p in paths])
+    frame = frame.sort("offset", maintain_order=True)
+    messages: dict[int, list[Event]] = defaultdict(list)
+    for offset, payload in frame.iter_rows():
+        messages[int(offset)].append(orjson.loads(payload))
+    return sorted(messages.items())
+
+
+class ReplayRunner:
+    def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
+                 bootstrap: str, log_epoch: str) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.storage = storage
+        self.bootstrap = bootstrap
+        self.log_epoch = log_epoch
+
+    async def run(self, from_ms: int | None, progress: Callable[[ReplayProgress], None],
+                  cancelled: Callable[[], bool]) -> int:
+        generation = await asyncio.to_thread(generations.next_generation, self.storage)
+        store = SpeedStore(self.storage, generation)
+        sources = _Sources(self.settings, self.catalog, from_ms)
+        try:
+            await self._archive(sources, store, generation, progress, cancelled)
+            await self._log(sources, store, generation, progress, cancelled)
+        except BaseException:
+            await asyncio.to_thread(generations.request_handoff, self.storage, None)
+            await asyncio.to_thread(generations.drop_generation, self.storage, generation)
+            raise
+        return generation
+
+    async def _archive(self, sources: _Sources, store: SpeedStore, generation: int,
+                       progress: Callable[[ReplayProgress], None],
+                       cancelled: Callable[[], bool]) -> None:
+        root = archive.archive_root(self.settings.data_dir)
+        ranges = _ranges(await asyncio.to_thread(archive.list_files, root))
+        total = sum(len(r) for r in ranges.values())
+        done = 0
+        for source, source_ranges in sorted(ranges.items()):
+            for _, paths in source_ranges:
+                if cancelled():
+                    raise ReplayCancelledError
+                for offset, events in await asyncio.to_thread(_read_range, paths):
+                    sources.add(source, offset, events)
+                done += 1
+                progress(ReplayProgress("archive", done, total, sources.events, generation))
+            await asyncio.to_thread(self._flush, sources, store, [source])
+        log.info("replay into generation %d: %d archived range(s), %d events", generation,
+                 total, sources.events)
+
+    def _flush(self, sources: _Sources, store: SpeedStore, only: list[str] | None = None
+               ) -> None:
+        for source, agg in sources.aggregators.items():
+            if only is not None and source not in only:
+                continue
+            rows = agg.drain()
+            if rows or agg.through_offset >= 0:
+                store.write(source, rows, agg.checkpoint())
+            agg.evict_final()
+
+    async def _log(self, sources: _Sources, store: SpeedStore, generation: int,
+                   progress: Callable[[ReplayProgress], None],
+                   cancelled: Callable[[], bool]) -> None:
+        topic = self.settings.kafka.topic
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                    group_id=None, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = sorted(consumer.partitions_for_topic(topic) or [])
+            tps = [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(tps)
+            for tp in tps:
+                agg = sources.aggregators.get(f"{self.log_epoch}:{tp.partition}")
+                if agg is not None and agg.through_offset >= 0:
+                    consumer.seek(tp, agg.through_offset + 1)
+                else:
+                    await consumer.seek_to_beginning(tp)
+            mine = [f"{self.log_epoch}:{p}" for p in partitions]
+            await self._follow(consumer, sources, store, generation, mine, progress, cancelled)
+        finally:
+            await consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, sources: _Sources, store: SpeedStore,
+                      generation: int, mine: list[str],
+                      progress: Callable[[ReplayProgress], None],
+                      cancelled: Callable[[], bool]) -> None:
+        """Read the log until caught up, hand off, switch."""
+        last_flush = time.monotonic()
+        handoff_at: float | None = None
+        targets: dict[str, int] | None = None
+        while True:
+            if cancelled():
+                raise ReplayCancelledError
+            batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
+            for tp, records in batches.items():
+                source = f"{self.log_epoch}:{tp.partition}"
+                for record in records:
+                    try:
+                        events, _ = decode_message(record.value or b"")
+                    except MessageDecodeError:
+                        events = []  # the live worker dead-letters it; nothing to count
+                    sources.add(source, record.offset, events)
+            if time.monotonic() - last_flush >= FLUSH_EVERY_S:
+                await asyncio.to_thread(self._flush, sources, store)
+                last_flush = time.monotonic()
+            live = await asyncio.to_thread(self._live_progress)
+            lag_ms = max((max_ms - sources.get(s).max_event_ms
+                          for s, (_, max_ms) in live.items() if s in mine), default=0)
+            progress(ReplayProgress("log", 1, 1, sources.events, generation))
+            if handoff_at is None and lag_ms <= CATCH_UP_MS:
+                await asyncio.to_thread(generations.request_handoff, self.storage, generation)
+                handoff_at = time.monotonic()
+                log.info("replay generation %d caught up (lag %d ms): handing off",
+                         generation, lag_ms)
+            if handoff_at is not None:
+                if time.monotonic() - handoff_at > HANDOFF_TIMEOUT_S:
+                    raise TimeoutError("the hand-off did not complete within "
+                                       f"{HANDOFF_TIMEOUT_S:.0f} s (live workers paused: "
+                                       f"{targets is not None}); the live generation stays")
+                if targets is None:
+                    targets = await asyncio.to_thread(self._reported, live, mine)
+                if targets is not None and all(
+                        sources.get(s).through_offset >= off for s, off in targets.items()):
+                    await asyncio.to_thread(self._switch, sources, store, generation, mine)
+                    return
+
+    def _live_progress(self) -> dict[str, tuple[int, int]]:
+        """source -> (through offset, newest event ms) of the live generation."""
+        live = generations.live_generation(self.storage)
+        rows = self.storage.query(
+            f"SELECT source_id, through_offset, max_event_ms FROM {self.storage.database}"
+            ".speed_checkpoints FINAL WHERE generation = {g:UInt32}", {"g": live})
+        return {str(s): (int(o), int(m)) for s, o, m in rows}
+
+    def _reported(self, live: dict[str, tuple[int, int]], mine: list[str]
+                  ) -> dict[str, int] | None:
+        """Offsets paused workers reported, once every live source of this log has."""
+        reported = generations.positions(self.storage)
+        wanted = [s for s in live if s in mine]
+        if all(s in reported for s in wanted):
+            return {s: reported[s] for s in wanted}
+        return None
+
+    def _switch(self, sources: _Sources, store: SpeedStore, generation: int,
+                mine: list[str]) -> None:
+        self._flush(sources, store)
+        old = generations.live_generation(self.storage)
+        generations.set_live(self.storage, generation)
+        generations.request_handoff(self.storage, None)
+        generations.clear_positions(self.storage, mine)
+        generations.drop_generation(self.storage, old)
+        log.info("replay: readers and workers switched to generation %d (dropped %d)",
+                 generation, old)

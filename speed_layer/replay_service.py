@@ -1,0 +1,97 @@
+"""Runs queued replay jobs next to the live worker, one at a time, recording progress,
+cancellation and outcome in the jobs table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+
+from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
+from stratum.metrics import MetricCatalog
+from stratum.settings import Settings
+from stratum.storage import Storage, generations
+from stratum.storage.jobs import Job, JobStore, cancel_requested, utc_now
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+SAVE_EVERY_S = 0.5
+
+
+class ReplayService:
+    def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
+                 bootstrap: str, log_epoch: str) -> None:
+        self.jobs = JobStore(storage)
+        self.storage = storage
+        self.runner = ReplayRunner(settings, catalog, storage, bootstrap, log_epoch)
+
+    async def run_forever(self) -> None:
+        await asyncio.to_thread(self._recover)
+        while True:
+            job = await asyncio.to_thread(self.jobs.next_queued, "replay")
+            if job is None:
+                await asyncio.sleep(POLL_S)
+                continue
+            await self.run_job(job)
+
+    def _recover(self) -> None:
+        """A replay left running by a stopped process: fail it, drop its generation, and
+        release live workers it may have paused."""
+        for job in self.jobs.fail_stale_running("replay"):
+            generation = job.params.get("generation")
+            if isinstance(generation, int):
+                generations.drop_generation(self.storage, generation)
+        if generations.read_state(self.storage).handoff is not None:
+            generations.request_handoff(self.storage, None)
+
+    async def run_job(self, job: Job) -> None:
+        current = await asyncio.to_thread(self.jobs.save, job.model_copy(update={
+            "state": "running", "started_at": utc_now()}))
+        from_ms = job.params.get("from_ms")
+        last_save = 0.0
+        last_check = 0.0
+        cancel_seen = False
+        log.info("replay job %s started (from %s)", job.job_id, from_ms or "the beginning")
+
+        def on_progress(step: ReplayProgress) -> None:
+            nonlocal current, last_save
+            now = time.monotonic()
+            if now - last_save < SAVE_EVERY_S and step.units_done != step.units_total:
+                return
+            last_save = now
+            current = self.jobs.save(current.model_copy(update={
+                "units_done": step.units_done, "units_total": step.units_total,
+                "rows_in": step.events,
+                "params": {**current.params, "generation": step.generation,
+                           "phase": step.phase}}))
+
+        def cancelled() -> bool:
+            nonlocal last_check, cancel_seen
+            now = time.monotonic()
+            if not cancel_seen and now - last_check >= POLL_S:
+                last_check = now
+                cancel_seen = cancel_requested(self.storage, job.job_id)
+            return cancel_seen
+
+        try:
+            # The callbacks touch ClickHouse at most twice a second: a few ms each.
+            generation = await self.runner.run(from_ms if isinstance(from_ms, int) else None,
+                                               on_progress, cancelled)
+        except ReplayCancelledError:
+            await asyncio.to_thread(self.jobs.save, current.model_copy(update={
+                "state": "cancelled", "finished_at": utc_now(),
+                "error": "cancelled: the live generation was left untouched"}))
+            log.info("replay job %s cancelled", job.job_id)
+            return
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}\n" + "".join(
+                traceback.format_exception(exc)[-3:])
+            await asyncio.to_thread(self.jobs.save, current.model_copy(update={
+                "state": "failed", "finished_at": utc_now(), "error": error[:4000]}))
+            log.exception("replay job %s failed", job.job_id)
+            return
+        await asyncio.to_thread(self.jobs.save, current.model_copy(update={
+            "state": "succeeded", "finished_at": utc_now(),
+            "params": {**current.params, "generation": generation, "phase": "switched"}}))
+        log.info("replay job %s succeeded: generation %d is live", job.job_id, generation)

@@ -1,0 +1,78 @@
+"""Speed-view generations and the Kappa hand-off, kept in ClickHouse's ``kv`` table so
+every process (worker, API, replay runner) sees the same state.
+
+- ``live_generation``: the generation readers use and live workers write.
+- ``handoff``: a replay's new generation asking live workers to pause at their next
+  flush and report how far they got (``position:<source>``), so the replay can pass
+  those offsets before readers and workers switch to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from stratum.storage.client import Storage
+
+LIVE = "live_generation"
+HANDOFF = "handoff"
+POSITION = "position:"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationState:
+    live: int
+    handoff: int | None
+
+
+def _put(storage: Storage, key: str, value: str) -> None:
+    storage.insert("kv", [[key, value, datetime.now(tz=UTC)]], ("key", "value", "updated_at"))
+
+
+def read_state(storage: Storage) -> GenerationState:
+    rows = dict(storage.query(
+        f"SELECT key, value FROM {storage.database}.kv FINAL "
+        "WHERE key IN ({a:String}, {b:String})", {"a": LIVE, "b": HANDOFF}))
+    handoff = rows.get(HANDOFF) or ""
+    return GenerationState(int(rows.get(LIVE) or 0), int(handoff) if handoff else None)
+
+
+def live_generation(storage: Storage) -> int:
+    return read_state(storage).live
+
+
+def next_generation(storage: Storage) -> int:
+    db = storage.database
+    rows = storage.query(f"SELECT max(generation) FROM {db}.speed_checkpoints")
+    return max(int(rows[0][0] or 0), live_generation(storage)) + 1
+
+
+def set_live(storage: Storage, generation: int) -> None:
+    """The atomic switch: one row; readers pick it up on their next query."""
+    _put(storage, LIVE, str(generation))
+
+
+def request_handoff(storage: Storage, generation: int | None) -> None:
+    _put(storage, HANDOFF, "" if generation is None else str(generation))
+
+
+def report_position(storage: Storage, source_id: str, through_offset: int) -> None:
+    _put(storage, POSITION + source_id, str(through_offset))
+
+
+def clear_positions(storage: Storage, sources: list[str]) -> None:
+    for source in sources:
+        _put(storage, POSITION + source, "")
+
+
+def positions(storage: Storage) -> dict[str, int]:
+    rows = storage.query(f"SELECT key, value FROM {storage.database}.kv FINAL "
+                         "WHERE startsWith(key, {p:String}) AND value != ''", {"p": POSITION})
+    return {str(k).removeprefix(POSITION): int(v) for k, v in rows}
+
+
+def drop_generation(storage: Storage, generation: int) -> None:
+    """Delete a generation's rows (an asynchronous mutation)."""
+    for table in ("speed_windows", "speed_checkpoints"):
+        storage.command(f"ALTER TABLE {storage.database}.{table} "
+                        f"DELETE WHERE generation = {int(generation)}")
