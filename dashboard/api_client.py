@@ -22,7 +22,16 @@ import httpx
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from dashboard.api_models import Health, JobCreated, JobPage, MetricInfo, MetricList, SeriesResponse
+from dashboard.api_models import (
+    Health,
+    JobCreated,
+    JobPage,
+    MetricInfo,
+    MetricList,
+    Pipeline,
+    SeriesResponse,
+    Status,
+)
 from dashboard.errors import ApiConflictError, ApiError, ApiUnavailableError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -79,17 +88,28 @@ class ApiClient:
         end: datetime,
         step: str,
         group_by: Sequence[str] = (),
-        filters: Mapping[str, str] | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
     ) -> SeriesResponse:
-        params: dict[str, str] = {"start": iso_utc(start), "end": iso_utc(end), "step": step}
+        """``filters`` maps a dimension to one value or several (any of them matches)."""
+        params: list[tuple[str, str]] = [("start", iso_utc(start)), ("end", iso_utc(end)),
+                                         ("step", step)]
         if group_by:
-            params["group_by"] = ",".join(group_by)
-        params.update(filters or {})
+            params.append(("group_by", ",".join(group_by)))
+        for dimension, wanted in (filters or {}).items():
+            values = [wanted] if isinstance(wanted, str) else list(wanted)
+            params.extend((dimension, value) for value in values)
         path = f"/v1/metrics/{quote(name, safe='')}"
         return self._call("GET", path, SeriesResponse, params=params)
 
     def health(self) -> Health:
         return self._call("GET", "/v1/health", Health)
+
+    def status(self) -> Status:
+        return self._call("GET", "/v1/status", Status)
+
+    def pipeline(self, *, limit: int = 20, offset: int = 0) -> Pipeline:
+        params = {"limit": str(limit), "offset": str(offset)}
+        return self._call("GET", "/v1/pipeline", Pipeline, params=params)
 
     # -- admin -----------------------------------------------------------------------
 
@@ -109,7 +129,7 @@ class ApiClient:
         path: str,
         model: type[ModelT],
         *,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         token: str | None = None,
     ) -> ModelT:
         bearer = token if token is not None else self._read_token

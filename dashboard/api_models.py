@@ -24,6 +24,7 @@ class MetricInfo(_Model):
     aggregation: str
     field: str | None = None
     quantile: float | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
     windows: tuple[str, ...] = ("1m",)
     unit: str = ""
@@ -47,6 +48,7 @@ class Point(_Model):
     t: datetime
     value: float | None = None
     source: str = "speed"
+    count: int | None = None
 
 
 class Series(_Model):
@@ -97,3 +99,81 @@ class JobPage(_Model):
 
 class JobCreated(_Model):
     job_id: str
+
+
+class BatchStatus(_Model):
+    horizon: datetime | None = None
+    horizon_age_s: float | None = None
+    last_run: Job | None = None
+
+
+class SpeedStatus(_Model):
+    partitions: int = 0
+    newest_event: datetime | None = None
+    lag_s: float | None = None
+    max_partition_lag_s: float | None = None
+    watermark: datetime | None = None
+    watermark_lag_s: float | None = None
+    last_flush: datetime | None = None
+
+
+class MetricStatus(_Model):
+    name: str
+    window: str = "1m"
+    newest_window: datetime | None = None
+    source: str | None = None
+    newest_final_window: datetime | None = None
+    freshness_s: float | None = None
+
+
+class Status(_Model):
+    now: datetime
+    generation: int = 0
+    batch: BatchStatus = BatchStatus()
+    speed: SpeedStatus = SpeedStatus()
+    metrics: tuple[MetricStatus, ...] = ()
+
+
+class Stage(_Model):
+    stage: str
+    label: str = ""
+    total: float = 0.0
+    per_s: float | None = None
+
+
+class ThroughputPoint(_Model):
+    t: datetime
+    per_s: dict[str, float | None] = Field(default_factory=dict)
+
+
+class Partition(_Model):
+    source_id: str
+    partition: int | None = None
+    through_offset: int = -1
+    watermark: datetime | None = None
+    newest_event: datetime | None = None
+    lag_s: float | None = None
+    updated_at: datetime | None = None
+
+
+class BatchPipeline(_Model):
+    horizon: datetime | None = None
+    horizon_age_s: float | None = None
+    runs: dict[str, int] = Field(default_factory=dict)
+    replays: dict[str, int] = Field(default_factory=dict)
+    mean_duration_s: float | None = None
+
+
+class Pipeline(_Model):
+    now: datetime
+    stages: tuple[Stage, ...] = ()
+    history: tuple[ThroughputPoint, ...] = ()
+    flush_mean_ms: float | None = None
+    partitions: tuple[Partition, ...] = ()
+    batch: BatchPipeline = BatchPipeline()
+    jobs: tuple[Job, ...] = ()
+    jobs_total: int = 0
+
+    def stage(self, key: str) -> Stage:
+        """A stage by key; an API without it reads as zero, not as a crash."""
+        return next((s for s in self.stages if s.stage == key), Stage(stage=key))

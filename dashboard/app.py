@@ -24,6 +24,7 @@ from dashboard import ids
 from dashboard.api_client import ApiClient
 from dashboard.components import health_strip, tone_of
 from dashboard.errors import ApiError
+from dashboard.live import pause_control, register_live_callbacks
 from stratum.settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,12 +47,15 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
         suppress_callback_exceptions=True,  # page components exist only on their page
     )
     app.layout = _shell(prefix)
-    _register_shell_callbacks(app, api)
+    _register_shell_callbacks(app, api, prefix)
+    register_live_callbacks(app)
 
     # Dash has just executed the page modules; these imports return those modules.
-    from dashboard.pages import admin, overview
+    from dashboard.pages import admin, explorer, overview, pipeline
 
     overview.register_callbacks(app, api)
+    explorer.register_callbacks(app, api)
+    pipeline.register_callbacks(app, api)
     development = settings.environment == "development"
     admin.register_callbacks(
         app, api, token_prefill=settings.api.admin_token if development else None
@@ -63,11 +67,13 @@ def _pages() -> list[dict[str, Any]]:
     return sorted(dash.page_registry.values(), key=lambda page: page.get("order") or 0)
 
 
-def _nav_links(pathname: str | None) -> list[Component]:
+def _nav_links(pathname: str | None, prefix: str) -> list[Component]:
+    """Links under this app's own prefix. Not ``page["relative_path"]``: the page
+    registry is global, so it holds the prefix of whichever app was created last."""
     current = (pathname or "").rstrip("/")
     links: list[Component] = []
     for page in _pages():
-        href = page["relative_path"]
+        href = prefix.rstrip("/") + page["path"] if page["path"] != "/" else prefix
         active = current == href.rstrip("/")
         links.append(dcc.Link(page["name"], href=href,
                               className="nav-link is-active" if active else "nav-link"))
@@ -84,7 +90,8 @@ def _shell(prefix: str) -> html.Div:
         dcc.Location(id=ids.APP_LOCATION),
         html.Header(className="topbar", children=[
             brand,
-            html.Nav(_nav_links(None), id=ids.APP_NAV, className="nav"),
+            html.Nav(_nav_links(None, prefix), id=ids.APP_NAV, className="nav"),
+            pause_control(),
         ]),
         html.Div(
             [html.Span(className="dot dot--muted"), html.Span("Checking the API…")],
@@ -95,10 +102,10 @@ def _shell(prefix: str) -> html.Div:
     ])
 
 
-def _register_shell_callbacks(app: Dash, api: ApiClient) -> None:
+def _register_shell_callbacks(app: Dash, api: ApiClient, prefix: str) -> None:
     @app.callback(Output(ids.APP_NAV, "children"), Input(ids.APP_LOCATION, "pathname"))
     def highlight_nav(pathname: str | None) -> list[Component]:
-        return _nav_links(pathname)
+        return _nav_links(pathname, prefix)
 
     @app.callback(
         Output(ids.APP_HEALTH_STRIP, "children"),

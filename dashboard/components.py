@@ -50,7 +50,7 @@ def card(
         children=[
             html.Div([
                 html.H2(title, className="card-title"),
-                html.Div(subtitle, className="card-subtitle") if subtitle else None,
+                html.Div(subtitle, className="card-subtitle") if subtitle is not None else None,
             ]),
             aside,
         ],

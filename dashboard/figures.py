@@ -1,4 +1,5 @@
-"""Plotly figures for the overview: lines per group over a batch region and a speed region.
+"""Plotly figures of metric series: lines per group over a batch region and a speed region,
+and the small sparklines of the overview's tiles.
 
 The batch horizon is where authority changes hands: windows ending at or before it
 come from the batch layer, the rest from the speed layer. The chart makes that
@@ -8,6 +9,7 @@ and hover text naming its source.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +18,7 @@ from dash import dcc
 
 from dashboard.api_models import MetricInfo
 from dashboard.formatting import number_format
-from dashboard.series import Line, to_naive_utc
+from dashboard.series import Line, RunMark, to_naive_utc
 from stratum.windows import parse_duration_ms
 
 FONT_FAMILY = (
@@ -35,9 +37,12 @@ SYMBOLS = {"batch": "circle", "speed": "circle-open", "mixed": "diamond"}
 GRAPH_HEIGHT = "300px"  # set on the dcc.Graph; Plotly fills it (layout has no height)
 MIN_LABELLED_REGION = 0.12  # of the x range; narrower regions go unlabelled
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False}
+SPARK_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "staticPlot": True}
+RUN_COLOR = "#4338ca"
+MAX_RUN_MARKS = 12
 
 
-def _base_layout() -> dict[str, Any]:
+def base_layout() -> dict[str, Any]:
     return {
         "autosize": True,
         "margin": {"l": 56, "r": 16, "t": 28, "b": 36},
@@ -50,7 +55,7 @@ def _base_layout() -> dict[str, Any]:
 
 def message_figure(text: str) -> go.Figure:
     """A figure that is only a sentence: "No data yet" instead of empty axes."""
-    layout = _base_layout()
+    layout = base_layout()
     layout.update(
         xaxis={"visible": False},
         yaxis={"visible": False},
@@ -71,8 +76,10 @@ def metric_figure(
     end: datetime,
     step: str,
     horizon: datetime | None,
+    runs: Sequence[RunMark] = (),
 ) -> go.Figure:
-    """Lines for ``lines`` between ``start`` and ``end`` with the batch/speed split.
+    """Lines for ``lines`` between ``start`` and ``end`` with the batch/speed split, and a
+    marker at the top for each batch run that finished inside the range.
 
     The x range starts half a step early so the first point is not cut by the axis
     and the first time label clears the y axis labels.
@@ -84,7 +91,7 @@ def metric_figure(
     x0, x1 = to_naive_utc(start) - pad, to_naive_utc(end)
     value_format = number_format(metric)
     unit = f" {metric.unit}" if metric.unit else ""
-    fig = go.Figure(layout=_base_layout())
+    fig = go.Figure(layout=base_layout())
     for index, line in enumerate(lines):
         colour = PALETTE[index % len(PALETTE)]
         fig.add_trace(go.Scatter(
@@ -105,6 +112,7 @@ def metric_figure(
             connectgaps=False,
         ))
     _add_regions(fig, x0, x1, None if horizon is None else to_naive_utc(horizon))
+    _add_runs(fig, x0, x1, runs)
     peak = max((v for line in lines for v in line.y if v is not None), default=0.0)
     floor = min((v for line in lines for v in line.y if v is not None), default=0.0)
     yaxis: dict[str, Any] = {
@@ -114,8 +122,9 @@ def metric_figure(
     if floor >= 0:  # headroom keeps the region labels clear of the lines
         yaxis["range"] = [0, (peak or 1) * 1.22]
     fig.update_layout(
-        xaxis={"range": [x0, x1], "gridcolor": GRID, "tickformat": "%H:%M", "showline": True,
-               "linecolor": GRID, "hoverformat": "window %H:%M:%S UTC"},
+        xaxis={"range": [x0, x1], "gridcolor": GRID, "tickformat": _tick_format(x1 - x0),
+               "showline": True, "linecolor": GRID,
+               "hoverformat": "window %Y-%m-%d %H:%M:%S UTC"},
         yaxis=yaxis,
         hovermode="x unified",
         showlegend=len(lines) > 1,
@@ -156,3 +165,43 @@ def _add_regions(fig: go.Figure, x0: datetime, x1: datetime, horizon: datetime |
             xanchor=anchor, yanchor="bottom", showarrow=False,
             font={"size": 11, "color": HORIZON_COLOR},
         )
+
+
+def _tick_format(span: timedelta) -> str:
+    return "%H:%M" if span <= timedelta(hours=30) else "%b %d %H:%M"
+
+
+def _add_runs(fig: go.Figure, x0: datetime, x1: datetime, runs: Sequence[RunMark]) -> None:
+    """A small triangle on the top edge per run; its hover says what the run did."""
+    inside = sorted((r for r in runs if x0 <= to_naive_utc(r.at) <= x1), key=lambda r: r.at)
+    for run in inside[-MAX_RUN_MARKS:]:
+        fig.add_annotation(
+            text="▼", xref="x", yref="paper", x=to_naive_utc(run.at), y=1, yanchor="bottom",
+            showarrow=False, font={"size": 10, "color": RUN_COLOR}, hovertext=run.text,
+            captureevents=False,
+        )
+
+
+def sparkline(x: Sequence[datetime], y: Sequence[float | None], *, start: datetime,
+              end: datetime, horizon: datetime | None, colour: str = PALETTE[0]) -> go.Figure:
+    """A tile's tiny line: no axes, the batch/speed shading kept (it is cheap and says
+    which part of the line is final)."""
+    x0, x1 = to_naive_utc(start), to_naive_utc(end)
+    fig = go.Figure(layout={
+        "margin": {"l": 0, "r": 0, "t": 2, "b": 2}, "autosize": True,
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": {"visible": False, "type": "date", "range": [x0, x1], "fixedrange": True},
+        "yaxis": {"visible": False, "fixedrange": True, "rangemode": "tozero"},
+        "showlegend": False,
+    })
+    fig.add_trace(go.Scatter(x=[to_naive_utc(t) for t in x], y=list(y), mode="lines",
+                             line={"color": colour, "width": 1.6}, fill="tozeroy",
+                             fillcolor="rgba(79, 70, 229, 0.10)", hoverinfo="skip"))
+    h = None if horizon is None else to_naive_utc(horizon)
+    if h is not None and h > x0:
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=x0, x1=min(h, x1), y0=0, y1=1,
+                      fillcolor=BATCH_FILL, line={"width": 0}, layer="below")
+    if h is None or h < x1:
+        fig.add_shape(type="rect", xref="x", yref="paper", x0=max(h or x0, x0), x1=x1, y0=0,
+                      y1=1, fillcolor=SPEED_FILL, line={"width": 0}, layer="below")
+    return fig

@@ -7,10 +7,11 @@ these rules can be tested without a browser.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dashboard.api_models import MetricInfo, Point, SeriesResponse
+from dashboard.api_models import Job, MetricInfo, Point, SeriesResponse
 
 MAX_LINES = 8
 OTHER = "other"
@@ -36,6 +37,29 @@ class Headline:
 
     label: str
     value: float | None
+
+
+@dataclass(frozen=True)
+class RunMark:
+    """A batch run (or replay) to annotate on a chart: when it finished, what it did."""
+
+    at: datetime
+    text: str
+
+
+def run_marks(jobs: Sequence[Job]) -> list[RunMark]:
+    """Finished jobs as chart marks. Their time is wall-clock time on an event-time axis:
+    close enough for live data, which is what they annotate."""
+    marks = []
+    for job in jobs:
+        if job.finished_at is None or job.state not in ("succeeded", "failed"):
+            continue
+        at = job.finished_at.astimezone(UTC) if job.finished_at.tzinfo else job.finished_at
+        text = f"{job.kind} run {job.state} at {at:%H:%M:%S} UTC"
+        if job.horizon is not None and job.kind == "batch" and job.state == "succeeded":
+            text += f"; horizon → {job.horizon.astimezone(UTC):%H:%M:%S}"
+        marks.append(RunMark(at, text))
+    return marks
 
 
 def group_by_for(metric: MetricInfo) -> tuple[str, ...]:

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from ingest.routes import router as ingest_router
-from serving.errors import install_error_handlers
+from serving.errors import error_responses, install_error_handlers
 from serving.health import ComponentHealth, HealthRegistry
+from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
-from serving.routes import admin, health, metrics
+from serving.routes import admin, drift, health, metrics, pipeline, replay, status
 from stratum import __version__
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -35,12 +36,19 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
     app.state.reader = MetricReader(storage)
     app.state.health = HealthRegistry()
     app.state.producer = None
+    app.state.pipeline = PipelineReader(storage)
+    app.state.rates = CounterRates()
     app.state.health.register("clickhouse", lambda: _clickhouse_probe(storage))
     install_error_handlers(app)
-    app.include_router(ingest_router)
+    app.include_router(ingest_router, responses=error_responses(400, 413, 422, 503))
     app.include_router(metrics.router)
+    app.include_router(drift.router)
+    app.include_router(status.router)
+    app.include_router(pipeline.router)
     app.include_router(admin.router)
+    app.include_router(replay.router)
     app.include_router(health.router)
+    metrics.document_catalog(app, catalog)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -1,4 +1,5 @@
-"""Dependencies: settings, the metric catalog, readers, and the two token checks."""
+"""Dependencies: settings, the metric catalog, readers, pipeline state, and the two token
+checks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -26,6 +28,16 @@ def get_catalog(request: Request) -> MetricCatalog:
 def get_reader(request: Request) -> MetricReader:
     reader: MetricReader = request.app.state.reader
     return reader
+
+
+def get_pipeline(request: Request) -> PipelineReader:
+    pipeline: PipelineReader = request.app.state.pipeline
+    return pipeline
+
+
+def get_rates(request: Request) -> CounterRates:
+    rates: CounterRates = request.app.state.rates
+    return rates
 
 
 def get_jobs(request: Request) -> JobStore:
@@ -72,5 +84,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 ReaderDep = Annotated[MetricReader, Depends(get_reader)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
+PipelineDep = Annotated[PipelineReader, Depends(get_pipeline)]
+RatesDep = Annotated[CounterRates, Depends(get_rates)]
 AdminOnly = Depends(require_admin)
 ReadAccess = Depends(require_reader)

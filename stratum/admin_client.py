@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 import httpx
@@ -22,33 +23,57 @@ def _explain(response: httpx.Response) -> str:
         return f"{response.status_code}: {response.text[:300]}"
 
 
-def follow_batch(api_url: str, token: str, *, wait: bool = True, timeout_s: float = 3600) -> str:
+def follow_batch(api_url: str, token: str, *, mode: str = "incremental",
+                 wait: bool = True, timeout_s: float = 3600) -> str:
+    return _follow(api_url, token, "/v1/admin/batch", {"trigger": "cli", "mode": mode},
+                   "recompute", wait=wait, timeout_s=timeout_s)
+
+
+def follow_replay(api_url: str, token: str, *, from_time: str | None = None,
+                  wait: bool = True, timeout_s: float = 3600) -> str:
+    body: dict[str, str] = {"trigger": "cli"}
+    if from_time:
+        body["from"] = from_time
+    return _follow(api_url, token, "/v1/admin/replay", body, "replay", wait=wait,
+                   timeout_s=timeout_s)
+
+
+def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: str, *,
+            wait: bool, timeout_s: float) -> str:
+    """Start a job and draw its progress until it ends; Ctrl-C leaves it running."""
     headers = {"authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=api_url, headers=headers, timeout=10) as client:
-            response = client.post("/v1/admin/batch", json={"trigger": "cli"})
+            response = client.post(path, json=body)
             if response.status_code != 202:
                 raise AdminError(_explain(response))
             job_id = response.json()["job_id"]
-            click.echo(f"batch job {job_id} queued")
+            click.echo(f"{label} job {job_id} queued")
             if not wait:
                 return job_id
-            deadline = time.monotonic() + timeout_s
-            with click.progressbar(length=100, label="recompute") as bar:
-                shown = 0
-                while time.monotonic() < deadline:
-                    job = client.get(f"/v1/admin/jobs/{job_id}").json()
-                    total = job["units_total"] or 1
-                    done = int(100 * job["units_done"] / total)
-                    bar.update(max(0, done - shown))
-                    shown = max(shown, done)
-                    if job["state"] in ("succeeded", "failed", "cancelled"):
-                        break
-                    time.sleep(0.5)
-            click.echo(f"{job['state']}: {job['rows_in']} events in, {job['rows_out']} window "
-                       f"rows out, horizon {job['horizon']}")
+            job = _watch(client, job_id, label, timeout_s)
+            click.echo(f"{job['state']}: {job['rows_in']} events in, {job['rows_out']} rows "
+                       f"out, horizon {job.get('horizon')}, params {job.get('params')}")
             if job["state"] != "succeeded":
                 raise AdminError(f"job {job_id} {job['state']}: {job['error']}")
             return job_id
     except httpx.HTTPError as exc:
         raise AdminError(f"cannot reach Stratum at {api_url}: {exc}") from exc
+
+
+def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
+           ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    job: dict[str, Any] = {}
+    with click.progressbar(length=100, label=label) as bar:
+        shown = 0
+        while time.monotonic() < deadline:
+            job = client.get(f"/v1/admin/jobs/{job_id}").json()
+            total = job["units_total"] or 1
+            done = int(100 * job["units_done"] / total)
+            bar.update(max(0, done - shown))
+            shown = max(shown, done)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.5)
+    return job

@@ -129,11 +129,38 @@ def worker() -> None:
 def batch() -> None:
     """The batch scheduler (runs scheduled and requested recomputes)."""
     from batch_layer.scheduler import run_forever
+    from serving.health import ComponentHealth
+    from stratum.platform import heartbeat
+
+    async def run(settings: Settings) -> None:
+        beat = asyncio.create_task(heartbeat("batch", lambda: ComponentHealth(
+            status="ok", detail="scheduler running")))
+        try:
+            await run_forever(settings)
+        finally:
+            beat.cancel()
 
     try:
-        asyncio.run(run_forever(_settings()))
+        asyncio.run(run(_settings()))
     except StratumError as exc:
         _fail(exc)
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker", "batch"]))
+@click.option("--url", default=None,
+              help="api: the API to ask (default: this host's STRATUM_API__PORT).")
+@click.option("--max-age", type=float, default=30.0, show_default=True,
+              help="worker, batch: seconds after which a heartbeat counts as stale.")
+def healthcheck(role: str, url: str | None, max_age: float) -> None:
+    """Exit 0 if this host's Stratum ROLE is healthy, 1 if not (container healthchecks)."""
+    from stratum.platform import check_health
+
+    if url is None and role == "api":
+        url = f"http://127.0.0.1:{_settings().api.port}"
+    healthy, why = check_health(role, url or "", max_age_s=max_age)
+    click.echo(why)
+    sys.exit(0 if healthy else 1)
 
 
 @main.command()
@@ -159,13 +186,33 @@ def generate(url: str | None, rate: float, duration: float | None, backfill: flo
 @main.command()
 @click.option("--url", default=None, help="Stratum API (default from settings).")
 @click.option("--token", default=None, help="Admin token (default from settings).")
+@click.option("--full", is_flag=True, help="Recompute every hour, not only dirty ones.")
 @click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
-def recompute(url: str | None, token: str | None, wait: bool) -> None:
+def recompute(url: str | None, token: str | None, full: bool, wait: bool) -> None:
     """Ask a running Stratum for a batch recompute and follow its progress."""
     from stratum.admin_client import follow_batch
 
     settings = _settings()
     try:
-        follow_batch(url or settings.api_url, token or settings.api.admin_token, wait=wait)
+        follow_batch(url or settings.api_url, token or settings.api.admin_token,
+                     mode="full" if full else "incremental", wait=wait)
+    except StratumError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--url", default=None, help="Stratum API (default from settings).")
+@click.option("--token", default=None, help="Admin token (default from settings).")
+@click.option("--from", "from_time", default=None,
+              help="Rebuild from this time (ISO-8601, epoch ms, now-6h); default: all.")
+@click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
+def replay(url: str | None, token: str | None, from_time: str | None, wait: bool) -> None:
+    """Ask a running Stratum to rebuild its speed views from the log (Kappa replay)."""
+    from stratum.admin_client import follow_replay
+
+    settings = _settings()
+    try:
+        follow_replay(url or settings.api_url, token or settings.api.admin_token,
+                      from_time=from_time, wait=wait)
     except StratumError as exc:
         _fail(exc)

@@ -74,5 +74,8 @@ def stack(make_stack: Callable[..., Stack]) -> Stack:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main
-    thread for the rest of the session, after which ``asyncio.run`` cannot be called."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    thread for the rest of the session, after which ``asyncio.run`` cannot be called.
+    Just before them, the other users of the shared ``stack``: its background threads
+    (Faust, aiokafka, the scheduler) then run beside as few other tests as possible."""
+    items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
+                                 "stack" in getattr(item, "fixturenames", ())))

@@ -25,7 +25,7 @@ from dashboard.errors import ApiConflictError, ApiError
 from dashboard.formatting import fmt_clock
 from dashboard.jobs_table import jobs_table
 
-dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=1)  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=3)  # type: ignore[no-untyped-call]
 
 REFRESH_MS = 2_000
 JOBS_LIMIT = 20

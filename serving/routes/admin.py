@@ -7,71 +7,116 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, JobsDep
+from serving.errors import error_responses
+from serving.routes.common import ms_of
+from serving.timeparse import parse_time_ms
 from stratum.storage.jobs import Job
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
+                   responses=error_responses(401, 422, 500, 503))
+
+_JOB_EXAMPLE: dict[str, Any] = {
+    "job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912", "kind": "batch", "trigger": "api",
+    "params": {"mode": "full"}, "state": "succeeded", "units_done": 3, "units_total": 3,
+    "rows_in": 360000, "rows_out": 5412, "horizon": "2026-11-21T09:55:00Z",
+    "horizon_ms": 1795254900000, "created_at": "2026-11-21T10:00:00.120Z",
+    "created_at_ms": 1795255200120, "started_at": "2026-11-21T10:00:00.410Z",
+    "started_at_ms": 1795255200410, "finished_at": "2026-11-21T10:00:02.980Z",
+    "finished_at_ms": 1795255202980, "error": ""}
 
 
 class BatchRequest(BaseModel):
     trigger: Literal["api", "admin", "cli"] = "api"
+    mode: Literal["incremental", "full"] = Field(
+        "incremental", description="incremental: only event hours changed since the last "
+        "run (new or late events, new metrics); full: every hour")
+    start: str | None = Field(None, description="only hours from here (ISO-8601 or epoch ms)")
+    end: str | None = Field(None, description="only hours before here")
 
 
 class JobAccepted(BaseModel):
     job_id: str
     state: str
 
+    model_config = {"json_schema_extra": {"examples": [
+        {"job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912", "state": "queued"}]}}
+
 
 class JobOut(BaseModel):
     job_id: str
-    kind: str
-    trigger: str
+    kind: str = Field(description="batch or replay")
+    trigger: str = Field(description="schedule, api, admin or cli")
     params: dict[str, Any]
-    state: str
+    state: str = Field(description="queued, running, succeeded, failed or cancelled")
     units_done: int
     units_total: int
     rows_in: int
     rows_out: int
-    horizon: datetime | None
+    horizon: datetime | None = Field(description="batch values final up to here (batch jobs)")
+    horizon_ms: int | None
     created_at: datetime
+    created_at_ms: int
     started_at: datetime | None
+    started_at_ms: int | None
     finished_at: datetime | None
+    finished_at_ms: int | None
     error: str
+
+    model_config = {"json_schema_extra": {"examples": [_JOB_EXAMPLE]}}
 
 
 class JobList(BaseModel):
     jobs: list[JobOut]
-    total: int
+    total: int = Field(description="jobs matching, over all pages")
     limit: int
     offset: int
 
+    model_config = {"json_schema_extra": {"examples": [
+        {"jobs": [_JOB_EXAMPLE], "total": 1, "limit": 50, "offset": 0}]}}
+
 
 def job_out(job: Job) -> JobOut:
-    return JobOut.model_validate(job.model_dump())
+    data = job.model_dump()
+    for name in ("horizon", "created_at", "started_at", "finished_at"):
+        data[f"{name}_ms"] = ms_of(data[name])
+    return JobOut.model_validate(data)
 
 
 @router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted,
              summary="Queue a batch recompute",
-             responses={409: {"description": "a batch job is already queued or running"}})
+             description="Rejected with 409 (and the active job's id in `details.job_id`) "
+                         "while a batch job is queued or running.",
+             responses=error_responses(409))
 async def trigger_batch(jobs: JobsDep,
                         body: Annotated[BatchRequest | None, Body()] = None) -> JobAccepted:
-    trigger = body.trigger if body else "api"
-    job = await run_in_threadpool(jobs.submit, "batch", trigger, {"mode": "full"})
+    request = body or BatchRequest()
+    params: dict[str, Any] = {"mode": request.mode}
+    for name, text in (("start_ms", request.start), ("end_ms", request.end)):
+        if text:
+            try:
+                params[name] = parse_time_ms(text)
+            except ValueError as exc:
+                raise HTTPException(422, detail={"code": "invalid_parameter",
+                                                 "message": str(exc),
+                                                 "details": {"parameter": name[:-3]}}) from exc
+    job = await run_in_threadpool(jobs.submit, "batch", request.trigger, params)
     return JobAccepted(job_id=job.job_id, state=job.state)
 
 
-@router.get("/jobs", response_model=JobList, summary="Jobs, newest first")
+@router.get("/jobs", response_model=JobList, summary="Jobs, newest first (paginated)")
 async def list_jobs(jobs: JobsDep,
                     kind: Annotated[Literal["batch", "replay"] | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> JobList:
+                    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> JobList:
     page, total = await run_in_threadpool(jobs.list, kind, limit, offset)
     return JobList(jobs=[job_out(j) for j in page], total=total, limit=limit, offset=offset)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="One job and its progress")
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="One job and its progress",
+            responses=error_responses(404))
 async def get_job(job_id: str, jobs: JobsDep) -> JobOut:
     job = await run_in_threadpool(jobs.get, job_id)
     if job is None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from serving.deps import CatalogDep, ReadAccess, ReaderDep
 from serving.drift import DriftReader
+from serving.errors import error_responses
 from serving.routes.common import READ_ERRORS, iso
 from serving.timeparse import parse_time_ms
 
@@ -47,7 +48,8 @@ class DriftResponse(BaseModel):
     points: list[DriftPointOut]
 
 
-@router.get("", response_model=DriftResponse, summary="Speed vs batch, per window")
+@router.get("", response_model=DriftResponse, summary="Speed vs batch, per window",
+            responses=error_responses(404))
 async def get_drift(
     catalog: CatalogDep, reader: ReaderDep,
     metric: Annotated[str, Query(description="metric name")],

@@ -5,34 +5,48 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.deps import CatalogDep, ReadAccess, ReaderDep
-from serving.queries import MAX_POINTS, SeriesRequest
-from serving.timeparse import iso, parse_time_ms
-from stratum.metrics import MetricDefinition
+from serving.errors import error_responses
+from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
+from serving.routes.common import READ_ERRORS, iso, iso_or_none
+from serving.timeparse import parse_time_ms
+from stratum.metrics import MetricCatalog, MetricDefinition
 from stratum.windows import format_duration, parse_duration_ms
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess])
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
+                   responses=READ_ERRORS)
 RESERVED_QUERY = {"start", "end", "step", "group_by"}
+# DateTime64(3) holds 1900-2299; past 2200 nobody means it, and negative epochs are typos.
+MIN_TIME_MS, MAX_TIME_MS = 0, 7_258_118_400_000
+MAX_STEP_MS = 366 * 86_400_000
+TIME_HELP = "ISO-8601 (2026-11-21T10:00:00Z; no zone means UTC), epoch milliseconds, or "
 
 
 class MetricInfo(BaseModel):
     name: str
     description: str
-    aggregation: str
+    aggregation: str = Field(description="count, sum, min, max, avg, quantile or distinct")
     field: str | None
     quantile: float | None
     where: dict[str, str | list[str]]
     dimensions: list[str]
-    windows: list[str]
+    windows: list[str] = Field(description="window sizes, finest first; steps are multiples "
+                                           "of the finest")
     unit: str
 
 
 class MetricList(BaseModel):
     metrics: list[MetricInfo]
+
+    model_config = {"json_schema_extra": {"examples": [{"metrics": [{
+        "name": "revenue", "description": "Revenue: sum of purchase amounts by country",
+        "aggregation": "sum", "field": "amount", "quantile": None,
+        "where": {"type": "purchase"}, "dimensions": ["country"],
+        "windows": ["1m", "5m", "1h"], "unit": "EUR"}]}]}}
 
 
 class PointOut(BaseModel):
@@ -54,14 +68,18 @@ class SeriesResponse(BaseModel):
     unit: str
     step: str
     start: str
+    start_ms: int
     end: str
+    end_ms: int
     horizon: str | None = Field(description="batch values are authoritative up to here")
+    horizon_ms: int | None
     series: list[SeriesOut]
 
     model_config = {"json_schema_extra": {"examples": [{
         "metric": "revenue", "aggregation": "sum", "unit": "EUR", "step": "1m",
-        "start": "2026-11-21T10:00:00Z", "end": "2026-11-21T10:02:00Z",
-        "horizon": "2026-11-21T10:01:00Z",
+        "start": "2026-11-21T10:00:00Z", "start_ms": 1795255200000,
+        "end": "2026-11-21T10:02:00Z", "end_ms": 1795255320000,
+        "horizon": "2026-11-21T10:01:00Z", "horizon_ms": 1795255260000,
         "series": [{"group": {"country": "DE"}, "points": [
             {"t": "2026-11-21T10:00:00Z", "t_ms": 1795255200000, "value": 120.5,
              "source": "batch", "count": 9},
@@ -86,16 +104,36 @@ def _bad(code: str, message: str, **details: Any) -> HTTPException:
     return HTTPException(422, detail={"code": code, "message": message, "details": details})
 
 
+def _time(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
+    if not text:
+        return default_ms
+    try:
+        ms = parse_time_ms(text, now_ms=now_ms)
+    except ValueError as exc:
+        raise _bad("invalid_parameter", f"{name}: {exc}", parameter=name) from exc
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise _bad("invalid_parameter", f"{name}: {text!r} is outside 1970-2200",
+                   parameter=name)
+    return ms
+
+
 @router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
             description="Windows ending at or before the batch horizon come from batch, the "
-                        "rest from speed. Filter with `dim=value` query parameters (repeat "
-                        "for several values).")
+                        "rest from speed; each point says which. Filter with `dim=value` query "
+                        "parameters (repeat for several values), e.g. "
+                        "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
+            responses=error_responses(404))
 async def get_series(
     name: str, request: Request, catalog: CatalogDep, reader: ReaderDep,
-    start: Annotated[str | None, Query(description="ISO-8601, epoch ms or now-1h")] = None,
-    end: Annotated[str | None, Query(description="ISO-8601, epoch ms or now")] = None,
-    step: Annotated[str | None, Query(description="multiple of the finest window")] = None,
-    group_by: Annotated[str | None, Query(description="comma-separated dimensions")] = None,
+    start: Annotated[str | None, Query(description=TIME_HELP + "now-1h; default end - 1h",
+                                       examples=["now-1h"])] = None,
+    end: Annotated[str | None, Query(description=TIME_HELP + "now; default now",
+                                     examples=["now"])] = None,
+    step: Annotated[str | None, Query(description="a multiple of the finest window "
+                                                  "(default: the finest window)",
+                                      examples=["5m"])] = None,
+    group_by: Annotated[str | None, Query(description="comma-separated dimensions",
+                                          examples=["country"])] = None,
 ) -> SeriesResponse:
     metric = catalog.get(name)
     if metric is None:
@@ -103,14 +141,15 @@ async def get_series(
                                          "message": f"no metric named {name!r}",
                                          "details": {"metrics": catalog.names}})
     now_ms = int(time.time() * 1000)
+    end_ms = _time(end, now_ms, now_ms, "end")
+    start_ms = _time(start, end_ms - 3_600_000, now_ms, "start")
     try:
-        end_ms = parse_time_ms(end, now_ms=now_ms) if end else now_ms
-        start_ms = parse_time_ms(start, now_ms=now_ms) if start else end_ms - 3_600_000
-        step_ms = parse_duration_ms(step) if step else metric.window_ms
+        step_ms = parse_duration_ms(step) if step else default_step_ms(metric)
     except ValueError as exc:
-        raise _bad("invalid_parameter", str(exc)) from exc
-    if step_ms % metric.window_ms:
-        raise _bad("invalid_step", f"step must be a multiple of {metric.windows[0]}",
+        raise _bad("invalid_parameter", f"step: {exc}", parameter="step") from exc
+    problem = step_problem(metric, step_ms)
+    if problem or step_ms > MAX_STEP_MS:
+        raise _bad("invalid_step", problem or "step must be at most 366d",
                    windows=list(metric.windows))
     start_ms -= start_ms % step_ms
     if end_ms <= start_ms:
@@ -132,9 +171,29 @@ async def get_series(
     series, horizon = await run_in_threadpool(reader.series, req)
     return SeriesResponse(
         metric=name, aggregation=metric.aggregation.value, unit=metric.unit,
-        step=format_duration(step_ms), start=iso(start_ms), end=iso(end_ms),
-        horizon=iso(horizon) if horizon is not None else None,
+        step=format_duration(step_ms), start=iso(start_ms), start_ms=start_ms, end=iso(end_ms),
+        end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
         series=[SeriesOut(group=s.group, points=[
             PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count)
             for p in s.points]) for s in series],
     )
+
+
+def document_catalog(app: FastAPI, catalog: MetricCatalog) -> None:
+    """Name this deployment's metrics in the OpenAPI document (an enum for ``{name}``), so
+    readers of /docs and generated clients see what exists, not just "a string"."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        operation = schema["paths"].get("/v1/metrics/{name}", {}).get("get", {})
+        for parameter in operation.get("parameters", []):
+            if parameter.get("name") == "name" and catalog.names:
+                parameter["schema"] = {"type": "string", "enum": list(catalog.names),
+                                       "title": "Name"}
+                parameter["example"] = catalog.names[0]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

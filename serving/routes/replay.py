@@ -9,11 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, JobsDep, ReaderDep
+from serving.errors import error_responses
 from serving.timeparse import parse_time_ms
 from stratum.storage import generations
 from stratum.storage.jobs import request_cancel, utc_now
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
+                   responses=error_responses(401, 422, 500, 503))
 
 
 class ReplayRequest(BaseModel):
@@ -36,7 +38,7 @@ class GenerationOut(BaseModel):
 
 @router.post("/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayAccepted,
              summary="Rebuild the speed views from the log (Kappa replay)",
-             responses={409: {"description": "a replay is already queued or running"}})
+             responses=error_responses(409))
 async def start_replay(jobs: JobsDep,
                        body: Annotated[ReplayRequest | None, Body()] = None) -> ReplayAccepted:
     request = body or ReplayRequest()
@@ -52,7 +54,7 @@ async def start_replay(jobs: JobsDep,
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=ReplayAccepted,
-             summary="Cancel a queued or running job")
+             summary="Cancel a queued or running job", responses=error_responses(404, 409))
 async def cancel_job(job_id: str, jobs: JobsDep, reader: ReaderDep) -> ReplayAccepted:
     job = await run_in_threadpool(jobs.get, job_id)
     if job is None:

@@ -1,0 +1,97 @@
+"""Pipeline health: throughput per stage, each partition's progress and event-time lag,
+late and dead-letter counts, the batch horizon, and a timeline of batch runs and replays.
+
+One ``GET /v1/pipeline`` per refresh (every 2 s, pausable, never overlapping: see
+:mod:`dashboard.live`). Stage counters are the API process's own, which the page says.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import dash
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.development.base_component import Component
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.api_client import ApiClient
+from dashboard.api_models import JobPage
+from dashboard.components import banner, card, page_header
+from dashboard.errors import ApiError
+from dashboard.figures import GRAPH_CONFIG, message_figure
+from dashboard.formatting import fmt_clock
+from dashboard.jobs_table import jobs_table
+from dashboard.live import live_interval, too_soon
+from dashboard.pipeline_view import (
+    partitions_table,
+    stage_tiles,
+    throughput_figure,
+    timeline_figure,
+)
+
+dash.register_page(__name__, path="/pipeline", name="Pipeline", title="Stratum · Pipeline",  # type: ignore[no-untyped-call]
+                   order=2)
+
+PAGE = "pipeline"
+REFRESH_MS = 2_000
+JOBS_SHOWN = 20
+
+
+def _graph(graph_id: str, height: str) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=message_figure("Loading…"), config=GRAPH_CONFIG,
+                     style={"height": height})
+
+
+def layout(**_query: str) -> Component:
+    return html.Div([
+        page_header("Pipeline health", "Ingest → log → speed layer and archive → batch · "
+                                       "stage rates are this API process's counters · UTC",
+                    html.Span(id=ids.PIPELINE_UPDATED, className="muted")),
+        html.Div(id=ids.PIPELINE_STATUS),
+        html.Div(id=ids.PIPELINE_TILES, className="tile-row tile-row--pipeline",
+                 children=html.Div("Loading…", className="empty-state")),
+        html.Div(className="pipeline-grid", children=[
+            card("Throughput per stage", _graph(ids.PIPELINE_THROUGHPUT, "280px"),
+                 subtitle="events per second, sampled when the API is asked"),
+            card("Partitions", html.Div(id=ids.PIPELINE_PARTITIONS, className="table-slot"),
+                 subtitle="speed-layer progress per log partition; lag = now − newest event"),
+        ]),
+        card("Batch runs and replays", _graph(ids.PIPELINE_TIMELINE, "200px"),
+             html.Div(id=ids.PIPELINE_JOBS, className="table-slot"),
+             subtitle="when each job ran (wall clock) and the current batch horizon"),
+        dcc.Store(id=ids.PIPELINE_REFRESHED),
+        live_interval(PAGE, REFRESH_MS),
+    ])
+
+
+def register_callbacks(app: Dash, api: ApiClient) -> None:
+    @app.callback(
+        Output(ids.PIPELINE_TILES, "children"),
+        Output(ids.PIPELINE_THROUGHPUT, "figure"),
+        Output(ids.PIPELINE_PARTITIONS, "children"),
+        Output(ids.PIPELINE_TIMELINE, "figure"),
+        Output(ids.PIPELINE_JOBS, "children"),
+        Output(ids.PIPELINE_STATUS, "children"),
+        Output(ids.PIPELINE_UPDATED, "children"),
+        Output(ids.PIPELINE_REFRESHED, "data"),
+        Input(ids.live_interval(PAGE), "n_intervals"),
+        State(ids.PIPELINE_REFRESHED, "data"),
+        running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
+    )
+    def refresh(n: int | None, refreshed: float | None) -> tuple[Any, ...]:
+        if n and too_soon(refreshed, REFRESH_MS):
+            raise PreventUpdate
+        now = datetime.now(UTC)
+        try:
+            state = api.pipeline(limit=JOBS_SHOWN)
+        except ApiError as exc:
+            message = f"{exc}. The numbers below are stale; retrying every 2 s."
+            return (*[no_update] * 5, banner(message), f"failed at {fmt_clock(now)} UTC",
+                    time.time())
+        jobs = jobs_table(JobPage(jobs=state.jobs, total=state.jobs_total), now=now)
+        return (stage_tiles(state), throughput_figure(state), partitions_table(state),
+                timeline_figure(state, now), jobs, None, f"updated {fmt_clock(now)} UTC",
+                time.time())

@@ -1,0 +1,169 @@
+"""Each page in headless chromium against the shared real stack: load, interact, check that
+what is drawn changed as it should, no browser errors, a screenshot per page.
+
+Events here carry countries no other test uses (``ZZ``, ``YY``), so exact numbers can be
+asserted on a stack other tests also write to.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from dashboard import ids
+from dashboard.live import PAUSE_LABEL, RESUME_LABEL
+
+pytestmark = pytest.mark.browser
+
+LOAD_WAIT_MS = 15_000
+REFRESH_WAIT_MS = 12_000
+PAUSED_WATCH_S = 5.0  # over two overview/pipeline refresh intervals
+
+
+def events_at(ts_ms: int, **per_country: int) -> list[dict[str, Any]]:
+    return [{"event_id": f"pages-{uuid4().hex}", "ts": ts_ms, "type": "page_view",
+             "country": country, "device": "desktop", "latency_ms": 90}
+            for country, n in per_country.items() for _ in range(n)]
+
+
+def choose(page: Page, dropdown_id: str, option: str) -> None:
+    """Open a dcc.Dropdown and click one option (Dash 4 renders a listbox popover)."""
+    page.locator(f"#{dropdown_id}").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def table_groups(page: Page) -> set[str]:
+    cells = page.locator(f"#{ids.EXPLORER_TABLE} td[data-dash-column='group']")
+    return {text.strip() for text in cells.all_inner_texts()}
+
+
+def test_explorer_range_group_filter_url_and_csv(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
+    now_ms = int(time.time() * 1000)
+    stack.post_events(events_at(now_ms, ZZ=3, YY=2))
+    page.goto(f"{stack.base_url}/dashboard/explorer?metric=events&range=1h")
+    summary = page.locator(f"#{ids.EXPLORER_SUMMARY}")
+    expect(summary).to_contain_text(re.compile(r"\d+ points? in"), timeout=LOAD_WAIT_MS)
+    expect(page).to_have_url(re.compile(r"metric=events&range=1h&step=1m"))
+    one_hour = summary.inner_text()
+
+    page.get_by_role("option", name="15 min", exact=True).click()
+    expect(page).to_have_url(re.compile(r"range=15m"), timeout=LOAD_WAIT_MS)
+    expect(summary).not_to_have_text(one_hour, timeout=LOAD_WAIT_MS)
+
+    choose(page, ids.EXPLORER_GROUP_BY, "country")
+    expect(page).to_have_url(re.compile(r"group_by=country"), timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text("country=ZZ",
+                                                                   timeout=LOAD_WAIT_MS)
+    assert {"country=ZZ", "country=YY"} <= table_groups(page)
+
+    choose(page, ids.EXPLORER_FILTER_DIM, "country")
+    choose(page, ids.EXPLORER_FILTER_VALUES, "ZZ")
+    page.keyboard.press("Escape")
+    expect(page).to_have_url(re.compile(r"filter_dim=country&filter=ZZ"), timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).not_to_contain_text("country=YY",
+                                                                       timeout=LOAD_WAIT_MS)
+    assert table_groups(page) == {"country=ZZ"}
+    value = page.locator(f"#{ids.EXPLORER_TABLE} td[data-dash-column='value']").first
+    expect(value).to_have_text("3")
+    traces = page.locator(f"#{ids.EXPLORER_GRAPH} .scatterlayer .trace")
+    expect(traces).to_have_count(1)
+
+    with page.expect_download(timeout=LOAD_WAIT_MS) as download_info:
+        page.locator(f"#{ids.EXPLORER_DOWNLOAD_BUTTON}").click()
+    csv_text = Path(download_info.value.path()).read_text()
+    header, *rows = csv_text.strip().splitlines()
+    assert header == "window_start,window_start_ms,country,value,source,events"
+    assert rows and all(",ZZ," in row for row in rows)
+    page.screenshot(path=artifacts_dir / "explorer.png", full_page=True)
+
+    shared = page.context.new_page()  # the link alone must rebuild the view
+    shared.goto(page.url)
+    expect(shared.locator(f"#{ids.EXPLORER_GROUP_BY}")).to_contain_text("country",
+                                                                         timeout=LOAD_WAIT_MS)
+    expect(shared.locator(f"#{ids.EXPLORER_FILTER_VALUES}")).to_contain_text("ZZ")
+    expect(shared.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text("country=ZZ",
+                                                                     timeout=LOAD_WAIT_MS)
+    assert table_groups(shared) == {"country=ZZ"}
+    assert shared.get_by_role("option", name="15 min", exact=True).get_attribute(
+        "aria-selected") == "true"
+    shared.screenshot(path=artifacts_dir / "explorer-shared-link.png", full_page=True)
+    shared.close()
+    assert browser_errors == []
+
+
+def test_overview_tiles_freshness_and_pause_across_pages(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
+    stack.post_events(events_at(int(time.time() * 1000), ZZ=1))
+    page.goto(f"{stack.base_url}/dashboard/")
+    metric_count = len(stack.client.get("/v1/metrics").json()["metrics"])
+    expect(page.locator(".tile--metric")).to_have_count(metric_count, timeout=LOAD_WAIT_MS)
+    freshness = page.locator(f"#{ids.OVERVIEW_FRESHNESS}")
+    expect(freshness).to_have_class(re.compile(r"is-ok"), timeout=LOAD_WAIT_MS)
+    expect(freshness).to_contain_text("event-time lag")
+    expect(page.locator(f"#{ids.OVERVIEW_RATE_NOTE}")).to_contain_text("per 1m window")
+    assert page.locator(".tile-spark .js-plotly-plot").count() == metric_count + 1
+    card = page.locator('[data-metric="events"]')
+    expect(card.locator(".last-point")).to_contain_text("refreshed", timeout=LOAD_WAIT_MS)
+    page.screenshot(path=artifacts_dir / "overview-tiles.png", full_page=True)
+
+    button = page.locator(f"#{ids.APP_PAUSE_BUTTON}")
+    button.click()
+    expect(button).to_have_text(RESUME_LABEL)
+    expect(button).to_have_attribute("data-paused", "true")
+    time.sleep(0.5)  # let a refresh that was already running land
+    frozen = card.locator(".last-point").inner_text()
+    time.sleep(PAUSED_WATCH_S)
+    assert card.locator(".last-point").inner_text() == frozen
+
+    page.get_by_role("link", name="Pipeline").click()  # the pause holds on every page
+    updated = page.locator(f"#{ids.PIPELINE_UPDATED}")
+    expect(updated).to_contain_text("updated", timeout=LOAD_WAIT_MS)
+    expect(button).to_have_text(RESUME_LABEL)
+    shown = updated.inner_text()
+    time.sleep(PAUSED_WATCH_S)
+    assert updated.inner_text() == shown
+    page.screenshot(path=artifacts_dir / "paused.png", full_page=True)
+
+    button.click()
+    expect(button).to_have_text(PAUSE_LABEL)
+    expect(updated).not_to_have_text(shown, timeout=REFRESH_WAIT_MS)
+    assert browser_errors == []
+
+
+def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
+    page.goto(f"{stack.base_url}/dashboard/pipeline")
+    ingest = page.locator('[data-stage="ingest"] .tile-value')
+    expect(ingest).to_have_text(re.compile(r"/s$"), timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"#{ids.PIPELINE_PARTITIONS} tr[data-partition]").first).to_be_visible(
+        timeout=LOAD_WAIT_MS)
+    late = page.locator('[data-stage="late"] .tile-value')
+    expect(late).to_have_text(re.compile(r"^[\d,]+$"), timeout=LOAD_WAIT_MS)
+    late_before = int(late.inner_text().replace(",", ""))
+
+    now_ms = int(time.time() * 1000)
+    stack.post_events(events_at(now_ms, ZZ=1))  # moves the watermark to now - 60 s
+    stack.post_events(events_at(now_ms - 10 * 60_000, YY=2), wait=False)  # too late
+    expect(late).not_to_have_text(f"{late_before:,}", timeout=REFRESH_WAIT_MS)
+    assert int(late.inner_text().replace(",", "")) >= late_before + 2
+
+    job = stack.run_batch()
+    row = page.locator(f'#{ids.PIPELINE_JOBS} tr[data-job-id="{job["job_id"]}"]')
+    expect(row).to_have_attribute("data-state", "succeeded", timeout=REFRESH_WAIT_MS)
+    expect(page.locator(f"#{ids.PIPELINE_TIMELINE} .barlayer .point").first).to_be_attached()
+    horizon = datetime.fromisoformat(job["horizon"].replace("Z", "+00:00")).astimezone(UTC)
+    expect(page.locator('[data-stage="batch"] .tile-value')).to_have_text(
+        horizon.strftime("%H:%M:%S"), timeout=REFRESH_WAIT_MS)
+    page.screenshot(path=artifacts_dir / "pipeline.png", full_page=True)
+    assert browser_errors == []
