@@ -74,3 +74,29 @@ def options_from_params(params: Mapping[str, object]) -> tuple[RecomputeMode, in
     if start_ms is not None and end_ms is not None and end_ms <= start_ms:
         raise ValueError("end_ms must be after start_ms")
     return mode, start_ms, end_ms
+
+
+def source_of_file(path: Path) -> tuple[str, int]:
+    """(``epoch:partition``, last offset) from ``events-<epoch>-p<partition>-<first>-<last>``."""
+    _, epoch, partition, _first, last = path.stem.rsplit("-", 4)
+    return f"{epoch}:{partition.removeprefix('p')}", int(last)
+
+
+def lagging_sources(files: Iterable[Path], consumed: Mapping[str, int]
+                    ) -> dict[str, list[Path]]:
+    """Sources whose archive is behind what the speed layer consumed (``consumed``: source
+    -> through offset), each with the files of its newest archived range."""
+    newest: dict[str, tuple[int, list[Path]]] = {}
+    for path in files:
+        source, last = source_of_file(path)
+        known = newest.get(source)
+        if known is None or last > known[0]:
+            newest[source] = (last, [path])
+        elif last == known[0]:
+            known[1].append(path)
+    lagging = {}
+    for source, through in consumed.items():
+        archived, paths = newest.get(source, (-1, []))
+        if archived < through:
+            lagging[source] = paths
+    return lagging

@@ -29,13 +29,13 @@ import polars as pl
 import pyarrow as pa
 
 from batch_layer import writer
-from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file
+from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, lagging_sources
 from stratum.aggregation import MAX_HASH, value_hash
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.settings import Settings
-from stratum.storage import Storage
+from stratum.storage import Storage, generations
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,24 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
     ).with_columns(**no_sample)
 
 
+def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int]) -> int:
+    """How far the archive is complete: a log partition whose archive is behind what the
+    speed layer consumed caps the horizon at the newest event it has archived, so batch
+    never publishes a window while part of it is still on its way to the archive."""
+    live = generations.live_generation(storage)
+    consumed = {str(s): int(o) for s, o in storage.query(
+        f"SELECT source_id, through_offset FROM {storage.database}.speed_checkpoints FINAL "
+        "WHERE generation = {g:UInt32}", {"g": live})}
+    cap = 2**62
+    for source, paths in lagging_sources([Path(p) for p in file_hours], consumed).items():
+        if not paths:
+            return -(2**62)  # consumed, nothing archived yet: no new horizon
+        newest = pl.scan_parquet(paths).select(pl.col("ts").dt.epoch("ms").max()).collect()
+        cap = min(cap, int(newest.item() or 0))
+        log.info("archive of %s is behind the speed layer: horizon capped", source)
+    return cap
+
+
 def _hash_values(values: pl.Series) -> pl.Series:
     """``value_hash`` once per distinct value of the batch, then mapped back."""
     unique = values.unique()
@@ -254,6 +272,7 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
     if not events.is_empty():
         newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()),
                         int(time.time() * 1000))
+        newest_ms = min(newest_ms, _archived_until(settings, storage, file_hours))
         horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
     version = writer.next_version(storage)
     tracker.report("read")

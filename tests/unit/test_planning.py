@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, options_from_params
+from batch_layer.planning import (
+    RecomputeMode,
+    dirty_hours,
+    hour_of_file,
+    lagging_sources,
+    options_from_params,
+)
 
 H = 3_600_000
 FILES = {"a": 0, "b": H, "c": 2 * H}
@@ -54,3 +60,13 @@ def test_job_parameters_default_to_incremental() -> None:
     assert options_from_params({}) == (RecomputeMode.INCREMENTAL, None, None)
     assert options_from_params({"mode": "full", "start_ms": 1, "end_ms": 2}) == (
         RecomputeMode.FULL, 1, 2)
+
+
+def test_a_partition_whose_archive_is_behind_the_speed_layer_is_lagging() -> None:
+    files = [Path(f"a/date=2026-11-21/hour={h}/events-E-p{p}-{first}-{last}.parquet")
+             for h, p, first, last in [("10", 0, 0, 9), ("11", 0, 10, 19), ("10", 0, 10, 19),
+                                       ("11", 1, 0, 4)]]
+    lagging = lagging_sources(files, {"E:0": 19, "E:1": 7, "E:2": 3})
+    assert set(lagging) == {"E:1", "E:2"}
+    assert [p.name for p in lagging["E:1"]] == ["events-E-p1-0-4.parquet"]
+    assert lagging["E:2"] == []  # consumed but nothing archived yet
