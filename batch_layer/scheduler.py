@@ -30,6 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from batch_layer.errors import BatchInterruptedError
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import options_from_params
+from stratum import telemetry
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
@@ -157,12 +158,17 @@ class BatchScheduler:
                         INTERRUPTED)
             return
         except Exception as exc:
+            telemetry.BATCH_RUNS.labels(state="failed").inc()
             error = describe_failure(exc)
             store.save(current.model_copy(update={"state": "failed", "error": error,
                                                   "finished_at": utc_now()}))
             log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(current),
                           error)
             return
+        telemetry.BATCH_RUNS.labels(state="succeeded").inc()
+        telemetry.BATCH_DURATION.observe(result.duration_s)
+        telemetry.BATCH_ROWS_IN.inc(result.rows_in)
+        telemetry.BATCH_ROWS_OUT.inc(result.rows_out)
         store.save(current.model_copy(update={
             "state": "succeeded", "finished_at": utc_now(), "horizon": result.horizon,
             "rows_in": result.rows_in, "rows_out": result.rows_out}))

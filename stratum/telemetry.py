@@ -24,3 +24,6 @@ ARCHIVE_EVENTS = Counter("stratum_archive_events_total", "Events written to the 
 ARCHIVE_FILES = Counter("stratum_archive_files_total", "Parquet files written to the archive")
 BATCH_DURATION = Histogram("stratum_batch_duration_seconds", "Batch recompute duration",
                            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
+BATCH_RUNS = Counter("stratum_batch_runs_total", "Batch runs by outcome", ["state"])
+BATCH_ROWS_IN = Counter("stratum_batch_rows_in_total", "Archived events read by batch runs")
+BATCH_ROWS_OUT = Counter("stratum_batch_rows_out_total", "Window rows written by batch runs")
