@@ -14,7 +14,16 @@ from serving.errors import error_responses, install_error_handlers
 from serving.health import ComponentHealth, HealthRegistry
 from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
-from serving.routes import admin, drift, health, metrics, pipeline, replay, status
+from serving.routes import (
+    admin,
+    drift,
+    health,
+    metrics,
+    pipeline,
+    replay,
+    side_events,
+    status,
+)
 from stratum import __version__
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -43,6 +52,7 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
     app.include_router(ingest_router, responses=error_responses(400, 413, 422, 503))
     app.include_router(metrics.router)
     app.include_router(drift.router)
+    app.include_router(side_events.router)
     app.include_router(status.router)
     app.include_router(pipeline.router)
     app.include_router(admin.router)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -22,6 +23,8 @@ from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import StorageError, generations
 
+SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
+                "offset", "payload")
 HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay)
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class SpeedWorker:
         self._backoff_until = 0.0
         self._failures = 0
         self._written: dict[int, int] = {}
+        self._side: list[list[Any]] = []
         self._lock = asyncio.Lock()
         self._running = asyncio.Event()  # cleared while paused for a replay's hand-off
         self._running.set()
@@ -105,7 +109,11 @@ class SpeedWorker:
         except MessageDecodeError as exc:
             await self._dead_letter(message, None, str(exc), event.value)
             events, bad = [], []
-        result = agg.add(message.offset, events, int(time.time() * 1000))
+        # Not while a flush is writing: it writes the windows' state and the partition's
+        # through_offset from a worker thread, and an add in between would make the stored
+        # checkpoint claim offsets whose events the stored rows do not hold (lost on resume).
+        async with self._lock:
+            result = agg.add(message.offset, events, int(time.time() * 1000))
         telemetry.SPEED_EVENTS.inc(result.aggregated)
         telemetry.SPEED_SKIPPED.inc(result.skipped)
         telemetry.SPEED_DUPLICATES.inc(result.duplicates)
@@ -113,8 +121,22 @@ class SpeedWorker:
             await self._dead_letter(message, index, reason, event.value)
         if result.late:
             telemetry.SPEED_LATE.inc(len(result.late))
+            watermark = agg.watermark_ms
+            for late_event in result.late:
+                self._record("late", message, f"its window had closed (watermark {watermark})",
+                             late_event, orjson.dumps(late_event).decode())
             await self._send_late(result.late)
         self.acks.pending.append(event)
+
+    def _record(self, kind: str, message: Any, reason: str, event: Event | None,
+                payload: str) -> None:
+        """Keep a side event for ``side_events`` (written with the next flush)."""
+        ts = event.get("ts") if event else None
+        self._side.append([
+            kind, datetime.now(tz=UTC),
+            datetime.fromtimestamp(ts / 1000, tz=UTC) if isinstance(ts, int) else None,
+            str(event.get("event_id", "")) if event else "", reason[:1000], message.topic,
+            message.partition, message.offset, payload[:4096]])
 
     async def _send_late(self, late: list[Event]) -> None:
         try:
@@ -125,6 +147,8 @@ class SpeedWorker:
     async def _dead_letter(self, message: Any, index: int | None, reason: str, value: bytes
                            ) -> None:
         telemetry.DEAD_LETTERS.inc()
+        self._record("dead_letter", message, reason if index is None else f"item {index}: "
+                     f"{reason}", None, value[:4096].decode("utf-8", errors="replace"))
         log.warning("dead letter: %s[%d]@%d item %s: %s", message.topic, message.partition,
                     message.offset, index, reason)
         record = orjson.dumps({
@@ -147,13 +171,15 @@ class SpeedWorker:
             for agg in self.partitions.values():
                 agg.advance_idle(now_ms, idle_ms)
             pending = self.acks.take()
+            side, self._side = self._side, []
             drained = {p: agg.drain() for p, agg in self.partitions.items()}
             changed = {p: rows for p, rows in drained.items()
                        if rows or self.partitions[p].through_offset != self._written.get(p)}
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._write, changed)
+                await asyncio.to_thread(self._write, changed, side)
             except StorageError as exc:
+                self._side[:0] = side
                 for p, rows in drained.items():
                     if p in self.partitions:
                         self.partitions[p].restore(rows)
@@ -177,9 +203,13 @@ class SpeedWorker:
                     agg.evict_final()
             if pending:
                 await self.acks.ack(pending)
-            await self._follow_generation()
+            again = await self._follow_generation()
+        if again is not None:  # switched generations: outside the lock, which _process takes
+            for event in again:
+                await self._process(event)
+            self._running.set()
 
-    async def _follow_generation(self) -> None:
+    async def _follow_generation(self) -> list[Any] | None:
         """Kappa hand-off, seen from a live worker: pause when a replay asks (after this
         flush, so everything consumed is stored) and report offsets; switch to the new
         generation when readers do, resuming from its checkpoints."""
@@ -189,13 +219,12 @@ class SpeedWorker:
             self.store.generation = state.live
             self.partitions.clear()  # recovered lazily from the new generation's rows
             self._written.clear()
-            # Messages taken but not yet stored were counted only in the old state: apply
-            # them again (what the new generation already holds is skipped by offset).
-            for event in self.acks.take():
-                await self._process(event)
             self.paused_for = None
-            self._running.set()
-        elif state.handoff is not None and self.paused_for != state.handoff:
+            # Messages taken but not yet stored were counted only in the old state: the
+            # caller applies them again (what the new generation holds is skipped by offset)
+            # and then resumes.
+            return self.acks.take()
+        if state.handoff is not None and self.paused_for != state.handoff:
             self._running.clear()
             self.paused_for = state.handoff
             self._paused_at = time.monotonic()
@@ -212,8 +241,10 @@ class SpeedWorker:
             # do not pause again for the same hand-off.
             log.warning("hand-off to generation %s stalled: resuming", self.paused_for)
             self._running.set()
+        return None
 
-    def _write(self, changed: dict[int, list[Any]]) -> None:
+    def _write(self, changed: dict[int, list[Any]], side: list[list[Any]]) -> None:
+        self.store.storage.insert("side_events", side, SIDE_COLUMNS)
         for partition, rows in changed.items():
             agg = self.partitions[partition]
             checkpoint = agg.checkpoint()

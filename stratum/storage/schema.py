@@ -15,6 +15,8 @@ Tables (database from settings, default ``stratum``):
   so a batch run that dies before writing coverage changes nothing that is served.
 - ``jobs``: batch runs and replays with their progress, latest row per job wins.
 - ``kv``: small platform state (e.g. the generation readers use).
+- ``side_events``: late events and dead letters as the speed layer routed them (also on
+  their Kafka topics), for the API and the dashboard; kept 30 days.
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ ORDER BY (metric, hour_start)""",
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY path""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.side_events (
+    kind LowCardinality(String),
+    recorded_at DateTime64(3, 'UTC'),
+    ts Nullable(DateTime64(3, 'UTC')),
+    event_id String,
+    reason String,
+    topic String,
+    partition UInt32,
+    offset Int64,
+    payload String
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(recorded_at)
+ORDER BY (kind, recorded_at)
+TTL toDateTime(recorded_at) + INTERVAL 30 DAY""",
         f"""CREATE TABLE IF NOT EXISTS {db}.jobs (
     job_id String,
     kind LowCardinality(String),

@@ -57,10 +57,16 @@ def test_windows_through_their_life(stack: Stack) -> None:
     stack.post_events([_event(t + 150_000)])
     late_before = _late_count(stack.client)
     stack.post_events([_event(t + 70_000)])                     # late but within lateness
-    stack.post_events([_event(t + 30_000)], wait=False)         # too late for W0
+    too_late = _event(t + 30_000)
+    stack.post_events([too_late], wait=False)                   # too late for W0
     stack.post_events([dict(first[0])], wait=False)             # a duplicate of a W0 event
     wait_until(lambda: _late_count(stack.client) >= late_before + 1, 30, "the late event")
     time.sleep(1.0)  # the duplicate, dropped, leaves no trace to wait on
+    listed = wait_until(lambda: [e for e in stack.client.get(
+        "/v1/late-events", params={"limit": 500}).json()["items"]
+        if e["event_id"] == too_late["event_id"]], 10, "the late event listed")
+    assert listed[0]["reason"].startswith("its window had closed")
+    assert listed[0]["ts_ms"] == too_late["ts"]
     assert _windows(stack, *span) == {w0: (3.0, "speed"), w1: (1.0, "speed"),
                                       w2: (1.0, "speed")}
 
