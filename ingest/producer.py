@@ -45,6 +45,7 @@ class EventProducer:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         self.partitions = kafka.partitions
+        self.last_error: str | None = None  # the last send failed: the log looks down
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -82,10 +83,10 @@ class EventProducer:
             ]
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s)
         except (KafkaError, TimeoutError) as exc:
-            raise LogUnavailableError(
-                f"the log did not acknowledge {len(events)} event(s) within "
-                f"{self.timeout_s:.0f} s: {exc or type(exc).__name__}; retry later"
-            ) from exc
+            self.last_error = (f"the log did not acknowledge {len(events)} event(s) within "
+                               f"{self.timeout_s:g} s: {exc or type(exc).__name__}")
+            raise LogUnavailableError(f"{self.last_error}; retry later") from exc
+        self.last_error = None
         return len(events)
 
     async def send_raw(self, topic: str, value: bytes, partition: int | None = None) -> None:

@@ -1,6 +1,7 @@
 """``POST /v1/events``: validate each event on its own, produce the valid ones, explain the
 rest. 202 when at least one event was accepted, 422 when every event was bad, 400 when
-the body cannot be read, 413 when it is too large, 503 when the log is unreachable."""
+the body cannot be read, 413 when it is too large, 429 when ingest already holds its
+limit of bytes waiting for the log, 503 when the log does not acknowledge in time."""
 
 from __future__ import annotations
 
@@ -39,6 +40,36 @@ def get_producer(request: Request) -> EventProducer:
     return producer
 
 
+class IngestBudget:
+    """Bytes of request bodies ingest holds (being read, or waiting for the log's
+    acknowledgement) over all requests. Each request keeps its body until the log
+    answers, so without a cap a slow log lets concurrent requests pile up in memory."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self.peak_bytes = 0
+
+    def take(self, size: int) -> bool:
+        if self.used_bytes + size > self.limit_bytes:
+            return False
+        self.used_bytes += size
+        self.peak_bytes = max(self.peak_bytes, self.used_bytes)
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used_bytes -= size
+
+
+def _budget(request: Request) -> IngestBudget:
+    """One budget per app, made on first use (one event loop: no lock needed)."""
+    state = request.app.state
+    budget: IngestBudget | None = getattr(state, "ingest_budget", None)
+    if budget is None:
+        budget = state.ingest_budget = IngestBudget(state.settings.api.max_in_flight_bytes)
+    return budget
+
+
 def _error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details or {}}
 
@@ -64,15 +95,29 @@ async def post_events(
         raise HTTPException(413, detail=_error("body_too_large",
                                                f"the body is larger than {limit} bytes; "
                                                "split it into smaller batches"))
+    budget = _budget(request)
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise HTTPException(413, detail=_error("body_too_large",
-                                                   f"the body is larger than {limit} bytes; "
-                                                   "split it into smaller batches"))
     try:
-        batch = parse_events(bytes(body))
+        async for chunk in request.stream():
+            if not budget.take(len(chunk)):
+                raise HTTPException(429, detail=_error(
+                    "ingest_saturated",
+                    f"ingest already holds {budget.used_bytes} bytes of events waiting for "
+                    f"the log (limit {budget.limit_bytes}); retry shortly"),
+                    headers={"Retry-After": "1"})
+            body.extend(chunk)
+            if len(body) > limit:
+                raise HTTPException(413, detail=_error("body_too_large",
+                                                       f"the body is larger than {limit} bytes; "
+                                                       "split it into smaller batches"))
+        return await _ingest(bytes(body), producer)
+    finally:
+        budget.give_back(len(body))
+
+
+async def _ingest(body: bytes, producer: EventProducer) -> IngestResult:
+    try:
+        batch = parse_events(body)
     except BodyError as exc:
         raise HTTPException(400, detail=_error("unreadable_body", str(exc))) from exc
     rejected = [RejectedEvent(index=r.index, error=r.error) for r in batch.rejected]

@@ -115,7 +115,7 @@ def validate_event(raw: Any, *, now_ms: int | None = None) -> Event:
             )
         elif value != value or value in (float("inf"), float("-inf")):
             raise EventError("must be a finite number", key)
-        elif isinstance(value, int) and abs(value) > 2**63 - 1:
+        elif isinstance(value, int) and not -(2**63) <= value <= 2**63 - 1:
             raise EventError("is out of the 64-bit integer range", key)
         event[key] = value
     return event
@@ -154,6 +154,30 @@ def iter_message(value: bytes) -> Iterator[Any]:
             raise MessageDecodeError(f"line {lineno} is not valid JSON: {exc}") from exc
 
 
+class _BadLine:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _items(value: bytes) -> list[Any]:
+    """Decoded items; an NDJSON line that is not JSON becomes a :class:`_BadLine`, so its
+    neighbours are still counted (a whole-message array that is not JSON raises)."""
+    stripped = value.strip()
+    if stripped.startswith(b"["):
+        return list(iter_message(stripped))
+    items: list[Any] = []
+    for lineno, line in enumerate(stripped.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            items.append(_BadLine(f"line {lineno} is not valid JSON: {exc}"))
+    return items
+
+
 def decode_message(value: bytes) -> tuple[list[Event], list[tuple[int, str]]]:
     """Events of one log message, plus ``(index, reason)`` for each invalid one.
 
@@ -162,7 +186,10 @@ def decode_message(value: bytes) -> tuple[list[Event], list[tuple[int, str]]]:
     """
     events: list[Event] = []
     bad: list[tuple[int, str]] = []
-    for index, item in enumerate(iter_message(value)):
+    for index, item in enumerate(_items(value)):
+        if isinstance(item, _BadLine):
+            bad.append((index, item.reason))
+            continue
         if (
             type(item) is dict
             and type(item.get("ts")) is int

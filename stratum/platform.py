@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+import orjson
 import uvicorn
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
@@ -98,10 +102,15 @@ def create_platform_app(settings: Settings, roles: Roles,
             alive = log_conn.broker.running
             return ComponentHealth(status="ok" if alive else "down",
                                    detail=f"embedded tansu at {log_conn.bootstrap}")
-        return ComponentHealth(status="ok" if app.state.producer else "unknown",
+        producer = app.state.producer
+        if producer is not None and producer.last_error:
+            return ComponentHealth(status="down", detail=f"{log_conn.bootstrap}: "
+                                                          f"{producer.last_error}")
+        return ComponentHealth(status="ok" if producer else "unknown",
                                detail=log_conn.bootstrap)
 
     app.state.health.register("broker", broker_probe)
+    app.state.log_connection = log_conn
     if roles.dashboard:
         dash_app = create_dash(settings, requests_pathname_prefix="/dashboard/")
         app.mount("/dashboard", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
@@ -116,7 +125,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
     started = time.monotonic()
     await log_conn.start()
     stack.callback(log_conn.stop)
-    producer = EventProducer(settings.kafka, log_conn.bootstrap)
+    producer = EventProducer(settings.kafka, log_conn.bootstrap,
+                             timeout_s=settings.api.ingest_timeout_s)
     await producer.start()
     stack.push_async_callback(producer.stop)
     app.state.producer = producer
@@ -128,7 +138,13 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
                                    log_conn.bootstrap, log_conn.epoch)
         task = asyncio.create_task(speed.start(), name="speed-layer")  # returns after join
         stack.push_async_callback(_stop_speed, speed, task)
-        app.state.health.register("worker", lambda: _worker_health(speed.speed))
+        from speed_layer.replay_service import ReplayService
+
+        replays = ReplayService(settings, catalog, open_storage(settings), log_conn.bootstrap,
+                                log_conn.epoch)
+        replay_task = asyncio.create_task(replays.run_forever(), name="replays")
+        stack.callback(replay_task.cancel)
+        app.state.health.register("worker", lambda: worker_health(speed.speed))
     if roles.batch:
         from batch_layer.scheduler import BatchScheduler
 
@@ -145,12 +161,22 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
 
         stop = asyncio.Event()
         config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s,
-                                 backfill_s=roles.demo_backfill_s)
+                                 backfill_s=_backfill_s(settings, roles.demo_backfill_s))
         generator = asyncio.create_task(
             run_generator(settings.api_url, config, stop=stop), name="demo-generator")
         stack.push_async_callback(_stop_task, generator, stop)
     log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
              log_conn.bootstrap)
+
+
+def _backfill_s(settings: Settings, wanted_s: float) -> float:
+    """Demo history only into a fresh data dir: a restart must not invent a second past."""
+    from stratum.archive import archive_root, list_files
+
+    if list_files(archive_root(settings.data_dir)):
+        log.info("demo: the archive already holds history; no backfill")
+        return 0.0
+    return wanted_s
 
 
 async def _first_batch(scheduler: BatchScheduler, delay_s: float) -> None:
@@ -178,7 +204,7 @@ async def _stop_task(task: asyncio.Task[int], stop: asyncio.Event) -> None:
         task.cancel()
 
 
-def _worker_health(worker: SpeedWorker) -> ComponentHealth:
+def worker_health(worker: SpeedWorker) -> ComponentHealth:
     from serving.health import ComponentHealth
 
     if worker.last_flush_error:
@@ -195,3 +221,55 @@ def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_level="warning", lifespan="on", access_log=False)
     return uvicorn.Server(config)
+
+
+HEARTBEAT_INTERVAL_S = 5.0
+
+
+def heartbeat_path(role: str) -> Path:
+    """Per container (a temp dir), never a shared volume: replicas must not share it."""
+    return Path(tempfile.gettempdir()) / f"stratum-{role}.health.json"
+
+
+async def heartbeat(role: str, probe: Callable[[], ComponentHealth],
+                    interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+    """Write the probe's verdict every ``interval_s``: ``stratum worker`` and ``stratum
+    batch`` serve no HTTP, so their container healthcheck reads this file instead. A
+    stuck event loop stops the writes, which the check sees as a stale file."""
+    from serving.health import ComponentHealth  # noqa: F811
+
+    path = heartbeat_path(role)
+    while True:
+        try:
+            health = probe()
+        except Exception as exc:  # noqa: BLE001 - a failing probe is a finding
+            health = ComponentHealth(status="down", detail=f"probe failed: {exc}")
+        record = {"status": health.status, "detail": health.detail, "at": time.time()}
+        partial = path.with_suffix(".tmp")
+        partial.write_bytes(orjson.dumps(record))
+        partial.replace(path)
+        await asyncio.sleep(interval_s)
+
+
+def check_health(role: str, api_url: str, *, max_age_s: float = 30.0) -> tuple[bool, str]:
+    """The container healthcheck: ``(healthy, why)``. The API is asked over HTTP at
+    ``api_url``; a worker or the scheduler by its heartbeat file."""
+    if role == "api":
+        target = f"{api_url.rstrip('/')}/v1/health"
+        try:
+            response = httpx.get(target, timeout=5.0)
+        except httpx.HTTPError as exc:
+            return False, f"{target}: {exc}"
+        if response.status_code != 200:
+            return False, f"{target}: HTTP {response.status_code}"
+        status = str(response.json().get("status"))
+        return status != "down", f"{target}: {status}"
+    path = heartbeat_path(role)
+    try:
+        record = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return False, f"no heartbeat from the {role} at {path}: {exc}"
+    age_s = time.time() - float(record["at"])
+    if age_s > max_age_s:
+        return False, f"the {role}'s last heartbeat is {age_s:.0f} s old"
+    return record["status"] != "down", f"{record['status']}: {record['detail']}"

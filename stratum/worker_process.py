@@ -7,7 +7,7 @@ import logging
 import signal
 
 from stratum.metrics import load_catalog
-from stratum.platform import LogConnection
+from stratum.platform import LogConnection, heartbeat, worker_health
 from stratum.settings import Settings
 from stratum.storage import open_storage
 
@@ -27,10 +27,21 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     task = asyncio.create_task(speed.start())
+    replays = None
+    if settings.speed.run_replays:
+        from speed_layer.replay_service import ReplayService
+
+        replays = asyncio.create_task(ReplayService(
+            settings, catalog, open_storage(settings), log_conn.bootstrap, log_conn.epoch
+        ).run_forever())
+    beat = asyncio.create_task(heartbeat("worker", lambda: worker_health(speed.speed)))
     log.info("worker consuming %s from %s", settings.kafka.topic, log_conn.bootstrap)
     try:
         await stop.wait()
     finally:
+        if replays is not None:
+            replays.cancel()
+        beat.cancel()
         await speed.stop()
         task.cancel()
         log_conn.stop()

@@ -73,3 +73,16 @@ def test_a_bad_line_does_not_sink_its_neighbours() -> None:
 def test_unreadable_bodies_are_400s(body: bytes, message: str) -> None:
     with pytest.raises(BodyError, match=message):
         parse_events(body, now_ms=NOW)
+
+
+def test_a_broken_line_in_a_log_message_spares_the_rest() -> None:
+    decoded, bad = decode_message(b'{"event_id":"a","ts":1,"type":"t"}\n{oops\n'
+                                  b'{"event_id":"b","ts":2,"type":"t"}')
+    assert [e["event_id"] for e in decoded] == ["a", "b"]
+    assert bad[0][0] == 1 and bad[0][1].startswith("line 2 is not valid JSON")
+
+
+def test_the_whole_64_bit_range_is_a_valid_measure() -> None:
+    assert validate_event(_event(x=-(2**63)), now_ms=NOW)["x"] == -(2**63)
+    with pytest.raises(EventError, match="64-bit"):
+        validate_event(_event(x=2**63), now_ms=NOW)
