@@ -259,10 +259,11 @@ def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
 
 GARBAGE: list[tuple[bytes, int | None, str]] = [
     # (record value, index the dead letter names, a fragment of its reason)
-    (b"\xff\xfe\x00 not json at all", None, "not valid JSON"),
+    (b"\xff\xfe\x00 not json at all", 0, "not valid JSON"),
     (b'{"event_id": 5, "ts": "soon", "type": "t"}', 0, "event_id"),
     (b'[1, {"event_id": "dl-fine", "ts": 1000, "type": "dl"}]', 0, "JSON object"),
-    (b'{"event_id": "dl-a", "ts": 1000, "type": "dl"}\n{broken', None, "line 2"),
+    # One broken line: only that line is dead-lettered; its neighbour is counted.
+    (b'{"event_id": "dl-a", "ts": 1000, "type": "dl"}\n{broken', 1, "line 2"),
 ]
 
 
