@@ -23,7 +23,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from dashboard.api_models import (
+    Generation,
     Health,
+    Job,
     JobCreated,
     JobPage,
     MetricInfo,
@@ -113,13 +115,46 @@ class ApiClient:
 
     # -- admin -----------------------------------------------------------------------
 
-    def start_batch(self, admin_token: str) -> str:
-        """Start a batch recompute; returns its job id. 409 raises ApiConflictError."""
-        return self._call("POST", "/v1/admin/batch", JobCreated, token=admin_token).job_id
+    def start_batch(self, admin_token: str, *, mode: str | None = None,
+                    start: str | None = None, end: str | None = None,
+                    trigger: str | None = None) -> str:
+        """Start a batch recompute; returns its job id. 409 raises ApiConflictError.
+
+        ``start`` / ``end`` are passed as typed (ISO-8601, epoch ms or now-6h): the API
+        parses them, so its 422 message is the one the user reads."""
+        body = _present(mode=mode, start=start, end=end, trigger=trigger)
+        return self._call("POST", "/v1/admin/batch", JobCreated, token=admin_token,
+                          json=body or None).job_id
+
+    def start_replay(self, admin_token: str, *, from_time: str | None = None,
+                     trigger: str | None = None) -> str:
+        """Start a Kappa replay (from ``from_time``, or all of history); returns its job id."""
+        body = _present(trigger=trigger, **{"from": from_time})
+        return self._call("POST", "/v1/admin/replay", JobCreated, token=admin_token,
+                          json=body or None).job_id
+
+    def cancel_job(self, admin_token: str, job_id: str) -> str:
+        """Ask a queued or running job to stop; returns the state the API reports."""
+        path = f"/v1/admin/jobs/{quote(job_id, safe='')}/cancel"
+        return self._call("POST", path, JobCreated, token=admin_token).state
+
+    def jobs(self, admin_token: str, *, kind: str | None = None, limit: int = 20,
+             offset: int = 0) -> JobPage:
+        """One page of jobs, newest first; ``kind`` None means batch runs and replays."""
+        params = {"limit": str(limit), "offset": str(offset)}
+        if kind:
+            params["kind"] = kind
+        return self._call("GET", "/v1/admin/jobs", JobPage, params=params, token=admin_token)
 
     def batch_jobs(self, admin_token: str, *, limit: int = 20, offset: int = 0) -> JobPage:
-        params = {"kind": "batch", "limit": str(limit), "offset": str(offset)}
-        return self._call("GET", "/v1/admin/jobs", JobPage, params=params, token=admin_token)
+        return self.jobs(admin_token, kind="batch", limit=limit, offset=offset)
+
+    def job(self, admin_token: str, job_id: str) -> Job:
+        path = f"/v1/admin/jobs/{quote(job_id, safe='')}"
+        return self._call("GET", path, Job, token=admin_token)
+
+    def generation(self, admin_token: str) -> Generation:
+        return self._call("GET", "/v1/admin/generation", Generation, token=admin_token)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -131,11 +166,13 @@ class ApiClient:
         *,
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         token: str | None = None,
+        json: Mapping[str, Any] | None = None,
     ) -> ModelT:
         bearer = token if token is not None else self._read_token
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
-            response = self._http.request(method, path, params=params, headers=headers)
+            response = self._http.request(method, path, params=params, headers=headers,
+                                          json=json)
         except httpx.TimeoutException as exc:
             raise ApiUnavailableError(
                 f"API unreachable at {self.base_url}: no answer within {self.timeout:g} s"
@@ -173,6 +210,11 @@ def iso_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with a Z; a naive datetime is taken to be UTC already."""
     aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return aware.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _present(**fields: str | None) -> dict[str, str]:
+    """The fields that were given: an absent one takes the API's default."""
+    return {name: value for name, value in fields.items() if value}
 
 
 def _reason(exc: httpx.HTTPError) -> str:

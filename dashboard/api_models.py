@@ -99,6 +99,14 @@ class JobPage(_Model):
 
 class JobCreated(_Model):
     job_id: str
+    state: str = "queued"
+
+
+class Generation(_Model):
+    """Which speed-view generation readers use, and a replay's being handed off, if any."""
+
+    live: int
+    handoff: int | None = None
 
 
 class BatchStatus(_Model):

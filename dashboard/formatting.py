@@ -47,10 +47,31 @@ def fmt_when(moment: datetime | None, now: datetime) -> str:
 def fmt_duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
-    seconds = max(0.0, (utc(end) - utc(start)).total_seconds())
+    return fmt_seconds((utc(end) - utc(start)).total_seconds())
+
+
+def fmt_seconds(seconds: float) -> str:
+    """4.2 s, 3 min 5 s, 2 h 10 min: precise when short, coarse when long."""
+    seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+def fmt_rate(per_s: float | None) -> str:
+    """Events per second, whole numbers once they are large enough to read that way."""
+    if per_s is None:
+        return "–"
+    return f"{per_s:,.0f}/s" if per_s >= 10 else f"{per_s:.1f}/s"
+
+
+def fmt_iso(moment: datetime | None) -> str:
+    """2026-11-21 10:00:00.120 UTC: the full timestamp, for details panels."""
+    if moment is None:
+        return "–"
+    return utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def fmt_count(value: int | None) -> str:

@@ -71,18 +71,54 @@ PIPELINE_REFRESHED: Final = "pipeline-refreshed"
 
 # Admin page.
 ADMIN_TOKEN_INPUT: Final = "admin-token-input"  # noqa: S105 (an element id, not a secret)
+ADMIN_ALERT: Final = "admin-alert"  # refresh problems: a refused token, the API down
+ADMIN_MODE: Final = "admin-mode"  # incremental / full / range
+ADMIN_MODE_NOTE: Final = "admin-mode-note"
+ADMIN_RANGE: Final = "admin-range"  # the row of the two range inputs
+ADMIN_START: Final = "admin-start"
+ADMIN_END: Final = "admin-end"
 ADMIN_RECOMPUTE: Final = "admin-recompute"
+ADMIN_REPLAY_ALL: Final = "admin-replay-all"
+ADMIN_REPLAY_FROM: Final = "admin-replay-from"  # the time input
+ADMIN_REPLAY_FROM_BUTTON: Final = "admin-replay-from-button"
+ADMIN_CONFIRM: Final = "admin-confirm"  # the inline confirmation step
+ADMIN_CONFIRM_TEXT: Final = "admin-confirm-text"
+ADMIN_CONFIRM_YES: Final = "admin-confirm-yes"
+ADMIN_CONFIRM_NO: Final = "admin-confirm-no"
+ADMIN_PENDING: Final = "admin-pending"  # dcc.Store: the action awaiting confirmation
 ADMIN_STATUS: Final = "admin-status"
-ADMIN_LAST_JOB: Final = "admin-last-job"
-ADMIN_JOBS_INTERVAL: Final = "admin-jobs-interval"
+ADMIN_LAST_JOB: Final = "admin-last-job"  # dcc.Store: id of the job this page started
+ADMIN_CANCEL: Final = "admin-cancel"  # pattern type {"type", "job"}: cancel an active job
+ADMIN_CANCEL_REQUEST: Final = "admin-cancel-request"  # dcc.Store: {"job", "at"} of a click
+ADMIN_ACTIVE: Final = "admin-active"  # live progress of queued and running jobs
+ADMIN_GENERATION: Final = "admin-generation"
 ADMIN_JOBS_TABLE: Final = "admin-jobs-table"
 ADMIN_JOBS_UPDATED: Final = "admin-jobs-updated"
-
+ADMIN_KIND_FILTER: Final = "admin-kind-filter"
+ADMIN_PAGE_PREV: Final = "admin-page-prev"
+ADMIN_PAGE_NEXT: Final = "admin-page-next"
+ADMIN_PAGE_INFO: Final = "admin-page-info"
+ADMIN_OFFSET: Final = "admin-offset"  # dcc.Store: the history page's offset
+ADMIN_JOB_ROW: Final = "admin-job-row"  # pattern {"type", "job", "part"}: history rows
+ADMIN_SELECTED: Final = "admin-selected"  # dcc.Store: the job whose details are shown
+ADMIN_DETAILS: Final = "admin-details"
+ADMIN_REFRESHED: Final = "admin-refreshed"  # dcc.Store: epoch s of the last refresh
+ADMIN_VIEW_KEYS: Final = "admin-view-keys"  # dcc.Store: what each part last showed
 
 def live_interval(page: Any) -> dict[str, Any]:
     """The auto-refresh interval of ``page`` (or ``dash.ALL``): the pause control stops
     every one of them at once."""
     return {"type": LIVE_INTERVAL, "page": page}
+
+
+def job_id(kind: str, job: Any) -> dict[str, Any]:
+    """A pattern-matching id for one job's component of ``kind`` (ADMIN_CANCEL, ...)."""
+    return {"type": kind, "job": job}
+
+
+def job_row(job: Any, part: Any) -> dict[str, Any]:
+    """A history row of ``job``: ``part`` is "main", or "error" for the row under it."""
+    return {"type": ADMIN_JOB_ROW, "job": job, "part": part}
 
 
 def metric_id(kind: str, metric: Any) -> dict[str, Any]:

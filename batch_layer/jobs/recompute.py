@@ -183,8 +183,10 @@ def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, 
     for source, paths in lagging_sources([Path(p) for p in file_hours], consumed).items():
         if not paths:
             return -(2**62)  # consumed, nothing archived yet: no new horizon
-        newest = pl.scan_parquet(paths).select(pl.col("ts").dt.epoch("ms").max()).collect()
-        cap = min(cap, int(newest.item() or 0))
+        # Files differ in their columns: read each one's ts alone.
+        newest = max(int(pl.read_parquet(path, columns=["ts"])["ts"].dt.epoch("ms").max() or 0)
+                     for path in paths)
+        cap = min(cap, newest)
         log.info("archive of %s is behind the speed layer: horizon capped", source)
     return cap
 

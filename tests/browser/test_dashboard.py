@@ -112,6 +112,7 @@ def test_admin_recompute_shows_the_job_and_its_success(
 
     page.locator(f"#{ids.ADMIN_TOKEN_INPUT}").fill(stack.settings.api.admin_token)
     page.locator(f"#{ids.ADMIN_RECOMPUTE}").click()
+    page.locator(f"#{ids.ADMIN_CONFIRM_YES}").click()  # the confirmation step
 
     # "Started batch job <id>", or "already running: <id>" if the scheduler got there first.
     job = page.locator(f"#{ids.ADMIN_STATUS} .job-id")

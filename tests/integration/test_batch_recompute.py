@@ -285,3 +285,25 @@ def test_an_empty_archive_writes_nothing(settings: Settings, storage: Storage,
     assert (result.version, result.horizon, result.rows_in, result.rows_out) == (None, None, 0, 0)
     assert storage.query("SELECT count() FROM stratum.batch_coverage")[0][0] == 0
 
+
+
+def test_a_partition_whose_archive_lags_caps_the_horizon(
+        settings: Settings, storage: Storage, clean_batch: None) -> None:
+    """Speed consumed offsets 0..9 of partition 1 but only 0..4 are archived (with
+    different columns per file): the horizon stops at what partition 1 has archived."""
+    for table in ("speed_checkpoints",):
+        storage.command(f"TRUNCATE TABLE stratum.{table}")
+    write_file(settings, "L", 0, [(i, {"event_id": f"l0-{i}", "ts": H0 + i * MINUTE,
+                                      "type": "t", "amount": 1.0}) for i in range(30)])
+    write_file(settings, "L", 1, [(i, {"event_id": f"l1-{i}", "ts": H0 + i * MINUTE,
+                                      "type": "t", "country": "DE"}) for i in range(5)])
+    storage.insert("speed_checkpoints", [[0, "L:1", 9, 0, 0, datetime.now(tz=UTC)],
+                                         [0, "L:0", 29, 0, 0, datetime.now(tz=UTC)]],
+                   ("generation", "source_id", "through_offset", "watermark_ms",
+                    "max_event_ms", "updated_at"))
+    try:
+        result = recompute(settings, load_catalog(settings.metrics_file), storage)
+    finally:
+        storage.command("TRUNCATE TABLE stratum.speed_checkpoints")
+    lateness = settings.speed.allowed_lateness_ms
+    assert result.horizon == datetime.fromtimestamp((H0 + 4 * MINUTE - lateness) / 1000, tz=UTC)
