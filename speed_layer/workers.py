@@ -245,10 +245,12 @@ class SpeedWorker:
 
     def _write(self, changed: dict[int, list[Any]], side: list[list[Any]]) -> None:
         self.store.storage.insert("side_events", side, SIDE_COLUMNS)
-        for partition, rows in changed.items():
-            agg = self.partitions[partition]
-            checkpoint = agg.checkpoint()
-            self.store.write(self.source_id(partition), rows, checkpoint)
+        # Every partition's rows in one insert, then every checkpoint in one (per-insert
+        # cost in ClickHouse, not per row, dominated a flush written partition by partition).
+        checkpoints = {p: self.partitions[p].checkpoint() for p in changed}
+        self.store.write_many([(self.source_id(p), rows, checkpoints[p])
+                               for p, rows in changed.items()])
+        for partition, checkpoint in checkpoints.items():
             self._written[partition] = checkpoint["through_offset"]
 
     def forget(self, partitions: set[int]) -> None:

@@ -11,7 +11,7 @@ SQL that merges stored state. Neither layer has metric-specific code.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,36 @@ class MetricDefinition(BaseModel):
     def group_of(self, event: Mapping[str, Any]) -> tuple[str, ...]:
         """Dimension values of an event; a missing dimension is the empty string."""
         return tuple(str(event.get(d, "")) for d in self.dimensions)
+
+    def grouper(self) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
+        """:meth:`matches` and :meth:`group_of` in one compiled function: the event's
+        group, or None when the metric does not count it. The speed layer calls it for
+        every event and metric, so the definition's fields are read once, here, not on
+        every call (same results: tests/unit/test_grouper.py)."""
+        where = tuple((key, tuple(expected) if isinstance(expected, list) else None, expected)
+                      for key, expected in self.where.items())
+        field = self.field
+        distinct = self.aggregation == Aggregation.DISTINCT
+        dimensions = self.dimensions
+
+        def group(event: Mapping[str, Any]) -> tuple[str, ...] | None:
+            get = event.get
+            for key, options, expected in where:
+                if options is not None:
+                    if get(key) not in options:
+                        return None
+                elif get(key) != expected:
+                    return None
+            if field is not None:
+                value = get(field)
+                if distinct:
+                    if value is None:
+                        return None
+                elif isinstance(value, bool) or not isinstance(value, int | float):
+                    return None
+            return tuple([str(get(d, "")) for d in dimensions])
+
+        return group
 
 
 class MetricCatalog(BaseModel):

@@ -1,0 +1,152 @@
+"""Speed layer: events/s from the log to ClickHouse upserts, per worker process.
+
+Pre-loads one topic with N events packed 500 to a message (as ingest packs them) and one
+with events one per message, then times, each in a fresh process on the same topic:
+
+- Stratum's worker (speed agent + archiver), first event to the last checkpoint written;
+- a plain aiokafka consumer + orjson + dict aggregation (the practical Python ceiling);
+- a plain Faust agent doing the same job (what Faust alone costs per message).
+
+Rates are wall-clock; "per CPU-second" divides by the CPU the process used over the same
+span, i.e. the rate per core. Repeats alternate the roles and report the median.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Figure,
+    bench_parser,
+    broker,
+    emit,
+    median,
+    produce,
+    run_child,
+    synthetic_events,
+)
+from ingest.producer import pack
+
+BATCHED_TOPIC = "bench-batched"
+SINGLE_TOPIC = "bench-single"
+PARTITIONS = 4
+ROLES = ("stratum", "plain", "faust")
+
+
+def preload(bootstrap: str, batched: int, single: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Both topics, events stamped over the last 10 minutes (on time for the default
+    5-minute lateness); returns the last offset per partition of each."""
+    now = int(time.time() * 1000)
+    events = synthetic_events(batched, now - 600_000, now, id_prefix="b")
+    batched_last = asyncio.run(produce(bootstrap, BATCHED_TOPIC, pack(events, PARTITIONS, 500)))
+    del events
+    singles = synthetic_events(single, now - 600_000, now, seed=11, id_prefix="s")
+    single_last = asyncio.run(produce(bootstrap, SINGLE_TOPIC, pack(singles, PARTITIONS, 1)))
+    return batched_last, single_last
+
+
+def run_role(role: str, bootstrap: str, topic: str, events: int, expect: dict[int, int],
+             workdir: Path, profile: str | None = None) -> dict[str, Any]:
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{role}-", dir=workdir))
+    result = run_child("benchmarks.speed_roles", role, "--bootstrap", bootstrap,
+                       "--topic", topic, "--events", str(events),
+                       "--expect", json.dumps(expect), "--workdir", str(run_dir),
+                       timeout_s=600, profile=profile)
+    done = "complete" if result.get("complete") else "INCOMPLETE"
+    print(f"  {role:8s} {topic:14s} {result['rate']:>10,.0f} ev/s wall, "
+          f"{result['rate_per_cpu_s']:>10,.0f} ev/CPU-s, join {result['join_s']:.1f} s, "
+          f"{result['seconds']:.2f} s, rss {result['peak_rss_mib'] or 0:.0f} MiB, {done}"
+          + (f", counted {result['counted']}" if "counted" in result else ""), flush=True)
+    return result
+
+
+def measure(quick: bool, roles: tuple[str, ...] = ROLES, repeats: int | None = None,
+            batched_n: int | None = None, profile: bool = False) -> list[Figure]:
+    batched_n = batched_n or (300_000 if quick else 1_000_000)
+    single_n = 30_000 if quick else 100_000
+    repeats = repeats or (1 if quick else 3)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="stratum-bench-speed-") as tmp:
+        workdir = Path(tmp)
+        with broker(workdir, topics=(BATCHED_TOPIC, SINGLE_TOPIC), partitions=PARTITIONS) as boot:
+            started = time.perf_counter()
+            batched_last, single_last = preload(boot, batched_n, single_n)
+            print(f"  pre-loaded {batched_n:,} batched + {single_n:,} single events in "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)
+            plan = [(BATCHED_TOPIC, batched_n, batched_last), (SINGLE_TOPIC, single_n, single_last)]
+            for repeat in range(repeats):
+                for topic, n, last in plan:
+                    for role in roles:
+                        spy = f"speed-{role}-{topic.removeprefix('bench-')}" \
+                            if profile and repeat == 0 and role == "stratum" else None
+                        runs.setdefault((role, topic), []).append(
+                            run_role(role, boot, topic, n, last, workdir, spy))
+    if roles != ROLES:
+        return []  # a partial run (profiling, iterating): the lines above are the figures
+    return figures(runs, batched_n, single_n)
+
+
+def _med(runs: list[dict[str, Any]], key: str) -> float:
+    return median([r[key] for r in runs])
+
+
+def figures(runs: dict[tuple[str, str], list[dict[str, Any]]], batched_n: int, single_n: int
+            ) -> list[Figure]:
+    out = []
+    stratum_b, plain_b = runs[("stratum", BATCHED_TOPIC)], runs[("plain", BATCHED_TOPIC)]
+    faust_b = runs[("faust", BATCHED_TOPIC)]
+    complete = all(r.get("complete") and r.get("counted") == batched_n for r in stratum_b)
+    note = f"{batched_n:,} events, 500/message, {PARTITIONS} partitions, 1 worker"
+    if not complete:
+        note += "; INCOMPLETE or miscounted run"
+    per_cpu = _med(stratum_b, "rate_per_cpu_s") / _med(plain_b, "rate_per_cpu_s")
+    out.append(Figure("speed", "events/s per worker, 500 events/message", "ev/s",
+                      _med(stratum_b, "rate"), _med(plain_b, "rate"),
+                      "plain aiokafka + orjson + dict", note=note))
+    out.append(Figure("speed", "events/CPU-s (per core), 500 events/message", "ev/CPU-s",
+                      _med(stratum_b, "rate_per_cpu_s"), _med(plain_b, "rate_per_cpu_s"),
+                      "plain aiokafka + orjson + dict", target=">= 0.5x baseline",
+                      met=per_cpu >= 0.5 and complete))
+    out.append(Figure("speed", "events/s, 500 events/message, vs plain Faust", "ev/s",
+                      _med(stratum_b, "rate"), _med(faust_b, "rate"),
+                      "plain Faust agent, same job"))
+    stratum_s, faust_s = runs[("stratum", SINGLE_TOPIC)], runs[("faust", SINGLE_TOPIC)]
+    plain_s = runs[("plain", SINGLE_TOPIC)]
+    complete_s = all(r.get("complete") and r.get("counted") == single_n for r in stratum_s)
+    out.append(Figure("speed", "events/s per worker, 1 event/message", "ev/s",
+                      _med(stratum_s, "rate"), _med(faust_s, "rate"),
+                      "plain Faust agent, same job", target=">= 1.0x baseline",
+                      met=_med(stratum_s, "rate") >= _med(faust_s, "rate") and complete_s,
+                      note=f"{single_n:,} events" + ("" if complete_s else "; INCOMPLETE")))
+    out.append(Figure("speed", "events/s, 1 event/message, vs plain consumer", "ev/s",
+                      _med(stratum_s, "rate"), _med(plain_s, "rate"),
+                      "plain aiokafka + orjson + dict"))
+    out.append(Figure("speed", "consumer-group join (start to first event)", "s",
+                      _med(stratum_b, "join_s"), _med(faust_b, "join_s"), "plain Faust agent"))
+    out.append(Figure("speed", "worker peak RSS (1 M-event run)" if batched_n >= 1_000_000
+                      else f"worker peak RSS ({batched_n:,}-event run)", "MiB",
+                      _med(stratum_b, "peak_rss_mib"), _med(plain_b, "peak_rss_mib"),
+                      "plain aiokafka consumer"))
+    return out
+
+
+def main() -> None:
+    parser = bench_parser(__doc__ or "")
+    parser.add_argument("--roles", default=",".join(ROLES),
+                        help="comma-separated subset of stratum,plain,faust (no figures then)")
+    parser.add_argument("--repeats", type=int, help="runs of each role (default 3, quick 1)")
+    parser.add_argument("--events", type=int, help="batched events (default 1 M, quick 300 K)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy Stratum's first runs into benchmarks/profiles/")
+    args = parser.parse_args()
+    roles = tuple(r for r in args.roles.split(",") if r)
+    emit(measure(args.quick, roles, args.repeats, args.events, args.profile), args.emit)
+
+
+if __name__ == "__main__":
+    main()
