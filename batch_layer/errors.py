@@ -24,3 +24,11 @@ class BatchInterruptedError(BatchLayerError):
 
     def __init__(self) -> None:
         super().__init__(INTERRUPTED)
+
+
+class BatchCancelledError(BatchLayerError):
+    """A cancel request reached the run before its coverage was written; nothing served
+    changed."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled before it completed")

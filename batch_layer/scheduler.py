@@ -21,20 +21,28 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 import traceback
 from datetime import UTC
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from batch_layer.errors import BatchInterruptedError
+from batch_layer.errors import BatchCancelledError, BatchInterruptedError
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import options_from_params
 from stratum import telemetry
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
-from stratum.storage.jobs import INTERRUPTED, Job, JobConflictError, JobStore, utc_now
+from stratum.storage.jobs import (
+    INTERRUPTED,
+    Job,
+    JobConflictError,
+    JobStore,
+    cancel_requested,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +142,26 @@ class BatchScheduler:
     def _run_job(self, job: Job) -> None:
         """Worker thread: one job from running to its outcome, recorded in its row."""
         store = self.jobs
-        current = store.save(job.model_copy(update={"state": "running",
-                                                    "started_at": utc_now()}))
+        started = store.start(job)
+        if started is None:
+            log.info("batch job %s cancelled before it ran", job.job_id)
+            return
+        current = started
         log.info("batch job %s started (trigger %s)", job.job_id, job.trigger)
 
+        last_check = time.monotonic()
+
         def on_progress(step: RecomputeProgress) -> None:
-            nonlocal current
-            if self._stopping.is_set() and step.phase != "coverage_written":
-                raise BatchInterruptedError
+            nonlocal current, last_check
+            if step.phase != "coverage_written":
+                if self._stopping.is_set():
+                    raise BatchInterruptedError
+                # Only a cancel that raced the pick-up (see JobStore.start) sets the flag
+                # of a running batch job; honour it while nothing served has changed.
+                if time.monotonic() - last_check >= 1.0:
+                    last_check = time.monotonic()
+                    if cancel_requested(self._storage_or_fail(), job.job_id):
+                        raise BatchCancelledError
             current = store.save(current.model_copy(update={
                 "units_done": step.units_done, "units_total": step.units_total,
                 "rows_in": step.rows_in, "rows_out": step.rows_out}))
@@ -151,6 +171,11 @@ class BatchScheduler:
             result = recompute(self._settings, self._catalog, self._storage_or_fail(),
                                progress=on_progress, mode=mode, start_ms=start_ms,
                                end_ms=end_ms)
+        except BatchCancelledError:
+            store.save(current.model_copy(update={"state": "cancelled", "finished_at": utc_now(),
+                                                  "error": "cancelled before it completed"}))
+            log.info("batch job %s cancelled", job.job_id)
+            return
         except BatchInterruptedError:
             store.save(current.model_copy(update={"state": "failed", "error": INTERRUPTED,
                                                   "finished_at": utc_now()}))

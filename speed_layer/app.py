@@ -102,6 +102,10 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         except Exception:
             log.exception("archive flush failed unexpectedly; retrying at the next tick")
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        speed.assigned = {tp.partition for tp in assigned if tp.topic == settings.kafka.topic}
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         mine = {tp.partition for tp in revoked if tp.topic == settings.kafka.topic}

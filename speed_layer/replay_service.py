@@ -46,8 +46,11 @@ class ReplayService:
             generations.request_handoff(self.storage, None)
 
     async def run_job(self, job: Job) -> None:
-        current = await asyncio.to_thread(self.jobs.save, job.model_copy(update={
-            "state": "running", "started_at": utc_now()}))
+        started = await asyncio.to_thread(self.jobs.start, job)
+        if started is None:
+            log.info("replay job %s cancelled before it ran", job.job_id)
+            return
+        current = started
         from_ms = job.params.get("from_ms")
         last_save = 0.0
         last_check = 0.0

@@ -60,6 +60,7 @@ class SpeedWorker:
         self.producer = producer
         self.log_epoch = log_epoch
         self.partitions: dict[int, PartitionAggregator] = {}
+        self.assigned: set[int] = set()  # partitions of the events topic Faust gave us
         self.acks = _Acks()
         self.last_event_wall = 0.0
         self.last_flush_wall = 0.0
@@ -228,7 +229,11 @@ class SpeedWorker:
             self._running.clear()
             self.paused_for = state.handoff
             self._paused_at = time.monotonic()
-            for partition, agg in self.partitions.items():
+            # Every assigned partition, also those without a message since the last
+            # switch (their aggregator is recovered from the checkpoint): the replay
+            # waits for a position from every source the live generation holds.
+            for partition in sorted(self.assigned | set(self.partitions)):
+                agg = await self._aggregator(partition)
                 await asyncio.to_thread(generations.report_position, self.store.storage,
                                         self.source_id(partition), agg.through_offset)
             log.info("paused for the hand-off to generation %d", state.handoff)
@@ -256,6 +261,7 @@ class SpeedWorker:
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: unacknowledged messages go to their next owner, who
         resumes from ClickHouse."""
+        self.assigned -= partitions
         for partition in partitions:
             self.partitions.pop(partition, None)
             self._written.pop(partition, None)

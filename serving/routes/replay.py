@@ -65,6 +65,8 @@ async def cancel_job(job_id: str, jobs: JobsDep, reader: ReaderDep) -> ReplayAcc
                                          "message": f"job {job_id} is already {job.state}",
                                          "details": {"state": job.state}})
     if job.state == "queued":
+        # Flag first: a runner picking the job up right now sees the flag (JobStore.start).
+        await run_in_threadpool(request_cancel, reader.storage, job_id)
         saved = await run_in_threadpool(jobs.save, job.model_copy(update={
             "state": "cancelled", "finished_at": utc_now(), "error": "cancelled before it ran"}))
         return ReplayAccepted(job_id=saved.job_id, state=saved.state)

@@ -153,6 +153,20 @@ class JobStore:
         self._storage.insert("jobs", [[row[c] for c in _COLUMNS]], _COLUMNS)
         return saved
 
+    def start(self, job: Job) -> Job | None:
+        """Mark a picked-up job running, or cancelled if a cancel request reached it.
+
+        The admin API flags a queued job before it marks it cancelled, and the flag is
+        read after the running row is written: a cancel that races the runner's pick-up
+        is seen by one side or the other, never lost (the runner's later progress rows
+        would otherwise overwrite the cancelled one)."""
+        running = self.save(job.model_copy(update={"state": "running", "started_at": utc_now()}))
+        if not cancel_requested(self._storage, job.job_id):
+            return running
+        self.save(running.model_copy(update={"state": "cancelled", "finished_at": utc_now(),
+                                             "error": "cancelled before it ran"}))
+        return None
+
     def get(self, job_id: str) -> Job | None:
         found = self._select("job_id = {job_id:String}", {"job_id": job_id}, limit=1)
         return found[0] if found else None

@@ -16,7 +16,7 @@ from stratum.archive import archive_root
 from stratum.metrics import load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage
-from stratum.storage.jobs import INTERRUPTED, Job, JobConflictError, JobStore
+from stratum.storage.jobs import INTERRUPTED, Job, JobConflictError, JobStore, request_cancel
 from tests.integration.batch_support import reset_batch_state, write_file
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,40 @@ def test_run_forever_stops_on_sigterm(settings: Settings, storage: Storage,
     done = asyncio.run(scenario())
     assert done.state == "succeeded"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_cancel_that_races_the_pick_up_is_honoured(
+        settings: Settings, storage: Storage, clean_batch: None) -> None:
+    """The admin API flags a queued job and then marks it cancelled; a runner that picked
+    the job up in between must not run it (its progress rows would hide the cancel)."""
+    write_file(settings, "e1", 0, [
+        (i, {"event_id": f"r{i}", "ts": H0 + i * 10_000, "type": "view"}) for i in range(10)])
+    store = JobStore(storage)
+    job = store.submit("batch", "api")
+    request_cancel(storage, job.job_id)  # the flag lands; the cancelled row not yet
+
+    async def scenario() -> Job:
+        scheduler = BatchScheduler(settings, load_catalog(settings.metrics_file))
+        scheduler.start()
+        try:
+            return await _wait_done(store, job.job_id)
+        finally:
+            await scheduler.shutdown()
+
+    done = asyncio.run(scenario())
+    assert done.state == "cancelled" and done.error == "cancelled before it ran"
+    assert store.latest_horizon() is None  # nothing ran, nothing served changed
+
+
+def test_start_marks_a_job_running_unless_it_was_flagged(storage: Storage,
+                                                          clean_batch: None) -> None:
+    store = JobStore(storage)
+    plain = store.create("replay", "api")
+    started = store.start(plain)
+    assert started is not None and started.state == "running"
+    assert store.get(plain.job_id).state == "running"  # type: ignore[union-attr]
+    store.save(started.model_copy(update={"state": "failed"}))
+    flagged = store.create("replay", "api")
+    request_cancel(storage, flagged.job_id)
+    assert store.start(flagged) is None
+    assert store.get(flagged.job_id).state == "cancelled"  # type: ignore[union-attr]

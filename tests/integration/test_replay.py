@@ -116,6 +116,21 @@ def test_replay_switches_generations_without_losing_or_double_counting(stack: St
     assert sum(_counts(stack, *now_span).values()) == len(during) + 1
 
 
+def test_a_replay_right_after_a_switch_hands_off_with_quiet_partitions(stack: Stack) -> None:
+    """After a switch the live worker reloads a partition only when a message arrives;
+    the next hand-off must still get a position for every partition (it once waited for
+    the quiet ones until its deadline and failed)."""
+    live = [stack.client.get("/v1/admin/generation", headers=stack.admin_headers).json()["live"]]
+    for _ in range(2):
+        job_id = stack.client.post("/v1/admin/replay", headers=stack.admin_headers,
+                                   json={}).json()["job_id"]
+        job = _wait_job(stack, job_id)
+        assert job["state"] == "succeeded", job
+        live.append(stack.client.get("/v1/admin/generation",
+                                     headers=stack.admin_headers).json()["live"])
+    assert live[0] < live[1] < live[2]
+
+
 def test_cancel_leaves_the_live_generation_untouched(stack: Stack) -> None:
     before = stack.client.get("/v1/admin/generation", headers=stack.admin_headers).json()
     job_id = stack.client.post("/v1/admin/replay", headers=stack.admin_headers,
