@@ -24,7 +24,15 @@ from typing import Any
 import polars as pl
 
 from benchmarks.archive_cache import Archive, ensure_archive, mirror
-from benchmarks.common import Figure, Instrumented, bench_parser, emit, median, synthetic_events
+from benchmarks.common import (
+    Figure,
+    Instrumented,
+    bench_parser,
+    emit,
+    median,
+    median_pair,
+    synthetic_events,
+)
 from stratum.archive import HOUR_MS, archive_root, list_files, write_partition_range
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition, load_catalog
 from stratum.settings import Settings
@@ -206,22 +214,22 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
             storage.command(f"DROP DATABASE IF EXISTS bench_batch_{run}")
             shutil.rmtree(data_dir, ignore_errors=True)
     size = f"{events / 1e6:.0f} M events, {len(files)} files, 24 h"
+    full_s, full_p = median_pair(full["stratum"], full["polars"])
     out = [
-        Figure("batch", "full recompute, rows/s", "rows/s", median(full["stratum"]),
-               median(full["polars"]), "Polars, same aggregations", target=">= 0.8x baseline",
-               met=median(full["stratum"]) >= 0.8 * median(full["polars"]), note=size),
+        Figure("batch", "full recompute, rows/s", "rows/s", full_s, full_p,
+               "Polars, same aggregations", target=">= 0.8x baseline",
+               met=full_s >= 0.8 * full_p, note=size + "; median of paired runs"),
         Figure("batch", "full recompute vs chDB file(), rows/s", "rows/s",
-               median(full["stratum"]), median(full["chdb"]), "chDB file(), same aggregations"),
+               *median_pair(full["stratum"], full["chdb"]), "chDB file(), same aggregations"),
     ]
     if incremental_seconds:
+        inc_s, inc_p = median_pair(incremental["stratum"], incremental["polars"])
         out.append(Figure(
-            "batch", "incremental recompute of 1 dirty hour, rows/s", "rows/s",
-            median(incremental["stratum"]), median(incremental["polars"]),
-            "Polars on that hour's files", target=">= 0.8x baseline",
-            met=median(incremental["stratum"]) >= 0.8 * median(incremental["polars"]),
+            "batch", "incremental recompute of 1 dirty hour, rows/s", "rows/s", inc_s, inc_p,
+            "Polars on that hour's files", target=">= 0.8x baseline", met=inc_s >= 0.8 * inc_p,
             note=f"{median(incremental_seconds):.2f} s for {rows_hour:,} rows on top of {size}"))
         out.append(Figure("batch", "incremental recompute vs chDB file(), rows/s", "rows/s",
-                          median(incremental["stratum"]), median(incremental["chdb"]),
+                          *median_pair(incremental["stratum"], incremental["chdb"]),
                           "chDB file() on that hour's files"))
     else:
         out.append(Figure("batch", "incremental recompute of 1 dirty hour", "rows/s", None,

@@ -142,6 +142,14 @@ def median(values: Sequence[float]) -> float:
     return float(np.median(np.asarray(values, dtype=float)))
 
 
+def median_pair(stratum: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
+    """The (Stratum, baseline) pair of the run whose ratio is the median ratio. Runs are
+    measured back to back, so the ratio pair by pair holds when the machine's speed
+    drifts between runs; medians taken separately would mix different runs."""
+    pairs = sorted(zip(stratum, baseline, strict=True), key=lambda p: p[0] / p[1] if p[1] else 0)
+    return pairs[(len(pairs) - 1) // 2]
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
