@@ -16,39 +16,152 @@ A partition that has been idle for the idle timeout advances its event-time cloc
 the wall clock (:meth:`PartitionAggregator.advance_idle`), so the last window of a quiet
 stream is closed and reported instead of waiting for the next event.
 
-Duplicates: the ids of the last ``dedup_capacity`` events of the partition are kept, and
-an event whose ``event_id`` is among them is dropped (ingest routes an id to one
-partition, so a duplicate meets its original here). Duplicates further apart, or across
-a restart, are counted by the speed layer and corrected by batch, which deduplicates the
-whole archive by ``event_id``.
+Duplicates: the ids of at least the last ``dedup_capacity`` events of the partition are
+kept (in two generations of that size, so forgetting is O(1)), and an event whose
+``event_id`` is among them is dropped (ingest routes an id to one partition, so a
+duplicate meets its original here). Duplicates further apart, or across a restart, are
+counted by the speed layer and corrected by batch, which deduplicates the whole archive
+by ``event_id``.
+
+The work is columnar: :meth:`PartitionAggregator.add_frame` takes every message of a
+batch as one frame (:mod:`stratum.event_frames`), computes each row's watermark (that of
+its message: the watermark moves after each message, as if they came one by one), and
+per metric filters, assigns windows and groups with the batch layer's own expressions
+(:mod:`stratum.metric_frames`); Python only touches each changed window once per batch.
+Per event in Python, the same job ran at a tenth of the plain-consumer baseline.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stratum.aggregation import WindowState, new_state
+import numpy as np
+import polars as pl
+
+from stratum.aggregation import WindowState, new_state, value_hash
+from stratum.event_frames import events_frame
 from stratum.events import Event
 from stratum.groups import group_key
+from stratum.metric_frames import (
+    TS_MS,
+    VALUE,
+    WINDOW_START,
+    dim_columns,
+    dimension_exprs,
+    needed_fields,
+    typed_fields,
+    where_expr,
+)
 from stratum.metrics import Aggregation, MetricDefinition
 
 WindowKey = tuple[str, int, tuple[str, ...]]
 NO_WATERMARK = -(2**62)
 
 
+_ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH = (
+    "__row", "__wm", "__n", "__sum", "__min", "__max", "__values", "__held", "__hash")
+
+
+class _HashCache:
+    """``value_hash`` of recurring distinct values (users, sessions), held as a frame so a
+    batch finds its hashes with one join: per value in Python, a lookup in a dict this
+    size cost ~0.5 us on these machines (random memory access), as much as the hash."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.limit = limit
+        self.frame = pl.DataFrame(schema={VALUE: pl.String, _HASH: pl.UInt64})
+
+    def lookup(self, values: pl.Series) -> pl.DataFrame:
+        """(VALUE, _HASH) for every distinct non-null value of ``values``."""
+        wanted = values.drop_nulls().unique().to_frame(VALUE)
+        known = wanted.join(self.frame, on=VALUE, how="inner")
+        if known.height == wanted.height:
+            return known
+        missing = wanted.join(self.frame, on=VALUE, how="anti")[VALUE]
+        new = pl.DataFrame({VALUE: missing, _HASH: pl.Series(
+            [value_hash(v) for v in missing.to_list()], dtype=pl.UInt64)})
+        if self.frame.height + new.height > self.limit:
+            self.frame = new
+        else:
+            self.frame = pl.concat([self.frame, new], rechunk=False)
+            if self.frame.n_chunks() > 64:
+                self.frame = self.frame.rechunk()
+        return pl.concat([known, new])
+
+
+_hash_cache = _HashCache()  # shared by every partition of the process
+
+
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class _Plan:
+    """One metric compiled to the expressions and flags the hot path needs."""
+
     metric: MetricDefinition
+    name: str
     window_ms: int
-    field: str | None
+    where: pl.Expr | None  # None: every event counts (a literal filter trips Polars)
+    dims: list[pl.Expr]
+    dim_names: list[str]
+    numeric: bool  # sum, min, max (and a sketch for quantiles) over a numeric field
     sketch: bool
     distinct: bool
-    hop_ms: int | None
-    name: str
-    group: Callable[[Event], tuple[str, ...] | None]
+    hop: bool
+
+    @classmethod
+    def of(cls, metric: MetricDefinition) -> _Plan:
+        agg = metric.aggregation
+        filtered = bool(metric.where) or metric.field is not None
+        return cls(metric, metric.name, metric.window_ms,
+                   where_expr(metric) if filtered else None,
+                   dimension_exprs(metric), dim_columns(metric),
+                   metric.field is not None and agg != Aggregation.DISTINCT,
+                   agg == Aggregation.QUANTILE, agg == Aggregation.DISTINCT,
+                   metric.hop is not None)
+
+    def starts(self) -> pl.Expr:
+        if not self.hop:
+            return (pl.col(TS_MS) - pl.col(TS_MS) % self.window_ms).alias(WINDOW_START)
+        hop = self.metric.hop_ms
+        base = pl.col(TS_MS) - pl.col(TS_MS) % hop
+        return pl.concat_list([base - k * hop for k in range(self.window_ms // hop)]
+                              ).alias(WINDOW_START)
+
+    def _earliest_start(self) -> pl.Expr:
+        if not self.hop:
+            return pl.col(TS_MS) - pl.col(TS_MS) % self.window_ms
+        hop = self.metric.hop_ms
+        return pl.col(TS_MS) - pl.col(TS_MS) % hop - (self.window_ms // hop - 1) * hop
+
+    def late(self) -> pl.Expr:
+        """Rows this metric counts in at least one window the watermark has closed."""
+        closed = self._earliest_start() + self.window_ms <= pl.col(_WM)
+        return closed if self.where is None else closed & self.where
+
+    def rows(self, lazy: pl.LazyFrame) -> pl.LazyFrame:
+        """(row, offset, window start, dimensions, value) of every event and open window
+        it counts in."""
+        field = self.metric.field
+        value = [] if field is None else [
+            pl.col(f"{_HASH}_{field}" if self.distinct else field).alias(VALUE)]
+        rows = (lazy if self.where is None else lazy.filter(self.where)).select(
+            _ROW, "offset", _WM, self.starts(), *self.dims, *value)
+        if self.hop:
+            rows = rows.explode(WINDOW_START)
+        return rows.filter(pl.col(WINDOW_START) + self.window_ms > pl.col(_WM))
+
+    def groups(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """Per (window start, dimensions): the state this batch adds."""
+        aggs = [pl.len().alias(_N)]
+        if self.numeric:
+            aggs += [pl.col(VALUE).sum().alias(_SUM), pl.col(VALUE).min().alias(_MIN),
+                     pl.col(VALUE).max().alias(_MAX)]
+        if self.sketch:
+            aggs.append(pl.col(VALUE).alias(_VALUES))
+        elif self.distinct:
+            aggs.append(pl.col(VALUE).unique().alias(_VALUES))
+        return rows.group_by([WINDOW_START, *self.dim_names]).agg(aggs)
 
 
 @dataclass(slots=True)
@@ -77,13 +190,9 @@ class AddResult:
 class PartitionAggregator:
     def __init__(self, metrics: Sequence[MetricDefinition], lateness_ms: int,
                  dedup_capacity: int = 0) -> None:
-        self._compiled = [
-            _Compiled(m, m.window_ms, m.field, m.aggregation == Aggregation.QUANTILE,
-                      m.aggregation == Aggregation.DISTINCT, m.hop_ms if m.hop else None,
-                      m.name, m.grouper())
-            for m in metrics
-        ]
-        self._by_name = {c.metric.name: c for c in self._compiled}
+        self._plans = [_Plan.of(m) for m in metrics]
+        self._by_name = {m.name: m for m in metrics}
+        self._numeric, self._strings = needed_fields(list(metrics))
         self.lateness_ms = lateness_ms
         self.windows: dict[WindowKey, WindowState] = {}
         self.dirty: set[WindowKey] = set()
@@ -93,8 +202,10 @@ class PartitionAggregator:
         self.max_event_ms = NO_WATERMARK
         self.last_event_wall_ms: int | None = None
         self.dedup_capacity = dedup_capacity
-        self._recent_ids: set[str] = set()
-        self._recent_order: deque[str] = deque()
+        self._ids_now = pl.Series(dtype=pl.String)
+        self._ids_before = pl.Series(dtype=pl.String)
+        self._distinct_fields = sorted({p.metric.field for p in self._plans
+                                        if p.distinct and p.metric.field})
 
     @property
     def watermark_ms(self) -> int:
@@ -103,65 +214,134 @@ class PartitionAggregator:
         return self.max_event_ms - self.lateness_ms
 
     def add(self, offset: int, events: Iterable[Event], now_ms: int) -> AddResult:
-        """Aggregate one log message's events; the watermark moves after the message."""
-        if offset <= self.through_offset:
-            return AddResult([], 0, 0)  # re-delivered: already in our state
-        check_held = offset <= self.max_held_offset
-        watermark = self.watermark_ms
-        late: list[Event] = []
-        aggregated = skipped = duplicates = 0
-        newest = NO_WATERMARK
-        # The hot loop: every event x every metric. Attributes read once per message.
-        compiled, windows, held = self._compiled, self.windows, self.held_through
-        mark_dirty = self.dirty.add
-        seen = self._seen if self.dedup_capacity else None
-        for event in events:
-            if seen is not None and seen(event["event_id"]):
-                duplicates += 1
-                continue
-            ts: int = event["ts"]
-            if ts > newest:
-                newest = ts
-            is_late = False
-            for c in compiled:
-                group = c.group(event)
-                if group is None:
-                    continue
-                value = event[c.field] if c.field else None
-                window_ms = c.window_ms
-                starts = (ts - ts % window_ms,) if c.hop_ms is None else \
-                    c.metric.window_starts(ts)
-                for start in starts:
-                    if start + window_ms <= watermark:
-                        is_late = True
-                        continue
-                    key = (c.name, start, group)
-                    if check_held and offset <= held.get(key, -1):
-                        skipped += 1
-                        continue
-                    state = windows.get(key)
-                    if state is None:
-                        state = windows[key] = new_state(c.sketch, c.distinct)
-                    state.add(value)
-                    mark_dirty(key)
-            if is_late:
-                late.append(event)
-            else:
-                aggregated += 1
-        if newest != NO_WATERMARK:
-            self.max_event_ms = max(self.max_event_ms, min(newest, now_ms))
-            self.last_event_wall_ms = now_ms
-        self.through_offset = offset
-        return AddResult(late, aggregated, skipped, duplicates)
+        """Aggregate one log message's (validated) events."""
+        return self.add_frame(events_frame([(offset, e) for e in events]), offset, now_ms)
 
-    def _seen(self, event_id: str) -> bool:
-        if event_id in self._recent_ids:
-            return True
-        self._recent_ids.add(event_id)
-        self._recent_order.append(event_id)
-        if len(self._recent_order) > self.dedup_capacity:
-            self._recent_ids.discard(self._recent_order.popleft())
-        return False
+    def add_frame(self, frame: pl.DataFrame, through_offset: int, now_ms: int) -> AddResult:
+        """Aggregate a batch of log messages: ``frame`` holds their events (layout of
+        :mod:`stratum.event_frames`, in offset order), ``through_offset`` is the last
+        message's offset (messages without valid events count as consumed too)."""
+        if frame.height and frame["offset"][0] <= self.through_offset:
+            frame = frame.filter(pl.col("offset") > self.through_offset)  # re-delivered
+        self.through_offset = max(self.through_offset, through_offset)
+        if frame.is_empty():
+            return AddResult([], 0, 0)
+        duplicates = 0
+        if self.dedup_capacity:
+            keep = self._unseen(frame["event_id"])
+            duplicates = frame.height - int(keep.sum())
+            if duplicates:
+                frame = frame.filter(keep)
+                if frame.is_empty():
+                    return AddResult([], 0, 0, duplicates)
+        typed = frame.select("offset", pl.col("ts").alias(TS_MS), "type",
+                             *typed_fields(frame.columns, self._numeric, self._strings))
+        # Each message's watermark: the newest event time before it (capped at the wall
+        # clock) minus the lateness.
+        per_message = typed.group_by("offset").agg(pl.col(TS_MS).max()).sort("offset")
+        newest = np.minimum(per_message[TS_MS].to_numpy(), now_ms)
+        running = np.maximum.accumulate(np.concatenate(([self.max_event_ms], newest)))
+        before = running[:-1]
+        marks = np.where(before == NO_WATERMARK, NO_WATERMARK, before - self.lateness_ms)
+        typed = typed.with_row_index(_ROW).join(
+            per_message.select("offset", pl.Series(_WM, marks, dtype=pl.Int64)), on="offset")
+        lazy = self._with_hashes(typed).lazy()
+        held = bool(self.held_through) and typed["offset"].min() <= self.max_held_offset
+        late_rows, *results = pl.collect_all([
+            lazy.filter(pl.any_horizontal([plan.late() for plan in self._plans]))
+                .select(_ROW),
+            *[plan.rows(lazy) if held else plan.groups(plan.rows(lazy))
+              for plan in self._plans]])
+        skipped = 0
+        for plan, result in zip(self._plans, results, strict=True):
+            if held:  # a recovered partition's first batches: skip what state holds
+                rows, dropped = self._skip_held(plan, result)
+                skipped += dropped
+                result = plan.groups(rows.lazy()).collect()
+            self._apply_groups(plan, result)
+        self.max_event_ms = int(running[-1])
+        self.last_event_wall_ms = now_ms
+        late_events = []
+        if late_rows.height:
+            marked = np.zeros(frame.height, dtype=bool)
+            marked[late_rows[_ROW].to_numpy()] = True
+            for row in frame.filter(pl.Series(marked)).drop("offset").iter_rows(named=True):
+                late_events.append({k: v for k, v in row.items() if v is not None})
+        return AddResult(late_events, frame.height - len(late_events), skipped, duplicates)
+
+    def _with_hashes(self, typed: pl.DataFrame) -> pl.DataFrame:
+        """Each distinct metric's field hashed (``__hash_<field>``), through the cache."""
+        for field in self._distinct_fields:
+            hashes = _hash_cache.lookup(typed[field]).rename({_HASH: f"{_HASH}_{field}"})
+            typed = typed.join(hashes, left_on=field, right_on=VALUE, how="left",
+                               coalesce=True)
+        return typed
+
+    def _unseen(self, ids: pl.Series) -> pl.Series:
+        """Which ids are neither earlier in the batch nor among the recent ones; all of
+        them become recent. Recent ids are probed against the batch's (small) set."""
+        keep = ids.is_first_distinct()
+        for recent in (self._ids_before, self._ids_now):
+            if recent.len():
+                seen = recent.filter(recent.is_in(ids))
+                if seen.len():
+                    keep &= ~ids.is_in(seen)
+        self._ids_now.append(ids)
+        if self._ids_now.len() >= self.dedup_capacity:
+            self._ids_before = self._ids_now.rechunk()
+            self._ids_now = pl.Series(dtype=pl.String)
+        return keep
+
+    def _apply_groups(self, plan: _Plan, groups: pl.DataFrame) -> None:
+        """Fold one metric's groups of a batch into its windows (Python: once per window)."""
+        if groups.is_empty():
+            return
+        keys = [WINDOW_START, *plan.dim_names]
+        counts = groups[_N].to_list()
+        bounds: list[int] = []
+        samples: Any = None
+        if plan.sketch or plan.distinct:
+            bounds = [0, *np.cumsum(groups[_VALUES].list.len().to_numpy(),
+                                    dtype=np.int64).tolist()]
+            # writable: the KLL binding refuses read-only (zero-copy Arrow) arrays
+            samples = groups[_VALUES].explode().to_numpy(writable=plan.sketch)
+        sums = groups[_SUM].to_list() if plan.numeric else None
+        mins = groups[_MIN].to_list() if plan.numeric else None
+        maxs = groups[_MAX].to_list() if plan.numeric else None
+        name, windows, dirty = plan.name, self.windows, self.dirty
+        key_lists = [groups[k].to_list() for k in keys]
+        for i, key_row in enumerate(zip(*key_lists, strict=True)):
+            key = (name, key_row[0], tuple(key_row[1:]))
+            state = windows.get(key)
+            if state is None:
+                state = windows[key] = new_state(plan.sketch, plan.distinct)
+            state.count += counts[i]
+            if sums is not None:
+                state.sum += sums[i]
+                if mins[i] < state.min:  # type: ignore[index]
+                    state.min = mins[i]  # type: ignore[index]
+                if maxs[i] > state.max:  # type: ignore[index]
+                    state.max = maxs[i]  # type: ignore[index]
+            if plan.sketch:
+                state.sketch.update(samples[bounds[i]:bounds[i + 1]])  # type: ignore[union-attr]
+            elif plan.distinct:
+                state.distinct.add_hash_array(  # type: ignore[union-attr]
+                    samples[bounds[i]:bounds[i + 1]])
+            dirty.add(key)
+
+    def _skip_held(self, plan: _Plan, rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """Drop (event, window) pairs at offsets the recovered window already holds."""
+        held = [(start, *group, offset) for (name, start, group), offset
+                in self.held_through.items() if name == plan.name]
+        if not held:
+            return rows, 0
+        keys = [WINDOW_START, *plan.dim_names]
+        table = pl.DataFrame(held, schema={WINDOW_START: pl.Int64,
+                                           **dict.fromkeys(plan.dim_names, pl.String),
+                                           _HELD: pl.Int64}, orient="row")
+        kept = rows.join(table, on=keys, how="left").filter(
+            pl.col(_HELD).is_null() | (pl.col("offset") > pl.col(_HELD))).drop(_HELD)
+        return kept, rows.height - kept.height
 
     def advance_idle(self, now_ms: int, idle_timeout_ms: int) -> bool:
         """After ``idle_timeout_ms`` without events, event time follows the wall clock
@@ -184,8 +364,8 @@ class PartitionAggregator:
                    if key[1] + self._by_name[key[0]].window_ms <= watermark}
         rows = []
         for key in self.dirty | closing:
-            c = self._by_name[key[0]]
-            rows.append(WindowRow(key, c.window_ms, c.metric.dimensions, self.windows[key],
+            metric = self._by_name[key[0]]
+            rows.append(WindowRow(key, metric.window_ms, metric.dimensions, self.windows[key],
                                   final=key in closing))
         self.dirty = set()
         return rows

@@ -1,10 +1,10 @@
 """The Faust app: owns consumption, partition assignment and offsets; the work per message
 is in :mod:`speed_layer.workers`.
 
-Two agents read the events topic with manual acknowledgement: the speed agent
-(windows → ClickHouse) and the archiver (raw events → Parquet). Faust commits a
-message's offset only when both have acknowledged it, that is when both its window
-rows and its archive file are stored.
+One agent reads the events topic with manual acknowledgement and hands each message to
+the :class:`SpeedWorker`, which decodes it once for both sinks: the windows (ClickHouse)
+and the archive (Parquet). It acknowledges a message, so Faust commits its offset,
+only when both its window rows and its archive file are stored.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class SpeedLayer:
     async def stop(self) -> None:
         try:
             await self.speed.flush()
-            await self.archiver.flush()
+            await self.speed.flush_archive()
         finally:
             await self.app.stop()
             await self.producer.stop()
@@ -63,6 +63,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         broker_heartbeat_interval=speed_settings.heartbeat_interval_s,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
+        consumer_max_fetch_size=8 * 1024 * 1024,  # per partition; Faust's default is 1 MiB
         autodiscover=False,
     )
     events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
@@ -70,8 +71,9 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
     producer = EventProducer(settings.kafka, bootstrap)
     if generation is None:
         generation = generations.live_generation(storage)
-    speed = SpeedWorker(settings, catalog, SpeedStore(storage, generation), producer, log_epoch)
     archiver = ArchiveWorker(settings, log_epoch)
+    speed = SpeedWorker(settings, catalog, SpeedStore(storage, generation), producer, log_epoch,
+                        archiver)
 
     @app.agent(events_topic, name="speed")
     async def speed_agent(stream: Any) -> None:
@@ -79,13 +81,6 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         speed.acks.stream = manual
         async for event in manual.events():
             await speed.handle(event)
-
-    @app.agent(events_topic, name="archive")
-    async def archive_agent(stream: Any) -> None:
-        manual = stream.noack()
-        archiver.acks.stream = manual
-        async for event in manual.events():
-            await archiver.handle(event)
 
     # An exception escaping a Faust timer crashes the whole app: contain and log it.
     @app.timer(interval=speed_settings.flush_interval_s)
@@ -98,7 +93,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
     @app.timer(interval=settings.archive.flush_interval_s)
     async def flush_archive() -> None:
         try:
-            await archiver.flush()
+            await speed.flush_archive()
         except Exception:
             log.exception("archive flush failed unexpectedly; retrying at the next tick")
 
@@ -111,8 +106,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         mine = {tp.partition for tp in revoked if tp.topic == settings.kafka.topic}
         if mine:
             await speed.flush()
-            await archiver.flush()
+            await speed.flush_archive()
             speed.forget(mine)
-            archiver.forget(mine)
 
     return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer)

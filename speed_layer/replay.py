@@ -24,14 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import polars as pl
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum import archive
-from stratum.events import Event, MessageDecodeError, decode_message
+from stratum.event_frames import decode_messages
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
@@ -73,11 +72,12 @@ class _Sources:
                 dedup_capacity=self.settings.speed.dedup_ids)
         return agg
 
-    def add(self, source: str, offset: int, events: list[Event]) -> None:
+    def add(self, source: str, frame: pl.DataFrame, through_offset: int) -> None:
+        """A batch of one source's events (:mod:`stratum.event_frames` layout)."""
         if self.from_ms is not None:
-            events = [e for e in events if e["ts"] >= self.from_ms]
-        self.get(source).add(offset, events, now_ms=int(time.time() * 1000))
-        self.events += len(events)
+            frame = frame.filter(pl.col("ts") >= self.from_ms)
+        self.get(source).add_frame(frame, through_offset, now_ms=int(time.time() * 1000))
+        self.events += frame.height
 
 
 def _ranges(files: list[Path]) -> dict[str, list[tuple[int, list[Path]]]]:
@@ -89,14 +89,14 @@ def _ranges(files: list[Path]) -> dict[str, list[tuple[int, list[Path]]]]:
     return {source: sorted(ranges.items()) for source, ranges in by_source.items()}
 
 
-def _read_range(paths: list[Path]) -> list[tuple[int, list[Event]]]:
-    """The events of one archived range, grouped back into log messages by offset."""
-    frame = pl.concat([pl.read_parquet(p, columns=["offset", "payload"]) for p in paths])
-    frame = frame.sort("offset", maintain_order=True)
-    messages: dict[int, list[Event]] = defaultdict(list)
-    for offset, payload in frame.iter_rows():
-        messages[int(offset)].append(orjson.loads(payload))
-    return sorted(messages.items())
+def _read_range(paths: list[Path]) -> pl.DataFrame:
+    """The events of one archived range in offset order, as a frame like those the live
+    worker decodes (older files also hold a ``payload`` column, not needed)."""
+    frames = [pl.read_parquet(path).drop("payload", strict=False) for path in paths]
+    frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return frame.sort("offset", maintain_order=True).select(
+        "offset", "event_id", pl.col("ts").dt.epoch("ms"), "type",
+        pl.exclude("offset", "event_id", "ts", "type"))
 
 
 class ReplayRunner:
@@ -133,8 +133,9 @@ class ReplayRunner:
             for _, paths in source_ranges:
                 if cancelled():
                     raise ReplayCancelledError
-                for offset, events in await asyncio.to_thread(_read_range, paths):
-                    sources.add(source, offset, events)
+                frame = await asyncio.to_thread(_read_range, paths)
+                if frame.height:
+                    sources.add(source, frame, int(frame["offset"][-1]))
                 done += 1
                 progress(ReplayProgress("archive", done, total, sources.events, generation))
             await asyncio.to_thread(self._flush, sources, store, [source])
@@ -186,13 +187,12 @@ class ReplayRunner:
                 raise ReplayCancelledError
             batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
             for tp, records in batches.items():
-                source = f"{self.log_epoch}:{tp.partition}"
-                for record in records:
-                    try:
-                        events, _ = decode_message(record.value or b"")
-                    except MessageDecodeError:
-                        events = []  # the live worker dead-letters it; nothing to count
-                    sources.add(source, record.offset, events)
+                if not records:
+                    continue
+                # Bad items: the live worker dead-letters them; nothing to count here.
+                decoded = decode_messages([(r.offset, r.value or b"") for r in records])
+                sources.add(f"{self.log_epoch}:{tp.partition}", decoded.frame,
+                            records[-1].offset)
             if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                 await asyncio.to_thread(self._flush, sources, store)
                 last_flush = time.monotonic()

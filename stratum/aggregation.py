@@ -65,6 +65,19 @@ class DistinctSample:
             if len(self.hashes) > 2 * self.k:
                 self._shrink()
 
+    def add_hashes(self, hashes: Iterable[int]) -> None:
+        """Add values already hashed with :func:`value_hash`."""
+        theta = self.theta
+        self.hashes.update(h for h in hashes if h < theta)
+        if len(self.hashes) > 2 * self.k:
+            self._shrink()
+
+    def add_hash_array(self, hashes: Any) -> None:
+        """:meth:`add_hashes` for a numpy array of hashes."""
+        self.hashes.update(hashes[hashes < self.theta].tolist())
+        if len(self.hashes) > 2 * self.k:
+            self._shrink()
+
     def merge(self, other: DistinctSample) -> None:
         self.theta = min(self.theta, other.theta)
         self.hashes = {h for h in self.hashes | other.hashes if h < self.theta}

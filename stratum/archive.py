@@ -11,25 +11,26 @@ log incarnations apart (the embedded broker starts empty each time, so its offse
 restart at 0).
 
 Columns: ``event_id`` (str), ``ts`` (Datetime ms, UTC), ``type`` (str), ``offset`` (i64),
-``payload`` (the event exactly as logged, JSON), then one column per other field:
-Float64 when every value in the file is a number, String otherwise. Readers select the
-fields they need with :func:`scan_fields`; the batch layer deduplicates by ``event_id``.
+then one column per other field: Float64 when every value in the file's batch is a
+number, String otherwise (see :mod:`stratum.event_frames`). Readers select the fields
+they need with :func:`scan_fields`; the batch layer deduplicates by ``event_id``.
+Files of older versions also hold ``payload`` (each event's JSON again); nothing reads it.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import polars as pl
 
-from stratum.events import RESERVED, Event
+from stratum.event_frames import events_frame
+from stratum.events import Event
+from stratum.metric_frames import typed_fields
 
 HOUR_MS = 3_600_000
 
@@ -47,36 +48,27 @@ def hour_dir(root: Path, hour_start_ms: int) -> Path:
     return root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
 
 
-def _frame(events: Sequence[tuple[int, Event]]) -> pl.DataFrame:
-    fields: dict[str, list[Any]] = defaultdict(lambda: [None] * len(events))
-    numeric: dict[str, bool] = {}
-    for row, (_, event) in enumerate(events):
-        for key, value in event.items():
-            if key in RESERVED:
-                continue
-            fields[key][row] = value
-            if isinstance(value, str):
-                numeric[key] = False
-            else:
-                numeric.setdefault(key, True)
-    columns: dict[str, pl.Series] = {
-        "event_id": pl.Series([e["event_id"] for _, e in events], dtype=pl.String),
-        "ts": pl.Series([e["ts"] for _, e in events], dtype=pl.Int64).cast(
-            pl.Datetime("ms", "UTC")
-        ),
-        "type": pl.Series([e["type"] for _, e in events], dtype=pl.String),
-        "offset": pl.Series([o for o, _ in events], dtype=pl.Int64),
-        "payload": pl.Series([orjson.dumps(e).decode() for _, e in events], dtype=pl.String),
-    }
-    for key in sorted(fields):
-        values = fields[key]
-        if numeric[key]:
-            columns[key] = pl.Series(values, dtype=pl.Float64, strict=False)
-        else:
-            columns[key] = pl.Series(
-                [None if v is None else str(v) for v in values], dtype=pl.String
-            )
-    return pl.DataFrame(columns)
+def write_frame(root: Path, epoch: str, partition: int, frame: pl.DataFrame, first: int,
+                last: int) -> list[Path]:
+    """Write the events of one log partition's offset range ``first..last`` (a frame in
+    :mod:`stratum.event_frames`' layout), one file per event hour."""
+    if frame.is_empty():
+        return []
+    hour = (pl.col("ts") - pl.col("ts") % HOUR_MS).alias("__hour")
+    written = []
+    for (hour_start,), part in frame.with_columns(hour).partition_by(
+            "__hour", as_dict=True, maintain_order=True).items():
+        directory = hour_dir(root, int(hour_start))
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / file_name(epoch, partition, first, last)
+        tmp = directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        part.select(
+            "event_id", pl.col("ts").cast(pl.Datetime("ms", "UTC")), "type", "offset",
+            pl.exclude("event_id", "ts", "type", "offset", "__hour"),
+        ).write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, target)
+        written.append(target)
+    return sorted(written)
 
 
 def write_partition_range(
@@ -85,21 +77,8 @@ def write_partition_range(
     """Write ``(offset, event)`` pairs of one log partition, one file per event hour."""
     if not events:
         return []
-    first = min(o for o, _ in events)
-    last = max(o for o, _ in events)
-    by_hour: dict[int, list[tuple[int, Event]]] = defaultdict(list)
-    for offset, event in events:
-        by_hour[event["ts"] - event["ts"] % HOUR_MS].append((offset, event))
-    written = []
-    for hour_start, hour_events in sorted(by_hour.items()):
-        directory = hour_dir(root, hour_start)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / file_name(epoch, partition, first, last)
-        tmp = directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        _frame(hour_events).write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, target)
-        written.append(target)
-    return written
+    return write_frame(root, epoch, partition, events_frame(events),
+                       min(o for o, _ in events), max(o for o, _ in events))
 
 
 def list_files(root: Path) -> list[Path]:
@@ -116,19 +95,7 @@ def scan_fields(files: Iterable[Path], numeric: Sequence[str], strings: Sequence
     frames = []
     for path in files:
         schema = pl.read_parquet_schema(path)
-        exprs: list[pl.Expr] = [pl.col(c) for c in base]
-        for name in numeric:
-            exprs.append(
-                pl.col(name).cast(pl.Float64, strict=False) if name in schema
-                else pl.lit(None, dtype=pl.Float64).alias(name)
-            )
-        for name in strings:
-            if name in base:
-                continue
-            exprs.append(
-                pl.col(name).cast(pl.String) if name in schema
-                else pl.lit(None, dtype=pl.String).alias(name)
-            )
+        exprs = [pl.col(c) for c in base] + typed_fields(schema, list(numeric), list(strings))
         frames.append(pl.scan_parquet(path).select(exprs))
     if not frames:
         empty = dict.fromkeys(("event_id", "type"), pl.String)

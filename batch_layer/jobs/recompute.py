@@ -33,6 +33,16 @@ from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, laggi
 from stratum.aggregation import MAX_HASH, value_hash
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
+from stratum.metric_frames import (
+    TS_MS,
+    VALUE,
+    WINDOW_START,
+    dim_columns,
+    dimension_exprs,
+    needed_fields,
+    where_expr,
+    window_starts_expr,
+)
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
@@ -40,9 +50,7 @@ from stratum.storage import Storage, generations
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-BASE_COLUMNS = ("event_id", "ts", "type", "offset")
-# Internal column names cannot clash with event fields (an event may have a "count").
-TS_MS, WINDOW_START, VALUE, N, S = "__ts_ms", "__window_start", "__value", "__n", "__s"
+N, S = "__n", "__s"  # internal names, like those of stratum.metric_frames
 STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta")
 
 
@@ -71,16 +79,6 @@ class RecomputeResult:
     duration_s: float
 
 
-def needed_fields(catalog: MetricCatalog) -> tuple[list[str], list[str]]:
-    """(numeric, string) archive fields the catalog reads; ``type`` is a base column."""
-    numeric = sorted({m.field for m in catalog.metrics
-                      if m.field and m.aggregation != Aggregation.DISTINCT})
-    strings = {name for m in catalog.metrics for name in (*m.dimensions, *m.where)}
-    strings |= {m.field for m in catalog.metrics
-                if m.field and m.aggregation == Aggregation.DISTINCT}
-    return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
-
-
 def read_events(files: Sequence[Path], catalog: MetricCatalog) -> tuple[pl.DataFrame, set[int]]:
     """The snapshot's events, deduplicated by ``event_id`` (first by offset, then by
     position in the file), with the event time as epoch milliseconds in ``TS_MS``; and
@@ -98,33 +96,6 @@ def read_events(files: Sequence[Path], catalog: MetricCatalog) -> tuple[pl.DataF
     return events_df, set(hours_df["hour"].to_list())
 
 
-def where_expr(metric: MetricDefinition) -> pl.Expr:
-    """``metric.matches`` as a Polars predicate: equality or membership, field present."""
-    expr = pl.lit(value=True)
-    for key, expected in metric.where.items():
-        column = pl.col(key).cast(pl.String)
-        if isinstance(expected, list):
-            expr &= column.is_in(pl.Series(expected, dtype=pl.String))
-        else:
-            expr &= column == expected
-    if metric.field is not None:
-        expr &= pl.col(metric.field).is_not_null()
-    return expr.fill_null(value=False)
-
-
-def dim_columns(metric: MetricDefinition) -> list[str]:
-    return [f"__d{index}" for index in range(len(metric.dimensions))]
-
-
-def _window_start_expr(metric: MetricDefinition) -> pl.Expr:
-    """The start of every window an event belongs to, as a list (one entry unless windows
-    hop): the Polars twin of ``MetricDefinition.window_starts``."""
-    hop = metric.hop_ms
-    base = pl.col(TS_MS) - pl.col(TS_MS) % hop
-    return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]
-                          ).alias(WINDOW_START)
-
-
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
                 ) -> pl.LazyFrame:
     """One row per (window, group) ending at or before ``horizon_ms``: keys, then state.
@@ -133,9 +104,8 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
     dims = dim_columns(metric)
     keys = [WINDOW_START, *dims]
     selected = events.filter(where_expr(metric)).select(
-        _window_start_expr(metric),
-        *[pl.col(name).cast(pl.String).fill_null("").alias(alias)
-          for name, alias in zip(metric.dimensions, dims, strict=True)],
+        window_starts_expr(metric),
+        *dimension_exprs(metric),
         *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
     ).explode(WINDOW_START).filter(pl.col(WINDOW_START) + size <= horizon_ms)
     no_sample = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),

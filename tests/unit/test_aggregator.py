@@ -139,3 +139,45 @@ def test_hopping_windows_take_every_window_holding_the_event() -> None:
     agg = PartitionAggregator(metric, lateness_ms=0)
     agg.add(0, [_ev(1, T0 + 30_000)], now_ms=FAR_FUTURE)
     assert sorted(k[1] for k in agg.windows) == [T0 - 2 * MINUTE, T0 - MINUTE, T0]
+
+
+def test_a_batch_of_many_messages_folds_like_event_by_event() -> None:
+    """One frame of many messages (the worker's batches) against a plain reference:
+    every event counted once in its window, late ones by their message's watermark."""
+    import orjson
+
+    from stratum.event_frames import decode_messages
+
+    metrics = _metrics()
+    events = [_ev(i, T0 + (i * 7_919) % (6 * MINUTE), country=("DE", "FR", "IT")[i % 3],
+                  type=("view", "purchase")[i % 2], amount=float(i % 13),
+                  latency_ms=float(i % 101)) for i in range(20_000)]
+    messages = [(offset, b"\n".join(orjson.dumps(e) for e in events[s:s + 500]))
+                for offset, s in enumerate(range(0, len(events), 500))]
+    agg = PartitionAggregator(metrics, lateness_ms=2 * MINUTE, dedup_capacity=10_000)
+    result = agg.add_frame(decode_messages(messages, now_ms=FAR_FUTURE).frame, 41, FAR_FUTURE)
+
+    expected: dict[tuple[str, int, tuple[str, ...]], list[float]] = {}
+    late = 0
+    newest = None
+    for s in range(0, len(events), 500):
+        mark = None if newest is None else newest - 2 * MINUTE
+        batch = events[s:s + 500]
+        for e in batch:
+            start = e["ts"] - e["ts"] % MINUTE
+            if mark is not None and start + MINUTE <= mark:
+                late += 1
+                continue
+            for name, group, value in (("events", (e["country"],), None),
+                                       ("revenue", (), e["amount"] if e["type"] == "purchase"
+                                        else "skip"),
+                                       ("p95", (), e["latency_ms"])):
+                if value == "skip":
+                    continue
+                slot = expected.setdefault((name, start, group), [0, 0.0])
+                slot[0] += 1
+                slot[1] += value or 0.0
+        newest = max([newest or 0, *[e["ts"] for e in batch]])
+    assert late == len(result.late) > 0 and result.aggregated == len(events) - late
+    assert {k: [s.count, s.sum] for k, s in agg.windows.items()} == expected
+    assert agg.through_offset == 41

@@ -1,0 +1,80 @@
+"""Metric definitions as Polars expressions, shared by the speed and the batch layer.
+
+Both layers select the same fields with the same types (:func:`typed_fields`: numeric
+fields as Float64, read leniently, dimensions and filters as strings), filter with
+:func:`where_expr`, group by :func:`dimension_exprs` and assign windows with
+:func:`window_starts_expr`, so a definition means one thing in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import polars as pl
+
+from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
+
+BASE_COLUMNS = ("event_id", "ts", "type", "offset")
+# Internal column names cannot clash with event fields (an event may have a "count").
+TS_MS, WINDOW_START, VALUE = "__ts_ms", "__window_start", "__value"
+
+
+def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
+                  ) -> tuple[list[str], list[str]]:
+    """(numeric, string) event fields the metrics read; ``type`` is a base column."""
+    metrics = catalog.metrics if isinstance(catalog, MetricCatalog) else catalog
+    numeric = sorted({m.field for m in metrics
+                      if m.field and m.aggregation != Aggregation.DISTINCT})
+    strings = {name for m in metrics for name in (*m.dimensions, *m.where)}
+    strings |= {m.field for m in metrics
+                if m.field and m.aggregation == Aggregation.DISTINCT}
+    return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
+
+
+def typed_fields(present: Collection[str], numeric: list[str], strings: list[str]
+                 ) -> list[pl.Expr]:
+    """The named fields typed as asked; a field not ``present`` is null. A number that
+    arrived as text ("12") counts as a number, text that is not one is null."""
+    exprs: list[pl.Expr] = []
+    for name in numeric:
+        exprs.append(pl.col(name).cast(pl.Float64, strict=False) if name in present
+                     else pl.lit(None, dtype=pl.Float64).alias(name))
+    for name in strings:
+        if name in BASE_COLUMNS:
+            continue
+        exprs.append(pl.col(name).cast(pl.String) if name in present
+                     else pl.lit(None, dtype=pl.String).alias(name))
+    return exprs
+
+
+def where_expr(metric: MetricDefinition) -> pl.Expr:
+    """``metric.matches`` as a Polars predicate: equality or membership, field present."""
+    expr = pl.lit(value=True)
+    for key, expected in metric.where.items():
+        column = pl.col(key).cast(pl.String)
+        if isinstance(expected, list):
+            expr &= column.is_in(pl.Series(expected, dtype=pl.String))
+        else:
+            expr &= column == expected
+    if metric.field is not None:
+        expr &= pl.col(metric.field).is_not_null()
+    return expr.fill_null(value=False)
+
+
+def dim_columns(metric: MetricDefinition) -> list[str]:
+    return [f"__d{index}" for index in range(len(metric.dimensions))]
+
+
+def dimension_exprs(metric: MetricDefinition) -> list[pl.Expr]:
+    """The metric's dimensions as strings under :func:`dim_columns`; missing is ""."""
+    return [pl.col(name).cast(pl.String).fill_null("").alias(alias)
+            for name, alias in zip(metric.dimensions, dim_columns(metric), strict=True)]
+
+
+def window_starts_expr(metric: MetricDefinition, ts: str = TS_MS) -> pl.Expr:
+    """The start of every window an event belongs to, as a list (one entry unless windows
+    hop): the Polars twin of ``MetricDefinition.window_starts``."""
+    hop = metric.hop_ms
+    base = pl.col(ts) - pl.col(ts) % hop
+    return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]
+                          ).alias(WINDOW_START)
