@@ -89,8 +89,14 @@ def write_coverage(storage: Storage, metrics: Iterable[str], hours: set[int],
 def prune_versions(storage: Storage, keep: set[int]) -> None:
     """Drop window rows of versions no coverage refers to (superseded, or left by a
     killed run). Callers keep the versions covered before the run too, for readers that
-    looked at coverage a moment ago. The delete is an asynchronous mutation."""
+    looked at coverage a moment ago. The delete is a mutation (asynchronous on a server)."""
     if not keep:
+        return
+    present = {int(v) for (v,) in storage.query(
+        f"SELECT DISTINCT version FROM {storage.database}.batch_windows")}
+    if present <= keep:
+        # Nothing to delete. chDB runs a mutation in the foreground and it touches every
+        # part, so issuing it anyway cost an incremental run over 1.5 s on 10 M events.
         return
     listed = ", ".join(str(int(v)) for v in sorted(keep))
     storage.command(f"ALTER TABLE {storage.database}.batch_windows "
