@@ -28,6 +28,7 @@ from stratum import __version__
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage
+from stratum.storage.client import redact_url
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -69,5 +70,5 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
 
 def _clickhouse_probe(storage: Storage) -> ComponentHealth:
     if storage.ping():
-        return ComponentHealth(status="ok", detail=storage.url.split("?")[0])
+        return ComponentHealth(status="ok", detail=redact_url(storage.url))
     return ComponentHealth(status="down", detail=f"no answer from {storage.url}")

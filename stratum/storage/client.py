@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -110,6 +110,30 @@ class Storage:
             self._client.close()
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password and query, for logs, errors and health details."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url.split("?", 1)[0]
+    netloc = f"{parsed.username or ''}:***@{parsed.hostname or ''}"
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return urlunparse(parsed._replace(netloc=netloc, query=""))
+
+
+def server_options(url: str) -> dict[str, Any]:
+    """clickhouse-connect's arguments for an ``http(s)://user:password@host:port`` URL;
+    user and password are percent-encoded in the URL (a password may hold ``@`` or ``:``)."""
+    parsed = urlparse(url)
+    return {
+        "host": parsed.hostname or "localhost",
+        "port": parsed.port or (8443 if parsed.scheme == "https" else 8123),
+        "username": unquote(parsed.username or "") or "default",
+        "password": unquote(parsed.password or ""),
+        "secure": parsed.scheme == "https",
+    }
+
+
 def _connect(url: str) -> Client:
     try:
         if url.startswith("chdb://"):
@@ -121,16 +145,9 @@ def _connect(url: str) -> Client:
             # 10 M events, growing with the history. The setting lives in the session.
             client.command("SET mutations_sync = 0")
             return client
-        parsed = urlparse(url)
-        return clickhouse_connect.get_client(
-            host=parsed.hostname or "localhost",
-            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-            username=parsed.username or "default",
-            password=parsed.password or "",
-            secure=parsed.scheme == "https",
-        )
+        return clickhouse_connect.get_client(**server_options(url))
     except (ClickHouseError, OSError) as exc:
-        raise _translate(exc, f"connect to {url}") from exc
+        raise _translate(exc, f"connect to {redact_url(url)}") from exc
 
 
 def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
@@ -146,7 +163,8 @@ def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
                 for statement in ddl(settings.clickhouse.database):
                     storage.command(statement)
                 _migrated.add(key)
-                log.info("ClickHouse schema ready at %s (database %s)", url, key[1])
+                log.info("ClickHouse schema ready at %s (database %s)", redact_url(url),
+                         key[1])
     return storage
 
 
