@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import traceback
+import uuid
 
 from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
 from stratum.storage.jobs import Job, JobStore, cancel_requested, utc_now
+from stratum.storage.leases import Lease
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
 SAVE_EVERY_S = 0.5
+STANDBY_POLL_S = 5.0  # how often a worker without the replay lease tries to take it
 
 
 class ReplayService:
@@ -25,10 +30,22 @@ class ReplayService:
         self.jobs = JobStore(storage)
         self.storage = storage
         self.runner = ReplayRunner(settings, catalog, storage, bootstrap, log_epoch)
+        # Every worker may run this service; the lease makes exactly one of them the
+        # replay runner, and another takes over within its TTL if that one dies.
+        self.lease = Lease(storage, "replay-runner",
+                           f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        self._recovered = False
 
     async def run_forever(self) -> None:
-        await asyncio.to_thread(self._recover)
         while True:
+            if not await asyncio.to_thread(self.lease.hold):
+                self._recovered = False
+                await asyncio.sleep(STANDBY_POLL_S)
+                continue
+            if not self._recovered:  # new holder: what the last one left running is stale
+                log.info("this worker runs Kappa replays (lease %s)", self.lease.owner)
+                await asyncio.to_thread(self._recover)
+                self._recovered = True
             job = await asyncio.to_thread(self.jobs.next_queued, "replay")
             if job is None:
                 await asyncio.sleep(POLL_S)
@@ -75,6 +92,8 @@ class ReplayService:
             if not cancel_seen and now - last_check >= POLL_S:
                 last_check = now
                 cancel_seen = cancel_requested(self.storage, job.job_id)
+                if not self.lease.hold():  # renews it; lost only after a long stall
+                    raise RuntimeError("another worker took over the replay lease")
             return cancel_seen
 
         try:

@@ -63,8 +63,8 @@ class SpeedSettings(_Group):
                                 "the wall clock, closing its last windows")
     dedup_ids: int = Field(50_000, ge=0, description="recent event ids remembered per "
                                                      "partition to drop duplicates (0: off)")
-    run_replays: bool = Field(True, description="run queued Kappa replays in this worker; "
-                              "with several workers, enable it on exactly one")
+    run_replays: bool = Field(True, description="may this worker run queued Kappa replays; "
+                              "among several, a lease in ClickHouse picks one at a time")
     session_timeout_s: float = Field(4.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     consumer_group: str = "stratum-speed"
