@@ -34,7 +34,7 @@ Per event in Python, the same job ran at a tenth of the plain-consumer baseline.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from stratum.metric_frames import (
     needed_fields,
     typed_fields,
     where_expr,
+    window_starts_expr,
 )
 from stratum.metrics import Aggregation, MetricDefinition
 
@@ -121,12 +122,10 @@ class _Plan:
                    metric.hop is not None)
 
     def starts(self) -> pl.Expr:
+        """Tumbling: one start (no list to explode); hopping: the batch layer's list."""
         if not self.hop:
             return (pl.col(TS_MS) - pl.col(TS_MS) % self.window_ms).alias(WINDOW_START)
-        hop = self.metric.hop_ms
-        base = pl.col(TS_MS) - pl.col(TS_MS) % hop
-        return pl.concat_list([base - k * hop for k in range(self.window_ms // hop)]
-                              ).alias(WINDOW_START)
+        return window_starts_expr(self.metric)
 
     def _earliest_start(self) -> pl.Expr:
         if not self.hop:
@@ -185,6 +184,7 @@ class AddResult:
     aggregated: int
     skipped: int
     duplicates: int = 0
+    late_offsets: list[int] = field(default_factory=list)  # the log offset of each late event
 
 
 class PartitionAggregator:
@@ -261,19 +261,21 @@ class PartitionAggregator:
             self._apply_groups(plan, result)
         self.max_event_ms = int(running[-1])
         self.last_event_wall_ms = now_ms
-        late_events = []
+        late_events, late_offsets = [], []
         if late_rows.height:
             marked = np.zeros(frame.height, dtype=bool)
             marked[late_rows[_ROW].to_numpy()] = True
-            for row in frame.filter(pl.Series(marked)).drop("offset").iter_rows(named=True):
+            for row in frame.filter(pl.Series(marked)).iter_rows(named=True):
+                late_offsets.append(row.pop("offset"))
                 late_events.append({k: v for k, v in row.items() if v is not None})
-        return AddResult(late_events, frame.height - len(late_events), skipped, duplicates)
+        return AddResult(late_events, frame.height - len(late_events), skipped, duplicates,
+                         late_offsets)
 
     def _with_hashes(self, typed: pl.DataFrame) -> pl.DataFrame:
         """Each distinct metric's field hashed (``__hash_<field>``), through the cache."""
-        for field in self._distinct_fields:
-            hashes = _hash_cache.lookup(typed[field]).rename({_HASH: f"{_HASH}_{field}"})
-            typed = typed.join(hashes, left_on=field, right_on=VALUE, how="left",
+        for name in self._distinct_fields:
+            hashes = _hash_cache.lookup(typed[name]).rename({_HASH: f"{_HASH}_{name}"})
+            typed = typed.join(hashes, left_on=name, right_on=VALUE, how="left",
                                coalesce=True)
         return typed
 

@@ -148,10 +148,11 @@ class SpeedWorker:
             if result.late:
                 telemetry.SPEED_LATE.inc(len(result.late))
                 watermark = agg.watermark_ms
-                message = messages[-1][2]
-                for late_event in result.late:
-                    self._record("late", message, f"its window had closed (watermark "
-                                 f"{watermark})", late_event, orjson.dumps(late_event).decode())
+                by_offset = {offset: message for offset, _, message in messages}
+                for late_event, offset in zip(result.late, result.late_offsets, strict=True):
+                    self._record("late", by_offset[offset], f"its window had closed "
+                                 f"(watermark {watermark})", late_event,
+                                 orjson.dumps(late_event).decode())
                 await self._send_late(result.late)
 
     def _record(self, kind: str, message: Any, reason: str, event: Event | None,

@@ -179,5 +179,8 @@ def test_a_batch_of_many_messages_folds_like_event_by_event() -> None:
                 slot[1] += value or 0.0
         newest = max([newest or 0, *[e["ts"] for e in batch]])
     assert late == len(result.late) > 0 and result.aggregated == len(events) - late
+    message_of = {e["event_id"]: i // 500 for i, e in enumerate(events)}
+    assert result.late_offsets == [message_of[e["event_id"]] for e in result.late]
+    assert len(set(result.late_offsets)) > 1  # late events of several messages
     assert {k: [s.count, s.sum] for k, s in agg.windows.items()} == expected
     assert agg.through_offset == 41
