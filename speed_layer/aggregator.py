@@ -223,17 +223,15 @@ class PartitionAggregator:
         message's offset (messages without valid events count as consumed too)."""
         if frame.height and frame["offset"][0] <= self.through_offset:
             frame = frame.filter(pl.col("offset") > self.through_offset)  # re-delivered
-        self.through_offset = max(self.through_offset, through_offset)
-        if frame.is_empty():
-            return AddResult([], 0, 0)
         duplicates = 0
-        if self.dedup_capacity:
+        if self.dedup_capacity and frame.height:
             keep = self._unseen(frame["event_id"])
             duplicates = frame.height - int(keep.sum())
             if duplicates:
                 frame = frame.filter(keep)
-                if frame.is_empty():
-                    return AddResult([], 0, 0, duplicates)
+        if frame.is_empty():
+            self.through_offset = max(self.through_offset, through_offset)
+            return AddResult([], 0, 0, duplicates)
         typed = frame.select("offset", pl.col("ts").alias(TS_MS), "type",
                              *typed_fields(frame.columns, self._numeric, self._strings))
         # Each message's watermark: the newest event time before it (capped at the wall
@@ -259,6 +257,9 @@ class PartitionAggregator:
                 skipped += dropped
                 result = plan.groups(rows.lazy()).collect()
             self._apply_groups(plan, result)
+        # Only now, with every window updated: a checkpoint must never claim offsets
+        # whose events the state lacks.
+        self.through_offset = max(self.through_offset, through_offset)
         self.max_event_ms = int(running[-1])
         self.last_event_wall_ms = now_ms
         late_events, late_offsets = [], []

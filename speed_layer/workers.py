@@ -76,6 +76,7 @@ class SpeedWorker:
         self.last_event_wall = 0.0
         self.last_flush_wall = 0.0
         self.last_flush_error: str | None = None
+        self.broken: str | None = None  # set when aggregation failed: see _apply
         self._backoff_until = 0.0
         self._failures = 0
         self.archiver = archiver or ArchiveWorker(settings, log_epoch)
@@ -137,7 +138,17 @@ class SpeedWorker:
             decoded = decode_messages([(offset, value) for offset, value, _ in messages],
                                       now_ms=now_ms)
             last = messages[-1][0]
-            result = agg.add_frame(decoded.frame, last, now_ms)
+            try:
+                result = agg.add_frame(decoded.frame, last, now_ms)
+            except Exception as exc:
+                # Fail-stop: the state may hold part of this batch, so nothing more is
+                # stored or acknowledged; a restart resumes from the last consistent
+                # checkpoint and the log delivers these messages again.
+                self.broken = f"{type(exc).__name__}: {exc}"
+                self._running.clear()  # the agent stops taking messages: backpressure
+                log.critical("speed aggregation failed; storing nothing until restarted",
+                             exc_info=exc)
+                raise
             self.archiver.add(partition, decoded.frame, last)
             telemetry.SPEED_EVENTS.inc(result.aggregated)
             telemetry.SPEED_SKIPPED.inc(result.skipped)
@@ -190,7 +201,7 @@ class SpeedWorker:
 
     async def flush(self) -> None:
         """Upsert changed windows, then acknowledge what is stored in both sinks."""
-        if time.monotonic() < self._backoff_until:
+        if time.monotonic() < self._backoff_until or self.broken:
             return
         async with self._lock:
             await self._apply()
@@ -238,6 +249,8 @@ class SpeedWorker:
 
     async def flush_archive(self) -> None:
         """Write the archive buffer, then acknowledge what is stored in both sinks."""
+        if self.broken:
+            return
         async with self._lock:
             await self._apply()
             if await self.archiver.flush():

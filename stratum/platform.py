@@ -207,6 +207,9 @@ async def _stop_task(task: asyncio.Task[int], stop: asyncio.Event) -> None:
 def worker_health(worker: SpeedWorker) -> ComponentHealth:
     from serving.health import ComponentHealth
 
+    if worker.broken:
+        return ComponentHealth(status="down", detail="aggregation failed, restart the worker: "
+                               f"{worker.broken}")
     if worker.last_flush_error:
         return ComponentHealth(status="down", detail=f"flush failing: {worker.last_flush_error}")
     partitions = worker.partitions
