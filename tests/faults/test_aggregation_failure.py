@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,8 +18,8 @@ from speed_layer.store import SpeedStore
 from speed_layer.workers import SpeedWorker
 from stratum.metrics import load_catalog
 from stratum.platform import worker_health
-from stratum.settings import Settings
-from stratum.storage import Storage, generations
+from stratum.storage import generations, open_storage
+from tests.stack import stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,11 @@ class _Stream:
 
 
 def test_a_failing_batch_stops_the_worker_before_it_stores_anything(
-        settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its own database and archive: checkpoints of a source with no archive would cap the
+    # batch horizon of the tests sharing the session's.
+    settings = stack_settings(tmp_path, "failstop", clickhouse_url, 0)
+    storage = open_storage(settings)
     catalog = load_catalog(settings.metrics_file)
     stream = _Stream()
 
