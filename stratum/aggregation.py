@@ -65,15 +65,8 @@ class DistinctSample:
             if len(self.hashes) > 2 * self.k:
                 self._shrink()
 
-    def add_hashes(self, hashes: Iterable[int]) -> None:
-        """Add values already hashed with :func:`value_hash`."""
-        theta = self.theta
-        self.hashes.update(h for h in hashes if h < theta)
-        if len(self.hashes) > 2 * self.k:
-            self._shrink()
-
     def add_hash_array(self, hashes: Any) -> None:
-        """:meth:`add_hashes` for a numpy array of hashes."""
+        """Add values already hashed with :func:`value_hash` (a numpy uint64 array)."""
         self.hashes.update(hashes[hashes < self.theta].tolist())
         if len(self.hashes) > 2 * self.k:
             self._shrink()
