@@ -25,7 +25,8 @@ WINDOW_SCHEMA = pa.schema([
     ("count", pa.uint64()), ("sum", pa.float64()), ("min", pa.float64()),
     ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
     ("q_weights", pa.list_(pa.uint64())), ("d_hashes", pa.list_(pa.uint64())),
-    ("d_theta", pa.uint64()), ("version", pa.uint64()),
+    ("d_theta", pa.uint64()), ("first_ms", pa.int64()), ("last_ms", pa.int64()),
+    ("version", pa.uint64()),
 ])
 """``batch_windows`` as Arrow, column for column (see stratum.storage.schema)."""
 

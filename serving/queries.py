@@ -97,14 +97,26 @@ def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+DAY_MS = 86_400_000
+
+
 def build_sql(req: SeriesRequest, database: str, generation: int
               ) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
-    speed windows everywhere else, rolled up to the step and the groups."""
+    speed windows everywhere else, rolled up to the step and the groups. Session metrics
+    first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
+    session start."""
     metric = req.metric
+    session = metric.session_gap_ms is not None
+    # Sessions that start in the range may begin a chain earlier that day and run until
+    # its end: read whole days.
+    scan_start, scan_end = req.start_ms, req.end_ms
+    if session:
+        scan_start = req.start_ms // DAY_MS * DAY_MS
+        scan_end = -(-req.end_ms // DAY_MS) * DAY_MS
     params: dict[str, Any] = {
         "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
-        "start": _utc(req.start_ms), "end": _utc(req.end_ms),
+        "start": _utc(scan_start), "end": _utc(scan_end),
     }
     filters = []
     for i, (dim, values) in enumerate(sorted(req.filters.items())):
@@ -119,23 +131,11 @@ def build_sql(req: SeriesRequest, database: str, generation: int
     group_names = "".join(f", g{i}" for i in range(len(req.group_by)))
     state = ", ".join(f"t.{c} AS {c}" for c in (
         "window_start", "dims", "count", "sum", "min", "max", "q_values", "q_weights",
-        "d_hashes", "d_theta"))
+        "d_hashes", "d_theta", *(("group_key", "first_ms", "last_ms") if session else ())))
     range_where = ("t.metric = {m:String} AND t.window_ms = {w:UInt32} "
                    "AND t.window_start >= {start:DateTime64(3)} "
                    "AND t.window_start < {end:DateTime64(3)}")
-    sql = f"""
-WITH covered AS (
-    SELECT hour_start, version,
-           horizon - toIntervalMillisecond({{w:UInt32}}) AS until
-    FROM {database}.batch_coverage FINAL
-    WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
-      AND hour_start < {{end:DateTime64(3)}}
-)
-SELECT intDiv(toUnixTimestamp64Milli(window_start), {{step:Int64}}) * {{step:Int64}} AS bucket
-       {group_select},
-       {value_sql(metric)} AS value,
-       min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n
-FROM (
+    rows = f"""
     SELECT {state}, 1 AS is_batch
     FROM {database}.batch_windows AS t
     INNER JOIN covered AS c
@@ -146,12 +146,63 @@ FROM (
     FROM {database}.speed_windows AS t FINAL
     LEFT JOIN covered AS c ON c.hour_start = toStartOfHour(t.window_start)
     WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}
-      AND NOT (c.version != 0 AND t.window_start <= c.until)
+      AND NOT (c.version != 0 AND t.window_start <= c.until)"""
+    if session:
+        params.update(gap=metric.session_gap_ms, lo=req.start_ms, hi=req.end_ms)
+        rows = _sessions_sql(rows)
+        bucket = "intDiv(session_start, {step:Int64}) * {step:Int64}"
+    else:
+        bucket = "intDiv(toUnixTimestamp64Milli(window_start), {step:Int64}) * {step:Int64}"
+    sql = f"""
+WITH covered AS (
+    SELECT hour_start, version,
+           horizon - toIntervalMillisecond({{w:UInt32}}) AS until
+    FROM {database}.batch_coverage FINAL
+    WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
+      AND hour_start < {{end:DateTime64(3)}}
+)
+SELECT {bucket} AS bucket
+       {group_select},
+       {value_sql(metric)} AS value,
+       min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n
+FROM ({rows}
 )
 GROUP BY bucket{group_names}
 ORDER BY {(group_names[2:] + ", ") if group_names else ""}bucket
 SETTINGS do_not_merge_across_partitions_select_final = 1, join_use_nulls = 0"""
     return sql, params
+
+
+def _sessions_sql(rows: str) -> str:
+    """Chain each group's windows into sessions; keep those starting in [lo, hi).
+
+    A session is a run of a group's events with gaps shorter than the metric's
+    ``session_gap``, cut at midnight UTC. Every stored window is no longer than the gap,
+    so each falls inside one session, and rows of several source partitions or of both
+    layers interleave correctly: ordered by their first event time, a row starts a new
+    session when its first event comes a gap or more after the last event of every
+    earlier row of the group that day (a running max over the rows before it; over no
+    rows it is 0). Each row then takes its session's start, the first event time, and
+    the usual roll-up merges the states of whole sessions."""
+    day = "toStartOfDay(window_start)"
+    return f"""
+    SELECT * FROM (
+        SELECT *, min(first_ms) OVER (PARTITION BY group_key, {day}, session_no)
+                  AS session_start
+        FROM (
+            SELECT *, sum(opens) OVER (PARTITION BY group_key, {day}
+                                       ORDER BY first_ms, last_ms
+                                       ROWS UNBOUNDED PRECEDING) AS session_no
+            FROM (
+                SELECT *, first_ms - max(last_ms) OVER (
+                              PARTITION BY group_key, {day} ORDER BY first_ms, last_ms
+                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                          >= {{gap:Int64}} AS opens
+                FROM ({rows}
+                ) WHERE count > 0
+            )
+        )
+    ) WHERE session_start >= {{lo:Int64}} AND session_start < {{hi:Int64}}"""
 
 
 def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Series]:

@@ -61,8 +61,9 @@ WindowKey = tuple[str, int, tuple[str, ...]]
 NO_WATERMARK = -(2**62)
 
 
-_ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH = (
-    "__row", "__wm", "__n", "__sum", "__min", "__max", "__values", "__held", "__hash")
+_ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH, _FIRST, _LAST = (
+    "__row", "__wm", "__n", "__sum", "__min", "__max", "__values", "__held", "__hash",
+    "__first", "__last")
 
 
 class _HashCache:
@@ -109,6 +110,7 @@ class _Plan:
     sketch: bool
     distinct: bool
     hop: bool
+    session: bool  # windows also keep their first and last event time
 
     @classmethod
     def of(cls, metric: MetricDefinition) -> _Plan:
@@ -119,7 +121,7 @@ class _Plan:
                    dimension_exprs(metric), dim_columns(metric),
                    metric.field is not None and agg != Aggregation.DISTINCT,
                    agg == Aggregation.QUANTILE, agg == Aggregation.DISTINCT,
-                   metric.hop is not None)
+                   metric.hop is not None, metric.session_gap is not None)
 
     def starts(self) -> pl.Expr:
         """Tumbling: one start (no list to explode); hopping: the batch layer's list."""
@@ -144,8 +146,9 @@ class _Plan:
         field = self.metric.field
         value = [] if field is None else [
             pl.col(f"{_HASH}_{field}" if self.distinct else field).alias(VALUE)]
+        times = [TS_MS] if self.session else []
         rows = (lazy if self.where is None else lazy.filter(self.where)).select(
-            _ROW, "offset", _WM, self.starts(), *self.dims, *value)
+            _ROW, "offset", _WM, self.starts(), *self.dims, *value, *times)
         if self.hop:
             rows = rows.explode(WINDOW_START)
         return rows.filter(pl.col(WINDOW_START) + self.window_ms > pl.col(_WM))
@@ -160,6 +163,8 @@ class _Plan:
             aggs.append(pl.col(VALUE).alias(_VALUES))
         elif self.distinct:
             aggs.append(pl.col(VALUE).unique().alias(_VALUES))
+        if self.session:
+            aggs += [pl.col(TS_MS).min().alias(_FIRST), pl.col(TS_MS).max().alias(_LAST)]
         return rows.group_by([WINDOW_START, *self.dim_names]).agg(aggs)
 
 
@@ -311,6 +316,8 @@ class PartitionAggregator:
         sums = groups[_SUM].to_list() if plan.numeric else None
         mins = groups[_MIN].to_list() if plan.numeric else None
         maxs = groups[_MAX].to_list() if plan.numeric else None
+        firsts = groups[_FIRST].to_list() if plan.session else None
+        lasts = groups[_LAST].to_list() if plan.session else None
         name, windows, dirty = plan.name, self.windows, self.dirty
         key_lists = [groups[k].to_list() for k in keys]
         for i, key_row in enumerate(zip(*key_lists, strict=True)):
@@ -325,6 +332,9 @@ class PartitionAggregator:
                     state.min = mins[i]  # type: ignore[index]
                 if maxs[i] > state.max:  # type: ignore[index]
                     state.max = maxs[i]  # type: ignore[index]
+            if firsts is not None:
+                state.first_ms = min(state.first_ms, firsts[i])
+                state.last_ms = max(state.last_ms, lasts[i])  # type: ignore[index]
             if plan.sketch:
                 state.sketch.update(samples[bounds[i]:bounds[i + 1]])  # type: ignore[union-attr]
             elif plan.distinct:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from speed_layer.aggregator import NO_WATERMARK, WindowKey, WindowRow
-from stratum.aggregation import MAX_HASH, WindowState
+from stratum.aggregation import MAX_HASH, NO_TIME, WindowState
 from stratum.groups import group_key
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage
@@ -31,7 +31,8 @@ WINDOW_SCHEMA = pa.schema([
     ("source_id", pa.string()), ("count", pa.uint64()), ("sum", pa.float64()),
     ("min", pa.float64()), ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
     ("q_weights", pa.list_(pa.uint64())), ("d_hashes", pa.list_(pa.uint64())),
-    ("d_theta", pa.uint64()), ("through_offset", pa.int64()), ("final", pa.uint8()),
+    ("d_theta", pa.uint64()), ("first_ms", pa.int64()), ("last_ms", pa.int64()),
+    ("through_offset", pa.int64()), ("final", pa.uint8()),
     ("updated_at", pa.timestamp("ms", tz="UTC")),
 ])
 """``speed_windows`` as Arrow, column for column (see stratum.storage.schema)."""
@@ -153,6 +154,8 @@ class SpeedStore:
         mins = np.zeros(n, dtype=np.float64)
         maxs = np.zeros(n, dtype=np.float64)
         thetas = np.full(n, MAX_HASH, dtype=np.uint64)
+        firsts = np.zeros(n, dtype=np.int64)
+        lasts = np.zeros(n, dtype=np.int64)
         finals = np.empty(n, dtype=np.uint8)
         q_values: list[np.ndarray] = []
         q_weights: list[np.ndarray] = []
@@ -182,6 +185,9 @@ class SpeedStore:
                 if state.max != -np.inf:
                     maxs[i] = state.max
             finals[i] = row.final
+            if state.first_ms != NO_TIME:
+                firsts[i] = state.first_ms
+                lasts[i] = state.last_ms
             if state.sketch is not None:
                 values, weights = kll_sample(state.sketch)
             else:
@@ -209,7 +215,7 @@ class SpeedStore:
             _list_array(q_values, np.float64, pa.float64()),
             _list_array(q_weights, np.uint64, pa.uint64()),
             _list_array(d_hashes, np.uint64, pa.uint64()),
-            pa.array(thetas),
+            pa.array(thetas), pa.array(firsts), pa.array(lasts),
             pa.array(np.full(n, through, dtype=np.int64)),
             pa.array(finals),
             stamp,
@@ -239,7 +245,7 @@ class SpeedStore:
         rows = self.storage.query_dicts(
             "SELECT metric, toUnixTimestamp64Milli(window_start) AS start_ms, window_ms, "
             "mapValues(dims) AS _v, mapKeys(dims) AS _k, count, sum, min, max, q_values, "
-            "q_weights, d_hashes, d_theta, through_offset "
+            "q_weights, d_hashes, d_theta, first_ms, last_ms, through_offset "
             f"FROM {self.storage.database}.speed_windows FINAL "
             "WHERE generation = {g:UInt32} AND source_id = {s:String} "
             "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "

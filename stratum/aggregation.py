@@ -7,6 +7,9 @@ counts and sums, taking min of mins and max of maxes, running a weighted quantil
 the union of samples, and counting the union of hashes below the smallest theta, so no
 query ever averages averages or percentiles, or adds distinct counts.
 
+Session metrics also keep the event times of a window's first and last event
+(``first_ms``, ``last_ms``): serving chains windows into sessions with them.
+
 Distinct values are hashed with MurmurHash3 x64-128 (seed 9001, top 63 bits): the same
 hash Apache DataSketches' theta sketches use. The speed layer keeps the ``DISTINCT_K``
 smallest hashes of a window (exact below that; above it, relative standard error about
@@ -32,6 +35,7 @@ from datasketches import kll_doubles_sketch
 KLL_K = 200
 DISTINCT_K = 4096
 MAX_HASH = 2**63 - 1
+NO_TIME = 2**62  # first_ms of a state without event times (stored as 0)
 HASH_SEED = 9001
 
 
@@ -96,6 +100,8 @@ class WindowState:
     max: float = -math.inf
     sketch: kll_doubles_sketch | None = field(default=None)
     distinct: DistinctSample | None = field(default=None)
+    first_ms: int = NO_TIME  # event times of the first and last event: session metrics
+    last_ms: int = -NO_TIME
 
     def add(self, value: Any) -> None:
         self.count += 1
@@ -117,6 +123,8 @@ class WindowState:
         self.sum += other.sum
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
+        self.first_ms = min(self.first_ms, other.first_ms)
+        self.last_ms = max(self.last_ms, other.last_ms)
         if other.sketch is not None:
             if self.sketch is None:
                 self.sketch = kll_doubles_sketch(KLL_K)
@@ -143,6 +151,8 @@ class WindowState:
             "q_weights": weights,
             "d_hashes": sorted(self.distinct.hashes) if self.distinct else [],
             "d_theta": self.distinct.theta if self.distinct else MAX_HASH,
+            "first_ms": self.first_ms if self.first_ms != NO_TIME else 0,
+            "last_ms": self.last_ms if self.last_ms != -NO_TIME else 0,
         }
 
     @classmethod
@@ -152,6 +162,8 @@ class WindowState:
         state = cls(count=int(row["count"]), sum=float(row["sum"]),
                     min=float(row["min"]) if row["count"] else math.inf,
                     max=float(row["max"]) if row["count"] else -math.inf)
+        if row.get("first_ms"):
+            state.first_ms, state.last_ms = int(row["first_ms"]), int(row["last_ms"])
         if with_distinct:
             state.distinct = DistinctSample(hashes=row["d_hashes"], theta=int(row["d_theta"]))
         if with_sketch:

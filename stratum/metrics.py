@@ -56,6 +56,8 @@ class MetricDefinition(BaseModel):
     windows: tuple[str, ...] = ("1m",)
     hop: str | None = Field(None, description="hopping (sliding) windows: the step between "
                             "window starts; the window size is the single entry of windows")
+    session_gap: str | None = Field(None, description="session windows: a group's session "
+                                    "ends after this much event time without its events")
     unit: str = ""
 
     @field_validator("windows")
@@ -101,6 +103,18 @@ class MetricDefinition(BaseModel):
             if self.window_ms % hop_ms or hop_ms >= self.window_ms:
                 raise ValueError(f"hop {self.hop} must be smaller than the window "
                                  f"{self.windows[0]} and divide it evenly")
+        if self.session_gap is not None:
+            gap_ms = parse_duration_ms(self.session_gap)
+            if self.hop is not None:
+                raise ValueError("session_gap and hop exclude each other: a metric has "
+                                 "tumbling, hopping or session windows")
+            if gap_ms >= 86_400_000:
+                raise ValueError(f"session_gap {self.session_gap} must be shorter than a "
+                                 "day (sessions end at midnight UTC)")
+            if self.window_ms > gap_ms:
+                raise ValueError(f"the finest window {self.windows[0]} must not be longer "
+                                 f"than session_gap {self.session_gap}: sessions are built "
+                                 "from windows that each fall inside one session")
         return self
 
     @property
@@ -112,6 +126,10 @@ class MetricDefinition(BaseModel):
     def hop_ms(self) -> int:
         """Distance between window starts: the window itself unless windows hop."""
         return parse_duration_ms(self.hop) if self.hop else self.window_ms
+
+    @property
+    def session_gap_ms(self) -> int | None:
+        return parse_duration_ms(self.session_gap) if self.session_gap else None
 
     def window_starts(self, ts_ms: int) -> list[int]:
         """Starts of the windows holding an event time (several when windows hop)."""

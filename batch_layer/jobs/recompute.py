@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 N, S = "__n", "__s"  # internal names, like those of stratum.metric_frames
-STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta")
+STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
+                 "first_ms", "last_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,42 +104,52 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
     size = metric.window_ms
     dims = dim_columns(metric)
     keys = [WINDOW_START, *dims]
+    session = metric.session_gap is not None
     selected = events.filter(where_expr(metric)).select(
         window_starts_expr(metric),
         *dimension_exprs(metric),
         *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
+        *([TS_MS] if session else []),
     ).explode(WINDOW_START).filter(pl.col(WINDOW_START) + size <= horizon_ms)
-    no_sample = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
-                 "q_weights": pl.lit([], dtype=pl.List(pl.UInt64)),
-                 "d_hashes": pl.lit([], dtype=pl.List(pl.UInt64)),
-                 "d_theta": pl.lit(MAX_HASH, dtype=pl.UInt64)}
+    # Event times of each window's first and last event: sessions are chained from them.
+    times = [pl.col(TS_MS).min().alias("first_ms"), pl.col(TS_MS).max().alias("last_ms")] \
+        if session else []
+    defaults = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
+                "q_weights": pl.lit([], dtype=pl.List(pl.UInt64)),
+                "d_hashes": pl.lit([], dtype=pl.List(pl.UInt64)),
+                "d_theta": pl.lit(MAX_HASH, dtype=pl.UInt64),
+                **({} if session else {"first_ms": pl.lit(0, dtype=pl.Int64),
+                                       "last_ms": pl.lit(0, dtype=pl.Int64)})}
+
+    def rest(*computed: str) -> dict[str, pl.Expr]:
+        return {k: v for k, v in defaults.items() if k not in computed}
+
     if metric.field is None:
-        counted = selected.group_by(keys).agg(pl.len().alias("count"))
+        counted = selected.group_by(keys).agg(pl.len().alias("count"), *times)
         return counted.with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
-                                    **no_sample)
+                                    **rest())
     if metric.aggregation == Aggregation.DISTINCT:
         # Every distinct value's hash (exact), hashed as the speed layer hashes it.
         hashed = selected.with_columns(pl.col(VALUE).map_batches(
             _hash_values, return_dtype=pl.UInt64).alias(VALUE))
         return hashed.group_by(keys).agg(
-            pl.len().alias("count"), pl.col(VALUE).unique().sort().alias("d_hashes"),
-        ).with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
-                       q_values=no_sample["q_values"], q_weights=no_sample["q_weights"],
-                       d_theta=no_sample["d_theta"])
+            pl.len().alias("count"), pl.col(VALUE).unique().sort().alias("d_hashes"), *times,
+        ).with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0), **rest("d_hashes"))
     if metric.aggregation == Aggregation.QUANTILE:
         # The exact sample: each distinct value once, weighted by how often it occurs.
         per_value = selected.group_by([*keys, VALUE]).agg(
-            pl.len().alias(N), pl.col(VALUE).sum().alias(S))
+            pl.len().alias(N), pl.col(VALUE).sum().alias(S), *times)
         return per_value.group_by(keys).agg(
             pl.col(N).sum().alias("count"), pl.col(S).sum().alias("sum"),
             pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
             pl.col(VALUE).sort().alias("q_values"),
             pl.col(N).sort_by(VALUE).alias("q_weights"),
-        ).with_columns(d_hashes=no_sample["d_hashes"], d_theta=no_sample["d_theta"])
+            *([pl.col("first_ms").min(), pl.col("last_ms").max()] if session else []),
+        ).with_columns(**rest("q_values", "q_weights"))
     return selected.group_by(keys).agg(
         pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
-        pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
-    ).with_columns(**no_sample)
+        pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"), *times,
+    ).with_columns(**rest())
 
 
 def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int]) -> int:

@@ -36,6 +36,12 @@ class MetricInfo(BaseModel):
     dimensions: list[str]
     windows: list[str] = Field(description="window sizes, finest first; steps are multiples "
                                            "of the finest")
+    hop: str | None = Field(None, description="hopping windows: the step between window "
+                            "starts (the only step answered)")
+    session_gap: str | None = Field(None, description="session windows: points are "
+                                    "sessions bucketed by their start; a group's session "
+                                    "ends after this much time without its events, or at "
+                                    "midnight UTC")
     unit: str
 
 
@@ -46,11 +52,13 @@ class MetricList(BaseModel):
         "name": "revenue", "description": "Revenue: sum of purchase amounts by country",
         "aggregation": "sum", "field": "amount", "quantile": None,
         "where": {"type": "purchase"}, "dimensions": ["country"],
-        "windows": ["1m", "5m", "1h"], "unit": "EUR"}]}]}}
+        "windows": ["1m", "5m", "1h"], "hop": None, "session_gap": None,
+        "unit": "EUR"}]}]}}
 
 
 class PointOut(BaseModel):
-    t: str = Field(description="window (or step) start, ISO-8601 UTC")
+    t: str = Field(description="window (or step) start, ISO-8601 UTC; for session metrics "
+                   "the bucket of the sessions' starts")
     t_ms: int = Field(description="the same, epoch milliseconds")
     value: float | None
     source: str = Field(description="batch, speed, or mixed (a step spanning the horizon)")
@@ -92,7 +100,7 @@ def info(metric: MetricDefinition) -> MetricInfo:
                       aggregation=metric.aggregation.value, field=metric.field,
                       quantile=metric.quantile, where=dict(metric.where),
                       dimensions=list(metric.dimensions), windows=list(metric.windows),
-                      unit=metric.unit)
+                      hop=metric.hop, session_gap=metric.session_gap, unit=metric.unit)
 
 
 @router.get("", response_model=MetricList, summary="Metric definitions")

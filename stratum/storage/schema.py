@@ -8,6 +8,8 @@ Tables (database from settings, default ``stratum``):
   group, source partition), versioned by the source offset it is complete through, so a
   re-delivered micro-batch overwrites (ReplacingMergeTree) and a restarted worker knows
   which offsets each window already holds.
+  Session metrics fill ``first_ms`` / ``last_ms`` (event times of a window's first
+  and last event); serving chains a group's windows into sessions with them.
 - ``speed_checkpoints``: per (generation, source partition) the last flushed offset and
   the watermark at that point: where a restarted worker resumes.
 - ``batch_windows``: batch-layer window state, one row per (metric, window, group,
@@ -29,7 +31,9 @@ STATE_COLUMNS = """
     q_values Array(Float64),
     q_weights Array(UInt64),
     d_hashes Array(UInt64),
-    d_theta UInt64 DEFAULT 9223372036854775807"""
+    d_theta UInt64 DEFAULT 9223372036854775807,
+    first_ms Int64 DEFAULT 0,
+    last_ms Int64 DEFAULT 0"""
 
 WINDOW_KEY_COLUMNS = """
     metric LowCardinality(String),
@@ -115,7 +119,9 @@ ORDER BY job_id""",
         *(f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
           for table in ("speed_windows", "batch_windows")
           for column in ("d_hashes Array(UInt64) AFTER q_weights",
-                         "d_theta UInt64 DEFAULT 9223372036854775807 AFTER d_hashes")),
+                         "d_theta UInt64 DEFAULT 9223372036854775807 AFTER d_hashes",
+                         "first_ms Int64 DEFAULT 0 AFTER d_theta",
+                         "last_ms Int64 DEFAULT 0 AFTER first_ms")),
         f"""CREATE TABLE IF NOT EXISTS {db}.kv (
     key String,
     value String,

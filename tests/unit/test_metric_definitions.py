@@ -31,6 +31,10 @@ def test_the_shipped_definitions_load() -> None:
     (_one(dimensions=["a", "a"]), "dimensions are listed twice"),
     (_one(name="Bad Name"), "name: String should match pattern"),
     ({"metric": [{"name": "m", "aggregation": "count"}] * 2}, "duplicate name"),
+    (_one(session_gap="30m", windows=["5m"], hop="1m"), "session_gap and hop exclude"),
+    (_one(session_gap="1d"), "session_gap 1d must be shorter than a day"),
+    (_one(session_gap="30s"), "the finest window 1m must not be longer than session_gap 30s"),
+    (_one(session_gap="ten"), "'ten' is not a duration"),
 ])
 def test_each_mistake_gets_its_own_message(data: dict[str, Any], message: str) -> None:
     with pytest.raises(MetricDefinitionError) as info:
@@ -45,3 +49,9 @@ def test_a_missing_or_broken_file_says_which(tmp_path: Path) -> None:
     broken.write_text("[[metric]\nname=")
     with pytest.raises(MetricDefinitionError, match="is not valid TOML"):
         load_catalog(broken)
+
+
+def test_a_session_metric_loads_with_its_gap() -> None:
+    metric = parse_catalog(_one(session_gap="30m", dimensions=["user"])).metrics[0]
+    assert metric.session_gap_ms == 1_800_000
+    assert metric.window_ms == 60_000  # the windows sessions are chained from
