@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from dashboard.api_models import (
+    Drift,
     Generation,
     Health,
     Job,
@@ -102,6 +103,11 @@ class ApiClient:
             params.extend((dimension, value) for value in values)
         path = f"/v1/metrics/{quote(name, safe='')}"
         return self._call("GET", path, SeriesResponse, params=params)
+
+    def drift(self, name: str, *, start: datetime, end: datetime) -> Drift:
+        """Speed vs batch for every window both layers hold in [start, end)."""
+        params = {"metric": name, "start": iso_utc(start), "end": iso_utc(end)}
+        return self._call("GET", "/v1/drift", Drift, params=params)
 
     def health(self) -> Health:
         return self._call("GET", "/v1/health", Health)

@@ -65,6 +65,33 @@ class SeriesResponse(_Model):
     series: tuple[Series, ...] = ()
 
 
+class DriftPoint(_Model):
+    t: datetime
+    speed: float | None = None
+    batch: float | None = None
+    difference: float | None = None
+    relative: float | None = None
+    speed_count: int = 0
+    batch_count: int = 0
+    reason: str = "none"
+
+
+class DriftSummary(_Model):
+    windows_compared: int = 0
+    windows_off: int = 0
+    max_abs_difference: float = 0.0
+    max_abs_relative: float = 0.0
+    by_reason: dict[str, int] = Field(default_factory=dict)
+
+
+class Drift(_Model):
+    metric: str
+    start: datetime
+    end: datetime
+    summary: DriftSummary = DriftSummary()
+    points: tuple[DriftPoint, ...] = ()
+
+
 class ComponentHealth(_Model):
     status: str = "unknown"
     detail: str = ""

@@ -51,11 +51,12 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
     register_live_callbacks(app)
 
     # Dash has just executed the page modules; these imports return those modules.
-    from dashboard.pages import admin, explorer, overview, pipeline
+    from dashboard.pages import admin, drift, explorer, overview, pipeline
 
     overview.register_callbacks(app, api)
     explorer.register_callbacks(app, api)
     pipeline.register_callbacks(app, api)
+    drift.register_callbacks(app, api)
     development = settings.environment == "development"
     admin.register_callbacks(
         app, api, token_prefill=settings.api.admin_token if development else None

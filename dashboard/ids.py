@@ -69,6 +69,18 @@ PIPELINE_JOBS: Final = "pipeline-jobs"
 PIPELINE_UPDATED: Final = "pipeline-updated"
 PIPELINE_REFRESHED: Final = "pipeline-refreshed"
 
+# Drift page.
+DRIFT_CATALOG: Final = "drift-catalog"
+DRIFT_CATALOG_INTERVAL: Final = "drift-catalog-interval"
+DRIFT_METRIC: Final = "drift-metric"
+DRIFT_RANGE: Final = "drift-range"
+DRIFT_TILES: Final = "drift-tiles"
+DRIFT_GRAPH: Final = "drift-graph"
+DRIFT_TABLE: Final = "drift-table"
+DRIFT_STATUS: Final = "drift-status"
+DRIFT_UPDATED: Final = "drift-updated"
+DRIFT_REFRESHED: Final = "drift-refreshed"
+
 # Admin page.
 ADMIN_TOKEN_INPUT: Final = "admin-token-input"  # noqa: S105 (an element id, not a secret)
 ADMIN_ALERT: Final = "admin-alert"  # refresh problems: a refused token, the API down

@@ -46,7 +46,7 @@ from dashboard.formatting import fmt_clock
 from dashboard.jobs_table import jobs_table
 from dashboard.live import live_interval, too_soon
 
-dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=3)  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=4)  # type: ignore[no-untyped-call]
 
 PAGE = "admin"
 REFRESH_MS = 1_000

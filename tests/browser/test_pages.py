@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect
 
 from dashboard import ids
 from dashboard.live import PAUSE_LABEL, RESUME_LABEL
+from ingest.producer import partition_for
 
 pytestmark = pytest.mark.browser
 
@@ -166,4 +167,41 @@ def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
     expect(page.locator('[data-stage="batch"] .tile-value')).to_have_text(
         horizon.strftime("%H:%M:%S"), timeout=REFRESH_WAIT_MS)
     page.screenshot(path=artifacts_dir / "pipeline.png", full_page=True)
+    assert browser_errors == []
+
+
+def test_drift_shows_where_speed_was_off_and_why(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
+    """Events long behind the watermark: speed never counts them, batch does, and the
+    drift page shows that window with its reason; a shorter range drops it again."""
+    now_ms = int(time.time() * 1000)
+    old_ms = now_ms - 5 * 3_600_000 - 17 * 60_000
+    window = datetime.fromtimestamp(old_ms // 60_000 * 60, UTC).strftime("%H:%M:%S")
+    # An event now in every log partition: each partition's watermark is a minute ago
+    # (so the old events are late wherever they go), and so is the batch horizon.
+    partitions = stack.settings.kafka.partitions
+    current = events_at(now_ms, XD=4 * partitions)
+    for p in range(partitions):
+        current[p]["event_id"] = next(f"drift-now-{p}-{i}" for i in range(10_000)
+                                      if partition_for(f"drift-now-{p}-{i}", partitions) == p)
+    stack.post_events(current)
+    stack.post_events(events_at(old_ms, XD=4), wait=False)
+    time.sleep(2.5)  # archive flush interval 1 s: the late events are on disk
+    stack.run_batch()
+
+    page.goto(f"{stack.base_url}/dashboard/drift?metric=events&range=6h")
+    row = page.locator(f"#{ids.DRIFT_TABLE} tr", has_text=window)
+    expect(row).to_contain_text("late events", timeout=LOAD_WAIT_MS)
+    expect(row).to_contain_text("arrived after the watermark")
+    off = page.locator('[data-drift="off"] .tile-value')
+    assert int(off.inner_text().replace(",", "")) >= 1
+    expect(page.locator(f"#{ids.DRIFT_GRAPH} .barlayer .point").first).to_be_attached()
+    page.screenshot(path=artifacts_dir / "drift.png", full_page=True)
+
+    page.get_by_role("option", name="1 h", exact=True).click()
+    expect(row).to_have_count(0, timeout=LOAD_WAIT_MS)  # 5 h ago: outside the range
+    choose(page, ids.DRIFT_METRIC, "revenue (sum)")
+    expect(page.locator('[data-drift="compared"] .tile-value')).to_have_text(
+        re.compile(r"^[\d,]+$"), timeout=LOAD_WAIT_MS)
     assert browser_errors == []

@@ -1,0 +1,137 @@
+"""Drift: where the speed layer's provisional numbers were off from batch's final ones,
+by how much, and why (late events, duplicates, sketch error, rounding).
+
+One ``GET /v1/drift`` per refresh (every 10 s, pausable, never overlapping: see
+:mod:`dashboard.live`) and on every change of metric or range. Only windows both
+layers hold are compared, so the page fills once a batch run has covered some.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dash
+from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+from dash.development.base_component import Component
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.api_client import ApiClient
+from dashboard.api_models import MetricInfo
+from dashboard.components import banner, card, page_header
+from dashboard.drift_view import TABLE_COLUMNS, drift_figure, drift_rows, drift_tiles
+from dashboard.errors import ApiError
+from dashboard.figures import GRAPH_CONFIG, message_figure
+from dashboard.formatting import fmt_clock
+from dashboard.live import live_interval, too_soon
+
+dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drift",  # type: ignore[no-untyped-call]
+                   order=3)
+
+PAGE = "drift"
+REFRESH_MS = 10_000
+CATALOG_RETRY_MS = 5_000
+RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
+          "7d": timedelta(days=7)}
+DEFAULT_RANGE = "6h"
+
+
+def _field(label: str, control: Component) -> html.Div:
+    return html.Div([html.Label(label, className="field-label"), control], className="field")
+
+
+def layout(**params: Any) -> Component:
+    metric = params.get("metric") or None
+    range_ = params.get("range") if params.get("range") in RANGES else DEFAULT_RANGE
+    controls = html.Div(className="explorer-controls", children=[
+        _field("Metric", dcc.Dropdown(id=ids.DRIFT_METRIC, value=metric,
+                                      options=[metric] if metric else [], clearable=False,
+                                      placeholder="Loading metrics…")),
+        _field("Range", dcc.RadioItems(
+            id=ids.DRIFT_RANGE, value=range_, inline=True, className="segmented",
+            options=[{"label": k.replace("h", " h").replace("d", " d"), "value": k}
+                     for k in RANGES])),
+    ])
+    table = dash_table.DataTable(
+        id=ids.DRIFT_TABLE, columns=TABLE_COLUMNS, data=[], page_size=10,
+        style_as_list_view=True, style_table={"overflowX": "auto"},
+        style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "6px 10px",
+                    "textAlign": "left"},
+        style_cell_conditional=[{"if": {"column_id": c}, "textAlign": "right"}
+                                for c in ("speed", "batch", "difference", "relative", "events")],
+        style_header={"fontWeight": "600", "backgroundColor": "#f8fafc"})
+    return html.Div([
+        page_header("Speed vs batch drift",
+                    "Per window both layers hold: the speed layer's provisional value against "
+                    "batch's final one, and why they differ · UTC",
+                    html.Span(id=ids.DRIFT_UPDATED, className="muted")),
+        card("View", controls, class_name="explorer-card"),
+        html.Div(id=ids.DRIFT_STATUS),
+        html.Div(id=ids.DRIFT_TILES, className="tile-row tile-row--pipeline",
+                 children=html.Div("Loading…", className="empty-state")),
+        card("Difference per window", dcc.Graph(
+            id=ids.DRIFT_GRAPH, figure=message_figure("Loading…"), config=GRAPH_CONFIG,
+            style={"height": "320px"}),
+            subtitle="(speed − batch) / batch; bars coloured by the reason"),
+        card("Windows that were off", table,
+             subtitle="largest relative difference first; events counted by each layer"),
+        dcc.Store(id=ids.DRIFT_CATALOG),
+        dcc.Store(id=ids.DRIFT_REFRESHED),
+        dcc.Interval(id=ids.DRIFT_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
+        live_interval(PAGE, REFRESH_MS),
+    ])
+
+
+def register_callbacks(app: Dash, api: ApiClient) -> None:
+    @app.callback(
+        Output(ids.DRIFT_METRIC, "options"), Output(ids.DRIFT_METRIC, "value"),
+        Output(ids.DRIFT_CATALOG, "data"), Output(ids.DRIFT_CATALOG_INTERVAL, "disabled"),
+        Output(ids.DRIFT_STATUS, "children", allow_duplicate=True),
+        Input(ids.DRIFT_CATALOG_INTERVAL, "n_intervals"),
+        State(ids.DRIFT_METRIC, "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def load_catalog(_n: int | None, current: str | None) -> tuple[Any, ...]:
+        try:
+            metrics = api.metrics()
+        except ApiError as exc:
+            return no_update, no_update, None, False, banner(f"{exc} · retrying")
+        names = [m.name for m in metrics]
+        if not names:
+            return [], None, [], True, banner("The API lists no metrics.", "warn")
+        options = [{"label": f"{m.name} ({m.aggregation})", "value": m.name} for m in metrics]
+        value = current if current in names else names[0]
+        return options, value, [m.model_dump(mode="json") for m in metrics], True, None
+
+    @app.callback(
+        Output(ids.DRIFT_TILES, "children"), Output(ids.DRIFT_GRAPH, "figure"),
+        Output(ids.DRIFT_TABLE, "data"),
+        Output(ids.DRIFT_STATUS, "children", allow_duplicate=True),
+        Output(ids.DRIFT_UPDATED, "children"), Output(ids.DRIFT_REFRESHED, "data"),
+        Input(ids.DRIFT_METRIC, "value"), Input(ids.DRIFT_RANGE, "value"),
+        Input(ids.DRIFT_CATALOG, "data"), Input(ids.live_interval(PAGE), "n_intervals"),
+        State(ids.DRIFT_REFRESHED, "data"),
+        running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
+        prevent_initial_call=True,
+    )
+    def refresh(name: str | None, range_: str, catalog: list[dict[str, Any]] | None,
+                n: int | None, refreshed: float | None) -> tuple[Any, ...]:
+        found = next((m for m in catalog or [] if m["name"] == name), None)
+        if found is None:
+            raise PreventUpdate
+        if dash.ctx.triggered_id == ids.live_interval(PAGE) and too_soon(refreshed,
+                                                                          REFRESH_MS):
+            raise PreventUpdate
+        metric = MetricInfo.model_validate(found)
+        now = datetime.now(UTC)
+        try:
+            drift = api.drift(metric.name, start=now - RANGES.get(range_, RANGES["6h"]),
+                              end=now)
+        except ApiError as exc:
+            message = f"{exc}. The numbers below are stale; retrying every 10 s."
+            return (no_update, no_update, no_update, banner(message),
+                    f"failed at {fmt_clock(now)} UTC", time.time())
+        return (drift_tiles(drift), drift_figure(drift, metric), drift_rows(drift, metric),
+                None, f"updated {fmt_clock(now)} UTC", time.time())
