@@ -134,7 +134,7 @@ def test_nav_links_use_each_apps_own_prefix(tmp_path) -> None:
     create_dash(settings, requests_pathname_prefix="/ui/")  # the page registry is global
     hrefs = [link.href for link in _nav_links("/dashboard/explorer", "/dashboard/")]
     assert hrefs == ["/dashboard/", "/dashboard/explorer", "/dashboard/pipeline",
-                     "/dashboard/admin"]
+                     "/dashboard/drift", "/dashboard/admin"]
     active = [link.href for link in _nav_links("/dashboard/explorer", "/dashboard/")
               if "is-active" in link.className]
     assert active == ["/dashboard/explorer"]
