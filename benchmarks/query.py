@@ -176,9 +176,11 @@ def grow_history(storage: Storage, archive: Archive, days: int) -> None:
     db = storage.database
     for day in range(1, days + 1):
         shift = f"toIntervalDay({day})"
-        storage.command(f"INSERT INTO {db}.batch_windows SELECT metric, window_ms, "
-                        f"window_start - {shift}, dims, group_key, count, sum, min, max, "
-                        f"q_values, q_weights, d_hashes, d_theta, version FROM {db}.batch_windows "
+        columns = ("metric, window_ms, window_start, dims, group_key, count, sum, min, max, "
+                   "q_values, q_weights, d_hashes, d_theta, first_ms, last_ms, version")
+        storage.command(f"INSERT INTO {db}.batch_windows ({columns}) SELECT "
+                        f"{columns.replace('window_start', f'window_start - {shift}')} "
+                        f"FROM {db}.batch_windows "
                         f"WHERE window_start >= fromUnixTimestamp64Milli({archive.start_ms})")
         storage.command(f"INSERT INTO {db}.batch_coverage SELECT metric, hour_start - {shift}, "
                         f"version, horizon - {shift} FROM {db}.batch_coverage FINAL "
