@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from serving.final_buckets import FinalBucketCache, Freeze
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -100,24 +101,28 @@ def _utc(ms: int) -> datetime:
 DAY_MS = 86_400_000
 
 
-def build_sql(req: SeriesRequest, database: str, generation: int
-              ) -> tuple[str, dict[str, Any]]:
+def build_sql(req: SeriesRequest, database: str, generation: int,
+              ranges: Sequence[tuple[int, int]] | None = None) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
     speed windows everywhere else, rolled up to the step and the groups. Session metrics
     first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
-    session start."""
+    session start. ``ranges`` (default: the request's) limit the window starts read."""
     metric = req.metric
     session = metric.session_gap_ms is not None
-    # Sessions that start in the range may begin a chain earlier that day and run until
-    # its end: read whole days.
-    scan_start, scan_end = req.start_ms, req.end_ms
+    ranges = list(ranges or [(req.start_ms, req.end_ms)])
     if session:
-        scan_start = req.start_ms // DAY_MS * DAY_MS
-        scan_end = -(-req.end_ms // DAY_MS) * DAY_MS
+        # Sessions that start in the range may begin a chain earlier that day and run
+        # until its end: read whole days.
+        ranges = [(req.start_ms // DAY_MS * DAY_MS, -(-req.end_ms // DAY_MS) * DAY_MS)]
     params: dict[str, Any] = {
         "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
-        "start": _utc(scan_start), "end": _utc(scan_end),
+        "start": _utc(min(lo for lo, _ in ranges)), "end": _utc(max(hi for _, hi in ranges)),
     }
+    spans = []
+    for i, (lo, hi) in enumerate(ranges):
+        params[f"s{i}"], params[f"e{i}"] = _utc(lo), _utc(hi)
+        spans.append(f"(t.window_start >= {{s{i}:DateTime64(3)}} "
+                     f"AND t.window_start < {{e{i}:DateTime64(3)}})")
     filters = []
     for i, (dim, values) in enumerate(sorted(req.filters.items())):
         params[f"fk{i}"], params[f"fv{i}"] = dim, list(values)
@@ -135,6 +140,8 @@ def build_sql(req: SeriesRequest, database: str, generation: int
     range_where = ("t.metric = {m:String} AND t.window_ms = {w:UInt32} "
                    "AND t.window_start >= {start:DateTime64(3)} "
                    "AND t.window_start < {end:DateTime64(3)}")
+    if len(spans) > 1:
+        range_where += f" AND ({' OR '.join(spans)})"
     rows = f"""
     SELECT {state}, 1 AS is_batch
     FROM {database}.batch_windows AS t
@@ -223,11 +230,13 @@ def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Ser
 
 
 class MetricReader:
-    """Serving's access to the views; one per process, with its own ClickHouse client."""
+    """Serving's access to the views; one per process, with its own ClickHouse client.
+    Final buckets of repeated queries come from :class:`FinalBucketCache`."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None) -> None:
         self.storage = storage
         self.jobs = JobStore(storage)
+        self.cache = cache if cache is not None else FinalBucketCache()
 
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
@@ -236,7 +245,33 @@ class MetricReader:
         horizon = self.jobs.latest_horizon()
         return int(horizon.timestamp() * 1000) if horizon else None
 
+    def freeze(self, metric: MetricDefinition, generation: int) -> Freeze:
+        """What the metric's final buckets depend on (see :mod:`serving.final_buckets`)."""
+        db = self.storage.database
+        version, sources, watermark = self.storage.query(f"""
+            SELECT (SELECT max(version) FROM {db}.batch_coverage FINAL
+                    WHERE metric = {{m:String}}),
+                   count(), min(watermark_ms)
+            FROM {db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}}""",
+            {"m": metric.name, "g": generation})[0]
+        return Freeze((generation, int(version or 0), int(sources)),
+                      int(watermark) if sources else None)
+
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         horizon = self.horizon_ms()
-        sql, params = build_sql(req, self.storage.database, self.live_generation())
-        return assemble(self.storage.query(sql, params), req.group_by), horizon
+        generation = self.live_generation()
+        metric = req.metric
+        if metric.session_gap_ms is not None:  # a session in a final bucket may grow
+            sql, params = build_sql(req, self.storage.database, generation)
+            return assemble(self.storage.query(sql, params), req.group_by), horizon
+        freeze = self.freeze(metric, generation)
+        key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
+               tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
+        plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
+        rows = list(plan.cached)
+        if plan.ranges:
+            sql, params = build_sql(req, self.storage.database, generation, plan.ranges)
+            fresh = self.storage.query(sql, params)
+            self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
+            rows += fresh
+        return assemble(rows, req.group_by), horizon
