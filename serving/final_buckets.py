@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = tuple[Any, ...]  # (bucket_ms, *group values, value, all_batch, any_batch, n)
+Row = tuple[Any, ...]  # starts with its bucket (ms); serving keeps (bucket, group, point)
 ShapeKey = tuple[Any, ...]  # metric, step, group_by, filters
 
 

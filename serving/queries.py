@@ -212,21 +212,37 @@ def _sessions_sql(rows: str) -> str:
     ) WHERE session_start >= {{lo:Int64}} AND session_start < {{hi:Int64}}"""
 
 
-def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Series]:
-    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> series."""
-    series: dict[tuple[str, ...], Series] = {}
-    width = len(group_by)
+PointRow = tuple[int, tuple[str, ...], Point]  # (bucket ms, group values, point)
+
+
+def point_rows(rows: Sequence[Sequence[Any]], width: int) -> list[PointRow]:
+    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> points,
+    each with its bucket and group (the form the final-bucket cache keeps)."""
+    out: list[PointRow] = []
     for row in rows:
-        key = tuple(str(v) for v in row[1:1 + width])
         value, all_batch, any_batch, n = row[1 + width:5 + width]
+        bucket = int(row[0])
+        out.append((bucket, tuple(str(v) for v in row[1:1 + width]),
+                    Point(bucket, None if value is None else float(value),
+                          source_of(int(all_batch), int(any_batch)), int(n))))
+    return out
+
+
+def group_series(items: Sequence[PointRow], group_by: Sequence[str]) -> list[Series]:
+    series: dict[tuple[str, ...], Series] = {}
+    for _, key, point in items:
         target = series.get(key)
         if target is None:
             target = series[key] = Series(dict(zip(group_by, key, strict=True)), [])
-        target.points.append(Point(int(row[0]), None if value is None else float(value),
-                                   source_of(int(all_batch), int(any_batch)), int(n)))
+        target.points.append(point)
     for s in series.values():
         s.points.sort(key=lambda p: p.t_ms)
     return sorted(series.values(), key=lambda s: tuple(s.group.values()))
+
+
+def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Series]:
+    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> series."""
+    return group_series(point_rows(rows, len(group_by)), group_by)
 
 
 class MetricReader:
@@ -268,10 +284,10 @@ class MetricReader:
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
-        rows = list(plan.cached)
+        items: list[PointRow] = list(plan.cached)
         if plan.ranges:
             sql, params = build_sql(req, self.storage.database, generation, plan.ranges)
-            fresh = self.storage.query(sql, params)
+            fresh = point_rows(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
-            rows += fresh
-        return assemble(rows, req.group_by), horizon
+            items += fresh
+        return group_series(items, req.group_by), horizon

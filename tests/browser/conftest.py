@@ -7,6 +7,7 @@ tests/conftest.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+_SESSION_STARTED = time.time()
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +49,17 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
-    path = REPO_ROOT / "test-artifacts"
-    path.mkdir(exist_ok=True)
-    return path
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Where this run's screenshots are, so they can be opened after CI."""
+    shots = sorted(p for p in ARTIFACTS.glob("*.png") if p.stat().st_mtime >= _SESSION_STARTED)
+    if shots:
+        terminalreporter.section("browser screenshots")
+        for path in shots:
+            terminalreporter.write_line(str(path))
 
 
 @pytest.fixture
