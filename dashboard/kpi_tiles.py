@@ -6,8 +6,9 @@ from the page module so they can be tested without a browser.
 - events/s: the first ``count`` metric without a filter, per finest window, divided by
   the window's seconds: event-time throughput, the same on every host. The tile's note
   adds the ingest rate the API measured just now.
-- metric tiles: the newest *complete* window for counts and sums (the open one is still
-  filling up and would always look like a drop), the newest value for the others.
+- metric tiles: the newest *complete* window for counts, sums and distinct counts (they
+  grow while a window fills, so the open one would always look like a drop), the newest
+  value for the others.
 - freshness: the speed layer's event-time lag and the batch horizon's age.
 """
 
@@ -101,7 +102,7 @@ def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
     """(value, note) of a metric tile."""
     xs, ys = spark_points(metric, response)
     unit = html.Span(f" {metric.unit}", className="tile-unit") if metric.unit else None
-    if metric.additive:
+    if metric.additive or metric.aggregation == "distinct":
         newest = newest_complete(xs, ys, response.step, now)
         if newest is None:
             return "–", f"no complete {response.step} window yet"

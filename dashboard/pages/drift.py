@@ -35,7 +35,7 @@ REFRESH_MS = 10_000
 CATALOG_RETRY_MS = 5_000
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
           "7d": timedelta(days=7)}
-DEFAULT_RANGE = "6h"
+DEFAULT_RANGE = "1h"
 
 
 def _field(label: str, control: Component) -> html.Div:

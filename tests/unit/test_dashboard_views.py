@@ -19,7 +19,13 @@ from dashboard.explorer_state import (
     table_rows,
     to_search,
 )
-from dashboard.kpi_tiles import freshness, newest_complete, rate_text, throughput_metric
+from dashboard.kpi_tiles import (
+    freshness,
+    metric_tile_text,
+    newest_complete,
+    rate_text,
+    throughput_metric,
+)
 from dashboard.live import too_soon
 
 NOW = datetime(2026, 11, 21, 10, 30, tzinfo=UTC)
@@ -101,6 +107,16 @@ def test_rate_tile_uses_the_newest_settled_window() -> None:
     assert value == "3.0"  # 10:28 (180 events / 60 s); 10:29 is still taking stragglers
     assert note == "per 1m window · ingest 3/s now" and rates[0] == 1.0 and len(xs) == 3
     assert newest_complete([], [], "1m", NOW) is None
+
+
+def test_tiles_of_growing_aggregations_skip_the_open_window() -> None:
+    """A distinct count grows while its window fills, like a count: its tile shows the
+    newest settled window; a quantile shows its newest value."""
+    data = response({"": [(27, 900.0), (28, 910.0), (29, 400.0)]})
+    users = MetricInfo(name="users", aggregation="distinct", field="user_id")
+    p95 = MetricInfo(name="p95", aggregation="quantile", field="latency_ms", quantile=0.95)
+    assert metric_tile_text(users, data, NOW)[1] == "per 1m · 10:28:00"
+    assert metric_tile_text(p95, data, NOW)[1] == "latest · 10:29:00"
 
 
 def test_throughput_metric_prefers_an_unfiltered_count() -> None:
