@@ -30,6 +30,7 @@ ShapeKey = tuple[Any, ...]  # metric, step, group_by, filters
 class Freeze:
     token: tuple[int, int, int]  # (generation, newest coverage version, checkpointed sources)
     until_ms: int | None  # the lowest watermark: windows ending before it are final
+    batch_horizon_ms: int = 0  # the newest coverage horizon: no batch window ends after it
 
 
 @dataclass(slots=True)

@@ -102,11 +102,14 @@ DAY_MS = 86_400_000
 
 
 def build_sql(req: SeriesRequest, database: str, generation: int,
-              ranges: Sequence[tuple[int, int]] | None = None) -> tuple[str, dict[str, Any]]:
+              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False
+              ) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
     speed windows everywhere else, rolled up to the step and the groups. Session metrics
     first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
-    session start. ``ranges`` (default: the request's) limit the window starts read."""
+    session start. ``ranges`` (default: the request's) limit the window starts read.
+    ``speed_only``: the caller knows no batch coverage reaches the ranges (they start
+    after every coverage horizon), so the speed rows are read without the joins."""
     metric = req.metric
     session = metric.session_gap_ms is not None
     ranges = list(ranges or [(req.start_ms, req.end_ms)])
@@ -143,6 +146,9 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
     if len(spans) > 1:
         range_where += f" AND ({' OR '.join(spans)})"
     rows = f"""
+    SELECT {state}, 0 AS is_batch
+    FROM {database}.speed_windows AS t FINAL
+    WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}""" if speed_only else f"""
     SELECT {state}, 1 AS is_batch
     FROM {database}.batch_windows AS t
     INNER JOIN covered AS c
@@ -160,14 +166,15 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         bucket = "intDiv(session_start, {step:Int64}) * {step:Int64}"
     else:
         bucket = "intDiv(toUnixTimestamp64Milli(window_start), {step:Int64}) * {step:Int64}"
-    sql = f"""
+    covered = "" if speed_only else f"""
 WITH covered AS (
     SELECT hour_start, version,
            horizon - toIntervalMillisecond({{w:UInt32}}) AS until
     FROM {database}.batch_coverage FINAL
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
       AND hour_start < {{end:DateTime64(3)}}
-)
+)"""
+    sql = f"""{covered}
 SELECT {bucket} AS bucket
        {group_select},
        {value_sql(metric)} AS value,
@@ -264,14 +271,14 @@ class MetricReader:
     def freeze(self, metric: MetricDefinition, generation: int) -> Freeze:
         """What the metric's final buckets depend on (see :mod:`serving.final_buckets`)."""
         db = self.storage.database
-        version, sources, watermark = self.storage.query(f"""
-            SELECT (SELECT max(version) FROM {db}.batch_coverage FINAL
-                    WHERE metric = {{m:String}}),
+        (version, horizon), sources, watermark = self.storage.query(f"""
+            SELECT (SELECT (max(version), max(toUnixTimestamp64Milli(horizon)))
+                    FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}),
                    count(), min(watermark_ms)
             FROM {db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}}""",
             {"m": metric.name, "g": generation})[0]
         return Freeze((generation, int(version or 0), int(sources)),
-                      int(watermark) if sources else None)
+                      int(watermark) if sources else None, int(horizon or 0))
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         horizon = self.horizon_ms()
@@ -286,7 +293,10 @@ class MetricReader:
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
         items: list[PointRow] = list(plan.cached)
         if plan.ranges:
-            sql, params = build_sql(req, self.storage.database, generation, plan.ranges)
+            # The usual tail (after every coverage horizon) holds speed rows only.
+            speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in plan.ranges)
+            sql, params = build_sql(req, self.storage.database, generation, plan.ranges,
+                                    speed_only=speed_only)
             fresh = point_rows(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
             items += fresh
