@@ -26,6 +26,7 @@ from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
 from dashboard.formatting import fmt_clock
 from dashboard.live import live_interval, too_soon
+from dashboard.metric_picker import register_metric_picker
 
 dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drift",  # type: ignore[no-untyped-call]
                    order=3)
@@ -85,25 +86,8 @@ def layout(**params: Any) -> Component:
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
-    @app.callback(
-        Output(ids.DRIFT_METRIC, "options"), Output(ids.DRIFT_METRIC, "value"),
-        Output(ids.DRIFT_CATALOG, "data"), Output(ids.DRIFT_CATALOG_INTERVAL, "disabled"),
-        Output(ids.DRIFT_STATUS, "children", allow_duplicate=True),
-        Input(ids.DRIFT_CATALOG_INTERVAL, "n_intervals"),
-        State(ids.DRIFT_METRIC, "value"),
-        prevent_initial_call="initial_duplicate",
-    )
-    def load_catalog(_n: int | None, current: str | None) -> tuple[Any, ...]:
-        try:
-            metrics = api.metrics()
-        except ApiError as exc:
-            return no_update, no_update, None, False, banner(f"{exc} · retrying")
-        names = [m.name for m in metrics]
-        if not names:
-            return [], None, [], True, banner("The API lists no metrics.", "warn")
-        options = [{"label": f"{m.name} ({m.aggregation})", "value": m.name} for m in metrics]
-        value = current if current in names else names[0]
-        return options, value, [m.model_dump(mode="json") for m in metrics], True, None
+    register_metric_picker(app, api, picker=ids.DRIFT_METRIC, catalog=ids.DRIFT_CATALOG,
+                           retry=ids.DRIFT_CATALOG_INTERVAL, status=ids.DRIFT_STATUS)
 
     @app.callback(
         Output(ids.DRIFT_TILES, "children"), Output(ids.DRIFT_GRAPH, "figure"),

@@ -42,6 +42,7 @@ from dashboard.explorer_view import summary_text, table_columns, view_figure
 from dashboard.figures import GRAPH_CONFIG, message_figure
 from dashboard.live import live_interval, too_soon
 from dashboard.metric_cards import legend_key
+from dashboard.metric_picker import register_metric_picker
 
 dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer",  # type: ignore[no-untyped-call]
                    order=1)
@@ -152,25 +153,8 @@ VIEW_INPUTS = [Input(ids.EXPLORER_METRIC, "value"), Input(ids.EXPLORER_RANGE, "v
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
-    @app.callback(
-        Output(ids.EXPLORER_METRIC, "options"), Output(ids.EXPLORER_METRIC, "value"),
-        Output(ids.EXPLORER_CATALOG, "data"), Output(ids.EXPLORER_CATALOG_INTERVAL, "disabled"),
-        Output(ids.EXPLORER_STATUS, "children", allow_duplicate=True),
-        Input(ids.EXPLORER_CATALOG_INTERVAL, "n_intervals"),
-        State(ids.EXPLORER_METRIC, "value"),
-        prevent_initial_call="initial_duplicate",
-    )
-    def load_catalog(_n: int | None, current: str | None) -> tuple[Any, ...]:
-        try:
-            metrics = api.metrics()
-        except ApiError as exc:
-            return no_update, no_update, None, False, banner(f"{exc} · retrying")
-        names = [m.name for m in metrics]
-        if not names:
-            return [], None, [], True, banner("The API lists no metrics.", "warn")
-        options = [{"label": f"{m.name} ({m.aggregation})", "value": m.name} for m in metrics]
-        value = current if current in names else names[0]
-        return options, value, [m.model_dump(mode="json") for m in metrics], True, None
+    register_metric_picker(app, api, picker=ids.EXPLORER_METRIC, catalog=ids.EXPLORER_CATALOG,
+                           retry=ids.EXPLORER_CATALOG_INTERVAL, status=ids.EXPLORER_STATUS)
 
     @app.callback(
         Output(ids.EXPLORER_STEP, "options"), Output(ids.EXPLORER_STEP, "value"),

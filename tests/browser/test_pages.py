@@ -34,6 +34,25 @@ def events_at(ts_ms: int, **per_country: int) -> list[dict[str, Any]]:
             for country, n in per_country.items() for _ in range(n)]
 
 
+def id_in_partition(partition: int, partitions: int) -> str:
+    """An event id that ingest routes to ``partition``."""
+    for _ in range(10_000):
+        candidate = f"pages-now-{uuid4().hex}"
+        if partition_for(candidate, partitions) == partition:
+            return candidate
+    raise AssertionError(f"no id for partition {partition} in 10,000 tries")
+
+
+def now_in_every_partition(stack: Any, now_ms: int, country: str) -> list[dict[str, Any]]:
+    """Events stamped now, one in each log partition: every partition's watermark then
+    trails now by the allowed lateness, even on a fresh stack."""
+    partitions = stack.settings.kafka.partitions
+    events = events_at(now_ms, **{country: partitions})
+    for partition, event in enumerate(events):
+        event["event_id"] = id_in_partition(partition, partitions)
+    return events
+
+
 def choose(page: Page, dropdown_id: str, option: str) -> None:
     """Open a dcc.Dropdown and click one option (Dash 4 renders a listbox popover)."""
     page.locator(f"#{dropdown_id}").click()
@@ -154,7 +173,8 @@ def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
     late_before = int(late.inner_text().replace(",", ""))
 
     now_ms = int(time.time() * 1000)
-    stack.post_events(events_at(now_ms, ZZ=1))  # moves the watermark to now - 60 s
+    # Every partition's watermark to now - 60 s: the older events are late in any of them.
+    stack.post_events(now_in_every_partition(stack, now_ms, "ZZ"))
     stack.post_events(events_at(now_ms - 10 * 60_000, YY=2), wait=False)  # too late
     expect(late).not_to_have_text(f"{late_before:,}", timeout=REFRESH_WAIT_MS)
     assert int(late.inner_text().replace(",", "")) >= late_before + 2
@@ -178,14 +198,9 @@ def test_drift_shows_where_speed_was_off_and_why(
     now_ms = int(time.time() * 1000)
     old_ms = now_ms - 5 * 3_600_000 - 17 * 60_000
     window = datetime.fromtimestamp(old_ms // 60_000 * 60, UTC).strftime("%H:%M:%S")
-    # An event now in every log partition: each partition's watermark is a minute ago
-    # (so the old events are late wherever they go), and so is the batch horizon.
-    partitions = stack.settings.kafka.partitions
-    current = events_at(now_ms, XD=4 * partitions)
-    for p in range(partitions):
-        current[p]["event_id"] = next(f"drift-now-{p}-{i}" for i in range(10_000)
-                                      if partition_for(f"drift-now-{p}-{i}", partitions) == p)
-    stack.post_events(current)
+    # Each partition's watermark (and the batch horizon) is then a minute ago, so the
+    # old events are late wherever they go.
+    stack.post_events(now_in_every_partition(stack, now_ms, "XD"))
     stack.post_events(events_at(old_ms, XD=4), wait=False)
     time.sleep(2.5)  # archive flush interval 1 s: the late events are on disk
     stack.run_batch()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stratum.aggregation import value_hash
@@ -14,16 +16,35 @@ from stratum.archive import archive_root, write_partition_range
 from stratum.events import Event
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.settings import Settings
-from stratum.storage import Storage
+from stratum.storage import Storage, open_storage
 
 BATCH_TABLES = ("archive_files", "batch_windows", "batch_coverage", "jobs")
+VIEW_TABLES = (*BATCH_TABLES, "speed_windows", "speed_checkpoints")
 
 
-def reset_batch_state(settings: Settings, storage: Storage) -> None:
-    """Empty the archive and the batch tables (the session shares both)."""
+def reset_batch_state(settings: Settings, storage: Storage,
+                      tables: Sequence[str] = BATCH_TABLES) -> None:
+    """Empty the archive and the batch tables (the session shares both); ``tables``
+    = :data:`VIEW_TABLES` empties the speed layer's too."""
     shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
-    for table in BATCH_TABLES:
+    for table in tables:
         storage.command(f"TRUNCATE TABLE {storage.database}.{table}")
+
+
+@contextmanager
+def own_database(session_dir: Path, clickhouse_url: str, name: str
+                 ) -> Iterator[tuple[Settings, Storage]]:
+    """Settings and storage of a database (``stratum_<name>``) and data dir of one test
+    module, in the session's chDB engine; no allowed lateness, so batch horizons are
+    the newest event."""
+    settings = Settings(data_dir=session_dir / name,
+                        clickhouse={"url": clickhouse_url, "database": f"stratum_{name}"},
+                        speed={"allowed_lateness_ms": 0})
+    storage = open_storage(settings)
+    try:
+        yield settings, storage
+    finally:
+        storage.close()
 
 
 def write_file(settings: Settings, epoch: str, partition: int,

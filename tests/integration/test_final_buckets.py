@@ -5,7 +5,6 @@ corrects windows the speed layer had closed."""
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from speed_layer.store import SpeedStore
 from stratum.archive import archive_root, write_partition_range
 from stratum.metrics import parse_catalog
 from stratum.settings import Settings
-from stratum.storage import Storage, open_storage
+from stratum.storage import Storage
+from tests.integration.batch_support import VIEW_TABLES, own_database, reset_batch_state
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -34,12 +34,8 @@ CATALOG = parse_catalog({"metric": [
 
 @pytest.fixture(scope="module")
 def cached(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, Storage]]:
-    settings = Settings(data_dir=session_dir / "cache",
-                        clickhouse={"url": clickhouse_url, "database": "stratum_cache"},
-                        speed={"allowed_lateness_ms": 0})
-    storage = open_storage(settings)
-    yield settings, storage
-    storage.close()
+    with own_database(session_dir, clickhouse_url, "cache") as pair:
+        yield pair
 
 
 def _events(rng: random.Random, start: int, minutes: int, prefix: str) -> list[dict[str, Any]]:
@@ -56,10 +52,7 @@ def _view(series: list[Series]) -> dict[tuple[str, int], tuple[float | None, str
 def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
         cached: tuple[Settings, Storage]) -> None:
     settings, storage = cached
-    shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
-    for table in ("speed_windows", "speed_checkpoints", "batch_windows", "batch_coverage",
-                  "archive_files", "jobs"):
-        storage.command(f"TRUNCATE TABLE {storage.database}.{table}")
+    reset_batch_state(settings, storage, VIEW_TABLES)
     rng = random.Random(3)
     agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=2 * MINUTE)
     store = SpeedStore(storage, generation=0)

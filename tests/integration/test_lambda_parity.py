@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ from stratum.aggregation import weighted_quantile
 from stratum.archive import archive_root, write_partition_range
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition, parse_catalog
 from stratum.settings import Settings
-from stratum.storage import Storage, open_storage
+from stratum.storage import Storage
 from stratum.storage.jobs import JobStore, utc_now
+from tests.integration.batch_support import VIEW_TABLES, own_database, reset_batch_state
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -43,19 +43,12 @@ TYPES = ["view", "buy"]
 
 @pytest.fixture(scope="module")
 def parity(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, Storage]]:
-    settings = Settings(data_dir=session_dir / "parity",
-                        clickhouse={"url": clickhouse_url, "database": "stratum_parity"},
-                        speed={"allowed_lateness_ms": 0})
-    storage = open_storage(settings)
-    yield settings, storage
-    storage.close()
+    with own_database(session_dir, clickhouse_url, "parity") as pair:
+        yield pair
 
 
 def _reset(settings: Settings, storage: Storage) -> None:
-    shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
-    for table in ("speed_windows", "speed_checkpoints", "batch_windows", "batch_coverage",
-                  "archive_files"):
-        storage.command(f"TRUNCATE TABLE {storage.database}.{table}")
+    reset_batch_state(settings, storage, VIEW_TABLES)
 
 
 metric_strategy = st.builds(

@@ -9,7 +9,6 @@ must equal the reference, whichever layer (or both) holds its windows.
 from __future__ import annotations
 
 import random
-import shutil
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from speed_layer.store import SpeedStore
 from stratum.archive import archive_root, write_partition_range
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition, parse_catalog
 from stratum.settings import Settings
-from stratum.storage import Storage, open_storage
+from stratum.storage import Storage
+from tests.integration.batch_support import VIEW_TABLES, own_database, reset_batch_state
 
 pytestmark = pytest.mark.integration
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
@@ -41,22 +41,14 @@ CATALOG = parse_catalog({"metric": [
 
 @pytest.fixture(scope="module")
 def sessions(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, Storage]]:
-    settings = Settings(data_dir=session_dir / "sessions",
-                        clickhouse={"url": clickhouse_url, "database": "stratum_sessions"},
-                        speed={"allowed_lateness_ms": 0})
-    storage = open_storage(settings)
-    yield settings, storage
-    storage.close()
+    with own_database(session_dir, clickhouse_url, "sessions") as pair:
+        yield pair
 
 
 @pytest.fixture()
 def clean(sessions: tuple[Settings, Storage]) -> tuple[Settings, Storage]:
-    settings, storage = sessions
-    shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
-    for table in ("speed_windows", "speed_checkpoints", "batch_windows", "batch_coverage",
-                  "archive_files"):
-        storage.command(f"TRUNCATE TABLE {storage.database}.{table}")
-    return settings, storage
+    reset_batch_state(*sessions, VIEW_TABLES)
+    return sessions
 
 
 def _stream(rng: random.Random) -> list[dict[str, Any]]:
