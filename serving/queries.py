@@ -34,8 +34,10 @@ class SeriesRequest:
     filters: dict[str, list[str]] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Point:
+    """Frozen: the final-bucket cache hands the same points to every reader."""
+
     t_ms: int
     value: float | None
     source: str

@@ -66,3 +66,14 @@ def test_least_recently_used_shapes_leave_first() -> None:
         cache.store(key, freeze, plan, _rows(0, 600_000), 0, STEP)
     assert cache.plan(("a", *KEY[1:]), freeze, 0, 600_000, STEP).cached
     assert not cache.plan(("b", *KEY[1:]), freeze, 0, 600_000, STEP).cached
+
+
+def test_the_cache_keeps_at_most_max_rows_rows() -> None:
+    cache = FinalBucketCache(max_rows=15)
+    freeze = Freeze((0, 1, 4), 600_000)
+    for name in ("a", "b"):
+        key = (name, *KEY[1:])
+        plan = cache.plan(key, freeze, 0, 600_000, STEP)
+        cache.store(key, freeze, plan, _rows(0, 600_000), 0, STEP)  # 10 rows each
+    assert not cache.plan(("a", *KEY[1:]), freeze, 0, 600_000, STEP).cached
+    assert len(cache.plan(("b", *KEY[1:]), freeze, 0, 600_000, STEP).cached) == 10
