@@ -42,6 +42,7 @@ class Point:
     value: float | None
     source: str
     count: int
+    sessions: int | None = None  # session metrics: sessions that started in the bucket
 
 
 @dataclass(slots=True)
@@ -166,8 +167,10 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         params.update(gap=metric.session_gap_ms, lo=req.start_ms, hi=req.end_ms)
         rows = _sessions_sql(rows)
         bucket = "intDiv(session_start, {step:Int64}) * {step:Int64}"
+        sessions = ",\n       uniqExact(group_key, session_start) AS sessions"
     else:
         bucket = "intDiv(toUnixTimestamp64Milli(window_start), {step:Int64}) * {step:Int64}"
+        sessions = ""
     covered = "" if speed_only else f"""
 WITH covered AS (
     SELECT hour_start, version,
@@ -180,7 +183,7 @@ WITH covered AS (
 SELECT {bucket} AS bucket
        {group_select},
        {value_sql(metric)} AS value,
-       min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n
+       min(is_batch) AS all_batch, max(is_batch) AS any_batch, sum(count) AS n{sessions}
 FROM ({rows}
 )
 GROUP BY bucket{group_names}
@@ -225,15 +228,16 @@ PointRow = tuple[int, tuple[str, ...], Point]  # (bucket ms, group values, point
 
 
 def point_rows(rows: Sequence[Sequence[Any]], width: int) -> list[PointRow]:
-    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> points,
-    each with its bucket and group (the form the final-bucket cache keeps)."""
+    """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n[, sessions])`` ->
+    points, each with its bucket and group (the form the final-bucket cache keeps)."""
     out: list[PointRow] = []
     for row in rows:
         value, all_batch, any_batch, n = row[1 + width:5 + width]
+        sessions = int(row[5 + width]) if len(row) > 5 + width else None
         bucket = int(row[0])
         out.append((bucket, tuple(str(v) for v in row[1:1 + width]),
                     Point(bucket, None if value is None else float(value),
-                          source_of(int(all_batch), int(any_batch)), int(n))))
+                          source_of(int(all_batch), int(any_batch)), int(n), sessions)))
     return out
 
 

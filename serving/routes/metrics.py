@@ -63,6 +63,8 @@ class PointOut(BaseModel):
     value: float | None
     source: str = Field(description="batch, speed, or mixed (a step spanning the horizon)")
     count: int = Field(description="events behind the value")
+    sessions: int | None = Field(None, description="session metrics: the sessions that "
+                                 "started in the bucket; null for other metrics")
 
 
 class SeriesOut(BaseModel):
@@ -182,7 +184,8 @@ async def get_series(
         step=format_duration(step_ms), start=iso(start_ms), start_ms=start_ms, end=iso(end_ms),
         end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
         series=[SeriesOut(group=s.group, points=[
-            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count)
+            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count,
+                     sessions=p.sessions)
             for p in s.points]) for s in series],
     )
 

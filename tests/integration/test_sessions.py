@@ -66,13 +66,16 @@ def _stream(rng: random.Random) -> list[dict[str, Any]]:
 
 
 def reference(metric: MetricDefinition, events: list[dict[str, Any]], step_ms: int,
-              group_by: tuple[str, ...]) -> dict[tuple[tuple[str, ...], int], float]:
-    """(group, bucket of session start) -> value, sessionising event by event."""
+              group_by: tuple[str, ...]
+              ) -> dict[tuple[tuple[str, ...], int], tuple[float, int]]:
+    """(group, bucket of session start) -> (value, sessions), sessionising event by
+    event."""
     by_group: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_group[tuple(event[d] for d in metric.dimensions)].append(event)
     buckets: dict[tuple[tuple[str, ...], int], list[dict[str, Any]]] = defaultdict(list)
-    for group_events in by_group.values():
+    starts: dict[tuple[tuple[str, ...], int], set[tuple[Any, ...]]] = defaultdict(set)
+    for group, group_events in by_group.items():
         group_events.sort(key=lambda e: e["ts"])
         start = previous = None
         for event in group_events:
@@ -81,11 +84,13 @@ def reference(metric: MetricDefinition, events: list[dict[str, Any]], step_ms: i
                 start = ts
             previous = ts
             assert start is not None
-            buckets[(tuple(event[d] for d in group_by), start // step_ms * step_ms)].append(
-                event)
+            key = (tuple(event[d] for d in group_by), start // step_ms * step_ms)
+            buckets[key].append(event)
+            starts[key].add((group, start))
     if metric.aggregation == Aggregation.COUNT:
-        return {k: float(len(v)) for k, v in buckets.items()}
-    return {k: sum(e["amount"] for e in v) / len(v) for k, v in buckets.items()}
+        return {k: (float(len(v)), len(starts[k])) for k, v in buckets.items()}
+    return {k: (sum(e["amount"] for e in v) / len(v), len(starts[k]))
+            for k, v in buckets.items()}
 
 
 def _run_speed(storage: Storage, catalog: MetricCatalog, events: list[dict[str, Any]],
@@ -106,10 +111,13 @@ def _run_speed(storage: Storage, catalog: MetricCatalog, events: list[dict[str, 
 
 
 def _served(storage: Storage, metric: MetricDefinition, step_ms: int,
-            group_by: tuple[str, ...]) -> tuple[dict[tuple[tuple[str, ...], int], float], set[str]]:
+            group_by: tuple[str, ...]
+            ) -> tuple[dict[tuple[tuple[str, ...], int], tuple[float | None, int | None]],
+                       set[str]]:
+    """(group, bucket) -> (value, sessions) as served, and the sources seen."""
     series, _ = MetricReader(storage).series(SeriesRequest(
         metric, MIDNIGHT - DAY, MIDNIGHT + DAY, step_ms, group_by))
-    values = {(tuple(s.group[d] for d in group_by), p.t_ms): p.value
+    values = {(tuple(s.group[d] for d in group_by), p.t_ms): (p.value, p.sessions)
               for s in series for p in s.points}
     return values, {p.source for s in series for p in s.points}
 
@@ -121,8 +129,9 @@ def _check(storage: Storage, events: list[dict[str, Any]]) -> set[str]:
             served, seen = _served(storage, metric, step_ms, group_by)
             expected = reference(metric, events, step_ms, group_by)
             assert served.keys() == expected.keys(), (metric.name, step_ms, group_by)
-            for key, value in expected.items():
-                assert served[key] == pytest.approx(value), (metric.name, key)
+            for key, (value, sessions) in expected.items():
+                assert served[key][0] == pytest.approx(value), (metric.name, key)
+                assert served[key][1] == sessions, (metric.name, key)
             sources |= seen
     return sources
 
@@ -173,14 +182,14 @@ def test_a_late_event_within_the_lateness_joins_two_sessions(
 
     send(0, t)
     send(1, t + 15 * MINUTE)  # 15 minutes later: a second session
-    assert _served(storage, metric, MINUTE, ())[0] == {((), t): 1.0,
-                                                       ((), t + 15 * MINUTE): 1.0}
+    assert _served(storage, metric, MINUTE, ())[0] == {((), t): (1.0, 1),
+                                                       ((), t + 15 * MINUTE): (1.0, 1)}
     send(2, t + 8 * MINUTE)  # out of order, within the lateness: it bridges the gap
-    assert _served(storage, metric, MINUTE, ())[0] == {((), t): 3.0}
+    assert _served(storage, metric, MINUTE, ())[0] == {((), t): (3.0, 1)}
     send(3, t + 3 * HOUR)  # the watermark passes: an event at t + 30 m is too late
     late = agg.add(4, [{"event_id": "j4", "ts": t + 30 * MINUTE, "type": "view",
                         "user": "u", "country": "DE"}], now_ms=2**50)
     assert len(late.late) == 1  # to the late-events topic; batch will correct it
     store.write("t:0", agg.drain(), agg.checkpoint())
-    assert _served(storage, metric, MINUTE, ())[0] == {((), t): 3.0,
-                                                       ((), t + 3 * HOUR): 1.0}
+    assert _served(storage, metric, MINUTE, ())[0] == {((), t): (3.0, 1),
+                                                       ((), t + 3 * HOUR): (1.0, 1)}
