@@ -168,6 +168,21 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of this process so far by thread name (``/proc``; threads of one name
+    summed): tells Python's threads from the in-process ClickHouse engine's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def peak_rss_mib(pid: int | None = None) -> float | None:
     """Peak resident set (VmHWM) of a live process, MiB."""
     try:

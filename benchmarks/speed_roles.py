@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.common import cpu_seconds, peak_rss_mib
+from benchmarks.common import cpu_seconds, peak_rss_mib, thread_cpu_seconds
 
 MINUTE_MS = 60_000
 
@@ -38,22 +38,29 @@ class Clock:
         self.first: float | None = None
         self.first_cpu = 0.0
         self.first_wall = 0.0
+        self.first_threads: dict[str, float] = {}
 
     def mark_first(self) -> None:
         if self.first is None:
             self.first = time.perf_counter()
             self.first_cpu = cpu_seconds()
             self.first_wall = time.time()
+            self.first_threads = thread_cpu_seconds()
 
     def result(self, events: int, **extra: Any) -> dict[str, Any]:
         done, done_cpu = time.perf_counter(), cpu_seconds()
         first = self.first if self.first is not None else done
         seconds = max(done - first, 1e-9)
         cpu = max(done_cpu - self.first_cpu, 1e-9)
+        threads = {name: round(spent - self.first_threads.get(name, 0.0), 2)
+                   for name, spent in thread_cpu_seconds().items()}
         return {"events": events, "seconds": seconds, "join_s": first - self.start,
                 "cpu_s": cpu, "rate": events / seconds, "rate_per_cpu_s": events / cpu,
                 "first_wall": self.first_wall,
-                "peak_rss_mib": peak_rss_mib(), **extra}
+                "peak_rss_mib": peak_rss_mib(),
+                "thread_cpu_s": dict(sorted(((n, s) for n, s in threads.items() if s > 0),
+                                            key=lambda item: -item[1])),
+                **extra}
 
 
 def aggregate_line(line: bytes, agg: dict[tuple[int, str, str], list[float]]) -> None:
@@ -67,6 +74,33 @@ def aggregate_line(line: bytes, agg: dict[tuple[int, str, str], list[float]]) ->
     else:
         slot[0] += 1
         slot[1] += event.get("latency_ms", 0.0)
+
+
+AGGREGATE_FILE = "aggregate.json"
+SAME_JOB_SQL = (
+    "SELECT toUnixTimestamp64Milli(window_start), dims['type'], dims['country'], metric, "
+    "sum(count), sum(sum) FROM bench.speed_windows FINAL "
+    "WHERE metric IN ('events', 'latency_total') GROUP BY 1, 2, 3, 4")
+
+
+def dump_aggregate(workdir: str, agg: dict[tuple[int, str, str], list[float]]) -> None:
+    """The job's result, ``minute|type|country -> [count, latency sum]``, for
+    :mod:`benchmarks.speed` to compare across roles."""
+    out = {f"{m}|{t}|{c}": values for (m, t, c), values in agg.items()}
+    (Path(workdir) / AGGREGATE_FILE).write_bytes(orjson.dumps(out))
+
+
+def stored_aggregate(rows: list[tuple[Any, ...]]) -> dict[tuple[int, str, str], list[float]]:
+    """Stratum's same-job metrics as the baselines hold them: every partition's rows
+    added up, the count from ``events``, the latency sum from ``latency_total``."""
+    agg: dict[tuple[int, str, str], list[float]] = {}
+    for minute, type_, country, metric, count, total in rows:
+        slot = agg.setdefault((int(minute), type_, country), [0, 0.0])
+        if metric == "events":
+            slot[0] += int(count)
+        else:
+            slot[1] += float(total)
+    return agg
 
 
 async def plain_consumer(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +129,9 @@ async def plain_consumer(args: argparse.Namespace) -> dict[str, Any]:
                         count += 1
     finally:
         await consumer.stop()
-    return clock.result(count, groups=len(agg), complete=count >= args.events)
+    result = clock.result(count, groups=len(agg), complete=count >= args.events)
+    dump_aggregate(args.workdir, agg)
+    return result
 
 
 async def plain_faust(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +167,7 @@ async def plain_faust(args: argparse.Namespace) -> dict[str, Any]:
         pass
     result = clock.result(state["count"], groups=len(agg),
                           complete=state["count"] >= args.events)
+    dump_aggregate(args.workdir, agg)
     await app.stop()
     task.cancel()
     return result
@@ -150,6 +187,7 @@ async def stratum_worker(args: argparse.Namespace) -> dict[str, Any]:
         kafka={"url": args.bootstrap, "topic": args.topic, "partitions": len(args.expect)},
         speed={"consumer_group": f"bench-speed-{os.getpid()}"},
         batch={"enabled": False},
+        **({"metrics_file": Path(args.metrics)} if args.metrics else {}),
     )
     catalog = load_catalog(settings.metrics_file)
     storage = open_storage(settings)
@@ -188,6 +226,8 @@ async def stratum_worker(args: argparse.Namespace) -> dict[str, Any]:
         else:
             await asyncio.sleep(0.005)
     result = clock.result(args.events, complete=complete, counted=counted)
+    if {m.name for m in catalog.metrics} == {"events", "latency_total"}:
+        dump_aggregate(args.workdir, stored_aggregate(probe.query(SAME_JOB_SQL)))
     result["flushes"] = _flushes()
     await layer.stop()
     task.cancel()
@@ -215,6 +255,7 @@ def main() -> None:
                         help="partition -> last offset, from the produce acknowledgements")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--metrics", help="Stratum's metrics file (default: the shipped one)")
     args = parser.parse_args()
     import logging
 

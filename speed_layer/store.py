@@ -96,6 +96,9 @@ class SpeedStore:
         self.generation = generation
         # (dimensions, values) -> group key: the same groups come back every flush.
         self._group_keys: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        # pyarrow imports pandas on its first conversion (~1 CPU-second here): pay that
+        # now rather than in the first flush, which holds the lock the agent waits on.
+        pa.array(np.zeros(1, dtype=np.int64))
 
     def write(self, source_id: str, rows: Sequence[WindowRow], checkpoint: dict[str, Any]
               ) -> None:
