@@ -5,8 +5,9 @@ archiver), a plain aiokafka consumer, and a plain Faust agent.
 Every role times from its first consumed event to completion, so the consumer-group join
 (reported separately) does not dilute the rate, and counts the CPU seconds of its process
 over the same span. Completion is never read from the broker's end offsets (tansu
-misreports them): Stratum's from its own checkpoints in ClickHouse, the baselines' by
-counting the events they aggregated.
+misreports them): Stratum's from the worker's record of what its ClickHouse writes hold
+(then checked against its checkpoints and rows there), the baselines' by counting the
+events they aggregated.
 
 Usage: ``python -m benchmarks.speed_roles ROLE --bootstrap H:P --topic T --events N
 --expect '{"0": 123, ...}' --workdir DIR``; prints one JSON line.
@@ -198,34 +199,26 @@ async def stratum_worker(args: argparse.Namespace) -> dict[str, Any]:
     expect = {int(p): int(o) for p, o in args.expect.items()}
     wanted = {f"bench:{p}": o for p, o in expect.items()}
     deadline = time.monotonic() + args.timeout
-    complete = False
     checkpoint_sql = ("SELECT source_id, max(through_offset) FROM bench.speed_checkpoints "
                       "GROUP BY source_id")
     count_sql = "SELECT sum(count) FROM bench.speed_windows FINAL WHERE metric = 'events'"
-    counted = 0
-    aggregators = layer.speed.partitions
+    stored = layer.speed.stored_offsets
     while time.monotonic() < deadline:
         if layer.speed.last_event_wall:
             clock.mark_first()
-            # The aggregators' own offsets first (free), so that polling ClickHouse
-            # does not load the process being measured until the end is near.
-            if not all(p in aggregators and aggregators[p].through_offset >= o
-                       for p, o in expect.items()):
-                await asyncio.sleep(0.01)
-                continue
-            rows = dict(await asyncio.to_thread(probe.query, checkpoint_sql))
-            if all(rows.get(s, -1) >= o for s, o in wanted.items()):
-                # A checkpoint can run ahead of the rows that hold its offsets (it is
-                # read after the drain); done means every event is in speed_windows.
-                found = await asyncio.to_thread(probe.query, count_sql)
-                counted = int(found[0][0] or 0)
-                if counted >= args.events:
-                    complete = True
-                    break
-            await asyncio.sleep(0.05)
+            # The worker's own record of what its ClickHouse writes hold (free to read,
+            # so waiting does not load the process being measured); verified below.
+            if all(stored.get(p, -1) >= o for p, o in expect.items()):
+                break
+            await asyncio.sleep(0.01)
         else:
             await asyncio.sleep(0.005)
-    result = clock.result(args.events, complete=complete, counted=counted)
+    done = clock.result(args.events)
+    rows = dict(await asyncio.to_thread(probe.query, checkpoint_sql))
+    found = await asyncio.to_thread(probe.query, count_sql)
+    counted = int(found[0][0] or 0)
+    complete = all(rows.get(s, -1) >= o for s, o in wanted.items()) and counted >= args.events
+    result = {**done, "complete": complete, "counted": counted}
     if {m.name for m in catalog.metrics} == {"events", "latency_total"}:
         dump_aggregate(args.workdir, stored_aggregate(probe.query(SAME_JOB_SQL)))
     result["flushes"] = _flushes()

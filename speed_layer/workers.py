@@ -32,10 +32,11 @@ from stratum.storage import StorageError, generations
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
                 "offset", "payload")
 HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay)
-# Queued messages are aggregated at each flush, or as soon as this many events wait: big
-# enough to amortise the columnar work (Arrow's JSON reader costs ~2.3 us/event on
-# batches of 10 messages, ~1.4 on 100), small enough to bound memory and the pause.
-APPLY_AT_EVENTS = 100_000
+# Queued messages are aggregated at each flush, or as soon as this many bytes wait (about
+# 100,000 demo events): big enough to amortise the columnar work (Arrow's JSON reader
+# costs ~2.3 us/event on batches of 10 messages, ~1.4 on 100), small enough to bound
+# memory and the pause. Bytes, not events: counting lines per message cost 2 % of a worker.
+APPLY_AT_BYTES = 16 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class SpeedWorker:
         self._failures = 0
         self.archiver = archiver or ArchiveWorker(settings, log_epoch)
         self._inbox: dict[int, list[tuple[int, bytes, Any]]] = {}
-        self._inbox_events = 0
+        self._inbox_bytes = 0
         self._written: dict[int, int] = {}  # partition -> offset its stored rows hold
         self._side: list[list[Any]] = []
         self._lock = asyncio.Lock()
@@ -89,6 +90,11 @@ class SpeedWorker:
         self._running.set()
         self.paused_for: int | None = None
         self._paused_at = 0.0
+
+    @property
+    def stored_offsets(self) -> dict[int, int]:
+        """Partition -> the offset through which its window rows are in ClickHouse."""
+        return self._written
 
     def source_id(self, partition: int) -> str:
         return f"{self.log_epoch}:{partition}"
@@ -115,7 +121,7 @@ class SpeedWorker:
     async def handle(self, event: Any) -> None:
         await self._running.wait()
         self._receive(event)
-        if self._inbox_events >= APPLY_AT_EVENTS:
+        if self._inbox_bytes >= APPLY_AT_BYTES:
             async with self._lock:
                 await self._apply()
 
@@ -123,7 +129,7 @@ class SpeedWorker:
         message = event.message
         value: bytes = event.value or b""
         self._inbox.setdefault(message.partition, []).append((message.offset, value, message))
-        self._inbox_events += value.count(b"\n") + 1
+        self._inbox_bytes += len(value)
         self.last_event_wall = time.time()
         self.acks.pending.append(event)
 
@@ -131,7 +137,7 @@ class SpeedWorker:
         """Aggregate and buffer for the archive every queued message (lock held: a flush
         must never store a checkpoint claiming offsets whose events its rows lack)."""
         inbox, self._inbox = self._inbox, {}
-        self._inbox_events = 0
+        self._inbox_bytes = 0
         now_ms = int(time.time() * 1000)
         for partition, messages in inbox.items():
             agg = await self._aggregator(partition)
@@ -285,7 +291,7 @@ class SpeedWorker:
             # Messages taken but not yet stored were counted only in the old state: the
             # caller queues them again (what the new generation holds is skipped by offset,
             # what the archive holds by the archiver) and then resumes.
-            self._inbox, self._inbox_events = {}, 0
+            self._inbox, self._inbox_bytes = {}, 0
             return self.acks.take()
         if state.handoff is not None and self.paused_for != state.handoff:
             self._running.clear()
@@ -328,8 +334,7 @@ class SpeedWorker:
         for partition in partitions:
             self.partitions.pop(partition, None)
             self._written.pop(partition, None)
-            self._inbox_events -= sum(v.count(b"\n") + 1
-                                      for _, v, _ in self._inbox.pop(partition, []))
+            self._inbox_bytes -= sum(len(v) for _, v, _ in self._inbox.pop(partition, []))
         self.acks.pending = [e for e in self.acks.pending
                              if e.message.partition not in partitions]
 

@@ -65,7 +65,7 @@ def write_frame(root: Path, epoch: str, partition: int, frame: pl.DataFrame, fir
         part.select(
             "event_id", pl.col("ts").cast(pl.Datetime("ms", "UTC")), "type", "offset",
             pl.exclude("event_id", "ts", "type", "offset", "__hour"),
-        ).write_parquet(tmp, compression="zstd", statistics=True)
+        ).write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
         os.replace(tmp, target)
         written.append(target)
     return sorted(written)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
+@lru_cache(maxsize=1024)  # metric properties call it per window on the hot path
 def parse_duration_ms(text: str) -> int:
     """``"1m"`` -> 60000. Units: ms, s, m, h, d."""
     match = _DURATION.match(text.strip())
