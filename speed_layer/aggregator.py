@@ -96,6 +96,11 @@ class _HashCache:
 _hash_cache = _HashCache()  # shared by every partition of the process
 
 
+def _id_hashes(ids: pl.Series) -> pl.Series:
+    """64-bit hashes of event ids, for probing only (equal hashes are checked as strings)."""
+    return ids.hash()
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """One metric compiled to the expressions and flags the hot path needs."""
@@ -209,6 +214,8 @@ class PartitionAggregator:
         self.dedup_capacity = dedup_capacity
         self._ids_now = pl.Series(dtype=pl.String)
         self._ids_before = pl.Series(dtype=pl.String)
+        self._hashes_now = pl.Series(dtype=pl.UInt64)  # of the ids, in the same order
+        self._hashes_before = pl.Series(dtype=pl.UInt64)
         self._distinct_fields = sorted({p.metric.field for p in self._plans
                                         if p.distinct and p.metric.field})
 
@@ -240,14 +247,20 @@ class PartitionAggregator:
         typed = frame.select("offset", pl.col("ts").alias(TS_MS), "type",
                              *typed_fields(frame.columns, self._numeric, self._strings))
         # Each message's watermark: the newest event time before it (capped at the wall
-        # clock) minus the lateness.
-        per_message = typed.group_by("offset").agg(pl.col(TS_MS).max()).sort("offset")
-        newest = np.minimum(per_message[TS_MS].to_numpy(), now_ms)
+        # clock) minus the lateness. Rows are in offset order, so a message is a run of
+        # rows: its newest event by a reduce over runs, its mark repeated along the run.
+        typed = typed.with_row_index(_ROW)  # the row in ``frame``: late events are picked by it
+        offsets = typed["offset"].to_numpy()
+        if offsets.size > 1 and (np.diff(offsets) < 0).any():
+            typed = typed.sort("offset", maintain_order=True)
+            offsets = typed["offset"].to_numpy()
+        starts = np.flatnonzero(np.diff(offsets, prepend=offsets[0] - 1))
+        newest = np.minimum(np.maximum.reduceat(typed[TS_MS].to_numpy(), starts), now_ms)
         running = np.maximum.accumulate(np.concatenate(([self.max_event_ms], newest)))
         before = running[:-1]
         marks = np.where(before == NO_WATERMARK, NO_WATERMARK, before - self.lateness_ms)
-        typed = typed.with_row_index(_ROW).join(
-            per_message.select("offset", pl.Series(_WM, marks, dtype=pl.Int64)), on="offset")
+        typed = typed.with_columns(pl.Series(_WM, np.repeat(marks, np.diff(
+            starts, append=offsets.size)), dtype=pl.Int64))
         lazy = self._with_hashes(typed).lazy()
         held = bool(self.held_through) and typed["offset"].min() <= self.max_held_offset
         late_rows, *results = pl.collect_all([
@@ -287,17 +300,25 @@ class PartitionAggregator:
 
     def _unseen(self, ids: pl.Series) -> pl.Series:
         """Which ids are neither earlier in the batch nor among the recent ones; all of
-        them become recent. Recent ids are probed against the batch's (small) set."""
+        them become recent. Recent ids are probed by hash against the batch's (small)
+        set, twice as fast as by string; the few hits are then compared as strings, so
+        a hash collision never drops an event."""
         keep = ids.is_first_distinct()
-        for recent in (self._ids_before, self._ids_now):
+        hashes = _id_hashes(ids)
+        batch = hashes.implode()
+        for recent, recent_hashes in ((self._ids_before, self._hashes_before),
+                                      (self._ids_now, self._hashes_now)):
             if recent.len():
-                seen = recent.filter(recent.is_in(ids))
+                seen = recent.filter(recent_hashes.is_in(batch))
                 if seen.len():
-                    keep &= ~ids.is_in(seen)
+                    keep &= ~ids.is_in(seen.implode())
         self._ids_now.append(ids)
+        self._hashes_now.append(hashes)
         if self._ids_now.len() >= self.dedup_capacity:
             self._ids_before = self._ids_now.rechunk()
+            self._hashes_before = self._hashes_now.rechunk()
             self._ids_now = pl.Series(dtype=pl.String)
+            self._hashes_now = pl.Series(dtype=pl.UInt64)
         return keep
 
     def _apply_groups(self, plan: _Plan, groups: pl.DataFrame) -> None:

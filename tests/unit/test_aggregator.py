@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 
 from speed_layer.aggregator import PartitionAggregator
@@ -131,6 +132,33 @@ def test_recent_duplicates_are_dropped_and_counted() -> None:
     agg.add(1, [_ev(3, T0), _ev(4, T0)], now_ms=FAR_FUTURE)  # e1 falls out of memory
     assert agg.add(2, [_ev(1, T0)], now_ms=FAR_FUTURE).duplicates == 0
     assert _counts(agg)[("events", T0, ("DE",))] == 5
+
+
+def test_colliding_id_hashes_never_drop_a_distinct_event(monkeypatch) -> None:
+    """Recent ids are probed by hash; every id hashing alike must still only drop true
+    duplicates."""
+    import speed_layer.aggregator as aggregator
+
+    monkeypatch.setattr(aggregator, "_id_hashes",
+                        lambda ids: pl.Series([7] * ids.len(), dtype=pl.UInt64))
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE, dedup_capacity=3)
+    assert agg.add(0, [_ev(1, T0), _ev(2, T0)], now_ms=FAR_FUTURE).duplicates == 0
+    assert agg.add(1, [_ev(3, T0), _ev(2, T0)], now_ms=FAR_FUTURE).duplicates == 1
+    result = agg.add(2, [_ev(4, T0), _ev(1, T0), _ev(5, T0)], now_ms=FAR_FUTURE)
+    assert (result.aggregated, result.duplicates) == (2, 1)
+    assert _counts(agg)[("events", T0, ("DE",))] == 5
+
+
+def test_a_frame_out_of_offset_order_is_taken_in_offset_order() -> None:
+    """Watermarks follow offsets even if a frame's rows do not; late events are the
+    frame's own rows."""
+    from stratum.event_frames import events_frame
+
+    frame = events_frame([(1, _ev(1, T0)), (0, _ev(2, T0 + 10 * MINUTE))])
+    agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
+    result = agg.add_frame(frame, 1, FAR_FUTURE)
+    assert [e["event_id"] for e in result.late] == ["e1"] and result.late_offsets == [1]
+    assert _counts(agg) == {("events", T0 + 10 * MINUTE, ("DE",)): 1}
 
 
 def test_hopping_windows_take_every_window_holding_the_event() -> None:
