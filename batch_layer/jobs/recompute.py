@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -259,12 +260,25 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
         horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
     version = writer.next_version(storage)
     tracker.report("read")
-    for metric in catalog.metrics:
-        rows = window_rows(events.lazy(), metric, horizon_ms).collect()
-        written = writer.write_windows(storage, to_arrow(rows, metric, version))
-        tracker.rows_out += written
-        log.debug("metric %s: %d window rows (version %d)", metric.name, written, version)
-        tracker.report("metric", metric.name)
+    # One metric's rows are inserted while the next metric's are computed: the insert is
+    # mostly ClickHouse's single-threaded work outside the GIL.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-insert") as inserts:
+        writing: tuple[MetricDefinition, Future[int]] | None = None
+
+        def finish(metric: MetricDefinition, insert: Future[int]) -> None:
+            written = insert.result()
+            tracker.rows_out += written
+            log.debug("metric %s: %d window rows (version %d)", metric.name, written, version)
+            tracker.report("metric", metric.name)
+
+        for metric in catalog.metrics:
+            table = to_arrow(window_rows(events.lazy(), metric, horizon_ms).collect(), metric,
+                             version)
+            if writing is not None:
+                finish(*writing)
+            writing = (metric, inserts.submit(writer.write_windows, storage, table))
+        if writing is not None:
+            finish(*writing)
     tracker.report("windows_written", units=0)
 
     covered_before = writer.covered_versions(storage)
