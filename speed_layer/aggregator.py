@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stratum.aggregation import WindowState, new_state, value_hash
+from stratum import value_hashes
+from stratum.aggregation import WindowState, new_state
 from stratum.event_frames import events_frame
 from stratum.events import Event
 from stratum.groups import group_key
@@ -66,34 +67,6 @@ _ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH, _FIRST, _LAST = (
     "__first", "__last")
 
 
-class _HashCache:
-    """``value_hash`` of recurring distinct values (users, sessions), held as a frame so a
-    batch finds its hashes with one join: per value in Python, a lookup in a dict this
-    size cost ~0.5 us on these machines (random memory access), as much as the hash."""
-
-    def __init__(self, limit: int = 500_000) -> None:
-        self.limit = limit
-        self.frame = pl.DataFrame(schema={VALUE: pl.String, _HASH: pl.UInt64})
-
-    def lookup(self, values: pl.Series) -> pl.DataFrame:
-        """(VALUE, _HASH) for every distinct non-null value of ``values``."""
-        wanted = values.drop_nulls().unique().to_frame(VALUE)
-        known = wanted.join(self.frame, on=VALUE, how="inner")
-        if known.height == wanted.height:
-            return known
-        missing = wanted.join(self.frame, on=VALUE, how="anti")[VALUE]
-        new = pl.DataFrame({VALUE: missing, _HASH: pl.Series(
-            [value_hash(v) for v in missing.to_list()], dtype=pl.UInt64)})
-        if self.frame.height + new.height > self.limit:
-            self.frame = new
-        else:
-            self.frame = pl.concat([self.frame, new], rechunk=False)
-            if self.frame.n_chunks() > 64:
-                self.frame = self.frame.rechunk()
-        return pl.concat([known, new])
-
-
-_hash_cache = _HashCache()  # shared by every partition of the process
 
 
 def _id_hashes(ids: pl.Series) -> pl.Series:
@@ -293,8 +266,9 @@ class PartitionAggregator:
     def _with_hashes(self, typed: pl.DataFrame) -> pl.DataFrame:
         """Each distinct metric's field hashed (``__hash_<field>``), through the cache."""
         for name in self._distinct_fields:
-            hashes = _hash_cache.lookup(typed[name]).rename({_HASH: f"{_HASH}_{name}"})
-            typed = typed.join(hashes, left_on=name, right_on=VALUE, how="left",
+            hashes = value_hashes.SHARED.lookup(typed[name]).rename(
+                {value_hashes.HASH: f"{_HASH}_{name}"})
+            typed = typed.join(hashes, left_on=name, right_on=value_hashes.VALUE, how="left",
                                coalesce=True)
         return typed
 

@@ -31,7 +31,8 @@ import pyarrow as pa
 
 from batch_layer import writer
 from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, lagging_sources
-from stratum.aggregation import MAX_HASH, value_hash
+from stratum import value_hashes
+from stratum.aggregation import MAX_HASH
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
 from stratum.metric_frames import (
@@ -174,12 +175,8 @@ def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, 
 
 
 def _hash_values(values: pl.Series) -> pl.Series:
-    """``value_hash`` once per distinct value of the batch, then mapped back."""
-    unique = values.unique()
-    hashes = pl.Series([value_hash(v) for v in unique.to_list()], dtype=pl.UInt64)
-    lookup = pl.DataFrame({"v": unique, "h": hashes})
-    return pl.DataFrame({"v": values}).join(lookup, on="v", how="left",
-                                            maintain_order="left")["h"]
+    """``value_hash`` of each value, through the process's cache of recurring values."""
+    return value_hashes.SHARED.hashes(values)
 
 
 def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:
