@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stratum import value_hashes
 from stratum.aggregation import WindowState, new_state
 from stratum.event_frames import events_frame
 from stratum.events import Event
@@ -57,6 +56,8 @@ from stratum.metric_frames import (
     window_starts_expr,
 )
 from stratum.metrics import Aggregation, MetricDefinition
+from stratum.value_hashes import HASH, ValueHashCache
+from stratum.value_hashes import VALUE as HASH_VALUE
 
 WindowKey = tuple[str, int, tuple[str, ...]]
 NO_WATERMARK = -(2**62)
@@ -67,6 +68,7 @@ _ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH, _FIRST, _LAST = (
     "__first", "__last")
 
 
+_value_hashes = ValueHashCache()  # every partition of the process, replays included
 
 
 def _id_hashes(ids: pl.Series) -> pl.Series:
@@ -266,9 +268,9 @@ class PartitionAggregator:
     def _with_hashes(self, typed: pl.DataFrame) -> pl.DataFrame:
         """Each distinct metric's field hashed (``__hash_<field>``), through the cache."""
         for name in self._distinct_fields:
-            hashes = value_hashes.SHARED.lookup(typed[name]).rename(
-                {value_hashes.HASH: f"{_HASH}_{name}"})
-            typed = typed.join(hashes, left_on=name, right_on=value_hashes.VALUE, how="left",
+            hashes = _value_hashes.lookup(typed[name]).rename(
+                {HASH: f"{_HASH}_{name}"})
+            typed = typed.join(hashes, left_on=name, right_on=HASH_VALUE, how="left",
                                coalesce=True)
         return typed
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -92,7 +93,7 @@ class SpeedWorker:
         self._paused_at = 0.0
 
     @property
-    def stored_offsets(self) -> dict[int, int]:
+    def stored_offsets(self) -> Mapping[int, int]:
         """Partition -> the offset through which its window rows are in ClickHouse."""
         return self._written
 

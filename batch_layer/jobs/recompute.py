@@ -31,7 +31,6 @@ import pyarrow as pa
 
 from batch_layer import writer
 from batch_layer.planning import RecomputeMode, dirty_hours, hour_of_file, lagging_sources
-from stratum import value_hashes
 from stratum.aggregation import MAX_HASH
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.groups import group_key
@@ -48,11 +47,13 @@ from stratum.metric_frames import (
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
+from stratum.value_hashes import ValueHashCache
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 N, S = "__n", "__s"  # internal names, like those of stratum.metric_frames
+_VALUE_HASHES = ValueHashCache()  # one batch job runs at a time; users recur across runs
 STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
                  "first_ms", "last_ms")
 
@@ -175,8 +176,8 @@ def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, 
 
 
 def _hash_values(values: pl.Series) -> pl.Series:
-    """``value_hash`` of each value, through the process's cache of recurring values."""
-    return value_hashes.SHARED.hashes(values)
+    """``value_hash`` of each value, through the batch layer's cache of recurring values."""
+    return _VALUE_HASHES.hashes(values)
 
 
 def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:
