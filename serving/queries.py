@@ -224,6 +224,13 @@ def _sessions_sql(rows: str) -> str:
     ) WHERE session_start >= {{lo:Int64}} AND session_start < {{hi:Int64}}"""
 
 
+@dataclass(frozen=True, slots=True)
+class ReadSnapshot:
+    horizon_ms: int | None  # the newest succeeded batch job's horizon
+    generation: int  # the live speed generation
+    freeze: Freeze  # what the metric's final buckets depend on
+
+
 PointRow = tuple[int, tuple[str, ...], Point]  # (bucket ms, group values, point)
 
 
@@ -274,26 +281,41 @@ class MetricReader:
         horizon = self.jobs.latest_horizon()
         return int(horizon.timestamp() * 1000) if horizon else None
 
-    def freeze(self, metric: MetricDefinition, generation: int) -> Freeze:
-        """What the metric's final buckets depend on (see :mod:`serving.final_buckets`)."""
+    def snapshot(self, metric: MetricDefinition) -> ReadSnapshot:
+        """The state a read of ``metric`` depends on, in one statement: its small reads
+        run side by side instead of one round trip each (a cached read is mostly these).
+        Read before the rows it guards, so the rows are at least as new."""
         db = self.storage.database
-        (version, horizon), sources, watermark = self.storage.query(f"""
-            SELECT (SELECT (max(version), max(toUnixTimestamp64Milli(horizon)))
-                    FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}),
-                   count(), min(watermark_ms)
-            FROM {db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}}""",
-            {"m": metric.name, "g": generation})[0]
-        return Freeze((generation, int(version or 0), int(sources)),
-                      int(watermark) if sources else None, int(horizon or 0))
+        rows = self.storage.query(f"""
+            SELECT 'horizon' AS part, 0 AS generation,
+                   toUnixTimestamp64Milli(assumeNotNull(horizon)) AS a, 0 AS b
+            FROM ({self.jobs.latest_horizon_sql()})
+            UNION ALL
+            SELECT 'live', 0, toInt64OrZero(value), 0 FROM {db}.kv FINAL
+            WHERE key = {{live:String}}
+            UNION ALL
+            SELECT 'coverage', 0, toInt64(max(version)), max(toUnixTimestamp64Milli(horizon))
+            FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}
+            UNION ALL
+            SELECT 'sources', generation, count(), min(watermark_ms)
+            FROM {db}.speed_checkpoints FINAL GROUP BY generation""",
+            {"m": metric.name, "live": generations.LIVE})
+        found = {(part, generation): (a, b) for part, generation, a, b in rows}
+        horizon = found.get(("horizon", 0))
+        generation = int(found.get(("live", 0), (0, 0))[0])
+        version, batch_horizon = found.get(("coverage", 0), (0, 0))
+        sources, watermark = found.get(("sources", generation), (0, 0))
+        freeze = Freeze((generation, int(version or 0), int(sources)),
+                        int(watermark) if sources else None, int(batch_horizon or 0))
+        return ReadSnapshot(int(horizon[0]) if horizon else None, generation, freeze)
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
-        horizon = self.horizon_ms()
-        generation = self.live_generation()
         metric = req.metric
+        snapshot = self.snapshot(metric)
+        horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
         if metric.session_gap_ms is not None:  # a session in a final bucket may grow
             sql, params = build_sql(req, self.storage.database, generation)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
-        freeze = self.freeze(metric, generation)
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)

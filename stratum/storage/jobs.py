@@ -33,6 +33,8 @@ _COLUMNS = ("job_id", "kind", "trigger", "params", "state", "units_done", "units
             "rows_in", "rows_out", "horizon", "created_at", "started_at", "finished_at",
             "error", "updated_at")
 _SELECT = ", ".join(_COLUMNS)
+LATEST_HORIZON_WHERE = "kind = 'batch' AND state = 'succeeded' AND horizon IS NOT NULL"
+LATEST_HORIZON_ORDER = "finished_at DESC, created_at DESC"
 
 
 class JobConflictError(StratumError):
@@ -186,9 +188,14 @@ class JobStore:
 
     def latest_horizon(self) -> datetime | None:
         """Horizon of the newest succeeded batch job: how far batch values are final."""
-        found = self._select("kind = 'batch' AND state = 'succeeded' AND horizon IS NOT NULL",
-                             {}, order="finished_at DESC, created_at DESC", limit=1)
+        found = self._select(LATEST_HORIZON_WHERE, {}, order=LATEST_HORIZON_ORDER, limit=1)
         return found[0].horizon if found else None
+
+    def latest_horizon_sql(self) -> str:
+        """:meth:`latest_horizon` as a subquery (one row, ``horizon``, or none), for
+        readers that fetch it in one statement with other state."""
+        return (f"SELECT horizon FROM {self._table} FINAL WHERE {LATEST_HORIZON_WHERE} "
+                f"ORDER BY {LATEST_HORIZON_ORDER} LIMIT 1")
 
     def fail_stale_running(self, kind: JobKind) -> Jobs:
         """At process start: jobs left running by a killed process become failed."""
