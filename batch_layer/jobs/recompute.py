@@ -89,15 +89,17 @@ def read_events(files: Sequence[Path], catalog: MetricCatalog) -> tuple[pl.DataF
     the hours (epoch ms) it holds, counted before deduplication so an hour of nothing
     but duplicates is still covered."""
     numeric, strings = needed_fields(catalog)
-    scan = scan_fields(files, numeric, strings).with_columns(
-        pl.col("ts").dt.epoch("ms").alias(TS_MS))
-    hours = scan.select((pl.col(TS_MS) // HOUR_MS * HOUR_MS).unique().alias("hour"))
-    # Events of one log message share its offset: a stable sort keeps message order.
-    events = (scan.sort("offset", maintain_order=True)
-              .unique(subset=["event_id"], keep="first", maintain_order=True)
+    scanned = scan_fields(files, numeric, strings).with_columns(
+        pl.col("ts").dt.epoch("ms").alias(TS_MS)).collect()
+    hours = (scanned[TS_MS] // HOUR_MS * HOUR_MS).unique()
+    # Events of one log message share its offset: a stable sort keeps message order, and
+    # keep="first" keeps the first of each event_id in it. The order of the rows kept
+    # does not matter to the aggregations (eagerly, it is the faster form: ~0.15 s vs
+    # ~0.2 s lazily for 0.8 M rows).
+    events = (scanned.sort("offset", maintain_order=True)
+              .unique(subset=["event_id"], keep="first", maintain_order=False)
               .drop("event_id", "ts", "offset"))
-    events_df, hours_df = pl.collect_all([events, hours])
-    return events_df, set(hours_df["hour"].to_list())
+    return events, set(hours.to_list())
 
 
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
@@ -153,6 +155,14 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int
         pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
         pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"), *times,
     ).with_columns(**rest())
+
+
+def insert_order(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
+    """Metrics with exact samples (quantile values, distinct hashes) first: their inserts
+    are the longest, and only the last metric's insert is not hidden behind the next
+    metric's computation."""
+    heavy = (Aggregation.QUANTILE, Aggregation.DISTINCT)
+    return sorted(metrics, key=lambda m: m.aggregation not in heavy)
 
 
 def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int]) -> int:
@@ -242,7 +252,11 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
                         mode, start_ms, end_ms)
     files = [Path(p) for p, hour in file_hours.items() if hour in hours]
     tracker = _Progress(progress, len(catalog.metrics) + 2)
-    events, _ = read_events(files, catalog)
+    # The version lookup scans batch_windows in ClickHouse while Polars reads the files.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-version") as lookup:
+        next_version = lookup.submit(writer.next_version, storage)
+        events, _ = read_events(files, catalog)
+        version = next_version.result()
     tracker.rows_in = events.height
     previous_ms = max(coverage.values(), default=None)
     if events.is_empty() and previous_ms is None:
@@ -256,7 +270,6 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
                         int(time.time() * 1000))
         newest_ms = min(newest_ms, _archived_until(settings, storage, file_hours))
         horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
-    version = writer.next_version(storage)
     tracker.report("read")
     # One metric's rows are inserted while the next metric's are computed: the insert is
     # mostly ClickHouse's single-threaded work outside the GIL.
@@ -269,7 +282,7 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
             log.debug("metric %s: %d window rows (version %d)", metric.name, written, version)
             tracker.report("metric", metric.name)
 
-        for metric in catalog.metrics:
+        for metric in insert_order(catalog.metrics):
             table = to_arrow(window_rows(events.lazy(), metric, horizon_ms).collect(), metric,
                              version)
             if writing is not None:
