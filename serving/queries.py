@@ -10,12 +10,13 @@ missing or counted twice at the boundary, and every point says where it came fro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
-from serving.final_buckets import FinalBucketCache, Freeze
+from serving.final_buckets import FinalBucketCache, Freeze, Group
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -231,38 +232,44 @@ class ReadSnapshot:
     freeze: Freeze  # what the metric's final buckets depend on
 
 
-PointRow = tuple[int, tuple[str, ...], Point]  # (bucket ms, group values, point)
-
-
-def point_rows(rows: Sequence[Sequence[Any]], width: int) -> list[PointRow]:
+def grouped_points(rows: Sequence[Sequence[Any]], width: int) -> dict[Group, list[Point]]:
     """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n[, sessions])`` ->
-    points, each with its bucket and group (the form the final-bucket cache keeps)."""
-    out: list[PointRow] = []
+    each group's points in time order (the form the final-bucket cache keeps)."""
+    out: dict[Group, list[Point]] = {}
     for row in rows:
         value, all_batch, any_batch, n = row[1 + width:5 + width]
         sessions = int(row[5 + width]) if len(row) > 5 + width else None
         bucket = int(row[0])
-        out.append((bucket, tuple(str(v) for v in row[1:1 + width]),
-                    Point(bucket, None if value is None else float(value),
-                          source_of(int(all_batch), int(any_batch)), int(n), sessions)))
+        group = tuple(str(v) for v in row[1:1 + width])
+        points = out.get(group)
+        if points is None:
+            points = out[group] = []
+        points.append(Point(bucket, None if value is None else float(value),
+                            source_of(int(all_batch), int(any_batch)), int(n), sessions))
+    for points in out.values():
+        points.sort(key=_T_MS)
     return out
 
 
-def group_series(items: Sequence[PointRow], group_by: Sequence[str]) -> list[Series]:
-    series: dict[tuple[str, ...], Series] = {}
-    for _, key, point in items:
-        target = series.get(key)
-        if target is None:
-            target = series[key] = Series(dict(zip(group_by, key, strict=True)), [])
-        target.points.append(point)
-    for s in series.values():
-        s.points.sort(key=lambda p: p.t_ms)
-    return sorted(series.values(), key=lambda s: tuple(s.group.values()))
+_T_MS = attrgetter("t_ms")
+
+
+def merge_series(cached: Mapping[Group, list[Point]], fresh: Mapping[Group, list[Point]],
+                 group_by: Sequence[str]) -> list[Series]:
+    """Cached and freshly read points (each group's in time order) -> series by group."""
+    out = []
+    for group in sorted(cached.keys() | fresh.keys()):
+        old, new = cached.get(group, []), fresh.get(group, [])
+        points = old + new
+        if old and new and new[0].t_ms < old[-1].t_ms:  # read ranges on both sides
+            points.sort(key=_T_MS)
+        out.append(Series(dict(zip(group_by, group, strict=True)), points))
+    return out
 
 
 def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Series]:
     """Rows ``(bucket_ms, *group values, value, all_batch, any_batch, n)`` -> series."""
-    return group_series(point_rows(rows, len(group_by)), group_by)
+    return merge_series({}, grouped_points(rows, len(group_by)), group_by)
 
 
 class MetricReader:
@@ -319,13 +326,12 @@ class MetricReader:
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
-        items: list[PointRow] = list(plan.cached)
+        fresh: dict[Group, list[Point]] = {}
         if plan.ranges:
             # The usual tail (after every coverage horizon) holds speed rows only.
             speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in plan.ranges)
             sql, params = build_sql(req, self.storage.database, generation, plan.ranges,
                                     speed_only=speed_only)
-            fresh = point_rows(self.storage.query(sql, params), len(req.group_by))
+            fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
-            items += fresh
-        return group_series(items, req.group_by), horizon
+        return merge_series(plan.cached, fresh, req.group_by), horizon

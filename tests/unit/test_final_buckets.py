@@ -3,14 +3,26 @@ left to read, and when an entry no longer counts."""
 
 from __future__ import annotations
 
-from serving.final_buckets import FinalBucketCache, Freeze, final_span
+from typing import NamedTuple
+
+from serving.final_buckets import FinalBucketCache, Freeze, Rows, final_span
 
 STEP = 60_000
-KEY = ("events", 60_000, STEP, (), ())
+KEY = ("events", 60_000, STEP, ("country",), ())
 
 
-def _rows(lo: int, hi: int) -> list[tuple[int, float, int, int, int]]:
-    return [(b, float(b // STEP), 1, 1, 1) for b in range(lo, hi, STEP)]
+class Row(NamedTuple):
+    t_ms: int
+    value: float
+
+
+def _list(lo: int, hi: int, group: str = "DE") -> list[Row]:
+    return [Row(b, float(b // STEP) + (0.5 if group == "FR" else 0)) for b in range(lo, hi, STEP)]
+
+
+def _rows(lo: int, hi: int) -> Rows:
+    """Two groups' rows, each in bucket order."""
+    return {("DE",): _list(lo, hi), ("FR",): _list(lo, hi, "FR")}
 
 
 def test_final_span_holds_whole_buckets_that_end_by_the_watermark() -> None:
@@ -24,8 +36,10 @@ def test_a_miss_reads_everything_then_a_hit_reads_only_the_edges() -> None:
     cache = FinalBucketCache()
     freeze = Freeze((0, 1, 4), 400_000)
     first = cache.plan(KEY, freeze, 30_000, 600_000, STEP)
-    assert first.cached == [] and first.ranges == [(30_000, 600_000)]
-    cache.store(KEY, freeze, first, [(0, 9.0, 1, 1, 1), *_rows(60_000, 600_000)], 30_000, STEP)
+    assert first.cached == {} and first.ranges == [(30_000, 600_000)]
+    read = _rows(60_000, 600_000)
+    read[("DE",)].insert(0, Row(0, 9.0))  # a bucket that starts before the request
+    cache.store(KEY, freeze, first, read, 30_000, STEP)
 
     again = cache.plan(KEY, freeze, 30_000, 600_000, STEP)
     assert again.cached == _rows(60_000, 360_000)
@@ -54,7 +68,7 @@ def test_a_new_batch_version_a_new_generation_or_a_new_partition_drops_the_entry
         plan = cache.plan(KEY, freeze, 0, 600_000, STEP)
         cache.store(KEY, freeze, plan, _rows(0, 600_000), 0, STEP)
         plan = cache.plan(KEY, Freeze(changed, 400_000), 0, 600_000, STEP)
-        assert plan.cached == [] and plan.ranges == [(0, 600_000)]
+        assert plan.cached == {} and plan.ranges == [(0, 600_000)]
 
 
 def test_least_recently_used_shapes_leave_first() -> None:
@@ -69,11 +83,11 @@ def test_least_recently_used_shapes_leave_first() -> None:
 
 
 def test_the_cache_keeps_at_most_max_rows_rows() -> None:
-    cache = FinalBucketCache(max_rows=15)
+    cache = FinalBucketCache(max_rows=30)
     freeze = Freeze((0, 1, 4), 600_000)
     for name in ("a", "b"):
         key = (name, *KEY[1:])
         plan = cache.plan(key, freeze, 0, 600_000, STEP)
-        cache.store(key, freeze, plan, _rows(0, 600_000), 0, STEP)  # 10 rows each
+        cache.store(key, freeze, plan, _rows(0, 600_000), 0, STEP)  # 20 rows each
     assert not cache.plan(("a", *KEY[1:]), freeze, 0, 600_000, STEP).cached
-    assert len(cache.plan(("b", *KEY[1:]), freeze, 0, 600_000, STEP).cached) == 10
+    assert _rows(0, 600_000) == cache.plan(("b", *KEY[1:]), freeze, 0, 600_000, STEP).cached

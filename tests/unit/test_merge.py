@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.queries import assemble, source_of, step_problem, value_sql
+from serving.queries import Point, assemble, merge_series, source_of, step_problem, value_sql
 from stratum.aggregation import weighted_quantile
 from stratum.metrics import parse_catalog
 
@@ -72,3 +72,15 @@ def test_reference_quantile_matches_clickhouse_definition(values: list[float],
                                                           weights: list[int], q: float,
                                                           expected: float | None) -> None:
     assert weighted_quantile(values, weights, q) == expected
+
+
+def test_cached_and_fresh_points_merge_in_time_order_per_group() -> None:
+    def points(*ts: int) -> list[Point]:
+        return [Point(t, float(t), "batch", 1) for t in ts]
+
+    cached = {("DE",): points(60, 120)}
+    fresh = {("DE",): points(0, 180), ("FR",): points(60)}  # read before and after the cache
+    series = merge_series(cached, fresh, ["country"])
+    assert [s.group for s in series] == [{"country": "DE"}, {"country": "FR"}]
+    assert [p.t_ms for p in series[0].points] == [0, 60, 120, 180]
+    assert [p.t_ms for p in series[1].points] == [60]
