@@ -24,16 +24,17 @@ from stratum.groups import group_key
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage
 
+UTC_MS = pa.timestamp("ms", tz="UTC")
 WINDOW_SCHEMA = pa.schema([
     ("generation", pa.uint32()), ("metric", pa.string()), ("window_ms", pa.uint32()),
-    ("window_start", pa.timestamp("ms", tz="UTC")),
+    ("window_start", UTC_MS),
     ("dims", pa.map_(pa.string(), pa.string())), ("group_key", pa.string()),
     ("source_id", pa.string()), ("count", pa.uint64()), ("sum", pa.float64()),
     ("min", pa.float64()), ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
     ("q_weights", pa.list_(pa.uint64())), ("d_hashes", pa.list_(pa.uint64())),
     ("d_theta", pa.uint64()), ("first_ms", pa.int64()), ("last_ms", pa.int64()),
     ("through_offset", pa.int64()), ("final", pa.uint8()),
-    ("updated_at", pa.timestamp("ms", tz="UTC")),
+    ("updated_at", UTC_MS),
 ])
 """``speed_windows`` as Arrow, column for column (see stratum.storage.schema)."""
 
@@ -205,12 +206,13 @@ class SpeedStore:
                 d_hashes.append(_EMPTY_U64)
         dims = pa.MapArray.from_arrays(pa.array(dim_offsets), pa.array(dim_names, pa.string()),
                                        pa.array(dim_values, pa.string()))
-        stamp = pa.array(np.full(n, now_ms, dtype=np.int64)).cast(pa.timestamp("ms", tz="UTC"))
+        # Typed at construction: cast() to a zoned timestamp costs ~2.5 ms a call.
+        stamp = pa.array(np.full(n, now_ms, dtype=np.int64), type=UTC_MS)
         columns = [
             pa.array(np.full(n, self.generation, dtype=np.uint32)),
             pa.array(metrics, pa.string()),
             pa.array(window_ms),
-            pa.array(starts).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(starts, type=UTC_MS),
             dims,
             pa.array(group_keys, pa.string()),
             pa.array([source_id] * n, pa.string()),
