@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from faust.sensors import Monitor
 
 from ingest.producer import EventProducer
 from speed_layer.store import SpeedStore
@@ -47,6 +48,26 @@ def _unfreeze() -> None:
     if _frozen:
         _frozen = False
         gc.unfreeze()
+
+
+class QuietMonitor(Monitor):
+    """Faust's Monitor without its four hooks on every message: their counters and timings
+    feed Faust's web views, which Stratum turns off (its own metrics are Prometheus', per
+    batch). Per-fetch and per-commit bookkeeping the consumer asks of it stays. About 2 µs
+    of ~80 µs per message at one event per message."""
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        return None
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
+                            state: Any = None) -> None:
+        return None
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        return None
 
 
 @dataclass
@@ -91,6 +112,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         stream_wait_empty=False,
         consumer_max_fetch_size=8 * 1024 * 1024,  # per partition; Faust's default is 1 MiB
         autodiscover=False,
+        monitor=QuietMonitor(),
     )
     events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
                              partitions=settings.kafka.partitions)

@@ -120,7 +120,8 @@ class SpeedWorker:
         return agg
 
     async def handle(self, event: Any) -> None:
-        await self._running.wait()
+        if not self._running.is_set():  # paused: backpressure, or a replay's hand-off
+            await self._running.wait()
         self._receive(event)
         if self._inbox_bytes >= APPLY_AT_BYTES:
             async with self._lock:
@@ -266,11 +267,11 @@ class SpeedWorker:
     async def _ack_stored(self) -> None:
         """Acknowledge the messages whose window rows and archive file are both stored."""
         speed, archived = self._written, self.archiver.stored
+        stored = {p: min(through, archived.get(p, -1)) for p, through in speed.items()}
         ready, waiting = [], []
         for event in self.acks.pending:
             message = event.message
-            partition = message.partition
-            if message.offset <= min(speed.get(partition, -1), archived.get(partition, -1)):
+            if message.offset <= stored.get(message.partition, -1):
                 ready.append(event)
             else:
                 waiting.append(event)
