@@ -304,7 +304,7 @@ class MetricReader:
             SELECT 'coverage', 0, toInt64(max(version)), max(toUnixTimestamp64Milli(horizon))
             FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}
             UNION ALL
-            SELECT 'sources', generation, count(), min(watermark_ms)
+            SELECT 'sources', generation, toInt64(count()), min(watermark_ms)
             FROM {db}.speed_checkpoints FINAL GROUP BY generation""",
             {"m": metric.name, "live": generations.LIVE})
         found = {(part, generation): (a, b) for part, generation, a, b in rows}
