@@ -28,7 +28,7 @@ Row = Any  # one bucket's value for one group, with its bucket (ms) as ``t_ms``
 Group = tuple[str, ...]  # the group's values, in group_by order
 Rows = dict[Group, list[Row]]  # per group, in bucket order
 ShapeKey = tuple[Any, ...]  # metric, step, group_by, filters
-_BUCKET = attrgetter("t_ms")
+bucket_of = attrgetter("t_ms")  # a row's bucket (ms): the sort and search key
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +82,8 @@ class FinalBucketCache:
         self.hits = self.misses = 0
 
     def _between(self, rows: list[Row], lo: int, hi: int) -> list[Row]:
-        return rows[bisect_left(rows, lo, key=_BUCKET):
-                    bisect_left(rows, hi, key=_BUCKET)]
+        return rows[bisect_left(rows, lo, key=bucket_of):
+                    bisect_left(rows, hi, key=bucket_of)]
 
     def plan(self, key: ShapeKey, freeze: Freeze, start_ms: int, end_ms: int, step_ms: int
              ) -> Plan:
@@ -122,7 +122,7 @@ class FinalBucketCache:
             if plan.cached and entry is not None and entry.token == freeze.token \
                     and entry.hi == plan.store_from:
                 groups = {group: kept for group, old in entry.groups.items()
-                          if (kept := old[bisect_left(old, lo, key=_BUCKET):]
+                          if (kept := old[bisect_left(old, lo, key=bucket_of):]
                               + new.get(group, []))}
                 groups.update((group, found) for group, found in new.items()
                               if group not in entry.groups)

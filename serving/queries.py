@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
-from serving.final_buckets import FinalBucketCache, Freeze, Group
+from serving.final_buckets import FinalBucketCache, Freeze, Group, bucket_of
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -247,11 +246,9 @@ def grouped_points(rows: Sequence[Sequence[Any]], width: int) -> dict[Group, lis
         points.append(Point(bucket, None if value is None else float(value),
                             source_of(int(all_batch), int(any_batch)), int(n), sessions))
     for points in out.values():
-        points.sort(key=_T_MS)
+        points.sort(key=bucket_of)
     return out
 
-
-_T_MS = attrgetter("t_ms")
 
 
 def merge_series(cached: Mapping[Group, list[Point]], fresh: Mapping[Group, list[Point]],
@@ -262,7 +259,7 @@ def merge_series(cached: Mapping[Group, list[Point]], fresh: Mapping[Group, list
         old, new = cached.get(group, []), fresh.get(group, [])
         points = old + new
         if old and new and new[0].t_ms < old[-1].t_ms:  # read ranges on both sides
-            points.sort(key=_T_MS)
+            points.sort(key=bucket_of)
         out.append(Series(dict(zip(group_by, group, strict=True)), points))
     return out
 
@@ -304,6 +301,8 @@ class MetricReader:
             SELECT 'coverage', 0, toInt64(max(version)), max(toUnixTimestamp64Milli(horizon))
             FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}
             UNION ALL
+            -- Every generation's (a few rows): filtering by the live one would need it
+            -- first, as a subquery that runs before the rest instead of beside it.
             SELECT 'sources', generation, toInt64(count()), min(watermark_ms)
             FROM {db}.speed_checkpoints FINAL GROUP BY generation""",
             {"m": metric.name, "live": generations.LIVE})
