@@ -18,6 +18,7 @@ import faust
 from faust.sensors import Monitor
 
 from ingest.producer import EventProducer
+from speed_layer.delivery import EagerDeliveryTransport
 from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
 from stratum.metrics import MetricCatalog
@@ -114,6 +115,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         autodiscover=False,
         monitor=QuietMonitor(),
     )
+    app.transport = EagerDeliveryTransport(app.conf.broker_consumer, app)
     events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
                              partitions=settings.kafka.partitions)
     producer = EventProducer(settings.kafka, bootstrap)
