@@ -9,9 +9,11 @@ events, as a live worker would); the raw events in a MergeTree table ordered by 
 The merged reads repeat the same 24 h question, as a refreshing dashboard does, so after
 the first one they take their final buckets from the reader's cache
 (:mod:`serving.final_buckets`); each is also timed without the cache. While the queries
-run, a thread plays the live speed layer: every second it aggregates
-new events for the last minutes and upserts the changed windows. Stratum and the direct
-query alternate. Then six more days of batch history are added and the merged reads are
+run, a thread plays the live speed layer: every second it decodes new log messages (500
+JSON events each, for the last minutes) as the worker does, aggregates them and upserts
+the changed windows. Start-up objects are frozen out of the garbage collector's scans,
+as in a Stratum process (:mod:`stratum.long_lived`). Stratum and the direct query
+alternate. Then six more days of batch history are added and the merged reads are
 timed again: they should not notice.
 """
 
@@ -21,6 +23,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import orjson
 
 from benchmarks.archive_cache import Archive, ensure_archive, mirror
 from benchmarks.common import (
@@ -36,6 +40,8 @@ from serving.queries import MetricReader, SeriesRequest
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum.archive import HOUR_MS
+from stratum.event_frames import decode_messages
+from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
@@ -111,7 +117,13 @@ class LiveSpeedLayer(threading.Thread):
             events = synthetic_events(self.events_per_s, self.end_ms - 240_000, self.end_ms,
                                       seed=seed, id_prefix=f"live{seed}-")
             for p, agg in aggs.items():
-                agg.add(offset, events[p::PARTITIONS], self.end_ms)
+                # As the worker does: log messages of 500 JSON events, decoded as a batch
+                # (building frames from Python dicts instead held the GIL for up to 50 ms).
+                mine = [orjson.dumps(e) for e in events[p::PARTITIONS]]
+                messages = [(offset, b"\n".join(mine[i:i + 500]))
+                            for i in range(0, len(mine), 500)]
+                agg.add_frame(decode_messages(messages, now_ms=self.end_ms).frame, offset,
+                              self.end_ms)
             self.store.write_many([(f"bench:{p}", agg.drain(), agg.checkpoint())
                                    for p, agg in aggs.items()])  # as a worker flushes
             offset += 1
@@ -214,6 +226,7 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
         reader = MetricReader(open_storage(settings, migrate=False))
         cold = MetricReader(open_storage(settings, migrate=False),
                             cache=FinalBucketCache(capacity=0))
+        freeze_startup_objects()  # as a Stratum process does once started
         live = LiveSpeedLayer(settings, catalog, archive.end_ms, 5_000 if quick else 20_000)
         live.start()
         try:
@@ -250,6 +263,7 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
         finally:
             live.stop.set()
             live.join(timeout=30)
+            unfreeze()
         parts = storage.query("SELECT count() FROM system.parts WHERE active AND "
                               "database = {db:String} AND table = 'speed_windows'",
                               {"db": storage.database})[0][0]

@@ -26,6 +26,7 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 
 from stratum.broker import EmbeddedBroker
+from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import open_storage
@@ -91,6 +92,8 @@ def create_platform_app(settings: Settings, roles: Roles,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await _start_parts(app, settings, roles, catalog, log_conn, stack)
+            freeze_startup_objects()  # also where the speed layer does not run
+            stack.callback(unfreeze)
             roles.started.set()
             yield
             log.info("stopping Stratum ...")
