@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,21 +126,32 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
     if token:
         headers["authorization"] = f"Bearer {token}"
     sent = 0
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
     async with httpx.AsyncClient(base_url=api_url, timeout=30.0, headers=headers) as client:
-        await _wait_ready(client)
-        if config.backfill_s > 0:
+        await _wait_ready(client, stopped)
+        if config.backfill_s > 0 and not stopped():
+            # Stop is checked per chunk too: uvicorn closes the API's port before the
+            # lifespan stops the generator, and a backfill posting into the closed port
+            # held the shutdown for seconds, warning once a chunk, until cancelled.
             now_ms = int(time.time() * 1000)
             chunk: list[dict[str, Any]] = []
             for second in backfill(factory, config.backfill_s, now_ms, config.rate_per_s):
+                if stopped():
+                    break
                 chunk.extend(second)
                 if len(chunk) >= 5000:
                     sent += await _post(client, chunk)
                     chunk = []
-            sent += await _post(client, chunk)
-            log.info("generator: backfilled %.0f s of history (%d events)", config.backfill_s, sent)
+            else:
+                sent += await _post(client, chunk)
+                log.info("generator: backfilled %.0f s of history (%d events)",
+                         config.backfill_s, sent)
         started = time.monotonic()
         tick = 0.25
-        while not (stop and stop.is_set()):
+        while not stopped():
             elapsed = time.monotonic() - started
             if duration_s is not None and elapsed >= duration_s:
                 break
@@ -153,9 +164,10 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
     return sent
 
 
-async def _wait_ready(client: httpx.AsyncClient, timeout_s: float = 30.0) -> None:
+async def _wait_ready(client: httpx.AsyncClient, stopped: Callable[[], bool],
+                      timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopped():
         try:
             if (await client.get("/v1/health")).status_code < 500:
                 return
