@@ -99,12 +99,17 @@ def test_an_error_before_the_first_wait_propagates() -> None:
         start_eagerly(fails())
 
 
+def _full_buffer() -> FlowControlQueue[int]:
+    """A stream's buffer as Faust makes it, full: 10 slots, pressure drops at 4."""
+    queue: FlowControlQueue[int] = FlowControlQueue(maxsize=10, flow_control=FlowControlEvent())
+    for i in range(10):
+        queue.put_nowait(i)
+    return queue
+
+
 def test_the_fetch_loop_waits_until_the_stream_worked_its_buffer_down() -> None:
     async def main() -> None:
-        queue: FlowControlQueue[int] = FlowControlQueue(maxsize=10,
-                                                        flow_control=FlowControlEvent())
-        for i in range(10):
-            queue.put_nowait(i)
+        queue = _full_buffer()
         taken: list[int] = []
 
         async def stream() -> None:
@@ -124,10 +129,7 @@ def test_waiting_for_the_stream_ends_when_flow_is_interrupted() -> None:
     """A stream that takes nothing (paused, or a rebalance suspended flow) must not hold
     the fetch loop once flow is interrupted."""
     async def main() -> None:
-        queue: FlowControlQueue[int] = FlowControlQueue(maxsize=10,
-                                                        flow_control=FlowControlEvent())
-        for i in range(10):
-            queue.put_nowait(i)
+        queue = _full_buffer()
         checks: list[int] = []
 
         def interrupted() -> bool:
