@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Generator, Sequence
+from functools import partial
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -52,13 +53,11 @@ class _Resumed:
             try:
                 yield step
             except BaseException as exc:  # the task cancels the future and throws here
-                try:
-                    step = self.coro.throw(exc)
-                except StopIteration as finished:
-                    return finished.value
-                continue
+                advance = partial(self.coro.throw, exc)
+            else:
+                advance = partial(self.coro.send, None)
             try:
-                step = self.coro.send(None)
+                step = advance()
             except StopIteration as finished:
                 return finished.value
 
