@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.final_buckets import FinalBucketCache, Freeze, Group, bucket_of
+from serving.tail_buckets import BucketToken, TailBucketCache, bucket_ranges, tokens_sql
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -98,6 +99,15 @@ def source_of(all_batch: int, any_batch: int) -> str:
     if all_batch:
         return "batch"
     return "mixed" if any_batch else "speed"
+
+
+def with_window_starts(ranges: Sequence[tuple[int, int]], hop_ms: int
+                       ) -> list[tuple[int, int]]:
+    """The ranges ``[lo, hi)`` that hold a window start (windows start at multiples of
+    the hop): a dashboard's 24 h reaches back to a moment inside a bucket, and the sliver
+    before the first whole bucket holds none, yet would cost a statement with the batch
+    joins to find that out."""
+    return [(lo, hi) for lo, hi in ranges if -(-lo // hop_ms) * hop_ms < hi]
 
 
 def _utc(ms: int) -> datetime:
@@ -274,12 +284,15 @@ def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Ser
 
 class MetricReader:
     """Serving's access to the views; one per process, with its own ClickHouse client.
-    Final buckets of repeated queries come from :class:`FinalBucketCache`."""
+    Final buckets of repeated queries come from :class:`FinalBucketCache`, tail buckets
+    the speed layer left alone since the last read from :class:`TailBucketCache`."""
 
-    def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None) -> None:
+    def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None,
+                 tail_cache: TailBucketCache | None = None) -> None:
         self.storage = storage
         self.jobs = JobStore(storage)
         self.cache = cache if cache is not None else FinalBucketCache()
+        self.tail_cache = tail_cache if tail_cache is not None else TailBucketCache()
 
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
@@ -328,12 +341,41 @@ class MetricReader:
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
+        ranges = plan.ranges
+        tail: list[int] = []
+        tokens: dict[int, BucketToken] = {}
+        reused: dict[int, dict[Group, Point]] = {}
+        if ranges and plan.store_to and self.tail_cache.capacity > 0:
+            # The buckets after the final ones: ask again only for those whose speed
+            # rows changed since they were read (serving.tail_buckets).
+            tail = list(range(plan.store_to, req.end_ms, req.step_ms))
+            tokens = self.tail_tokens(req, generation, plan.store_to)
+            reused = self.tail_cache.unchanged(key, freeze.token, tokens, tail)
+            ranges = [(lo, min(hi, plan.store_to)) for lo, hi in ranges if lo < plan.store_to]
+            ranges += bucket_ranges([b for b in tail if b not in reused], req.step_ms,
+                                    req.end_ms)
         fresh: dict[Group, list[Point]] = {}
-        if plan.ranges:
+        ranges = with_window_starts(ranges, metric.hop_ms)
+        if ranges:
             # The usual tail (after every coverage horizon) holds speed rows only.
-            speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in plan.ranges)
-            sql, params = build_sql(req, self.storage.database, generation, plan.ranges,
+            speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in ranges)
+            sql, params = build_sql(req, self.storage.database, generation, ranges,
                                     speed_only=speed_only)
             fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
+        if tail:
+            self.tail_cache.store(key, freeze.token, tokens, tail, reused, fresh)
+            for by_group in reused.values():
+                for group, point in by_group.items():
+                    fresh.setdefault(group, []).append(point)
+            for points in fresh.values():
+                points.sort(key=bucket_of)
         return merge_series(plan.cached, fresh, req.group_by), horizon
+
+    def tail_tokens(self, req: SeriesRequest, generation: int, lo_ms: int
+                    ) -> dict[int, BucketToken]:
+        """Each tail bucket's token: its speed rows' count and key-and-version hash."""
+        rows = self.storage.query(tokens_sql(self.storage.database), {
+            "step": req.step_ms, "g": generation, "m": req.metric.name,
+            "w": req.metric.window_ms, "lo": _utc(lo_ms), "hi": _utc(req.end_ms)})
+        return {int(bucket): (int(n), int(digest)) for bucket, n, digest in rows}

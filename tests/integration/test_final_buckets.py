@@ -1,6 +1,6 @@
-"""The final-bucket cache against real chDB: a cached reader answers exactly as a reader
-without a cache while the watermark moves, the speed layer writes, and a batch run
-corrects windows the speed layer had closed."""
+"""The final- and tail-bucket caches against real chDB: a cached reader answers exactly
+as a reader without caches while the watermark moves, the speed layer writes into open
+windows, and a batch run corrects windows the speed layer had closed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from batch_layer.jobs.recompute import recompute
 from serving.final_buckets import FinalBucketCache
 from serving.queries import MetricReader, Series, SeriesRequest
+from serving.tail_buckets import TailBucketCache
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum.archive import archive_root, write_partition_range
@@ -49,6 +50,11 @@ def _view(series: list[Series]) -> dict[tuple[str, int], tuple[float | None, str
             for s in series for p in s.points}
 
 
+def _uncached(storage: Storage) -> MetricReader:
+    return MetricReader(storage, cache=FinalBucketCache(capacity=0),
+                        tail_cache=TailBucketCache(capacity=0))
+
+
 def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
         cached: tuple[Settings, Storage]) -> None:
     settings, storage = cached
@@ -57,7 +63,7 @@ def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
     agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=2 * MINUTE)
     store = SpeedStore(storage, generation=0)
     reader = MetricReader(storage)
-    plain = MetricReader(storage, cache=FinalBucketCache(capacity=0))
+    plain = _uncached(storage)
     offset = 0
 
     def speed(events: list[dict[str, Any]]) -> None:
@@ -103,3 +109,51 @@ def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
     assert after[("", T0 + 2 * MINUTE)] == (before[("", T0 + 2 * MINUTE)][0] + 7, "batch")
     check(start, end)
     check(start, end, 5 * MINUTE)
+
+
+def test_tail_buckets_are_read_again_only_when_the_speed_layer_changed_them(
+        cached: tuple[Settings, Storage]) -> None:
+    settings, storage = cached
+    reset_batch_state(settings, storage, VIEW_TABLES)
+    rng = random.Random(5)
+    agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=5 * MINUTE)
+    store = SpeedStore(storage, generation=0)
+    reader, plain = MetricReader(storage), _uncached(storage)
+    offset = 0
+
+    def speed(events: list[dict[str, Any]]) -> None:
+        nonlocal offset
+        agg.add(offset, events, now_ms=2**50)
+        offset += 1
+        store.write("t:0", agg.drain(), agg.checkpoint())
+
+    def late_in(minute: int, n: int) -> list[dict[str, Any]]:  # out of order, not late
+        return [{"event_id": f"m{minute}-{offset}-{i}", "ts": T0 + minute * MINUTE + i,
+                 "type": "view", "country": rng.choice(["DE", "FR"]),
+                 "amount": float(rng.randrange(100))} for i in range(n)]
+
+    speed(_events(rng, T0, 30, "a"))  # to 29:56; the watermark 24:56 (5 minutes' lateness)
+    requests = [SeriesRequest(metric, T0, T0 + 40 * MINUTE, MINUTE, group_by)
+                for metric in CATALOG.metrics for group_by in [(), ("country",)]]
+
+    def check() -> None:
+        for req in requests:
+            assert _view(reader.series(req)[0]) == _view(plain.series(req)[0]), req
+
+    check()
+    tail = reader.tail_cache
+    assert tail.reused == 0 and tail.reread == 4 * 16  # minutes 24..39 of 4 shapes
+    check()
+    assert tail.reused == 4 * 16  # nothing changed: no tail bucket read again
+
+    speed(late_in(27, 5))  # an upsert into one open window
+    reused, reread = tail.reused, tail.reread
+    check()
+    assert (tail.reused - reused, tail.reread - reread) == (4 * 15, 4)
+    speed(late_in(26, 3) + late_in(29, 2))
+    check()
+    speed(late_in(34, 4))  # a first row in an empty bucket of the tail
+    check()
+    speed(late_in(28, 1) + [{"event_id": "new", "ts": T0 + 33 * MINUTE, "type": "view",
+                             "country": "DE", "amount": 1.0}])
+    check()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from serving.queries import Point, assemble, merge_series, source_of, step_problem, value_sql
+from serving.queries import (
+    Point,
+    assemble,
+    merge_series,
+    source_of,
+    step_problem,
+    value_sql,
+    with_window_starts,
+)
 from stratum.aggregation import weighted_quantile
 from stratum.metrics import parse_catalog
 
@@ -84,3 +92,14 @@ def test_cached_and_fresh_points_merge_in_time_order_per_group() -> None:
     assert [s.group for s in series] == [{"country": "DE"}, {"country": "FR"}]
     assert [p.t_ms for p in series[0].points] == [0, 60, 120, 180]
     assert [p.t_ms for p in series[1].points] == [60]
+
+
+def test_ranges_without_a_window_start_are_not_read() -> None:
+    minute = 60_000
+    ranges = [(10 * minute + 25_000, 11 * minute),  # the sliver before the first bucket
+              (11 * minute, 12 * minute), (15 * minute - 1, 15 * minute + 1),
+              (16 * minute + 1, 17 * minute)]
+    assert with_window_starts(ranges, minute) == [(11 * minute, 12 * minute),
+                                                  (15 * minute - 1, 15 * minute + 1)]
+    assert with_window_starts([(10 * minute + 25_000, 11 * minute)], 15_000) == [
+        (10 * minute + 25_000, 11 * minute)]  # hopping every 15 s: 10:30 starts one

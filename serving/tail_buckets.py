@@ -1,0 +1,109 @@
+"""A cache of the buckets after the final ones (the tail), each kept with a token of the
+speed rows it was read from, so a read asks ClickHouse again only for the tail buckets
+the speed layer changed since.
+
+Final buckets (:mod:`serving.final_buckets`) never change. Tail buckets do, but between
+two reads a live speed layer usually touches one or two of them (the current minute, and
+the one before for events a few seconds out of order), not all six a five-minute allowed
+lateness keeps open; re-reading those six is most of a cached read (for a distinct or a
+quantile metric, merging thousands of sketch values per bucket).
+
+A bucket's token is the number of its raw speed rows and a hash of their keys and
+versions, summed, as stored before FINAL collapses them (:func:`tokens_sql`): every
+upsert adds a row and changes it; a background merge removes rows and changes it too,
+which costs a re-read, never a stale answer. Tokens are read before the rows they guard,
+so cached rows are at least as new as their token. Batch rows change what is served only
+with a new coverage version, and the generation only with a replay's swap; both are in
+the :class:`~serving.final_buckets.Freeze` token, and any change drops the shape's entry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from serving.final_buckets import Group, Row, ShapeKey
+
+BucketToken = tuple[int, int]  # (raw rows, sum of their key-and-version hashes)
+EMPTY: BucketToken = (0, 0)  # a bucket with no speed rows
+
+
+def tokens_sql(database: str) -> str:
+    """Per bucket of the tail, its token (parameters: step, g, m, w, lo, hi)."""
+    return f"""
+SELECT intDiv(toUnixTimestamp64Milli(window_start), {{step:Int64}}) * {{step:Int64}} AS bucket,
+       count(), sum(cityHash64(group_key, source_id, through_offset))
+FROM {database}.speed_windows
+WHERE generation = {{g:UInt32}} AND metric = {{m:String}} AND window_ms = {{w:UInt32}}
+  AND window_start >= {{lo:DateTime64(3)}} AND window_start < {{hi:DateTime64(3)}}
+GROUP BY bucket"""
+
+
+@dataclass(slots=True)
+class _Entry:
+    freeze_token: tuple[int, int, int]
+    buckets: dict[int, tuple[BucketToken, dict[Group, Row]]]  # bucket -> token, rows
+
+
+class TailBucketCache:
+    """Per query shape, the last read rows of each tail bucket with their tokens; least
+    recently used shapes leave first once there are more than ``capacity``."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[ShapeKey, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.reused = self.reread = 0  # tail buckets answered from the cache / read again
+
+    def unchanged(self, key: ShapeKey, freeze_token: tuple[int, int, int],
+                  tokens: Mapping[int, BucketToken], buckets: Sequence[int]
+                  ) -> dict[int, dict[Group, Row]]:
+        """Of ``buckets``, those cached with the token they have now -> rows by group."""
+        found: dict[int, dict[Group, Row]] = {}
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.freeze_token == freeze_token:
+                self._entries.move_to_end(key)
+                for bucket in buckets:
+                    kept = entry.buckets.get(bucket)
+                    if kept is not None and kept[0] == tokens.get(bucket, EMPTY):
+                        found[bucket] = kept[1]
+            self.reused += len(found)
+            self.reread += len(buckets) - len(found)
+        return found
+
+    def store(self, key: ShapeKey, freeze_token: tuple[int, int, int],
+              tokens: Mapping[int, BucketToken], buckets: Sequence[int],
+              reused: Mapping[int, dict[Group, Row]], read: Mapping[Group, list[Row]]
+              ) -> None:
+        """The tail as it is now: ``buckets``, each either reused or among the rows just
+        ``read`` (per group, any order); buckets that left the tail are dropped."""
+        if self.capacity <= 0:
+            return
+        wanted = set(buckets)
+        fresh: dict[int, dict[Group, Row]] = {b: {} for b in wanted if b not in reused}
+        for group, rows in read.items():
+            for row in rows:
+                if (by_group := fresh.get(row.t_ms)) is not None:
+                    by_group[group] = row
+        kept = {b: (tokens.get(b, EMPTY), rows) for b, rows in (*reused.items(), *fresh.items())}
+        with self._lock:
+            self._entries[key] = _Entry(freeze_token, kept)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+
+def bucket_ranges(buckets: Sequence[int], step_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """Sorted bucket starts -> the fewest ``[lo, hi)`` ranges of window starts covering
+    them (adjacent buckets join), none reaching past ``end_ms``."""
+    ranges: list[tuple[int, int]] = []
+    for bucket in buckets:
+        hi = min(bucket + step_ms, end_ms)
+        if ranges and ranges[-1][1] == bucket:
+            ranges[-1] = (ranges[-1][0], hi)
+        else:
+            ranges.append((bucket, hi))
+    return ranges
