@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.final_buckets import FinalBucketCache, Freeze, Group, bucket_of
-from serving.tail_buckets import BucketToken, TailBucketCache, bucket_ranges, tokens_sql
+from serving.tail_buckets import (
+    BucketToken,
+    TailBucketCache,
+    WindowTokens,
+    bucket_ranges,
+    bucket_tokens,
+    window_tokens_sql,
+)
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -115,6 +122,7 @@ def _utc(ms: int) -> datetime:
 
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 def build_sql(req: SeriesRequest, database: str, generation: int,
@@ -242,6 +250,7 @@ class ReadSnapshot:
     horizon_ms: int | None  # the newest succeeded batch job's horizon
     generation: int  # the live speed generation
     freeze: Freeze  # what the metric's final buckets depend on
+    windows: WindowTokens | None = None  # live speed windows' tokens from the tail_from asked
 
 
 def grouped_points(rows: Sequence[Sequence[Any]], width: int) -> dict[Group, list[Point]]:
@@ -293,6 +302,9 @@ class MetricReader:
         self.jobs = JobStore(storage)
         self.cache = cache if cache is not None else FinalBucketCache()
         self.tail_cache = tail_cache if tail_cache is not None else TailBucketCache()
+        # Per metric, where the tail began at the last read, floored to the hour: the
+        # snapshot fetches window tokens from there, and the watermark only moves on.
+        self._tail_from: dict[str, int] = {}
 
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
@@ -301,41 +313,60 @@ class MetricReader:
         horizon = self.jobs.latest_horizon()
         return int(horizon.timestamp() * 1000) if horizon else None
 
-    def snapshot(self, metric: MetricDefinition) -> ReadSnapshot:
+    def snapshot(self, metric: MetricDefinition, tail_from_ms: int | None = None
+                 ) -> ReadSnapshot:
         """The state a read of ``metric`` depends on, in one statement: its small reads
         run side by side instead of one round trip each (a cached read is mostly these).
-        Read before the rows it guards, so the rows are at least as new."""
+        With ``tail_from_ms``, also the tokens of the metric's speed windows from then on
+        (:mod:`serving.tail_buckets`). Read before the rows it guards, so the rows are at
+        least as new."""
         db = self.storage.database
+        params: dict[str, Any] = {"m": metric.name, "live": generations.LIVE}
+        windows = ""
+        if tail_from_ms is not None:
+            params.update(w=metric.window_ms, tail_from=_utc(tail_from_ms))
+            windows = f"""
+            UNION ALL
+            SELECT 'window', * FROM ({window_tokens_sql(db)})"""
         rows = self.storage.query(f"""
             SELECT 'horizon' AS part, 0 AS generation,
-                   toUnixTimestamp64Milli(assumeNotNull(horizon)) AS a, 0 AS b
+                   toUnixTimestamp64Milli(assumeNotNull(horizon)) AS a, 0 AS b, 0 AS c
             FROM ({self.jobs.latest_horizon_sql()})
             UNION ALL
-            SELECT 'live', 0, toInt64OrZero(value), 0 FROM {db}.kv FINAL
+            SELECT 'live', 0, toInt64OrZero(value), 0, 0 FROM {db}.kv FINAL
             WHERE key = {{live:String}}
             UNION ALL
-            SELECT 'coverage', 0, toInt64(max(version)), max(toUnixTimestamp64Milli(horizon))
+            SELECT 'coverage', 0, toInt64(max(version)), max(toUnixTimestamp64Milli(horizon)),
+                   0
             FROM {db}.batch_coverage FINAL WHERE metric = {{m:String}}
             UNION ALL
             -- Every generation's (a few rows): filtering by the live one would need it
             -- first, as a subquery that runs before the rest instead of beside it.
-            SELECT 'sources', generation, toInt64(count()), min(watermark_ms)
-            FROM {db}.speed_checkpoints FINAL GROUP BY generation""",
-            {"m": metric.name, "live": generations.LIVE})
-        found = {(part, generation): (a, b) for part, generation, a, b in rows}
+            SELECT 'sources', generation, toInt64(count()), min(watermark_ms), 0
+            FROM {db}.speed_checkpoints FINAL GROUP BY generation{windows}""", params)
+        found: dict[tuple[str, int], tuple[int, int]] = {}
+        tokens: dict[int, WindowTokens] = {}
+        for part, generation, a, b, c in rows:
+            if part == "window":
+                tokens.setdefault(int(generation), {})[int(a)] = (int(b), int(c))
+            else:
+                found[(part, generation)] = (a, b)
         horizon = found.get(("horizon", 0))
-        generation = int(found.get(("live", 0), (0, 0))[0])
+        live = int(found.get(("live", 0), (0, 0))[0])
         version, batch_horizon = found.get(("coverage", 0), (0, 0))
-        sources, watermark = found.get(("sources", generation), (0, 0))
-        freeze = Freeze((generation, int(version or 0), int(sources)),
+        sources, watermark = found.get(("sources", live), (0, 0))
+        freeze = Freeze((live, int(version or 0), int(sources)),
                         int(watermark) if sources else None, int(batch_horizon or 0))
-        return ReadSnapshot(int(horizon[0]) if horizon else None, generation, freeze)
+        return ReadSnapshot(int(horizon[0]) if horizon else None, live, freeze,
+                            tokens.get(live, {}) if tail_from_ms is not None else None)
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         metric = req.metric
-        snapshot = self.snapshot(metric)
+        session = metric.session_gap_ms is not None
+        tail_from = None if session else self._tail_from.get(metric.name)
+        snapshot = self.snapshot(metric, tail_from)
         horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
-        if metric.session_gap_ms is not None:  # a session in a final bucket may grow
+        if session:  # a session in a final bucket may grow
             sql, params = build_sql(req, self.storage.database, generation)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
@@ -349,7 +380,12 @@ class MetricReader:
             # The buckets after the final ones: ask again only for those whose speed
             # rows changed since they were read (serving.tail_buckets).
             tail = list(range(plan.store_to, req.end_ms, req.step_ms))
-            tokens = self.tail_tokens(req, generation, plan.store_to)
+            windows = snapshot.windows
+            if windows is None or tail_from is None or tail_from > plan.store_to:
+                windows = self.window_tokens(metric, generation, plan.store_to)
+            tokens = bucket_tokens(windows, plan.store_to, req.end_ms, req.step_ms)
+            if freeze.until_ms is not None:  # the next read's tail starts after it
+                self._tail_from[metric.name] = freeze.until_ms - freeze.until_ms % HOUR_MS
             reused = self.tail_cache.unchanged(key, freeze.token, tokens, tail)
             ranges = [(lo, min(hi, plan.store_to)) for lo, hi in ranges if lo < plan.store_to]
             ranges += bucket_ranges([b for b in tail if b not in reused], req.step_ms,
@@ -372,10 +408,11 @@ class MetricReader:
                 points.sort(key=bucket_of)
         return merge_series(plan.cached, fresh, req.group_by), horizon
 
-    def tail_tokens(self, req: SeriesRequest, generation: int, lo_ms: int
-                    ) -> dict[int, BucketToken]:
-        """Each tail bucket's token: its speed rows' count and key-and-version hash."""
-        rows = self.storage.query(tokens_sql(self.storage.database), {
-            "step": req.step_ms, "g": generation, "m": req.metric.name,
-            "w": req.metric.window_ms, "lo": _utc(lo_ms), "hi": _utc(req.end_ms)})
-        return {int(bucket): (int(n), int(digest)) for bucket, n, digest in rows}
+    def window_tokens(self, metric: MetricDefinition, generation: int, tail_from_ms: int
+                      ) -> WindowTokens:
+        """The tokens of the live generation's speed windows from ``tail_from_ms`` on,
+        for a read whose tail the snapshot's did not cover (the first of a metric)."""
+        rows = self.storage.query(window_tokens_sql(self.storage.database), {
+            "m": metric.name, "w": metric.window_ms, "tail_from": _utc(tail_from_ms)})
+        return {int(start): (int(n), int(digest))
+                for gen, start, n, digest in rows if gen == generation}

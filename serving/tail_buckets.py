@@ -9,10 +9,11 @@ lateness keeps open; re-reading those six is most of a cached read (for a distin
 quantile metric, merging thousands of sketch values per bucket).
 
 A bucket's token is the number of its raw speed rows and a hash of their keys and
-versions, summed, as stored before FINAL collapses them (:func:`tokens_sql`): every
-upsert adds a row and changes it; a background merge removes rows and changes it too,
-which costs a re-read, never a stale answer. Tokens are read before the rows they guard,
-so cached rows are at least as new as their token. Batch rows change what is served only
+versions, summed, as stored before FINAL collapses them (:func:`window_tokens_sql`, read
+in the statement that reads the rest of a read's state): every upsert adds a row and
+changes it; a background merge removes rows and changes it too, which costs a re-read,
+never a stale answer. Tokens are read before the rows they guard, so cached rows are at
+least as new as their token. Batch rows change what is served only
 with a new coverage version, and the generation only with a replay's swap; both are in
 the :class:`~serving.final_buckets.Freeze` token, and any change drops the shape's entry.
 """
@@ -30,15 +31,34 @@ BucketToken = tuple[int, int]  # (raw rows, sum of their key-and-version hashes)
 EMPTY: BucketToken = (0, 0)  # a bucket with no speed rows
 
 
-def tokens_sql(database: str) -> str:
-    """Per bucket of the tail, its token (parameters: step, g, m, w, lo, hi)."""
+WindowTokens = dict[int, BucketToken]  # window start (ms) -> its token
+HASH_MASK = 2**64 - 1  # ClickHouse's sum of UInt64 wraps
+
+
+def window_tokens_sql(database: str) -> str:
+    """``generation, window start (ms), rows, hash sum`` per speed window of one metric
+    from ``tail_from`` on (parameters: m, w, tail_from), every generation's: a reader
+    that fetches it with the live generation cannot filter by it."""
     return f"""
-SELECT intDiv(toUnixTimestamp64Milli(window_start), {{step:Int64}}) * {{step:Int64}} AS bucket,
-       count(), sum(cityHash64(group_key, source_id, through_offset))
+SELECT generation, toUnixTimestamp64Milli(window_start), toInt64(count()),
+       sum(cityHash64(group_key, source_id, through_offset))
 FROM {database}.speed_windows
-WHERE generation = {{g:UInt32}} AND metric = {{m:String}} AND window_ms = {{w:UInt32}}
-  AND window_start >= {{lo:DateTime64(3)}} AND window_start < {{hi:DateTime64(3)}}
-GROUP BY bucket"""
+WHERE metric = {{m:String}} AND window_ms = {{w:UInt32}}
+  AND window_start >= {{tail_from:DateTime64(3)}}
+GROUP BY generation, window_start"""
+
+
+def bucket_tokens(windows: WindowTokens, lo_ms: int, hi_ms: int, step_ms: int
+                  ) -> dict[int, BucketToken]:
+    """The tokens of the buckets in ``[lo_ms, hi_ms)``: their windows' (starting before
+    ``hi_ms``) combined."""
+    out: dict[int, BucketToken] = {}
+    for start, (rows, digest) in windows.items():
+        if lo_ms <= start < hi_ms:
+            bucket = start - start % step_ms
+            have = out.get(bucket, EMPTY)
+            out[bucket] = (have[0] + rows, (have[1] + digest) & HASH_MASK)
+    return out
 
 
 @dataclass(slots=True)

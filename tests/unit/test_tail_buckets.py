@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from serving.tail_buckets import TailBucketCache, bucket_ranges
+from serving.tail_buckets import TailBucketCache, bucket_ranges, bucket_tokens
 
 STEP = 60_000
 KEY = ("events", 60_000, STEP, ("country",), ())
@@ -80,3 +80,13 @@ def test_bucket_ranges_join_adjacent_buckets_and_stop_at_the_end() -> None:
     assert bucket_ranges([0, STEP, 3 * STEP], STEP, 10 * STEP) == [(0, 2 * STEP),
                                                                   (3 * STEP, 4 * STEP)]
     assert bucket_ranges([3 * STEP, 4 * STEP], STEP, 4 * STEP + 5) == [(3 * STEP, 4 * STEP + 5)]
+
+
+def test_bucket_tokens_combine_the_windows_of_each_bucket_in_range() -> None:
+    windows = {0: (2, 5), STEP: (1, 2**64 - 1), 2 * STEP: (3, 7), 5 * STEP: (1, 1)}
+    assert bucket_tokens(windows, 0, 5 * STEP, STEP) == {0: (2, 5), STEP: (1, 2**64 - 1),
+                                                        2 * STEP: (3, 7)}
+    # 2-minute buckets from minute 0; the sum wraps as ClickHouse's does.
+    assert bucket_tokens(windows, 0, 6 * STEP, 2 * STEP) == {0: (3, 4), 2 * STEP: (3, 7),
+                                                            4 * STEP: (1, 1)}
+    assert bucket_tokens(windows, STEP, 2 * STEP, STEP) == {STEP: (1, 2**64 - 1)}
