@@ -6,24 +6,35 @@ Set-up, in one chDB engine: the cached archive (1 M events with ``--quick``, els
 over 24 h) recomputed by the batch layer into ``batch_windows``; the last two hours also
 aggregated by the speed layer's own code into ``speed_windows`` (flushed every 5,000
 events, as a live worker would); the raw events in a MergeTree table ordered by time.
-The merged reads repeat the same 24 h question, as a refreshing dashboard does, so after
-the first one they take their final buckets from the reader's cache
-(:mod:`serving.final_buckets`); each is also timed without the cache. While the queries
-run, a thread plays the live speed layer: every second it decodes new log messages (500
-JSON events each, for the last minutes) as the worker does, aggregates them and upserts
-the changed windows. Start-up objects are frozen out of the garbage collector's scans,
-as in a Stratum process (:mod:`stratum.long_lived`). Stratum and the direct query
-alternate. Then six more days of batch history are added and the merged reads are
-timed again: they should not notice.
+
+Then a thread plays the live speed layer: every second it decodes the log messages (500
+JSON events each) a producer process made for that second, aggregates them and upserts
+the changed windows. Event time runs on from the archive's end at wall-clock pace, with
+event times as the demo generator sends them (3 % a few seconds out of order, 0.5 % late
+beyond the allowed lateness). Each round of reads starts after a new flush, at a random
+moment of the second, and asks for the 24 h up to the present, as a refreshing dashboard
+does: after the first, a merged read takes its final buckets from the reader's cache
+(:mod:`serving.final_buckets`) and the open ones it finds unchanged from
+:mod:`serving.tail_buckets`; each read is also timed without caches, and the direct
+query alternates with them. A shorter pass spreads the events over the last four minutes
+instead (every open window changes every second: the tail cache's worst case). Start-up
+objects are frozen out of the garbage collector's scans, as in a Stratum process
+(:mod:`stratum.long_lived`). Last, six more days of batch history are added and the
+reads without caches are timed again: they should not notice.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
+import random
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import orjson
 
 from benchmarks.archive_cache import Archive, ensure_archive, mirror
@@ -37,6 +48,7 @@ from benchmarks.common import (
 )
 from serving.final_buckets import FinalBucketCache
 from serving.queries import MetricReader, SeriesRequest
+from serving.tail_buckets import TailBucketCache
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum.archive import HOUR_MS
@@ -93,8 +105,49 @@ def load(settings: Settings, storage: Storage, catalog: MetricCatalog, archive: 
           f"events; {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def timed_events(profile: str, n: int, now_ms: int, seed: int) -> list[dict[str, Any]]:
+    """One second's events. ``demo``: event times as the demo generator sends them (the
+    last second; 3 % out of order by 2-45 s, 0.5 % late by 6-20 minutes). ``spread``:
+    evenly over the last four minutes, so every open window changes every second."""
+    if profile == "spread":
+        return synthetic_events(n, now_ms - 240_000, now_ms, seed=seed, id_prefix=f"l{seed}-")
+    events = synthetic_events(n, now_ms - 1_000, now_ms, seed=seed, id_prefix=f"l{seed}-")
+    rng = np.random.default_rng(seed)
+    roll = rng.random(n)
+    shift = np.where(roll < 0.03, rng.integers(2_000, 45_000, n),
+                     np.where(roll < 0.035, rng.integers(6 * 60_000, 20 * 60_000, n), 0))
+    for event, back in zip(events, shift.tolist(), strict=True):
+        event["ts"] -= back
+    return events
+
+
+PROFILES = ("demo", "spread")
+
+
+def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_per_s: int
+            ) -> None:
+    """In a process of its own, as producers are: every second, that second's events as
+    log messages of 500 JSON events per partition (``profile.value``: which
+    :data:`PROFILES`)."""
+    seed = 0
+    while not stop.is_set():
+        tick = time.monotonic()
+        seed += 1
+        now_ms = clock[0] + int((time.time() - clock[1]) * 1000)
+        events = timed_events(PROFILES[profile.value], events_per_s, now_ms, seed)
+        messages = []
+        for p in range(PARTITIONS):
+            mine = [orjson.dumps(e) for e in events[p::PARTITIONS]]
+            messages.append([b"\n".join(mine[i:i + 500]) for i in range(0, len(mine), 500)])
+        out.put((now_ms, messages))
+        stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+
 class LiveSpeedLayer(threading.Thread):
-    """Upserts changed windows every second, as the running speed layer does."""
+    """The running speed layer: every second it decodes the log messages a producer
+    process made, aggregates them and upserts the changed windows. Event time runs on from
+    the archive's end at wall-clock pace (:meth:`now_ms`), and windows the watermark
+    passed are evicted, as in a worker."""
 
     def __init__(self, settings: Settings, catalog: MetricCatalog, end_ms: int,
                  events_per_s: int) -> None:
@@ -102,33 +155,62 @@ class LiveSpeedLayer(threading.Thread):
         self.storage = open_storage(settings, migrate=False)
         self.store = SpeedStore(self.storage, generation=0)
         self.catalog = catalog
-        self.end_ms = end_ms
-        self.events_per_s = events_per_s
+        self.clock = (end_ms, time.time())
         self.stop = threading.Event()
         self.flushes = 0
+        context = multiprocessing.get_context("spawn")  # the engine's threads do not fork
+        self._messages = context.Queue(maxsize=4)
+        self._stop_producer = context.Event()
+        self._profile = context.Value("b", 0)
+        self._producer = context.Process(
+            target=produce, name="live-producer", daemon=True,
+            args=(self._messages, self._stop_producer, self._profile, self.clock,
+                  events_per_s))
+
+    def use_profile(self, profile: str) -> None:
+        """Event times from now on: one of :data:`PROFILES` (see :func:`timed_events`)."""
+        self._profile.value = PROFILES.index(profile)
+
+    def now_ms(self) -> int:
+        return self.clock[0] + int((time.time() - self.clock[1]) * 1000)
+
+    def next_read(self, seen: int, rng: random.Random) -> int:
+        """Wait until a flush after the ``seen``-th, then on to a random moment of the
+        second (a dashboard's refresh does not wait for the speed layer); the flushes
+        done by then."""
+        if self.flushes <= seen:
+            deadline = time.monotonic() + 10
+            while self.flushes <= seen and time.monotonic() < deadline and self.is_alive():
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 1.0))
+        return self.flushes
 
     def run(self) -> None:
         aggs = {p: PartitionAggregator(self.catalog.metrics, 300_000) for p in range(PARTITIONS)}
         offset = 10_000
-        seed = 0
-        while not self.stop.is_set():
-            tick = time.monotonic()
-            seed += 1
-            events = synthetic_events(self.events_per_s, self.end_ms - 240_000, self.end_ms,
-                                      seed=seed, id_prefix=f"live{seed}-")
-            for p, agg in aggs.items():
-                # As the worker does: log messages of 500 JSON events, decoded as a batch
-                # (building frames from Python dicts instead held the GIL for up to 50 ms).
-                mine = [orjson.dumps(e) for e in events[p::PARTITIONS]]
-                messages = [(offset, b"\n".join(mine[i:i + 500]))
-                            for i in range(0, len(mine), 500)]
-                agg.add_frame(decode_messages(messages, now_ms=self.end_ms).frame, offset,
-                              self.end_ms)
-            self.store.write_many([(f"bench:{p}", agg.drain(), agg.checkpoint())
-                                   for p, agg in aggs.items()])  # as a worker flushes
-            offset += 1
-            self.flushes += 1
-            self.stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+        self._producer.start()
+        try:
+            while not self.stop.is_set():
+                try:
+                    now_ms, messages = self._messages.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                for p, agg in aggs.items():
+                    # As the worker does: a fetch's messages decoded as one batch.
+                    frame = decode_messages([(offset, m) for m in messages[p]],
+                                            now_ms=now_ms).frame
+                    agg.add_frame(frame, offset, now_ms)
+                self.store.write_many([(f"bench:{p}", agg.drain(), agg.checkpoint())
+                                       for p, agg in aggs.items()])  # as a worker flushes
+                for agg in aggs.values():
+                    agg.evict_final()
+                offset += 1
+                self.flushes += 1
+        finally:
+            self._stop_producer.set()
+            self._producer.join(timeout=10)
+            if self._producer.is_alive():
+                self._producer.kill()
 
 
 def direct_sql(metric: MetricDefinition, db: str) -> str:
@@ -153,22 +235,25 @@ def direct_sql(metric: MetricDefinition, db: str) -> str:
 
 
 def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinition,
-                 archive: Archive, iterations: int, *, direct: bool = True,
+                 live: LiveSpeedLayer, iterations: int, *, direct: bool = True,
                  profile: Instrumented | None = None, cold: MetricReader | None = None
                  ) -> tuple[list[float], list[float], list[float]]:
-    """Milliseconds of the merged read (``reader``, with its final-bucket cache), of the
-    same read without a cache (``cold``, if given) and of the direct chDB query."""
+    """Milliseconds of the merged read of the last 24 h (``reader``, with its caches), of
+    the same read without caches (``cold``, if given) and of the direct chDB query. Each
+    round starts after a new flush of the live speed layer, so every merged read has
+    fresh upserts to take in, at a random moment between flushes, and asks up to the
+    speed layer's present, as a dashboard does."""
     from datetime import UTC, datetime
 
-    request = SeriesRequest(metric, archive.end_ms - DAY_MS, archive.end_ms, 60_000,
-                            (GROUP_BY,))
     sql = direct_sql(metric, storage.database)
-    params = {"start": datetime.fromtimestamp((archive.end_ms - DAY_MS) / 1000, tz=UTC),
-              "end": datetime.fromtimestamp(archive.end_ms / 1000, tz=UTC)}
     merged: list[float] = []
     uncached: list[float] = []
     raw: list[float] = []
+    rng, seen = random.Random(len(metric.name)), 0
     for i in range(iterations + 2):
+        seen = live.next_read(seen, rng)
+        end_ms = live.now_ms()
+        request = SeriesRequest(metric, end_ms - DAY_MS, end_ms, 60_000, (GROUP_BY,))
         if profile is not None and i == 2:
             profile.__enter__()
         started = time.perf_counter()
@@ -176,19 +261,21 @@ def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinitio
         elapsed = time.perf_counter() - started
         if i >= 2:  # two warm-up rounds
             merged.append(elapsed * 1000)
+        if profile is not None and i == iterations + 1:
+            profile.__exit__()
         if cold is not None:
             started = time.perf_counter()
             cold.series(request)
             if i >= 2:
                 uncached.append((time.perf_counter() - started) * 1000)
         if direct:
+            params = {"start": datetime.fromtimestamp((end_ms - DAY_MS) / 1000, tz=UTC),
+                      "end": datetime.fromtimestamp(end_ms / 1000, tz=UTC)}
             started = time.perf_counter()
             rows = storage.query(sql, params)
             elapsed = time.perf_counter() - started
             if i >= 2:
                 raw.append(elapsed * 1000)
-        if profile is not None and i == iterations + 1:
-            profile.__exit__()
         if i == 0:
             points = sum(len(s.points) for s in series)
             print(f"  {metric.name}: {len(series)} series, {points:,} points"
@@ -225,19 +312,21 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
         load(settings, storage, catalog, archive)
         reader = MetricReader(open_storage(settings, migrate=False))
         cold = MetricReader(open_storage(settings, migrate=False),
-                            cache=FinalBucketCache(capacity=0))
+                            cache=FinalBucketCache(capacity=0),
+                            tail_cache=TailBucketCache(capacity=0))
         freeze_startup_objects()  # as a Stratum process does once started
         live = LiveSpeedLayer(settings, catalog, archive.end_ms, 5_000 if quick else 20_000)
         live.start()
         try:
             for metric in catalog.metrics:
                 spy = Instrumented(f"query-{metric.name}") if profile else None
-                merged, uncached, raw = time_queries(reader, storage, metric, archive,
+                merged, uncached, raw = time_queries(reader, storage, metric, live,
                                                      iterations, profile=spy, cold=cold)
                 m50, m99 = percentile(merged, 50), percentile(merged, 99)
                 r50, r99 = percentile(raw, 50), percentile(raw, 99)
                 met = m99 is not None and r99 is not None and m99 <= 2 * r99 and m99 < 50
-                note = f"{events / 1e6:.0f} M raw events; live upserts during the reads"
+                note = (f"{events / 1e6:.0f} M raw events; live upserts during the reads "
+                        f"(demo generator's event times)")
                 out.append(Figure("query", f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p50",
                                   "ms", m50, r50, "chDB over raw events", note=note))
                 out.append(Figure("query", f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p99",
@@ -246,13 +335,23 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                 out.append(Figure("query", f"{metric.name}, same read without the cache, p99",
                                   "ms", percentile(uncached, 99), r99, "chDB over raw events",
                                   note=f"p50 {percentile(uncached, 50) or 0:.0f} ms"))
-            # History growth, measured back to back: the live writer's Python work grows as
-            # its windows fill, so a figure from minutes earlier is not the same conditions.
+            # The worst case for the tail cache: every open window changes every second.
+            live.use_profile("spread")
+            for metric in catalog.metrics:
+                spread, _, _ = time_queries(reader, storage, metric, live,
+                                            max(10, iterations // 3), direct=False)
+                out.append(Figure(
+                    "query", f"{metric.name}, events spread over the last 4 minutes, p99",
+                    "ms", percentile(spread, 99), None, "",
+                    note=f"p50 {percentile(spread, 50) or 0:.0f} ms; every open window "
+                         "upserted every second"))
+            live.use_profile("demo")
+            # History growth, measured back to back, in the same conditions.
             metric = catalog.metrics[0]
-            before, _, _ = time_queries(cold, storage, metric, archive, iterations,
+            before, _, _ = time_queries(cold, storage, metric, live, iterations,
                                         direct=False)
             grow_history(storage, archive, days=6)
-            after, _, _ = time_queries(cold, storage, metric, archive, iterations,
+            after, _, _ = time_queries(cold, storage, metric, live, iterations,
                                        direct=False)
             out.append(Figure("query", f"{metric.name} p50 with 7 days of batch history "
                               "(no cache)",
