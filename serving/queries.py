@@ -19,6 +19,7 @@ from serving.final_buckets import FinalBucketCache, Freeze, Group, bucket_of
 from serving.tail_buckets import (
     BucketToken,
     TailBucketCache,
+    TailStarts,
     WindowTokens,
     bucket_ranges,
     bucket_tokens,
@@ -122,7 +123,6 @@ def _utc(ms: int) -> datetime:
 
 
 DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
 
 
 def build_sql(req: SeriesRequest, database: str, generation: int,
@@ -302,9 +302,7 @@ class MetricReader:
         self.jobs = JobStore(storage)
         self.cache = cache if cache is not None else FinalBucketCache()
         self.tail_cache = tail_cache if tail_cache is not None else TailBucketCache()
-        # Per metric, where the tail began at the last read, floored to the hour: the
-        # snapshot fetches window tokens from there, and the watermark only moves on.
-        self._tail_from: dict[str, int] = {}
+        self.tail_starts = TailStarts()
 
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
@@ -363,7 +361,7 @@ class MetricReader:
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         metric = req.metric
         session = metric.session_gap_ms is not None
-        tail_from = None if session else self._tail_from.get(metric.name)
+        tail_from = None if session else self.tail_starts.earliest(metric.name)
         snapshot = self.snapshot(metric, tail_from)
         horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
         if session:  # a session in a final bucket may grow
@@ -384,8 +382,7 @@ class MetricReader:
             if windows is None or tail_from is None or tail_from > plan.store_to:
                 windows = self.window_tokens(metric, generation, plan.store_to)
             tokens = bucket_tokens(windows, plan.store_to, req.end_ms, req.step_ms)
-            if freeze.until_ms is not None:  # the next read's tail starts after it
-                self._tail_from[metric.name] = freeze.until_ms - freeze.until_ms % HOUR_MS
+            self.tail_starts.note(metric.name, key, plan.store_to)
             reused = self.tail_cache.unchanged(key, freeze.token, tokens, tail)
             ranges = [(lo, min(hi, plan.store_to)) for lo, hi in ranges if lo < plan.store_to]
             ranges += bucket_ranges([b for b in tail if b not in reused], req.step_ms,

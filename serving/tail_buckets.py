@@ -21,6 +21,7 @@ the :class:`~serving.final_buckets.Freeze` token, and any change drops the shape
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,30 @@ class TailBucketCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
+
+
+class TailStarts:
+    """Per metric, where the tails of the shapes read in the last ``keep_s`` began. A
+    read's snapshot fetches window tokens from the earliest of its metric's, so every
+    shape being read finds its next tail covered (the watermark only moves on), and no
+    more windows are hashed than those tails hold."""
+
+    def __init__(self, keep_s: float = 60.0) -> None:
+        self.keep_s = keep_s
+        self._starts: dict[str, dict[ShapeKey, tuple[int, float]]] = {}
+        self._lock = threading.Lock()
+
+    def earliest(self, metric: str) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            shapes = self._starts.get(metric, {})
+            for shape in [s for s, (_, seen) in shapes.items() if now - seen > self.keep_s]:
+                del shapes[shape]
+            return min((start for start, _ in shapes.values()), default=None)
+
+    def note(self, metric: str, shape: ShapeKey, start_ms: int) -> None:
+        with self._lock:
+            self._starts.setdefault(metric, {})[shape] = (start_ms, time.monotonic())
 
 
 def bucket_ranges(buckets: Sequence[int], step_ms: int, end_ms: int) -> list[tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from serving.tail_buckets import TailBucketCache, bucket_ranges, bucket_tokens
+from serving.tail_buckets import TailBucketCache, TailStarts, bucket_ranges, bucket_tokens
 
 STEP = 60_000
 KEY = ("events", 60_000, STEP, ("country",), ())
@@ -90,3 +90,16 @@ def test_bucket_tokens_combine_the_windows_of_each_bucket_in_range() -> None:
     assert bucket_tokens(windows, 0, 6 * STEP, 2 * STEP) == {0: (3, 4), 2 * STEP: (3, 7),
                                                             4 * STEP: (1, 1)}
     assert bucket_tokens(windows, STEP, 2 * STEP, STEP) == {STEP: (1, 2**64 - 1)}
+
+
+def test_tail_starts_cover_every_shape_read_lately() -> None:
+    starts = TailStarts(keep_s=60.0)
+    assert starts.earliest("events") is None
+    starts.note("events", KEY, 10 * STEP)
+    starts.note("events", ("events", 60_000, 5 * STEP, (), ()), 5 * STEP)
+    starts.note("revenue", KEY, 2 * STEP)
+    assert starts.earliest("events") == 5 * STEP
+    starts.note("events", KEY, 11 * STEP)  # the watermark moved on
+    assert starts.earliest("events") == 5 * STEP
+    starts.keep_s = -1.0  # every shape was read too long ago
+    assert starts.earliest("events") is None
