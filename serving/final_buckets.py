@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from stratum import telemetry
+
 Row = Any  # one bucket's value for one group, with its bucket (ms) as ``t_ms``
 Group = tuple[str, ...]  # the group's values, in group_by order
 Rows = dict[Group, list[Row]]  # per group, in bucket order
@@ -95,9 +97,11 @@ class FinalBucketCache:
             entry = self._entries.get(key)
             if entry is None or entry.token != freeze.token or entry.lo > lo or entry.hi <= lo:
                 self.misses += 1
+                telemetry.SERVING_FINAL_CACHE.labels("miss").inc()
                 return Plan({}, [(start_ms, end_ms)], lo, hi)
             self._entries.move_to_end(key)
             self.hits += 1
+            telemetry.SERVING_FINAL_CACHE.labels("hit").inc()
             cached_hi = min(entry.hi, hi)
             cached = {group: found for group, rows in entry.groups.items()
                       if (found := self._between(rows, lo, cached_hi))}

@@ -25,6 +25,7 @@ from serving.tail_buckets import (
     bucket_tokens,
     window_tokens_sql,
 )
+from stratum import telemetry
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, generations
@@ -359,6 +360,10 @@ class MetricReader:
                             tokens.get(live, {}) if tail_from_ms is not None else None)
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
+        with telemetry.SERVING_READ.time():
+            return self._series(req)
+
+    def _series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         metric = req.metric
         session = metric.session_gap_ms is not None
         tail_from = None if session else self.tail_starts.earliest(metric.name)

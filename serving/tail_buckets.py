@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from serving.final_buckets import Group, Row, ShapeKey
+from stratum import telemetry
 
 BucketToken = tuple[int, int]  # (raw rows, sum of their key-and-version hashes)
 EMPTY: BucketToken = (0, 0)  # a bucket with no speed rows
@@ -93,6 +94,8 @@ class TailBucketCache:
                         found[bucket] = kept[1]
             self.reused += len(found)
             self.reread += len(buckets) - len(found)
+        telemetry.SERVING_TAIL_BUCKETS.labels("reused").inc(len(found))
+        telemetry.SERVING_TAIL_BUCKETS.labels("read").inc(len(buckets) - len(found))
         return found
 
     def store(self, key: ShapeKey, freeze_token: tuple[int, int, int],

@@ -27,3 +27,11 @@ BATCH_DURATION = Histogram("stratum_batch_duration_seconds", "Batch recompute du
 BATCH_RUNS = Counter("stratum_batch_runs_total", "Batch runs by outcome", ["state"])
 BATCH_ROWS_IN = Counter("stratum_batch_rows_in_total", "Archived events read by batch runs")
 BATCH_ROWS_OUT = Counter("stratum_batch_rows_out_total", "Window rows written by batch runs")
+SERVING_READ = Histogram("stratum_serving_read_seconds", "Metric series reads, end to end",
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+SERVING_FINAL_CACHE = Counter("stratum_serving_final_cache_reads_total",
+                              "Cacheable metric reads, by whether the final-bucket cache "
+                              "held their shape", ["result"])
+SERVING_TAIL_BUCKETS = Counter("stratum_serving_tail_buckets_total",
+                               "Open buckets of metric reads, by whether they were read "
+                               "again or reused unchanged", ["answer"])

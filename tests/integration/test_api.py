@@ -178,5 +178,6 @@ def test_prometheus_text_lists_the_pipeline_counters_and_state(stack: Stack) -> 
                  "stratum_dead_letters_total", "stratum_archive_events_total",
                  "stratum_speed_flush_seconds_count", "stratum_batch_duration_seconds_count",
                  "stratum_speed_event_time_lag_seconds", "stratum_speed_through_offset",
+                 "stratum_serving_read_seconds_count", "stratum_serving_tail_buckets_total",
                  "stratum_jobs{", "stratum_pipeline_state_up 1.0"):
         assert name in text, name
