@@ -509,10 +509,19 @@ class Instrumented:
             self.profiler.start()
         return self
 
+    def pause(self) -> None:
+        """Stop sampling until :meth:`resume` (or ``__enter__``): samples add up."""
+        if self.profiler is not None and self.profiler.is_running:
+            self.profiler.stop()
+
+    def resume(self) -> None:
+        if self.profiler is not None and not self.profiler.is_running:
+            self.profiler.start()
+
     def __exit__(self, *_: object) -> None:
         if self.profiler is None:
             return
-        self.profiler.stop()
+        self.pause()
         PROFILES.mkdir(parents=True, exist_ok=True)
         path = PROFILES / f"{self.name}.txt"
         path.write_text(self.profiler.output_text(unicode=False, color=False, show_all=False))

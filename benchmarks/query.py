@@ -255,15 +255,15 @@ def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinitio
         seen = live.next_read(seen, rng)
         end_ms = live.now_ms()
         request = SeriesRequest(metric, end_ms - DAY_MS, end_ms, 60_000, (GROUP_BY,))
-        if profile is not None and i == 2:
-            profile.__enter__()
+        if profile is not None and i >= 2:  # the merged reads alone
+            profile.resume()
         started = time.perf_counter()
         series, _ = reader.series(request)
         elapsed = time.perf_counter() - started
+        if profile is not None:
+            profile.pause()
         if i >= 2:  # two warm-up rounds
             merged.append(elapsed * 1000)
-        if profile is not None and i == iterations + 1:
-            profile.__exit__()
         if i % every:
             continue
         if cold is not None:
@@ -283,6 +283,8 @@ def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinitio
             points = sum(len(s.points) for s in series)
             print(f"  {metric.name}: {len(series)} series, {points:,} points"
                   + (f"; direct {len(rows):,} rows" if direct else ""), flush=True)
+    if profile is not None:
+        profile.__exit__()
     return merged, uncached, raw
 
 
