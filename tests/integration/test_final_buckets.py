@@ -50,9 +50,27 @@ def _view(series: list[Series]) -> dict[tuple[str, int], tuple[float | None, str
             for s in series for p in s.points}
 
 
-def _uncached(storage: Storage) -> MetricReader:
-    return MetricReader(storage, cache=FinalBucketCache(capacity=0),
-                        tail_cache=TailBucketCache(capacity=0))
+def _readers(storage: Storage) -> tuple[MetricReader, MetricReader]:
+    """A reader with both caches, and one without."""
+    return MetricReader(storage), MetricReader(storage, cache=FinalBucketCache(capacity=0),
+                                               tail_cache=TailBucketCache(capacity=0))
+
+
+class _Speed:
+    """The speed layer's own aggregation and upserts, for one source partition."""
+
+    def __init__(self, storage: Storage, lateness_ms: int) -> None:
+        self.agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=lateness_ms)
+        self.store = SpeedStore(storage, generation=0)
+        self.offset = 0
+
+    def write(self, events: list[dict[str, Any]], per_message: int = 20) -> None:
+        """``events`` as log messages of ``per_message``, then one flush."""
+        for i in range(0, len(events), per_message):
+            self.agg.add(self.offset, events[i:i + per_message], now_ms=2**50)
+            self.offset += 1
+        self.store.write("t:0", self.agg.drain(), self.agg.checkpoint())
+        self.agg.evict_final()
 
 
 def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
@@ -60,19 +78,8 @@ def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
     settings, storage = cached
     reset_batch_state(settings, storage, VIEW_TABLES)
     rng = random.Random(3)
-    agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=2 * MINUTE)
-    store = SpeedStore(storage, generation=0)
-    reader = MetricReader(storage)
-    plain = _uncached(storage)
-    offset = 0
-
-    def speed(events: list[dict[str, Any]]) -> None:
-        nonlocal offset
-        for i in range(0, len(events), 20):
-            agg.add(offset, events[i:i + 20], now_ms=2**50)
-            offset += 1
-        store.write("t:0", agg.drain(), agg.checkpoint())
-        agg.evict_final()
+    speed = _Speed(storage, lateness_ms=2 * MINUTE).write
+    reader, plain = _readers(storage)
 
     def check(start: int, end: int, step: int = MINUTE) -> None:
         for metric in CATALOG.metrics:
@@ -116,19 +123,12 @@ def test_tail_buckets_are_read_again_only_when_the_speed_layer_changed_them(
     settings, storage = cached
     reset_batch_state(settings, storage, VIEW_TABLES)
     rng = random.Random(5)
-    agg = PartitionAggregator(list(CATALOG.metrics), lateness_ms=5 * MINUTE)
-    store = SpeedStore(storage, generation=0)
-    reader, plain = MetricReader(storage), _uncached(storage)
-    offset = 0
-
-    def speed(events: list[dict[str, Any]]) -> None:
-        nonlocal offset
-        agg.add(offset, events, now_ms=2**50)
-        offset += 1
-        store.write("t:0", agg.drain(), agg.checkpoint())
+    writer = _Speed(storage, lateness_ms=5 * MINUTE)
+    speed = writer.write
+    reader, plain = _readers(storage)
 
     def late_in(minute: int, n: int) -> list[dict[str, Any]]:  # out of order, not late
-        return [{"event_id": f"m{minute}-{offset}-{i}", "ts": T0 + minute * MINUTE + i,
+        return [{"event_id": f"m{minute}-{writer.offset}-{i}", "ts": T0 + minute * MINUTE + i,
                  "type": "view", "country": rng.choice(["DE", "FR"]),
                  "amount": float(rng.randrange(100))} for i in range(n)]
 
