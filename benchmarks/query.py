@@ -46,6 +46,7 @@ from benchmarks.common import (
     percentile,
     synthetic_events,
 )
+from ingest.generator import GeneratorConfig
 from serving.final_buckets import FinalBucketCache
 from serving.queries import MetricReader, SeriesRequest
 from serving.tail_buckets import TailBucketCache
@@ -112,16 +113,24 @@ def timed_events(profile: str, n: int, now_ms: int, seed: int) -> list[dict[str,
     if profile == "spread":
         return synthetic_events(n, now_ms - 240_000, now_ms, seed=seed, id_prefix=f"l{seed}-")
     events = synthetic_events(n, now_ms - 1_000, now_ms, seed=seed, id_prefix=f"l{seed}-")
+    demo = GeneratorConfig()  # the shares; the spans are the generator's EventFactory.batch
     rng = np.random.default_rng(seed)
     roll = rng.random(n)
-    shift = np.where(roll < 0.03, rng.integers(2_000, 45_000, n),
-                     np.where(roll < 0.035, rng.integers(6 * 60_000, 20 * 60_000, n), 0))
+    late = demo.out_of_order + (1 - demo.out_of_order) * demo.late
+    shift = np.where(roll < demo.out_of_order, rng.integers(2_000, 45_000, n),
+                     np.where(roll < late, rng.integers(6 * 60_000, 20 * 60_000, n), 0))
     for event, back in zip(events, shift.tolist(), strict=True):
         event["ts"] -= back
     return events
 
 
 PROFILES = ("demo", "spread")
+
+
+def clock_ms(clock: tuple[int, float]) -> int:
+    """Event time now, on a clock that started at ``clock[0]`` (ms) at wall time
+    ``clock[1]`` (s) and runs at wall-clock pace."""
+    return clock[0] + int((time.time() - clock[1]) * 1000)
 
 
 def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_per_s: int
@@ -133,7 +142,7 @@ def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_
     while not stop.is_set():
         tick = time.monotonic()
         seed += 1
-        now_ms = clock[0] + int((time.time() - clock[1]) * 1000)
+        now_ms = clock_ms(clock)
         events = timed_events(PROFILES[profile.value], events_per_s, now_ms, seed)
         messages = []
         for p in range(PARTITIONS):
@@ -172,7 +181,7 @@ class LiveSpeedLayer(threading.Thread):
         self._profile.value = PROFILES.index(profile)
 
     def now_ms(self) -> int:
-        return self.clock[0] + int((time.time() - self.clock[1]) * 1000)
+        return clock_ms(self.clock)
 
     def next_read(self, seen: int, rng: random.Random) -> int:
         """Wait until a flush after the ``seen``-th, then on to a random moment of the
