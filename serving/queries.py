@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.final_buckets import FinalBucketCache, Freeze, Group, bucket_of
+from serving.final_buckets import FinalBucketCache, Freeze, Group, ShapeKey, bucket_of
 from serving.tail_buckets import (
     BucketToken,
     TailBucketCache,
@@ -292,6 +292,15 @@ def assemble(rows: Sequence[Sequence[Any]], group_by: Sequence[str]) -> list[Ser
     return merge_series({}, grouped_points(rows, len(group_by)), group_by)
 
 
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """A read's open buckets (after the final ones), their tokens, and those reused."""
+
+    buckets: list[int]
+    tokens: dict[int, BucketToken]
+    reused: dict[int, dict[Group, Point]]
+
+
 class MetricReader:
     """Serving's access to the views; one per process, with its own ClickHouse client.
     Final buckets of repeated queries come from :class:`FinalBucketCache`, tail buckets
@@ -376,22 +385,12 @@ class MetricReader:
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
         ranges = plan.ranges
-        tail: list[int] = []
-        tokens: dict[int, BucketToken] = {}
-        reused: dict[int, dict[Group, Point]] = {}
+        tail = _Tail([], {}, {})
         if ranges and plan.store_to and self.tail_cache.capacity > 0:
-            # The buckets after the final ones: ask again only for those whose speed
-            # rows changed since they were read (serving.tail_buckets).
-            tail = list(range(plan.store_to, req.end_ms, req.step_ms))
-            windows = snapshot.windows
-            if windows is None or tail_from is None or tail_from > plan.store_to:
-                windows = self.window_tokens(metric, generation, plan.store_to)
-            tokens = bucket_tokens(windows, plan.store_to, req.end_ms, req.step_ms)
-            self.tail_starts.note(metric.name, key, plan.store_to)
-            reused = self.tail_cache.unchanged(key, freeze.token, tokens, tail)
+            tail = self._open_buckets(req, key, snapshot, tail_from, plan.store_to)
             ranges = [(lo, min(hi, plan.store_to)) for lo, hi in ranges if lo < plan.store_to]
-            ranges += bucket_ranges([b for b in tail if b not in reused], req.step_ms,
-                                    req.end_ms)
+            ranges += bucket_ranges([b for b in tail.buckets if b not in tail.reused],
+                                    req.step_ms, req.end_ms)
         fresh: dict[Group, list[Point]] = {}
         ranges = with_window_starts(ranges, metric.hop_ms)
         if ranges:
@@ -401,14 +400,29 @@ class MetricReader:
                                     speed_only=speed_only)
             fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
-        if tail:
-            self.tail_cache.store(key, freeze.token, tokens, tail, reused, fresh)
-            for by_group in reused.values():
+        if tail.buckets:
+            self.tail_cache.store(key, freeze.token, tail.tokens, tail.buckets, tail.reused,
+                                  fresh)
+            for by_group in tail.reused.values():
                 for group, point in by_group.items():
                     fresh.setdefault(group, []).append(point)
             for points in fresh.values():
                 points.sort(key=bucket_of)
         return merge_series(plan.cached, fresh, req.group_by), horizon
+
+    def _open_buckets(self, req: SeriesRequest, key: ShapeKey, snapshot: ReadSnapshot,
+                      tail_from: int | None, lo_ms: int) -> _Tail:
+        """The buckets from ``lo_ms`` (after the final ones) to the request's end, their
+        tokens, and those the tail cache holds unchanged (serving.tail_buckets)."""
+        metric = req.metric
+        buckets = list(range(lo_ms, req.end_ms, req.step_ms))
+        windows = snapshot.windows
+        if windows is None or tail_from is None or tail_from > lo_ms:  # not covered
+            windows = self.window_tokens(metric, snapshot.generation, lo_ms)
+        tokens = bucket_tokens(windows, lo_ms, req.end_ms, req.step_ms)
+        self.tail_starts.note(metric.name, key, lo_ms)
+        reused = self.tail_cache.unchanged(key, snapshot.freeze.token, tokens, buckets)
+        return _Tail(buckets, tokens, reused)
 
     def window_tokens(self, metric: MetricDefinition, generation: int, tail_from_ms: int
                       ) -> WindowTokens:
