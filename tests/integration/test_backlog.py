@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from ingest.producer import partition_for
+from speed_layer.delivery import DELIVERIES
 from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,8 +47,15 @@ def test_a_backlog_of_single_event_messages_is_counted_once(stack: Stack) -> Non
     kind = f"backlog{time.time_ns()}"
     ts = int(time.time() * 1000)
     span = (ts - 120_000, ts + 120_000)
+    before = dict(DELIVERIES)
     _produce_one_per_message(stack, kind, ts)
     wait_until(lambda: stack.total("events", *span, type=kind) >= MESSAGES, 90,
                f"{MESSAGES:,} one-event messages in the speed layer")
     time.sleep(2 * stack.settings.speed.flush_interval_s + 0.5)  # later flushes add nothing
     assert stack.total("events", *span, type=kind) == MESSAGES
+    # Stratum's delivery ran (not Faust's own path), and took both of its branches.
+    eager = DELIVERIES["eager"] - before["eager"]
+    waited = DELIVERIES["waited"] - before["waited"]
+    print(f"\ndeliveries: {eager} eager, {waited} waited, "
+          f"{DELIVERIES['faust'] - before['faust']} by Faust's own path")
+    assert eager > MESSAGES // 2 and waited > 0
