@@ -10,7 +10,8 @@ layer, the archive and the batch layer all read events with the same types.
 Fast path: a batch of NDJSON messages goes through Arrow's JSON reader in one call and is
 checked column by column against the schema of :mod:`stratum.events`. Whatever that
 check cannot vouch for (a parse error, a type the schema forbids, a value out of bounds,
-an ISO-8601 ``ts``, blank lines, a JSON array message) sends the batch down the exact
+text that reads as a non-finite number, an ISO-8601 ``ts``, blank lines, a JSON array
+message) sends the batch down the exact
 path instead: :func:`stratum.events.decode_message` per message, with a reason for each
 bad item, so a broken event is dead-lettered alone and its neighbours still count.
 Both paths give the same frame for the same valid events (tests/unit/test_event_frames.py).
@@ -155,6 +156,8 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
         pl.col("ts").null_count() == 0,
         pl.col("ts").is_between(0, now_ms + MAX_FUTURE_MS).all(),
         *[(pl.col(name).str.len_chars() <= MAX_STRING_CHARS).all() for name in strings],
+        # text a metric would read as NaN or an infinity ("NaN", "1e999"): not an event
+        *[pl.col(name).cast(pl.Float64, strict=False).is_finite().all() for name in strings],
         *[(pl.col(name).abs() < _BIG_INT).all() for name in floats],  # also not inf/NaN
     ]
     if not all(frame.select(check.alias(f"c{i}") for i, check in enumerate(checks)).row(0)):

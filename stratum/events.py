@@ -7,7 +7,9 @@ An event is a flat JSON object::
 
 ``event_id`` (string) is the idempotency key, ``ts`` the event time (ISO-8601 with a
 zone, or epoch milliseconds), ``type`` a string; every other field is a dimension
-(string) or a measure (number). ``null`` fields are treated as absent.
+(string) or a measure (number). ``null`` fields are treated as absent; numbers must be
+finite, and so must text that reads as a number (``"NaN"``, ``"inf"``, ``"1e999"`` are
+rejected: :mod:`stratum.numbers`).
 
 Ingest validates with :func:`validate_event`, which returns the *normalised* event
 (``ts`` as integer epoch milliseconds) that goes into the log. The speed layer decodes
@@ -25,6 +27,7 @@ from typing import Any
 import orjson
 
 from stratum.errors import StratumError
+from stratum.numbers import reads_as_non_finite
 
 Event = dict[str, Any]
 
@@ -108,6 +111,9 @@ def validate_event(raw: Any, *, now_ms: int | None = None) -> Event:
                 raise EventError(
                     f"is {len(value)} characters long; the limit is {MAX_STRING_CHARS}", key
                 )
+            if reads_as_non_finite(value):
+                raise EventError(f"{value[:40]!r} reads as a number that is not finite; "
+                                 "send a finite number, or leave the field out", key)
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise EventError(
                 f"must be a string (dimension) or a number (measure), got {_json_type(value)}",
@@ -195,6 +201,7 @@ def decode_message(value: bytes) -> tuple[list[Event], list[tuple[int, str]]]:
             and type(item.get("ts")) is int
             and type(item.get("event_id")) is str
             and type(item.get("type")) is str
+            and not any(type(v) is str and reads_as_non_finite(v) for v in item.values())
         ):
             events.append(item)
             continue

@@ -34,11 +34,16 @@ def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
 def typed_fields(present: Collection[str], numeric: list[str], strings: list[str]
                  ) -> list[pl.Expr]:
     """The named fields typed as asked; a field not ``present`` is null. A number that
-    arrived as text ("12") counts as a number, text that is not one is null."""
+    arrived as text ("12") counts as a number, text that is not one is null, and so is
+    one that is not finite (ingest rejects "NaN"; archives written before it did may
+    hold it)."""
     exprs: list[pl.Expr] = []
     for name in numeric:
-        exprs.append(pl.col(name).cast(pl.Float64, strict=False) if name in present
-                     else pl.lit(None, dtype=pl.Float64).alias(name))
+        if name in present:
+            number = pl.col(name).cast(pl.Float64, strict=False)
+            exprs.append(pl.when(number.is_finite()).then(number).alias(name))
+        else:
+            exprs.append(pl.lit(None, dtype=pl.Float64).alias(name))
     for name in strings:
         if name in BASE_COLUMNS:
             continue

@@ -65,6 +65,8 @@ class PointOut(BaseModel):
     count: int = Field(description="events behind the value")
     sessions: int | None = Field(None, description="session metrics: the sessions that "
                                  "started in the bucket; null for other metrics")
+    overflow: bool = Field(False, description="the value does not fit a float64 (e.g. a "
+                           "sum past 1.8e308); value is then null")
 
 
 class SeriesOut(BaseModel):
@@ -185,7 +187,7 @@ async def get_series(
         end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
         series=[SeriesOut(group=s.group, points=[
             PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count,
-                     sessions=p.sessions)
+                     sessions=p.sessions, overflow=p.overflow)
             for p in s.points]) for s in series],
     )
 

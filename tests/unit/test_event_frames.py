@@ -94,3 +94,14 @@ def test_each_bad_item_is_reported_alone_with_its_message_and_index() -> None:
     assert [(b.message, b.index) for b in decoded.bad] == [(0, 1), (1, 0), (2, 1)]
     assert "event_id" in decoded.bad[0].reason and "not valid JSON" in decoded.bad[2].reason
     assert decoded.frame.select("offset", "event_id").rows() == [(7, "g"), (9, "h")]
+
+
+@pytest.mark.parametrize("text", ["NaN", "-inf", "Infinity", "1e999"])
+def test_text_that_reads_as_a_non_finite_number_is_dead_lettered(text: str) -> None:
+    good = {"event_id": "g", "ts": 5, "type": "v", "amount": "12.5"}
+    messages = [(0, _message([good])),
+                (1, _message([{"event_id": "n", "ts": 6, "type": "v", "amount": text}]))]
+    decoded = decode_messages(messages, now_ms=NOW)
+    assert decoded.frame["event_id"].to_list() == ["g"]
+    assert [(b.message, b.index) for b in decoded.bad] == [(1, 0)]
+    assert decoded.bad[0].reason.startswith("amount: ")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from ingest.parsing import BodyError, parse_events
@@ -86,3 +87,21 @@ def test_the_whole_64_bit_range_is_a_valid_measure() -> None:
     assert validate_event(_event(x=-(2**63)), now_ms=NOW)["x"] == -(2**63)
     with pytest.raises(EventError, match="64-bit"):
         validate_event(_event(x=2**63), now_ms=NOW)
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "inf", "-Infinity", "+INF", "1e999"])
+def test_text_that_reads_as_a_non_finite_number_is_rejected_naming_its_field(text: str
+                                                                               ) -> None:
+    with pytest.raises(EventError, match=r"^amount: .* reads as a number that is not finite"):
+        validate_event(_event(amount=text), now_ms=NOW)
+    batch = parse_events(orjson.dumps([_event(amount=12.5), _event(amount=text)]), now_ms=NOW)
+    assert len(batch.events) == 1
+    assert [r.index for r in batch.rejected] == [1]
+    assert batch.rejected[0].error.startswith("amount: ")
+
+
+def test_a_foreign_normalised_event_with_nan_text_is_rejected_in_decoding() -> None:
+    decoded, bad = decode_message(b'{"event_id":"a","ts":1,"type":"t","amount":"NaN"}\n'
+                                  b'{"event_id":"b","ts":2,"type":"t","amount":"12.5"}')
+    assert [e["event_id"] for e in decoded] == ["b"]
+    assert len(bad) == 1 and bad[0][0] == 0 and bad[0][1].startswith("amount: ")
