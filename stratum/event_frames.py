@@ -3,7 +3,8 @@ archive alike.
 
 A frame has ``offset`` (the log message's), ``event_id``, ``ts`` (epoch ms, Int64) and
 ``type``, then one column per other field in name order: Float64 when every value in
-the frame is a number, String otherwise (numbers written as Python writes them). A
+the frame is a number, String otherwise (numbers in their canonical text,
+:func:`stratum.numbers.number_text`: ``1.0`` as "1"). A
 missing or ``null`` field is null. That is the archive's column layout, so the speed
 layer, the archive and the batch layer all read events with the same types.
 
@@ -45,6 +46,7 @@ from stratum.events import (
     MessageDecodeError,
     decode_message,
 )
+from stratum.numbers import dimension_text
 
 log = logging.getLogger(__name__)
 BASE_SCHEMA: dict[str, Any] = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64,
@@ -101,8 +103,8 @@ def events_frame(events: Sequence[tuple[int, Event]]) -> pl.DataFrame:
         if numeric[key]:
             columns[key] = pl.Series(values, dtype=pl.Float64, strict=False)
         else:
-            columns[key] = pl.Series([None if v is None else str(v) for v in values],
-                                     dtype=pl.String)
+            columns[key] = pl.Series([None if v is None else dimension_text(v)
+                                      for v in values], dtype=pl.String)
     return pl.DataFrame(columns)
 
 

@@ -47,12 +47,13 @@ def reads_as_non_finite(text: str) -> bool:
 
 def number_text(value: float) -> str:
     """A number as dimension text: ``1`` and ``1.0`` -> "1", ``2.5`` -> "2.5". The same
-    text as :func:`number_text_expr` (Polars writes ``1e-7`` where Python writes
-    ``1e-07``)."""
+    text as :func:`number_text_expr`: a fraction is written by Polars itself, whose
+    shortest form differs from Python's (``0.00006103515625`` for ``6.103515625e-05``)."""
     number = float(value)
     if number.is_integer() and abs(number) < _EXACT_INTEGERS:
         return str(int(number))
-    return repr(number).replace("e-0", "e-")
+    text: str = pl.Series([number], dtype=pl.Float64).cast(pl.String).item()
+    return text
 
 
 def number_text_expr(expr: pl.Expr) -> pl.Expr:
@@ -64,7 +65,10 @@ def number_text_expr(expr: pl.Expr) -> pl.Expr:
 
 
 def dimension_text(value: Any) -> str:
-    """An event value as a dimension: text as it is, a number canonically."""
+    """An event value as a dimension: text as it is, a number canonically; null (an
+    absent field) is the empty string."""
+    if value is None:
+        return ""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return number_text(value)
     return str(value)

@@ -15,6 +15,7 @@ from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_pro
 from serving.routes.common import READ_ERRORS, iso, iso_or_none
 from serving.timeparse import parse_time_ms
 from stratum.metrics import MetricCatalog, MetricDefinition
+from stratum.numbers import filter_texts
 from stratum.windows import format_duration, parse_duration_ms
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
@@ -132,7 +133,8 @@ def _time(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
 @router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
             description="Windows ending at or before the batch horizon come from batch, the "
                         "rest from speed; each point says which. Filter with `dim=value` query "
-                        "parameters (repeat for several values), e.g. "
+                        "parameters (repeat for several values; a value that reads as a "
+                        "number also matches it: `tier=1.0` finds the group `1`), e.g. "
                         "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
             responses=error_responses(404))
 async def get_series(
@@ -179,6 +181,8 @@ async def get_series(
         raise _bad("unknown_dimension",
                    f"{', '.join(sorted(set(unknown)))} is not a dimension of {name}",
                    dimensions=list(metric.dimensions))
+    # A value that reads as a number also finds it: tier=1.0 is the group "1".
+    filters = {key: filter_texts(values) for key, values in filters.items()}
     req = SeriesRequest(metric, start_ms, end_ms, step_ms, groups, filters)
     series, horizon = await run_in_threadpool(reader.series, req)
     return SeriesResponse(
