@@ -7,6 +7,7 @@ import pytest
 
 from ingest.parsing import BodyError, parse_events
 from stratum.events import EventError, decode_message, encode_events, validate_event
+from stratum.settings import Settings
 
 NOW = 1_795_309_466_487
 
@@ -105,3 +106,38 @@ def test_a_foreign_normalised_event_with_nan_text_is_rejected_in_decoding() -> N
                                   b'{"event_id":"b","ts":2,"type":"t","amount":"12.5"}')
     assert [e["event_id"] for e in decoded] == ["b"]
     assert len(bad) == 1 and bad[0][0] == 0 and bad[0][1].startswith("amount: ")
+
+
+YEAR_MS = 365 * 86_400_000
+
+
+@pytest.mark.parametrize(("ts", "message"), [
+    (1_795_309_466, "ts: 1795309466 looks like epoch seconds (2026-11-22T01:04:26Z); send "
+                    "epoch milliseconds (x1000) or ISO-8601"),
+    (1_795_309_466.5, "ts: 1795309466 looks like epoch seconds"),
+    (1_795_309_466_487_000, "ts: 1795309466487000 looks like epoch microseconds "
+                            "(2026-11-22T01:04:26Z); send epoch milliseconds (/1000)"),
+    (1_795_309_466_487_000_000, "ts: 1795309466487000000 looks like epoch nanoseconds "
+                                "(2026-11-22T01:04:26Z); send epoch milliseconds (/1000000)"),
+    (NOW - YEAR_MS - 1, "ts: 2025-11-22T01:04:26Z is older than the oldest event time "
+                        "accepted (2025-11-22T01:04:26Z)"),
+    ("2020-01-01T00:00:00Z", "ts: 2020-01-01T00:00:00Z is older than the oldest event time"),
+    (5, "ts: 1970-01-01T00:00:00Z is older than the oldest event time accepted"),
+    (-5, "ts: is before 1970"),
+])
+def test_an_event_time_in_the_wrong_unit_or_too_old_is_rejected_with_a_hint(
+        ts: Any, message: str) -> None:
+    with pytest.raises(EventError) as info:
+        validate_event(_event(ts=ts), now_ms=NOW, oldest_ms=NOW - YEAR_MS)
+    assert str(info.value).startswith(message)
+
+
+def test_ingest_takes_the_oldest_event_time_from_its_setting() -> None:
+    seconds = orjson.dumps([_event(ts=NOW // 1000), _event(ts=NOW - 2 * 86_400_000)])
+    batch = parse_events(seconds, now_ms=NOW, max_age_ms=YEAR_MS)
+    assert [r.index for r in batch.rejected] == [0] and len(batch.events) == 1
+    assert "looks like epoch seconds" in batch.rejected[0].error
+    assert parse_events(seconds, now_ms=NOW, max_age_ms=86_400_000).rejected[1].error \
+        .startswith("ts: ")
+    assert Settings().api.max_event_age_days == 365
+    assert Settings(api={"max_event_age_days": 3650}).api.max_event_age_days == 3650
