@@ -7,6 +7,7 @@ with its index and reason, and never takes its valid neighbours down with it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,14 +66,19 @@ def split_body(body: bytes) -> list[Any | Rejection]:
     return items
 
 
-def parse_events(body: bytes, *, now_ms: int | None = None) -> ParsedBatch:
+def parse_events(body: bytes, *, now_ms: int | None = None, max_age_ms: int | None = None
+                 ) -> ParsedBatch:
+    """Each item validated alone; ``max_age_ms``: how far before ``now_ms`` the oldest
+    accepted event time is (None: back to 1970)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    oldest_ms = 0 if max_age_ms is None else max(0, now_ms - max_age_ms)
     batch = ParsedBatch()
     for index, item in enumerate(split_body(body)):
         if isinstance(item, Rejection):
             batch.rejected.append(item)
             continue
         try:
-            event = validate_event(item, now_ms=now_ms)
+            event = validate_event(item, now_ms=now_ms, oldest_ms=oldest_ms)
         except EventError as exc:
             batch.rejected.append(Rejection(index, str(exc)))
             continue

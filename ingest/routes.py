@@ -110,14 +110,15 @@ async def post_events(
                 raise HTTPException(413, detail=_error("body_too_large",
                                                        f"the body is larger than {limit} bytes; "
                                                        "split it into smaller batches"))
-        return await _ingest(bytes(body), producer)
+        max_age_ms = int(request.app.state.settings.api.max_event_age_days * 86_400_000)
+        return await _ingest(bytes(body), producer, max_age_ms)
     finally:
         budget.give_back(len(body))
 
 
-async def _ingest(body: bytes, producer: EventProducer) -> IngestResult:
+async def _ingest(body: bytes, producer: EventProducer, max_age_ms: int) -> IngestResult:
     try:
-        batch = parse_events(body)
+        batch = parse_events(body, max_age_ms=max_age_ms)
     except BodyError as exc:
         raise HTTPException(400, detail=_error("unreadable_body", str(exc))) from exc
     rejected = [RejectedEvent(index=r.index, error=r.error) for r in batch.rejected]

@@ -10,6 +10,7 @@ missing or counted twice at the boundary, and every point says where it came fro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,7 @@ class Point:
     source: str
     count: int
     sessions: int | None = None  # session metrics: sessions that started in the bucket
+    overflow: bool = False  # the value is past float64 (a sum over 1.8e308): value is None
 
 
 @dataclass(slots=True)
@@ -266,8 +268,11 @@ def grouped_points(rows: Sequence[Sequence[Any]], width: int) -> dict[Group, lis
         points = out.get(group)
         if points is None:
             points = out[group] = []
-        points.append(Point(bucket, None if value is None else float(value),
-                            source_of(int(all_batch), int(any_batch)), int(n), sessions))
+        number = None if value is None else float(value)
+        overflow = number is not None and not math.isfinite(number)
+        points.append(Point(bucket, None if overflow else number,
+                            source_of(int(all_batch), int(any_batch)), int(n), sessions,
+                            overflow))
     for points in out.values():
         points.sort(key=bucket_of)
     return out

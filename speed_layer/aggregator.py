@@ -220,7 +220,7 @@ class PartitionAggregator:
             self.through_offset = max(self.through_offset, through_offset)
             return AddResult([], 0, 0, duplicates)
         typed = frame.select("offset", pl.col("ts").alias(TS_MS), "type",
-                             *typed_fields(frame.columns, self._numeric, self._strings))
+                             *typed_fields(frame.schema, self._numeric, self._strings))
         # Each message's watermark: the newest event time before it (capped at the wall
         # clock) minus the lateness. Rows are in offset order, so a message is a run of
         # rows: its newest event by a reduce over runs, its mark repeated along the run.

@@ -42,6 +42,16 @@ APPLY_AT_BYTES = 16 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
+def retry_delay_s(failures: int) -> float:
+    """Back-off after ``failures`` failed flushes in a row: 1 s, 2 s, 4 s ... 30 s."""
+    return min(30.0, 0.5 * 2 ** failures)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error for health and logs: its type too (a MemoryError has no message)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 class AckingStream(Protocol):
     async def ack(self, event: Any) -> bool: ...
 
@@ -226,17 +236,21 @@ class SpeedWorker:
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(self._write, changed, side)
-            except StorageError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, nothing is lost
+                # ClickHouse down (StorageError) or anything else (a bug, MemoryError):
+                # the rows go back to be written again, stored offsets do not move, so
+                # nothing is acknowledged that is not stored.
                 self._side[:0] = side
                 for p, rows in drained.items():
                     if p in self.partitions:
                         self.partitions[p].restore(rows)
                 self._failures += 1
-                delay = min(30.0, 0.5 * 2 ** self._failures)
+                delay = retry_delay_s(self._failures)
                 self._backoff_until = time.monotonic() + delay
-                self.last_flush_error = str(exc)
+                self.last_flush_error = error_text(exc)
                 telemetry.SPEED_FLUSH_ERRORS.inc()
-                log.error("speed flush failed (retry in %.1f s): %s", delay, exc)
+                log.error("speed flush failed (retry in %.1f s): %s", delay,
+                          self.last_flush_error, exc_info=not isinstance(exc, StorageError))
                 return
             self._failures = 0
             self.last_flush_error = None
@@ -356,6 +370,8 @@ class ArchiveWorker:
         self.last_flush_wall = 0.0
         self.last_flush_error: str | None = None
         self._last_flush = time.monotonic()
+        self._failures = 0
+        self._retry_at = 0.0  # monotonic time before which a failed write is not retried
 
     def add(self, partition: int, frame: pl.DataFrame, through_offset: int) -> None:
         """Buffer a batch's events; offsets already buffered (messages queued again after
@@ -376,21 +392,34 @@ class ArchiveWorker:
                 or time.monotonic() - self._last_flush >= self.settings.archive.flush_interval_s)
 
     async def flush(self) -> bool:
-        """Write every buffered frame; whether it worked (a failed write keeps them)."""
+        """Write every buffered frame; whether it worked. A failed write, whatever the
+        error (a full disk, a Polars error, MemoryError), keeps the frames for the next
+        flush and leaves ``stored`` alone, so their offsets are never acknowledged
+        without a file; retries back off."""
+        if time.monotonic() < self._retry_at:
+            return False
         marks = dict(self.added)
         frames, self.frames = self.frames, defaultdict(list)
         count, self.buffered = self.buffered, 0
         self._last_flush = time.monotonic()
         try:
             files = await asyncio.to_thread(self._write, frames)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, nothing is lost
             for partition, parts in frames.items():
-                self.frames[partition][:0] = parts
-            self.buffered += count
-            self.last_flush_error = str(exc)
-            log.error("archive write failed, will retry: %s", exc)
+                if partition in self.added:  # not revoked meanwhile
+                    self.frames[partition][:0] = parts
+                    self.buffered += sum(f.height for f in parts)
+            self._failures += 1
+            delay = retry_delay_s(self._failures)
+            self._retry_at = time.monotonic() + delay
+            self.last_flush_error = error_text(exc)
+            telemetry.ARCHIVE_FLUSH_ERRORS.inc()
+            log.error("archive write failed (retry in %.1f s): %s", delay,
+                      self.last_flush_error, exc_info=not isinstance(exc, OSError))
             return False
         self.stored.update(marks)
+        self._failures = 0
+        self._retry_at = 0.0
         self.last_flush_error = None
         self.last_flush_wall = time.time()
         telemetry.ARCHIVE_EVENTS.inc(count)

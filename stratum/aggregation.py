@@ -32,6 +32,8 @@ from typing import Any
 import mmh3
 from datasketches import kll_doubles_sketch
 
+from stratum.numbers import number_text
+
 KLL_K = 200
 DISTINCT_K = 4096
 MAX_HASH = 2**63 - 1
@@ -40,9 +42,9 @@ HASH_SEED = 9001
 
 
 def canonical_text(value: str | float) -> str:
-    """The text a distinct value is hashed as: strings as they are, numbers as floats
-    (so 12 and 12.0 are one value in both layers)."""
-    return value if isinstance(value, str) else repr(float(value))
+    """The text a distinct value is hashed as: strings as they are, numbers in their
+    canonical text (12, 12.0 and "12" are one value in both layers)."""
+    return value if isinstance(value, str) else number_text(value)
 
 
 def value_hash(value: str | float) -> int:

@@ -3,14 +3,16 @@ archive alike.
 
 A frame has ``offset`` (the log message's), ``event_id``, ``ts`` (epoch ms, Int64) and
 ``type``, then one column per other field in name order: Float64 when every value in
-the frame is a number, String otherwise (numbers written as Python writes them). A
+the frame is a number, String otherwise (numbers in their canonical text,
+:func:`stratum.numbers.number_text`: ``1.0`` as "1"). A
 missing or ``null`` field is null. That is the archive's column layout, so the speed
 layer, the archive and the batch layer all read events with the same types.
 
 Fast path: a batch of NDJSON messages goes through Arrow's JSON reader in one call and is
 checked column by column against the schema of :mod:`stratum.events`. Whatever that
 check cannot vouch for (a parse error, a type the schema forbids, a value out of bounds,
-an ISO-8601 ``ts``, blank lines, a JSON array message) sends the batch down the exact
+text that reads as a non-finite number, an ISO-8601 ``ts``, blank lines, a JSON array
+message) sends the batch down the exact
 path instead: :func:`stratum.events.decode_message` per message, with a reason for each
 bad item, so a broken event is dead-lettered alone and its neighbours still count.
 Both paths give the same frame for the same valid events (tests/unit/test_event_frames.py).
@@ -44,6 +46,7 @@ from stratum.events import (
     MessageDecodeError,
     decode_message,
 )
+from stratum.numbers import dimension_text
 
 log = logging.getLogger(__name__)
 BASE_SCHEMA: dict[str, Any] = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64,
@@ -100,8 +103,8 @@ def events_frame(events: Sequence[tuple[int, Event]]) -> pl.DataFrame:
         if numeric[key]:
             columns[key] = pl.Series(values, dtype=pl.Float64, strict=False)
         else:
-            columns[key] = pl.Series([None if v is None else str(v) for v in values],
-                                     dtype=pl.String)
+            columns[key] = pl.Series([None if v is None else dimension_text(v)
+                                      for v in values], dtype=pl.String)
     return pl.DataFrame(columns)
 
 
@@ -155,6 +158,8 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
         pl.col("ts").null_count() == 0,
         pl.col("ts").is_between(0, now_ms + MAX_FUTURE_MS).all(),
         *[(pl.col(name).str.len_chars() <= MAX_STRING_CHARS).all() for name in strings],
+        # text a metric would read as NaN or an infinity ("NaN", "1e999"): not an event
+        *[pl.col(name).cast(pl.Float64, strict=False).is_finite().all() for name in strings],
         *[(pl.col(name).abs() < _BIG_INT).all() for name in floats],  # also not inf/NaN
     ]
     if not all(frame.select(check.alias(f"c{i}") for i, check in enumerate(checks)).row(0)):

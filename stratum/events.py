@@ -6,8 +6,11 @@ An event is a flat JSON object::
      "country": "DE", "amount": 12.5}
 
 ``event_id`` (string) is the idempotency key, ``ts`` the event time (ISO-8601 with a
-zone, or epoch milliseconds), ``type`` a string; every other field is a dimension
-(string) or a measure (number). ``null`` fields are treated as absent.
+zone, or epoch milliseconds; a number that looks like seconds, microseconds or
+nanoseconds is rejected with a hint naming the unit), ``type`` a string; every other
+field is a dimension (string) or a measure (number). ``null`` fields are treated as
+absent; numbers must be finite, and so must text that reads as a number (``"NaN"``,
+``"inf"``, ``"1e999"`` are rejected: :mod:`stratum.numbers`).
 
 Ingest validates with :func:`validate_event`, which returns the *normalised* event
 (``ts`` as integer epoch milliseconds) that goes into the log. The speed layer decodes
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from stratum.errors import StratumError
+from stratum.numbers import reads_as_non_finite
 
 Event = dict[str, Any]
 
@@ -45,8 +49,29 @@ class EventError(StratumError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-def parse_ts(value: Any, *, now_ms: int | None = None) -> int:
-    """Event time as epoch milliseconds, from ISO-8601 with a zone or epoch ms."""
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unit_hint(value: float, oldest_ms: int, newest_ms: int) -> str | None:
+    """Why a numeric ``ts`` out of range is probably in another unit, or None. Only with
+    a minimum (ingest's setting): from 1970 on, any number is some time in some unit."""
+    if oldest_ms <= 0:
+        return None
+    for unit, to_ms, how in (("seconds", 1000.0, "x1000"), ("microseconds", 1e-3, "/1000"),
+                             ("nanoseconds", 1e-6, "/1000000")):
+        as_ms = value * to_ms
+        if oldest_ms <= as_ms <= newest_ms:
+            text = str(value) if isinstance(value, int) else f"{value:.0f}"
+            return (f"{text} looks like epoch {unit} ({_iso(int(as_ms))}); send "
+                    f"epoch milliseconds ({how}) or ISO-8601")
+    return None
+
+
+def parse_ts(value: Any, *, now_ms: int | None = None, oldest_ms: int = 0) -> int:
+    """Event time as epoch milliseconds, from ISO-8601 with a zone or epoch ms; at
+    least ``oldest_ms`` and at most a day ahead of ``now_ms``. A number out of that
+    range that would fit it in seconds, microseconds or nanoseconds says so."""
     if isinstance(value, bool):
         raise EventError("must be an ISO-8601 string or epoch milliseconds, not a boolean", "ts")
     if isinstance(value, int | float):
@@ -65,10 +90,18 @@ def parse_ts(value: Any, *, now_ms: int | None = None) -> int:
         ts_ms = int(parsed.timestamp() * 1000)
     else:
         raise EventError("is required: ISO-8601 string or epoch milliseconds", "ts")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    newest_ms = now_ms + MAX_FUTURE_MS
+    if not oldest_ms <= ts_ms <= newest_ms and not isinstance(value, str):
+        hint = _unit_hint(value, max(oldest_ms, 0), newest_ms)
+        if hint:
+            raise EventError(hint, "ts")
     if ts_ms < 0:
         raise EventError("is before 1970-01-01T00:00:00Z", "ts")
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    if ts_ms > now_ms + MAX_FUTURE_MS:
+    if ts_ms < oldest_ms:
+        raise EventError(f"{_iso(ts_ms)} is older than the oldest event time accepted "
+                         f"({_iso(oldest_ms)})", "ts")
+    if ts_ms > newest_ms:
         raise EventError("is more than 24 hours in the future; check the clock or the unit", "ts")
     return ts_ms
 
@@ -83,8 +116,10 @@ def _check_string(value: Any, field: str, limit: int) -> str:
     return value
 
 
-def validate_event(raw: Any, *, now_ms: int | None = None) -> Event:
-    """Check one decoded JSON value against the schema and return it normalised."""
+def validate_event(raw: Any, *, now_ms: int | None = None, oldest_ms: int = 0) -> Event:
+    """Check one decoded JSON value against the schema and return it normalised;
+    ``oldest_ms``: the oldest event time accepted (ingest's setting; the speed layer's
+    decode of foreign messages takes anything from 1970 on)."""
     if not isinstance(raw, dict):
         raise EventError(f"an event must be a JSON object, got {_json_type(raw)}")
     if len(raw) > MAX_FIELDS:
@@ -95,7 +130,7 @@ def validate_event(raw: Any, *, now_ms: int | None = None) -> Event:
         raise EventError("is required", "type")
     event: Event = {
         "event_id": _check_string(raw["event_id"], "event_id", MAX_ID_CHARS),
-        "ts": parse_ts(raw.get("ts"), now_ms=now_ms),
+        "ts": parse_ts(raw.get("ts"), now_ms=now_ms, oldest_ms=oldest_ms),
         "type": _check_string(raw["type"], "type", MAX_KEY_CHARS),
     }
     for key, value in raw.items():
@@ -108,6 +143,9 @@ def validate_event(raw: Any, *, now_ms: int | None = None) -> Event:
                 raise EventError(
                     f"is {len(value)} characters long; the limit is {MAX_STRING_CHARS}", key
                 )
+            if reads_as_non_finite(value):
+                raise EventError(f"{value[:40]!r} reads as a number that is not finite; "
+                                 "send a finite number, or leave the field out", key)
         elif isinstance(value, bool) or not isinstance(value, int | float):
             raise EventError(
                 f"must be a string (dimension) or a number (measure), got {_json_type(value)}",
@@ -195,6 +233,7 @@ def decode_message(value: bytes) -> tuple[list[Event], list[tuple[int, str]]]:
             and type(item.get("ts")) is int
             and type(item.get("event_id")) is str
             and type(item.get("type")) is str
+            and not any(type(v) is str and reads_as_non_finite(v) for v in item.values())
         ):
             events.append(item)
             continue

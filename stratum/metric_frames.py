@@ -8,11 +8,12 @@ fields as Float64, read leniently, dimensions and filters as strings), filter wi
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 
 import polars as pl
 
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
+from stratum.numbers import filter_texts, number_text_expr
 
 BASE_COLUMNS = ("event_id", "ts", "type", "offset")
 # Internal column names cannot clash with event fields (an event may have a "count").
@@ -31,31 +32,44 @@ def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
     return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
 
 
-def typed_fields(present: Collection[str], numeric: list[str], strings: list[str]
+def typed_fields(present: Mapping[str, pl.DataType], numeric: list[str], strings: list[str]
                  ) -> list[pl.Expr]:
     """The named fields typed as asked; a field not ``present`` is null. A number that
-    arrived as text ("12") counts as a number, text that is not one is null."""
+    arrived as text ("12") counts as a number, text that is not one is null, and so is
+    one that is not finite (ingest rejects "NaN"; archives written before it did may
+    hold it). A string field stored as numbers (a file whose batch held only numbers
+    there) reads as their canonical text (:func:`stratum.numbers.number_text`), so ``1``,
+    ``1.0`` and ``"1"`` are one dimension value whatever the file."""
     exprs: list[pl.Expr] = []
     for name in numeric:
-        exprs.append(pl.col(name).cast(pl.Float64, strict=False) if name in present
-                     else pl.lit(None, dtype=pl.Float64).alias(name))
+        if name in present:
+            number = pl.col(name).cast(pl.Float64, strict=False)
+            exprs.append(pl.when(number.is_finite()).then(number).alias(name))
+        else:
+            exprs.append(pl.lit(None, dtype=pl.Float64).alias(name))
     for name in strings:
         if name in BASE_COLUMNS:
             continue
-        exprs.append(pl.col(name).cast(pl.String) if name in present
-                     else pl.lit(None, dtype=pl.String).alias(name))
+        if name not in present:
+            exprs.append(pl.lit(None, dtype=pl.String).alias(name))
+        elif present[name].is_numeric():
+            exprs.append(number_text_expr(pl.col(name)).alias(name))
+        else:
+            exprs.append(pl.col(name).cast(pl.String))
     return exprs
 
 
 def where_expr(metric: MetricDefinition) -> pl.Expr:
-    """``metric.matches`` as a Polars predicate: equality or membership, field present."""
+    """``metric.matches`` as a Polars predicate: equality or membership, field present.
+    A filter value that reads as a number also matches that number's canonical text."""
     expr = pl.lit(value=True)
     for key, expected in metric.where.items():
         column = pl.col(key).cast(pl.String)
-        if isinstance(expected, list):
-            expr &= column.is_in(pl.Series(expected, dtype=pl.String))
+        texts = filter_texts(expected if isinstance(expected, list) else [expected])
+        if len(texts) > 1:
+            expr &= column.is_in(pl.Series(texts, dtype=pl.String))
         else:
-            expr &= column == expected
+            expr &= column == texts[0]
     if metric.field is not None:
         expr &= pl.col(metric.field).is_not_null()
     return expr.fill_null(value=False)

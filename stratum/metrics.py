@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from stratum.errors import StratumError
 from stratum.events import RESERVED
+from stratum.numbers import dimension_text, filter_texts
 from stratum.windows import hopping_window_starts, parse_duration_ms
 
 
@@ -73,6 +74,19 @@ class MetricDefinition(BaseModel):
             if 86_400_000 % size and size % 86_400_000:
                 raise ValueError(f"window {text} does not divide a day evenly")
         return tuple(sorted(value, key=parse_duration_ms))
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        """``where = {tier = 1}``: a number is its canonical dimension text ("1")."""
+        if not isinstance(value, Mapping):
+            return value
+
+        def text(item: Any) -> Any:
+            return dimension_text(item) if isinstance(item, int | float) and not isinstance(
+                item, bool) else item
+        return {key: [text(v) for v in expected] if isinstance(expected, list)
+                else text(expected) for key, expected in value.items()}
 
     @field_validator("dimensions")
     @classmethod
@@ -140,10 +154,8 @@ class MetricDefinition(BaseModel):
     def matches(self, event: Mapping[str, Any]) -> bool:
         for key, expected in self.where.items():
             value = event.get(key)
-            if isinstance(expected, list):
-                if value not in expected:
-                    return False
-            elif value != expected:
+            texts = filter_texts(expected if isinstance(expected, list) else [expected])
+            if value is None or dimension_text(value) not in texts:
                 return False
         if self.field is not None:
             value = event.get(self.field)
@@ -153,27 +165,27 @@ class MetricDefinition(BaseModel):
         return True
 
     def group_of(self, event: Mapping[str, Any]) -> tuple[str, ...]:
-        """Dimension values of an event; a missing dimension is the empty string."""
-        return tuple(str(event.get(d, "")) for d in self.dimensions)
+        """Dimension values of an event; a missing dimension is the empty string, a
+        number its canonical text (:mod:`stratum.numbers`)."""
+        return tuple(dimension_text(event.get(d, "")) for d in self.dimensions)
 
     def grouper(self) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
         """:meth:`matches` and :meth:`group_of` in one compiled function: the event's
         group, or None when the metric does not count it. The speed layer calls it for
         every event and metric, so the definition's fields are read once, here, not on
         every call (same results: tests/unit/test_grouper.py)."""
-        where = tuple((key, tuple(expected) if isinstance(expected, list) else None, expected)
-                      for key, expected in self.where.items())
+        where = tuple((key, frozenset(filter_texts(
+            expected if isinstance(expected, list) else [expected])))
+            for key, expected in self.where.items())
         field = self.field
         distinct = self.aggregation == Aggregation.DISTINCT
         dimensions = self.dimensions
 
         def group(event: Mapping[str, Any]) -> tuple[str, ...] | None:
             get = event.get
-            for key, options, expected in where:
-                if options is not None:
-                    if get(key) not in options:
-                        return None
-                elif get(key) != expected:
+            for key, texts in where:
+                value = get(key)
+                if value is None or dimension_text(value) not in texts:
                     return None
             if field is not None:
                 value = get(field)
@@ -182,7 +194,7 @@ class MetricDefinition(BaseModel):
                         return None
                 elif isinstance(value, bool) or not isinstance(value, int | float):
                     return None
-            return tuple([str(get(d, "")) for d in dimensions])
+            return tuple([dimension_text(get(d, "")) for d in dimensions])
 
         return group
 

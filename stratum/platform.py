@@ -215,6 +215,9 @@ def worker_health(worker: SpeedWorker) -> ComponentHealth:
                                f"{worker.broken}")
     if worker.last_flush_error:
         return ComponentHealth(status="down", detail=f"flush failing: {worker.last_flush_error}")
+    if worker.archiver.last_flush_error:
+        return ComponentHealth(status="down", detail="archive writes failing: "
+                               f"{worker.archiver.last_flush_error}")
     partitions = worker.partitions
     if not partitions:
         return ComponentHealth(status="ok", detail="waiting for events")

@@ -97,6 +97,10 @@ class ApiSettings(_Group):
     public_url: str | None = Field(
         None, description="where the dashboard reaches the API; default http://host:port"
     )
+    max_event_age_days: float = Field(
+        365.0, gt=0, description="ingest rejects events older than this (a ts in seconds "
+        "instead of milliseconds reads as January 1970, and is rejected with a hint)"
+    )
 
     @model_validator(mode="after")
     def _one_body_fits_in_flight(self) -> ApiSettings:

@@ -22,6 +22,7 @@ SPEED_FLUSH_ERRORS = Counter("stratum_speed_flush_errors_total", "Failed speed f
 WATERMARK = Gauge("stratum_speed_watermark_ms", "Watermark per log partition", ["partition"])
 ARCHIVE_EVENTS = Counter("stratum_archive_events_total", "Events written to the archive")
 ARCHIVE_FILES = Counter("stratum_archive_files_total", "Parquet files written to the archive")
+ARCHIVE_FLUSH_ERRORS = Counter("stratum_archive_flush_errors_total", "Failed archive writes")
 BATCH_DURATION = Histogram("stratum_batch_duration_seconds", "Batch recompute duration",
                            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800))
 BATCH_RUNS = Counter("stratum_batch_runs_total", "Batch runs by outcome", ["state"])

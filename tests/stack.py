@@ -73,9 +73,11 @@ class Stack:
         def assigned() -> bool:
             worker = self.client.get("/v1/health").json()["components"].get("worker", {})
             return worker.get("status") == "ok" and "partition" in worker.get("detail", "")
-        # Stamped 1970 so it moves no watermark: tests may then send history as on time.
-        self.post_events([{"event_id": f"warmup-{time.time_ns()}", "ts": 0, "type": "warmup"}],
-                         wait=False)
+        # Stamped as old as ingest accepts (an hour after its limit) so it moves no
+        # watermark: tests may then send history as on time.
+        oldest_ms = int(time.time() * 1000 - self.settings.api.max_event_age_days * 86_400_000)
+        self.post_events([{"event_id": f"warmup-{time.time_ns()}", "ts": oldest_ms + 3_600_000,
+                           "type": "warmup"}], wait=False)
         wait_until(assigned, timeout_s, "the speed layer to own its partitions")
 
     def stop(self) -> None:

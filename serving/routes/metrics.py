@@ -15,6 +15,7 @@ from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_pro
 from serving.routes.common import READ_ERRORS, iso, iso_or_none
 from serving.timeparse import parse_time_ms
 from stratum.metrics import MetricCatalog, MetricDefinition
+from stratum.numbers import filter_texts
 from stratum.windows import format_duration, parse_duration_ms
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
@@ -65,6 +66,8 @@ class PointOut(BaseModel):
     count: int = Field(description="events behind the value")
     sessions: int | None = Field(None, description="session metrics: the sessions that "
                                  "started in the bucket; null for other metrics")
+    overflow: bool = Field(False, description="the value does not fit a float64 (e.g. a "
+                           "sum past 1.8e308); value is then null")
 
 
 class SeriesOut(BaseModel):
@@ -130,7 +133,8 @@ def _time(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
 @router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
             description="Windows ending at or before the batch horizon come from batch, the "
                         "rest from speed; each point says which. Filter with `dim=value` query "
-                        "parameters (repeat for several values), e.g. "
+                        "parameters (repeat for several values; a value that reads as a "
+                        "number also matches it: `tier=1.0` finds the group `1`), e.g. "
                         "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
             responses=error_responses(404))
 async def get_series(
@@ -177,6 +181,8 @@ async def get_series(
         raise _bad("unknown_dimension",
                    f"{', '.join(sorted(set(unknown)))} is not a dimension of {name}",
                    dimensions=list(metric.dimensions))
+    # A value that reads as a number also finds it: tier=1.0 is the group "1".
+    filters = {key: filter_texts(values) for key, values in filters.items()}
     req = SeriesRequest(metric, start_ms, end_ms, step_ms, groups, filters)
     series, horizon = await run_in_threadpool(reader.series, req)
     return SeriesResponse(
@@ -185,7 +191,7 @@ async def get_series(
         end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
         series=[SeriesOut(group=s.group, points=[
             PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count,
-                     sessions=p.sessions)
+                     sessions=p.sessions, overflow=p.overflow)
             for p in s.points]) for s in series],
     )
 

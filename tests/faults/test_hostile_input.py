@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratum.archive import archive_root
+from stratum.numbers import reads_as_non_finite
 from tests.faults.conftest import BrokerStack
 from tests.stack import Stack, wait_until
 
@@ -59,10 +60,12 @@ def timezone_of(offset_h: int) -> Any:
     return timezone(timedelta(hours=offset_h))
 
 
+DAY_MS = 24 * HOUR_MS
+OLDEST_MS = NOW_MS - 364 * DAY_MS  # ingest takes events up to 365 days old (the default)
 timestamps = st.one_of(
-    st.integers(0, NOW_MS + 20 * HOUR_MS),  # 1970 up to 20 h ahead: all allowed
-    st.floats(0, NOW_MS + 20 * HOUR_MS, allow_nan=False),
-    st.builds(_iso, st.integers(0, NOW_MS + 20 * HOUR_MS), st.integers(-12, 12)),
+    st.integers(OLDEST_MS, NOW_MS + 20 * HOUR_MS),  # 364 days ago up to 20 h ahead: allowed
+    st.floats(OLDEST_MS, NOW_MS + 20 * HOUR_MS, allow_nan=False),
+    st.builds(_iso, st.integers(OLDEST_MS, NOW_MS + 20 * HOUR_MS), st.integers(-12, 12)),
 )
 # Symmetric: ingest rejects -2**63 although int64 holds it (|value| <= 2**63 - 1).
 INT64 = st.integers(-(2**63) + 1, 2**63 - 1)
@@ -70,7 +73,8 @@ measures = st.one_of(INT64,
                      st.floats(allow_nan=False, allow_infinity=False))
 extra_fields = st.dictionaries(
     st.text(TEXT, min_size=1, max_size=64).filter(lambda k: k not in ("event_id", "ts", "type")),
-    st.one_of(st.text(TEXT, max_size=1024), measures, st.none()), max_size=3)
+    st.one_of(st.text(TEXT, max_size=1024).filter(lambda t: not reads_as_non_finite(t)),
+              measures, st.none()), max_size=3)
 
 
 @st.composite
@@ -94,8 +98,9 @@ def invalid_cases(draw: st.DrawFn) -> Case:
     event = draw(valid_events())
     defect = draw(st.sampled_from([
         "not_object", "no_id", "no_type", "no_ts", "id_type", "type_type", "ts_bool",
-        "ts_text", "ts_naive", "ts_past", "ts_future", "nested", "bool_field", "huge_field",
-        "many_fields", "long_key", "long_id", "int_range", "too_big"]))
+        "ts_text", "ts_naive", "ts_past", "ts_old", "ts_seconds", "ts_future", "nested",
+        "bool_field", "huge_field", "many_fields", "long_key", "long_id", "int_range",
+        "non_finite_text", "too_big"]))
     match defect:
         case "not_object":
             return Case(draw(st.one_of(st.lists(INT64, max_size=3), INT64,
@@ -123,6 +128,15 @@ def invalid_cases(draw: st.DrawFn) -> Case:
         case "ts_past":
             event["ts"] = draw(st.integers(-(2**62), -1))
             return Case(event, False, "ts")
+        case "ts_old":
+            event["ts"] = draw(st.integers(0, NOW_MS - 366 * DAY_MS))
+            return Case(event, False, "ts")
+        case "ts_seconds":
+            event["ts"] = draw(st.integers(OLDEST_MS // 1000, NOW_MS // 1000))
+            return Case(event, False, "looks like epoch seconds")
+        case "non_finite_text":
+            event["amount"] = draw(st.sampled_from(["NaN", "nan", "inf", "-Infinity", "1e999"]))
+            return Case(event, False, "amount")
         case "ts_future":
             event["ts"] = draw(st.one_of(st.integers(NOW_MS + 25 * HOUR_MS, 2**62),
                                          st.just("9999-12-31T23:59:59Z")))
@@ -228,7 +242,7 @@ def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
     # The named hostile bodies: each gets its specific answer.
     assert post(b'[{"event_id": "\xff\xfe", "ts": 0, "type": "t"}]').status_code == 400
     assert post(b"[" * 200_000 + b"]" * 200_000).status_code == 400
-    deep = orjson.dumps([{"event_id": "d", "ts": 0, "type": "t", "x": _nested(250)}])
+    deep = orjson.dumps([{"event_id": "d", "ts": NOW_MS, "type": "t", "x": _nested(250)}])
     response = post(deep)
     assert response.status_code == 422 and "x" in response.text
     huge = orjson.dumps([{"event_id": f"{PREFIX}-huge", "ts": NOW_MS, "type": "t",

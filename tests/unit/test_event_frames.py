@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from stratum.event_frames import decode_messages, events_frame
 from stratum.events import decode_message
+from stratum.numbers import reads_as_non_finite
 
 NOW = 1_795_309_200_000
 
@@ -28,8 +29,9 @@ def _message(events: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(e) for e in events)
 
 
+# Valid text only: text that reads as NaN or an infinity ("INF") is rejected by design.
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0,
-                max_size=12)
+                max_size=12).filter(lambda text: not reads_as_non_finite(text))
 _event = st.fixed_dictionaries(
     {"event_id": st.text(min_size=1, max_size=20), "ts": st.integers(0, NOW),
      "type": st.sampled_from(["view", "purchase", "click"])},
@@ -94,3 +96,14 @@ def test_each_bad_item_is_reported_alone_with_its_message_and_index() -> None:
     assert [(b.message, b.index) for b in decoded.bad] == [(0, 1), (1, 0), (2, 1)]
     assert "event_id" in decoded.bad[0].reason and "not valid JSON" in decoded.bad[2].reason
     assert decoded.frame.select("offset", "event_id").rows() == [(7, "g"), (9, "h")]
+
+
+@pytest.mark.parametrize("text", ["NaN", "-inf", "Infinity", "1e999"])
+def test_text_that_reads_as_a_non_finite_number_is_dead_lettered(text: str) -> None:
+    good = {"event_id": "g", "ts": 5, "type": "v", "amount": "12.5"}
+    messages = [(0, _message([good])),
+                (1, _message([{"event_id": "n", "ts": 6, "type": "v", "amount": text}]))]
+    decoded = decode_messages(messages, now_ms=NOW)
+    assert decoded.frame["event_id"].to_list() == ["g"]
+    assert [(b.message, b.index) for b in decoded.bad] == [(1, 0)]
+    assert decoded.bad[0].reason.startswith("amount: ")

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from ingest.parsing import BodyError, parse_events
 from stratum.events import EventError, decode_message, encode_events, validate_event
+from stratum.settings import Settings
 
 NOW = 1_795_309_466_487
 
@@ -86,3 +88,56 @@ def test_the_whole_64_bit_range_is_a_valid_measure() -> None:
     assert validate_event(_event(x=-(2**63)), now_ms=NOW)["x"] == -(2**63)
     with pytest.raises(EventError, match="64-bit"):
         validate_event(_event(x=2**63), now_ms=NOW)
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "inf", "-Infinity", "+INF", "1e999"])
+def test_text_that_reads_as_a_non_finite_number_is_rejected_naming_its_field(text: str
+                                                                               ) -> None:
+    with pytest.raises(EventError, match=r"^amount: .* reads as a number that is not finite"):
+        validate_event(_event(amount=text), now_ms=NOW)
+    batch = parse_events(orjson.dumps([_event(amount=12.5), _event(amount=text)]), now_ms=NOW)
+    assert len(batch.events) == 1
+    assert [r.index for r in batch.rejected] == [1]
+    assert batch.rejected[0].error.startswith("amount: ")
+
+
+def test_a_foreign_normalised_event_with_nan_text_is_rejected_in_decoding() -> None:
+    decoded, bad = decode_message(b'{"event_id":"a","ts":1,"type":"t","amount":"NaN"}\n'
+                                  b'{"event_id":"b","ts":2,"type":"t","amount":"12.5"}')
+    assert [e["event_id"] for e in decoded] == ["b"]
+    assert len(bad) == 1 and bad[0][0] == 0 and bad[0][1].startswith("amount: ")
+
+
+YEAR_MS = 365 * 86_400_000
+
+
+@pytest.mark.parametrize(("ts", "message"), [
+    (1_795_309_466, "ts: 1795309466 looks like epoch seconds (2026-11-22T01:04:26Z); send "
+                    "epoch milliseconds (x1000) or ISO-8601"),
+    (1_795_309_466.5, "ts: 1795309466 looks like epoch seconds"),
+    (1_795_309_466_487_000, "ts: 1795309466487000 looks like epoch microseconds "
+                            "(2026-11-22T01:04:26Z); send epoch milliseconds (/1000)"),
+    (1_795_309_466_487_000_000, "ts: 1795309466487000000 looks like epoch nanoseconds "
+                                "(2026-11-22T01:04:26Z); send epoch milliseconds (/1000000)"),
+    (NOW - YEAR_MS - 1, "ts: 2025-11-22T01:04:26Z is older than the oldest event time "
+                        "accepted (2025-11-22T01:04:26Z)"),
+    ("2020-01-01T00:00:00Z", "ts: 2020-01-01T00:00:00Z is older than the oldest event time"),
+    (5, "ts: 1970-01-01T00:00:00Z is older than the oldest event time accepted"),
+    (-5, "ts: is before 1970"),
+])
+def test_an_event_time_in_the_wrong_unit_or_too_old_is_rejected_with_a_hint(
+        ts: Any, message: str) -> None:
+    with pytest.raises(EventError) as info:
+        validate_event(_event(ts=ts), now_ms=NOW, oldest_ms=NOW - YEAR_MS)
+    assert str(info.value).startswith(message)
+
+
+def test_ingest_takes_the_oldest_event_time_from_its_setting() -> None:
+    seconds = orjson.dumps([_event(ts=NOW // 1000), _event(ts=NOW - 2 * 86_400_000)])
+    batch = parse_events(seconds, now_ms=NOW, max_age_ms=YEAR_MS)
+    assert [r.index for r in batch.rejected] == [0] and len(batch.events) == 1
+    assert "looks like epoch seconds" in batch.rejected[0].error
+    assert parse_events(seconds, now_ms=NOW, max_age_ms=86_400_000).rejected[1].error \
+        .startswith("ts: ")
+    assert Settings().api.max_event_age_days == 365
+    assert Settings(api={"max_event_age_days": 3650}).api.max_event_age_days == 3650

@@ -103,3 +103,12 @@ def test_ranges_without_a_window_start_are_not_read() -> None:
                                                   (15 * minute - 1, 15 * minute + 1)]
     assert with_window_starts([(10 * minute + 25_000, 11 * minute)], 15_000) == [
         (10 * minute + 25_000, 11 * minute)]  # hopping every 15 s: 10:30 starts one
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_value_past_float64_is_flagged_as_overflow_never_a_silent_null(value: float
+                                                                          ) -> None:
+    rows = [(0, "DE", value, 1, 1, 2), (60_000, "DE", 5.0, 1, 1, 1), (120_000, "DE", None, 0, 0, 0)]
+    points = assemble(rows, ["country"])[0].points
+    assert [(p.value, p.overflow) for p in points] == [(None, True), (5.0, False),
+                                                       (None, False)]
