@@ -8,7 +8,7 @@ first, then coverage, then drops the rows no coverage refers to any more.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -76,13 +76,13 @@ def record_files(storage: Storage, paths: Iterable[str], version: int) -> None:
                        ("path", "version"))
 
 
-def write_coverage(storage: Storage, metrics: Iterable[str], hours: set[int],
-                   version: int, horizon_ms: int) -> int:
-    """Point the recomputed hours that start before the horizon at ``version``, final
-    up to ``horizon_ms``."""
+def write_coverage(storage: Storage, hours: Mapping[str, set[int]], version: int,
+                   horizon_ms: int) -> int:
+    """Point each metric's recomputed hours that start before the horizon at
+    ``version``, final up to ``horizon_ms``."""
     horizon = utc_datetime(horizon_ms)
     rows = [[metric, utc_datetime(h), version, horizon]
-            for metric in metrics for h in sorted(hours) if h < horizon_ms]
+            for metric, chosen in hours.items() for h in sorted(chosen) if h < horizon_ms]
     storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
     return len(rows)
 
