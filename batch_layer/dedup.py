@@ -133,11 +133,11 @@ def add_to_index(storage: Storage, hashes: pl.DataFrame, snapshot: Snapshot) -> 
     storage.insert_arrow("batch_id_index", table)
 
 
-def files_sharing(storage: Storage, hashes: pl.Series, snapshot: Snapshot) -> pl.DataFrame:
-    """(FILE, HASH) for every file of the snapshot holding one of ``hashes`` that is in
-    more than one file."""
+def files_sharing(storage: Storage, probe: pl.DataFrame, snapshot: Snapshot) -> pl.DataFrame:
+    """(FILE, HASH) for every file of the snapshot holding a hash of ``probe`` (FILE,
+    HASH: files not necessarily indexed yet) that is in more than one file."""
     found: list[tuple[str, list[int]]] = []
-    unique = hashes.unique().sort()
+    unique = probe[HASH].unique().sort()
     for start in range(0, unique.len(), LOOKUP_CHUNK):
         chunk = unique.slice(start, LOOKUP_CHUNK).to_list()
         found += storage.query(
@@ -145,10 +145,11 @@ def files_sharing(storage: Storage, hashes: pl.Series, snapshot: Snapshot) -> pl
             f"FROM {storage.database}.batch_id_index "
             "WHERE scheme = {s:String} AND notEmpty(hits)", {"q": chunk, "s": SCHEME})
     numbers = snapshot.number
-    pairs = pl.DataFrame(
+    indexed = pl.DataFrame(
         {FILE: [numbers[p] for p, _ in found if p in numbers],
          HASH: [list(h) for p, h in found if p in numbers]},
-        schema={FILE: pl.UInt32, HASH: pl.List(pl.UInt64)}).explode(HASH).unique()
+        schema={FILE: pl.UInt32, HASH: pl.List(pl.UInt64)}).explode(HASH)
+    pairs = pl.concat([indexed, probe.select(FILE, HASH)]).unique()
     return pairs.filter(pl.col(FILE).n_unique().over(HASH) > 1)
 
 

@@ -108,7 +108,8 @@ def plan_hours(file_hours: Mapping[str, int], processed: set[str],
     else:
         changed = {hour for path, hour in file_hours.items() if path not in processed}
         defined = list(metrics)
-        for hour in hours - changed:
+        # Also hours without files: a window starting there may hold a later hour's events.
+        for hour in (hours | {hour for _, hour in coverage}) - changed:
             for metric in defined:
                 horizon = coverage.get((metric.name, hour))
                 if horizon is None or horizon < last_window_end(hour, metric):
