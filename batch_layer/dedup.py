@@ -25,7 +25,9 @@ counted (an earlier source archived late) also changes the hour of the displaced
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,8 +36,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from batch_layer.planning import log_order
+from batch_layer.planning import HourPlan, log_order
+from stratum.metrics import MetricDefinition
 from stratum.storage import Storage
+
+log = logging.getLogger(__name__)
 
 SEED = 20261121
 SCHEME = f"polars-{pl.__version__}-{SEED}"
@@ -96,6 +101,45 @@ def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.S
     firsts = first_in_log_order(rows.filter(repeated).select(ROW, "event_id", "offset", FILE),
                                 snapshot)[ROW]
     return rows.filter(~repeated | pl.col(ROW).is_in(firsts.implode())).drop(ROW)
+
+
+def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Snapshot,
+            plan: HourPlan, events: pl.DataFrame, version: int, index: ThreadPoolExecutor,
+            read_more: Callable[[set[int]], pl.DataFrame]
+            ) -> tuple[pl.DataFrame, HourPlan, Future[None]]:
+    """``events`` (the snapshot's files in the hours ``plan`` reads) reduced to the
+    copies that count, without event_id, ts, offset and FILE; the plan grown by the
+    hours whose counting copy moved (their events are read with ``read_more``); and the
+    indexing of the snapshot's files not indexed yet, running in ``index``."""
+    read = plan.read(metrics)
+    indexed = indexed_paths(storage)
+    unindexed = [i for i, p in enumerate(snapshot.paths) if p not in indexed]
+    fresh = sorted({i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed}
+                   | set(unindexed))
+    everything = set(snapshot.hours) <= read
+    if everything:  # every copy is here: no lookup
+        repeated = events.filter(events["event_id"].is_duplicated())
+        copies = repeated.select("event_id", FILE, "offset").unique().filter(
+            pl.col(FILE).n_unique().over("event_id") > 1)
+        hashes = file_hashes(events, unindexed, snapshot)
+    else:
+        hashes = file_hashes(events, fresh, snapshot)
+        copies = copies_of(events, files_sharing(storage, hashes, snapshot), snapshot)
+        hashes = hashes.filter(pl.col(FILE).is_in(unindexed))
+    indexing = index.submit(add_to_index, storage, hashes, snapshot)
+    store(storage, copies, snapshot, version)
+    moved = displaced_hours(copies, snapshot) - plan.changed
+    if moved:
+        log.info("new copies displaced the counting ones in %d more hour(s)", len(moved))
+        plan = plan.with_changed(moved)
+        more = plan.read(metrics) - read
+        if more:
+            events = pl.concat([events, read_more(more)], how="diagonal_relaxed")
+            read |= more
+    outside = (pl.Series(dtype=pl.String) if everything else
+               counted_outside(stored_copies(storage, read, snapshot), read, snapshot))
+    events = keep_first(events, snapshot, outside)
+    return events.drop("event_id", "ts", "offset", FILE), plan, indexing
 
 
 def indexed_paths(storage: Storage) -> set[str]:

@@ -28,14 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from batch_layer import dedup, writer
 from batch_layer.dedup import FILE, Snapshot
 from batch_layer.planning import (
-    HourPlan,
     RecomputeMode,
     hour_of_file,
     lagging_sources,
@@ -43,7 +40,6 @@ from batch_layer.planning import (
 )
 from stratum.aggregation import MAX_HASH
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
-from stratum.groups import group_key
 from stratum.metric_frames import (
     TS_MS,
     VALUE,
@@ -64,8 +60,6 @@ log = logging.getLogger(__name__)
 MINUTE_MS = 60_000
 RUNS = "__runs"  # an internal name, like those of stratum.metric_frames
 _VALUE_HASHES = ValueHashCache()  # one batch job runs at a time; users recur across runs
-STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
-                 "first_ms", "last_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,45 +95,6 @@ def read_events(snapshot: Snapshot, hours: set[int], catalog: MetricCatalog) -> 
     return scan_fields([Path(snapshot.paths[i]) for i in numbers], numeric, strings,
                        tag=(FILE, numbers)).with_columns(
         pl.col("ts").dt.epoch("ms").alias(TS_MS)).collect()
-
-
-def deduplicate(storage: Storage, catalog: MetricCatalog, snapshot: Snapshot,
-                plan: HourPlan, events: pl.DataFrame, version: int,
-                index: ThreadPoolExecutor) -> tuple[pl.DataFrame, HourPlan, Future[None]]:
-    """The first copy of each id among ``events`` that counts (see batch_layer.dedup),
-    the plan grown by the hours whose counting copy moved, and the indexing of the
-    snapshot's files not indexed yet (in ``index``)."""
-    read = plan.read(catalog.metrics)
-    indexed = dedup.indexed_paths(storage)
-    unindexed = [i for i, p in enumerate(snapshot.paths) if p not in indexed]
-    fresh = sorted({i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed}
-                   | set(unindexed))
-    everything = set(snapshot.hours) <= read
-    if everything:  # every copy is here: no lookup
-        repeated = events.filter(events["event_id"].is_duplicated())
-        copies = repeated.select("event_id", FILE, "offset").unique().filter(
-            pl.col(FILE).n_unique().over("event_id") > 1)
-        hashes = dedup.file_hashes(events, unindexed, snapshot)
-    else:
-        hashes = dedup.file_hashes(events, fresh, snapshot)
-        copies = dedup.copies_of(events, dedup.files_sharing(storage, hashes, snapshot),
-                                 snapshot)
-        hashes = hashes.filter(pl.col(FILE).is_in(unindexed))
-    indexing = index.submit(dedup.add_to_index, storage, hashes, snapshot)
-    dedup.store(storage, copies, snapshot, version)
-    moved = dedup.displaced_hours(copies, snapshot) - plan.changed
-    if moved:
-        log.info("a new copy displaced the counted one of %d id(s)", copies["event_id"].n_unique())
-        plan = plan.with_changed(moved)
-        more = plan.read(catalog.metrics) - read
-        if more:
-            events = pl.concat([events, read_events(snapshot, more, catalog)],
-                               how="diagonal_relaxed")
-            read |= more
-    outside = (dedup.counted_outside(dedup.stored_copies(storage, read, snapshot), read,
-                                     snapshot) if not everything else pl.Series(dtype=pl.String))
-    events = dedup.keep_first(events, snapshot, outside)
-    return events.drop("event_id", "ts", "offset", FILE), plan, indexing
 
 
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
@@ -236,38 +191,6 @@ def _hash_values(values: pl.Series) -> pl.Series:
     return _VALUE_HASHES.hashes(values)
 
 
-def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:
-    """``batch_windows`` rows: the canonical ``group_key`` (the speed layer's own function,
-    run once per distinct group) and ``dims`` as a ClickHouse Map."""
-    dims = dim_columns(metric)
-    if dims:
-        groups = rows.select(dims).unique()
-        keys = [group_key(metric.dimensions, values) for values in groups.iter_rows()]
-        rows = rows.join(groups.with_columns(pl.Series("group_key", keys, dtype=pl.String)),
-                         on=dims, how="left")
-    else:
-        rows = rows.with_columns(group_key=pl.lit(""))
-    table = rows.select(
-        pl.lit(metric.name).alias("metric"),
-        pl.lit(metric.window_ms).alias("window_ms"),
-        pl.col(WINDOW_START).cast(pl.Datetime("ms", "UTC")).alias("window_start"),
-        "group_key", *STATE_COLUMNS, pl.lit(version).alias("version"),
-    ).to_arrow()
-    return table.add_column(3, "dims", _dims_map(rows, metric)).cast(writer.WINDOW_SCHEMA)
-
-
-def _dims_map(rows: pl.DataFrame, metric: MetricDefinition) -> pa.MapArray:
-    width = len(metric.dimensions)
-    offsets = pa.array(np.arange(rows.height + 1, dtype=np.int32) * width)
-    names = pa.array(list(metric.dimensions) * rows.height, pa.string())
-    if width:
-        flat = rows.select(pl.concat_list(dim_columns(metric)).alias("v")).explode("v")
-        values = flat["v"].to_arrow().cast(pa.string())
-    else:
-        values = pa.array([], pa.string())
-    return pa.MapArray.from_arrays(offsets, names, values)
-
-
 class _Progress:
     """Counts units (read, one per metric, coverage) and forwards them to the callback."""
 
@@ -306,8 +229,9 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
         next_version = index.submit(writer.next_version, storage)
         raw = read_events(snapshot, plan.read(catalog.metrics), catalog)
         version = next_version.result()
-        events, plan, indexing = deduplicate(storage, catalog, snapshot, plan, raw, version,
-                                             index)
+        events, plan, indexing = dedup.resolve(
+            storage, catalog.metrics, snapshot, plan, raw, version, index,
+            lambda hours: read_events(snapshot, hours, catalog))
         del raw
         written = {metric.name: plan.written(metric) for metric in catalog.metrics}
         files = [Path(p) for p, hour in zip(snapshot.paths, snapshot.hours, strict=True)
@@ -364,7 +288,7 @@ def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Stor
 
         for metric in insert_order(catalog.metrics):
             rows = window_rows(events.lazy(), metric, horizon_ms, written[metric.name])
-            table = to_arrow(rows.collect(), metric, version)
+            table = writer.to_arrow(rows.collect(), metric, version)
             if writing is not None:
                 finish(*writing)
             writing = (metric, inserts.submit(writer.write_windows, storage, table))
