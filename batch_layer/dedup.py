@@ -87,14 +87,26 @@ def first_in_log_order(copies: pl.DataFrame, snapshot: Snapshot) -> pl.DataFrame
             .drop(SOURCE))
 
 
-def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.Series
-               ) -> pl.DataFrame:
+def repeated_rows(events: pl.DataFrame) -> pl.Series:
+    """Which rows share their ``event_id`` with another row: by hash first (half the
+    time of hashing strings into a set), then exactly among the few candidates."""
+    maybe = events.select(id_hashes(pl.col("event_id")).is_duplicated()).to_series()
+    if not maybe.any():
+        return maybe
+    exact = events.filter(maybe)["event_id"].is_duplicated()
+    return maybe.scatter(maybe.arg_true(), exact)
+
+
+def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.Series,
+               repeated: pl.Series | None = None) -> pl.DataFrame:
     """``events`` without the ids whose counting copy is not among them and without
-    every copy but the first of the others. Duplicates are rare: only their rows are
-    sorted."""
+    every copy but the first of the others (``repeated``: :func:`repeated_rows` of
+    ``events``, if known). Duplicates are rare: only their rows are sorted."""
     if counted_elsewhere.len():
         events = events.filter(~pl.col("event_id").is_in(counted_elsewhere.implode()))
-    repeated = events["event_id"].is_duplicated()
+        repeated = None
+    if repeated is None:
+        repeated = repeated_rows(events)
     if not repeated.any():
         return events
     rows = events.with_row_index(ROW)
@@ -117,9 +129,10 @@ def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Sna
     fresh = sorted({i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed}
                    | set(unindexed))
     everything = set(snapshot.hours) <= read
+    repeated = None
     if everything:  # every copy is here: no lookup
-        repeated = events.filter(events["event_id"].is_duplicated())
-        copies = repeated.select("event_id", FILE, "offset").unique().filter(
+        repeated = repeated_rows(events)
+        copies = events.filter(repeated).select("event_id", FILE, "offset").unique().filter(
             pl.col(FILE).n_unique().over("event_id") > 1)
         hashes = file_hashes(events, unindexed, snapshot)
     else:
@@ -136,9 +149,10 @@ def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Sna
         if more:
             events = pl.concat([events, read_more(more)], how="diagonal_relaxed")
             read |= more
+            repeated = None
     outside = (pl.Series(dtype=pl.String) if everything else
                counted_outside(stored_copies(storage, read, snapshot), read, snapshot))
-    events = keep_first(events, snapshot, outside)
+    events = keep_first(events, snapshot, outside, repeated)
     return events.drop("event_id", "ts", "offset", FILE), plan, indexing
 
 

@@ -88,25 +88,20 @@ def list_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("date=*/hour=*/*.parquet"))
 
 
-def scan_fields(files: Iterable[Path], numeric: Sequence[str], strings: Sequence[str],
-                tag: tuple[str, Sequence[int]] | None = None) -> pl.LazyFrame:
+def scan_fields(files: Iterable[Path], numeric: Sequence[str], strings: Sequence[str]
+                ) -> pl.LazyFrame:
     """A lazy frame over archive files with the base columns plus the named fields,
-    typed as asked (a field missing from a file is null there). ``tag``: a column name
-    and one number per file, written (UInt32) on each of its rows."""
+    typed as asked (a field missing from a file is null there)."""
     base = ["event_id", "ts", "type", "offset"]
     frames = []
-    for index, path in enumerate(files):
+    for path in files:
         schema = pl.read_parquet_schema(path)
         exprs = [pl.col(c) for c in base] + typed_fields(schema, list(numeric), list(strings))
-        if tag is not None:
-            exprs.append(pl.lit(tag[1][index], dtype=pl.UInt32).alias(tag[0]))
         frames.append(pl.scan_parquet(path).select(exprs))
     if not frames:
         empty = dict.fromkeys(("event_id", "type"), pl.String)
         schema_: dict[str, Any] = {**empty, "ts": pl.Datetime("ms", "UTC"), "offset": pl.Int64}
         schema_.update(dict.fromkeys(numeric, pl.Float64))
         schema_.update({n: pl.String for n in strings if n not in schema_})
-        if tag is not None:
-            schema_[tag[0]] = pl.UInt32
         return pl.LazyFrame(schema=schema_)
     return pl.concat(frames, how="vertical_relaxed")

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from batch_layer import dedup, writer
 from batch_layer.dedup import FILE, Snapshot
@@ -91,10 +93,15 @@ def read_events(snapshot: Snapshot, hours: set[int], catalog: MetricCatalog) -> 
     """The events of the snapshot's files in ``hours``, not deduplicated, with the event
     time as epoch milliseconds in ``TS_MS`` and each file's number in FILE."""
     numbers = [i for i, hour in enumerate(snapshot.hours) if hour in hours]
+    paths = [Path(snapshot.paths[i]) for i in numbers]
     numeric, strings = needed_fields(catalog)
-    return scan_fields([Path(snapshot.paths[i]) for i in numbers], numeric, strings,
-                       tag=(FILE, numbers)).with_columns(
+    events = scan_fields(paths, numeric, strings).with_columns(
         pl.col("ts").dt.epoch("ms").alias(TS_MS)).collect()
+    # The file numbers from the files' row counts: a literal column per file made the
+    # scan 15x slower (0.23 s -> 4 s for 1 M rows in 576 files).
+    heights = [pq.read_metadata(path).num_rows for path in paths]
+    files = np.repeat(np.array(numbers, dtype=np.uint32), heights)
+    return events.with_columns(pl.Series(FILE, files, dtype=pl.UInt32))
 
 
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
@@ -234,8 +241,9 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
             lambda hours: read_events(snapshot, hours, catalog))
         del raw
         written = {metric.name: plan.written(metric) for metric in catalog.metrics}
+        read = plan.read(catalog.metrics)
         files = [Path(p) for p, hour in zip(snapshot.paths, snapshot.hours, strict=True)
-                 if hour in plan.read(catalog.metrics)]
+                 if hour in read]
         result = _compute_and_write(settings, catalog, storage, tracker, events, written,
                                     version, coverage, file_hours)
         indexing.result()
