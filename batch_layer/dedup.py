@@ -74,6 +74,10 @@ class Snapshot:
         return pl.Series(self.hours, dtype=pl.Int64).gather(files)
 
 
+def _no_copies() -> pl.DataFrame:
+    return pl.DataFrame(schema={"event_id": pl.String, FILE: pl.UInt32, "offset": pl.Int64})
+
+
 def id_hashes(ids: pl.Expr) -> pl.Expr:
     return ids.hash(seed=SEED).alias(HASH)
 
@@ -115,16 +119,28 @@ def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.S
     return rows.filter(~repeated | pl.col(ROW).is_in(firsts.implode())).drop(ROW)
 
 
+def prefetch(storage: Storage, snapshot: Snapshot, hours: set[int]
+             ) -> tuple[set[str], pl.DataFrame]:
+    """What :func:`resolve` needs from ClickHouse before it knows anything new: the
+    indexed files and the stored copies of ids with a copy in ``hours`` (none needed
+    when those are all of the snapshot's hours). Runs while the files are read."""
+    if set(snapshot.hours) <= hours:
+        return indexed_paths(storage), _no_copies()
+    return indexed_paths(storage), stored_copies(storage, hours, snapshot)
+
+
 def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Snapshot,
             plan: HourPlan, events: pl.DataFrame, version: int, index: ThreadPoolExecutor,
+            known: tuple[set[str], pl.DataFrame],
             read_more: Callable[[set[int]], pl.DataFrame]
             ) -> tuple[pl.DataFrame, HourPlan, Future[None]]:
     """``events`` (the snapshot's files in the hours ``plan`` reads) reduced to the
     copies that count, without event_id, ts, offset and FILE; the plan grown by the
     hours whose counting copy moved (their events are read with ``read_more``); and the
-    indexing of the snapshot's files not indexed yet, running in ``index``."""
+    indexing of the snapshot's files not indexed yet, running in ``index``. ``known``:
+    :func:`prefetch` for the hours the plan reads."""
     read = plan.read(metrics)
-    indexed = indexed_paths(storage)
+    indexed, stored = known
     unindexed = [i for i, p in enumerate(snapshot.paths) if p not in indexed]
     fresh = sorted({i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed}
                    | set(unindexed))
@@ -150,8 +166,11 @@ def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Sna
             events = pl.concat([events, read_more(more)], how="diagonal_relaxed")
             read |= more
             repeated = None
+            stored = stored_copies(storage, read, snapshot)
+    # This run's copies of an id are all of them: they replace what was stored.
+    stored = pl.concat([stored.join(copies, on="event_id", how="anti"), copies])
     outside = (pl.Series(dtype=pl.String) if everything else
-               counted_outside(stored_copies(storage, read, snapshot), read, snapshot))
+               counted_outside(stored, read, snapshot))
     events = keep_first(events, snapshot, outside, repeated)
     return events.drop("event_id", "ts", "offset", FILE), plan, indexing
 
@@ -216,7 +235,7 @@ def copies_of(events: pl.DataFrame, sharing: pl.DataFrame, snapshot: Snapshot
     """(event_id, FILE, offset) of every copy of the ids behind ``sharing`` (FILE, HASH),
     for ids that really are in several files, read from ``events`` or the files."""
     if sharing.is_empty():
-        return pl.DataFrame(schema={"event_id": pl.String, FILE: pl.UInt32, "offset": pl.Int64})
+        return _no_copies()
     held = set(events[FILE].unique().to_list())
     frames = []
     for (number,), part in sharing.partition_by(FILE, as_dict=True).items():

@@ -230,14 +230,16 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
     paths = sorted(p for p, hour in file_hours.items() if p in processed or hour in plan.changed)
     snapshot = Snapshot(paths, [file_hours[p] for p in paths], frozenset(processed))
     tracker = _Progress(progress, len(catalog.metrics) + 2)
-    # The version lookup scans batch_windows in ClickHouse while Polars reads the files;
-    # the id index is written beside the metrics' computation.
+    # The version lookup scans batch_windows in ClickHouse, and the dedup tables are
+    # read, while Polars reads the files; the id index is written beside the metrics'
+    # computation.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-index") as index:
         next_version = index.submit(writer.next_version, storage)
+        known = index.submit(dedup.prefetch, storage, snapshot, plan.read(catalog.metrics))
         raw = read_events(snapshot, plan.read(catalog.metrics), catalog)
         version = next_version.result()
         events, plan, indexing = dedup.resolve(
-            storage, catalog.metrics, snapshot, plan, raw, version, index,
+            storage, catalog.metrics, snapshot, plan, raw, version, index, known.result(),
             lambda hours: read_events(snapshot, hours, catalog))
         del raw
         written = {metric.name: plan.written(metric) for metric in catalog.metrics}
