@@ -8,11 +8,16 @@ first, then coverage, then drops the rows no coverage refers to any more.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 
+from stratum.groups import group_key
+from stratum.metric_frames import WINDOW_START, dim_columns
+from stratum.metrics import MetricDefinition
 from stratum.storage import Storage
 
 INSERT_BATCH_ROWS = 100_000
@@ -29,6 +34,8 @@ WINDOW_SCHEMA = pa.schema([
     ("version", pa.uint64()),
 ])
 """``batch_windows`` as Arrow, column for column (see stratum.storage.schema)."""
+STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
+                 "first_ms", "last_ms")
 
 
 def utc_datetime(epoch_ms: int) -> datetime:
@@ -41,6 +48,38 @@ def next_version(storage: Storage) -> int:
     found = storage.query(f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
                           f"(SELECT max(version) FROM {db}.batch_coverage))")
     return max(time.time_ns() // 1_000_000, int(found[0][0] or 0) + 1)
+
+
+def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.Table:
+    """``batch_windows`` rows: the canonical ``group_key`` (the speed layer's own function,
+    run once per distinct group) and ``dims`` as a ClickHouse Map."""
+    dims = dim_columns(metric)
+    if dims:
+        groups = rows.select(dims).unique()
+        keys = [group_key(metric.dimensions, values) for values in groups.iter_rows()]
+        rows = rows.join(groups.with_columns(pl.Series("group_key", keys, dtype=pl.String)),
+                         on=dims, how="left")
+    else:
+        rows = rows.with_columns(group_key=pl.lit(""))
+    table = rows.select(
+        pl.lit(metric.name).alias("metric"),
+        pl.lit(metric.window_ms).alias("window_ms"),
+        pl.col(WINDOW_START).cast(pl.Datetime("ms", "UTC")).alias("window_start"),
+        "group_key", *STATE_COLUMNS, pl.lit(version).alias("version"),
+    ).to_arrow()
+    return table.add_column(3, "dims", _dims_map(rows, metric)).cast(WINDOW_SCHEMA)
+
+
+def _dims_map(rows: pl.DataFrame, metric: MetricDefinition) -> pa.MapArray:
+    width = len(metric.dimensions)
+    offsets = pa.array(np.arange(rows.height + 1, dtype=np.int32) * width)
+    names = pa.array(list(metric.dimensions) * rows.height, pa.string())
+    if width:
+        flat = rows.select(pl.concat_list(dim_columns(metric)).alias("v")).explode("v")
+        values = flat["v"].to_arrow().cast(pa.string())
+    else:
+        values = pa.array([], pa.string())
+    return pa.MapArray.from_arrays(offsets, names, values)
 
 
 def write_windows(storage: Storage, table: pa.Table) -> int:
@@ -76,13 +115,13 @@ def record_files(storage: Storage, paths: Iterable[str], version: int) -> None:
                        ("path", "version"))
 
 
-def write_coverage(storage: Storage, metrics: Iterable[str], hours: set[int],
-                   version: int, horizon_ms: int) -> int:
-    """Point the recomputed hours that start before the horizon at ``version``, final
-    up to ``horizon_ms``."""
+def write_coverage(storage: Storage, hours: Mapping[str, set[int]], version: int,
+                   horizon_ms: int) -> int:
+    """Point each metric's recomputed hours that start before the horizon at
+    ``version``, final up to ``horizon_ms``."""
     horizon = utc_datetime(horizon_ms)
     rows = [[metric, utc_datetime(h), version, horizon]
-            for metric in metrics for h in sorted(hours) if h < horizon_ms]
+            for metric, chosen in hours.items() for h in sorted(chosen) if h < horizon_ms]
     storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
     return len(rows)
 

@@ -18,10 +18,10 @@ stream is closed and reported instead of waiting for the next event.
 
 Duplicates: the ids of at least the last ``dedup_capacity`` events of the partition are
 kept (in two generations of that size, so forgetting is O(1)), and an event whose
-``event_id`` is among them is dropped (ingest routes an id to one partition, so a
-duplicate meets its original here). Duplicates further apart, or across a restart, are
-counted by the speed layer and corrected by batch, which deduplicates the whole archive
-by ``event_id``.
+``event_id`` is among them is dropped, so the first copy in offset order counts
+(ingest routes an id to one partition, so a duplicate meets its original here): the
+batch layer's rule, first in log order (:mod:`batch_layer.dedup`). Duplicates further
+apart, or across a restart, are counted by the speed layer and corrected by batch.
 
 The work is columnar: :meth:`PartitionAggregator.add_frame` takes every message of a
 batch as one frame (:mod:`stratum.event_frames`), computes each row's watermark (that of

@@ -13,7 +13,8 @@ restart at 0).
 Columns: ``event_id`` (str), ``ts`` (Datetime ms, UTC), ``type`` (str), ``offset`` (i64),
 then one column per other field: Float64 when every value in the file's batch is a
 number, String otherwise (see :mod:`stratum.event_frames`). Readers select the fields
-they need with :func:`scan_fields`; the batch layer deduplicates by ``event_id``.
+they need with :func:`scan_fields`; the batch layer deduplicates by ``event_id``
+(the first copy in log order counts: :mod:`batch_layer.dedup`).
 Files of older versions also hold ``payload`` (each event's JSON again); nothing reads it.
 """
 

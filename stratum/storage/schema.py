@@ -15,6 +15,9 @@ Tables (database from settings, default ``stratum``):
 - ``batch_windows``: batch-layer window state, one row per (metric, window, group,
   version); ``batch_coverage`` says which version is authoritative for each event hour,
   so a batch run that dies before writing coverage changes nothing that is served.
+- ``batch_id_index`` (per archive file, the hashes of its event ids) and
+  ``batch_duplicates`` (per id found in several files, its copies): how an incremental
+  run knows which copy of an id counts (:mod:`batch_layer.dedup`).
 - ``jobs``: batch runs and replays with their progress, latest row per job wins.
 - ``kv``: small platform state (e.g. the generation readers use).
 - ``side_events``: late events and dead letters as the speed layer routed them (also on
@@ -83,6 +86,21 @@ ORDER BY (metric, hour_start)""",
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY path""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_id_index (
+    path String,
+    hour_start DateTime('UTC'),
+    scheme LowCardinality(String),
+    id_hashes Array(UInt64)
+) ENGINE = ReplacingMergeTree
+ORDER BY (scheme, path)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_duplicates (
+    event_id String,
+    paths Array(String),
+    offsets Array(Int64),
+    hours Array(DateTime('UTC')),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY event_id""",
         f"""CREATE TABLE IF NOT EXISTS {db}.side_events (
     kind LowCardinality(String),
     recorded_at DateTime64(3, 'UTC'),

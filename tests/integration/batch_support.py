@@ -18,7 +18,8 @@ from stratum.metrics import Aggregation, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
 
-BATCH_TABLES = ("archive_files", "batch_windows", "batch_coverage", "jobs")
+BATCH_TABLES = ("archive_files", "batch_windows", "batch_coverage", "batch_id_index",
+                "batch_duplicates", "jobs")
 VIEW_TABLES = (*BATCH_TABLES, "speed_windows", "speed_checkpoints")
 
 
