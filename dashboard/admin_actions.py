@@ -73,9 +73,13 @@ def describe(action: Action) -> str:
         return ("Recompute the event hours changed since the last run (incremental), then "
                 f"move the batch horizon forward? {safe}")
     span = f"from {action.from_time}" if action.from_time else "from the start of the log"
-    return (f"Replay {span} into a new generation of the speed views? Queries keep reading "
-            "the current generation until the new one has caught up, then switch at once "
-            "and the old one is dropped. Cancel at any time leaves the current one untouched.")
+    kept = ("It rebuilds the windows from that time (aligned down to a window start); the "
+            "older windows stay served, from batch or carried over from the current "
+            "generation. " if action.from_time else "")
+    return (f"Replay {span} into a new generation of the speed views? {kept}Queries keep "
+            "reading the current generation until the new one has caught up, then switch "
+            "at once and the old one is dropped. Cancel at any time leaves the current one "
+            "untouched.")
 
 
 def confirm_label(action: Action) -> str:

@@ -27,6 +27,7 @@ from dashboard.job_view import (
     progress_bar,
     progress_of,
 )
+from stratum import replay_range
 
 MODES = {"incremental": "Incremental", "full": "Full", "range": "Time range"}
 TIME_HINT = "ISO-8601 (2026-11-21T10:00:00Z), epoch ms or now-6h; UTC"
@@ -212,6 +213,9 @@ def job_details(job: Job | None, now: datetime) -> Component:
         ("Finished", fmt_iso(job.finished_at)),
         ("Duration", fmt_duration(job.started_at, job.finished_at) or "–"),
     ]
+    if replay:
+        rows.append(("Range", html.Span(replay_range.describe(job.params or {}),
+                                        className="replay-range")))
     params = html.Div([html.Span("Parameters ", className="stat-label"),
                        html.Code(json.dumps(job.params or {}, sort_keys=True))],
                       className="details-params")

@@ -86,9 +86,13 @@ def progress_of(job: Job, now: datetime) -> JobProgress:
 
 def params_summary(job: Job, now: datetime | None = None) -> str:
     """"full", "full, 08:00 → 10:00", "whole history", "from 11-20 10:00" (UTC; the date
-    only when it is not ``now``'s day, or always without ``now``)."""
+    only when it is not ``now``'s day, or always without ``now``). A replay says from where
+    it rebuilds (the asked time aligned down) and that it keeps the older windows."""
     params = job.params or {}
     if job.kind == "replay":
+        start_ms = params.get("rebuild_from_ms")
+        if isinstance(start_ms, int):
+            return f"rebuilds from {_ms_text(start_ms, now)}, keeps older windows"
         from_ms = params.get("from_ms")
         return f"from {_ms_text(from_ms, now)}" if isinstance(from_ms, int) else "whole history"
     mode = str(params.get("mode") or "incremental")

@@ -2,14 +2,23 @@
 code (``PartitionAggregator`` → ``SpeedStore``), reading the archive for history and
 then the log, while readers keep the live generation; switch when caught up.
 
+A replay *from* a time rebuilds the windows that start at or after its start (the time
+aligned down to where every metric's windows begin, :meth:`MetricCatalog.replay_start_ms`)
+from every event at or after it; the windows before are carried over from the live
+generation at the switch (unless batch serves them), so nothing served disappears.
+
 1. **Archive.** Every archived offset range, per source partition in offset order (ranges
    re-archived after a crash overlap; the aggregator skips offsets it already holds).
 2. **Log.** The current log's partitions from just after the archived offsets, with a
    plain consumer (no group: the replay must not steal the live worker's partitions).
-3. **Hand-off.** When the replay's event time is within ``CATCH_UP_MS`` of the live
-   generation's, it asks live workers to pause at their next flush and report their
-   offsets, reads the log past those offsets, writes its state, and switches
-   ``live_generation``; workers then resume from the new generation's checkpoints.
+3. **Hand-off.** When the replay has read, in every partition, to within
+   ``CATCH_UP_OFFSETS`` of the offset the live generation last stored (offsets, not event
+   times: on an idle partition the live event-time clock runs on with the wall clock),
+   it asks live workers to pause at their next flush and report their offsets, reads the
+   log past those offsets, writes its state, carries the older windows over, and switches
+   ``live_generation``. Its checkpoints say the reported offsets, so workers resume from
+   there; each window's own offset skips what it already holds, and carried windows still
+   open get the events after the pause.
 4. **Drop** the old generation. A cancelled or failed replay drops the new one instead;
    the live generation is never touched before the switch.
 """
@@ -36,7 +45,8 @@ from stratum.settings import Settings
 from stratum.storage import Storage, generations
 
 log = logging.getLogger(__name__)
-CATCH_UP_MS = 5_000
+CATCH_UP_OFFSETS = 100  # messages per partition the replay may trail when it hands off
+BUILDING = -1  # a generation's checkpoint offset until its switch: not resumable yet
 HANDOFF_TIMEOUT_S = 30.0
 FLUSH_EVERY_S = 1.0
 
@@ -52,6 +62,8 @@ class ReplayProgress:
     units_total: int
     events: int
     generation: int
+    rebuild_from_ms: int | None = None  # windows starting here or later are rebuilt
+    carried_rows: int | None = None  # windows carried over at the switch
 
 
 @dataclass
@@ -60,7 +72,7 @@ class _Sources:
 
     settings: Settings
     catalog: MetricCatalog
-    from_ms: int | None
+    start_ms: int | None
     aggregators: dict[str, PartitionAggregator] = field(default_factory=dict)
     events: int = 0
 
@@ -74,8 +86,8 @@ class _Sources:
 
     def add(self, source: str, frame: pl.DataFrame, through_offset: int) -> None:
         """A batch of one source's events (:mod:`stratum.event_frames` layout)."""
-        if self.from_ms is not None:
-            frame = frame.filter(pl.col("ts") >= self.from_ms)
+        if self.start_ms is not None:
+            frame = frame.filter(pl.col("ts") >= self.start_ms)
         self.get(source).add_frame(frame, through_offset, now_ms=int(time.time() * 1000))
         self.events += frame.height
 
@@ -110,9 +122,12 @@ class ReplayRunner:
 
     async def run(self, from_ms: int | None, progress: Callable[[ReplayProgress], None],
                   cancelled: Callable[[], bool]) -> int:
+        """Rebuild from ``from_ms`` (aligned down), or all of history; the new generation."""
         generation = await asyncio.to_thread(generations.next_generation, self.storage)
         store = SpeedStore(self.storage, generation)
-        sources = _Sources(self.settings, self.catalog, from_ms)
+        start = None if from_ms is None else self.catalog.replay_start_ms(from_ms)
+        sources = _Sources(self.settings, self.catalog, start)
+        progress(ReplayProgress("archive", 0, 0, 0, generation, start))
         try:
             await self._archive(sources, store, generation, progress, cancelled)
             await self._log(sources, store, generation, progress, cancelled)
@@ -137,20 +152,33 @@ class ReplayRunner:
                 if frame.height:
                     sources.add(source, frame, int(frame["offset"][-1]))
                 done += 1
-                progress(ReplayProgress("archive", done, total, sources.events, generation))
+                progress(ReplayProgress("archive", done, total, sources.events, generation,
+                                        sources.start_ms))
             await asyncio.to_thread(self._flush, sources, store, [source])
         log.info("replay into generation %d: %d archived range(s), %d events", generation,
                  total, sources.events)
 
-    def _flush(self, sources: _Sources, store: SpeedStore, only: list[str] | None = None
-               ) -> None:
+    def _flush(self, sources: _Sources, store: SpeedStore, only: list[str] | None = None,
+               resume_after: dict[str, int] | None = None) -> None:
+        """Write changed windows that start at or after the replay's start (those before
+        hold only part of their events). Until the switch (``resume_after`` None) the
+        checkpoints say :data:`BUILDING`: the switch then stores the offsets to resume
+        after, which may be below what the rows hold (a checkpoint's version is its
+        offset, so an earlier, higher one would win)."""
+        flushes = []
         for source, agg in sources.aggregators.items():
             if only is not None and source not in only:
                 continue
             rows = agg.drain()
+            if sources.start_ms is not None:
+                rows = [r for r in rows if r.key[1] >= sources.start_ms]
             if rows or agg.through_offset >= 0:
-                store.write(source, rows, agg.checkpoint())
+                flushes.append((source, rows, agg.checkpoint()))
             agg.evict_final()
+        resume = resume_after if resume_after is not None else {
+            source: BUILDING for source, _, _ in flushes}
+        if flushes:
+            store.write_many(flushes, resume)
 
     async def _log(self, sources: _Sources, store: SpeedStore, generation: int,
                    progress: Callable[[ReplayProgress], None],
@@ -197,14 +225,14 @@ class ReplayRunner:
                 await asyncio.to_thread(self._flush, sources, store)
                 last_flush = time.monotonic()
             live = await asyncio.to_thread(self._live_progress)
-            lag_ms = max((max_ms - sources.get(s).max_event_ms
-                          for s, (_, max_ms) in live.items() if s in mine), default=0)
-            progress(ReplayProgress("log", 1, 1, sources.events, generation))
-            if handoff_at is None and lag_ms <= CATCH_UP_MS:
+            lag = max((through - sources.get(s).through_offset
+                       for s, (through, _) in live.items() if s in mine), default=0)
+            progress(ReplayProgress("log", 1, 1, sources.events, generation, sources.start_ms))
+            if handoff_at is None and lag <= CATCH_UP_OFFSETS:
                 await asyncio.to_thread(generations.request_handoff, self.storage, generation)
                 handoff_at = time.monotonic()
-                log.info("replay generation %d caught up (lag %d ms): handing off",
-                         generation, lag_ms)
+                log.info("replay generation %d caught up (%d message(s) behind): handing off",
+                         generation, max(lag, 0))
             if handoff_at is not None:
                 if time.monotonic() - handoff_at > HANDOFF_TIMEOUT_S:
                     raise TimeoutError("the hand-off did not complete within "
@@ -214,7 +242,10 @@ class ReplayRunner:
                     targets = await asyncio.to_thread(self._reported, live, mine)
                 if targets is not None and all(
                         sources.get(s).through_offset >= off for s, off in targets.items()):
-                    await asyncio.to_thread(self._switch, sources, store, generation, mine)
+                    carried = await asyncio.to_thread(self._switch, sources, store, generation,
+                                                      mine, targets)
+                    progress(ReplayProgress("switched", 1, 1, sources.events, generation,
+                                            sources.start_ms, carried))
                     return
 
     def _live_progress(self) -> dict[str, tuple[int, int]]:
@@ -235,12 +266,18 @@ class ReplayRunner:
         return None
 
     def _switch(self, sources: _Sources, store: SpeedStore, generation: int,
-                mine: list[str]) -> None:
-        self._flush(sources, store)
+                mine: list[str], targets: dict[str, int]) -> int | None:
+        """Live workers are paused: write the rest, carry the older windows over, switch.
+        Returns how many windows were carried over (None: a replay of all history)."""
+        self._flush(sources, store, resume_after=targets)
         old = generations.live_generation(self.storage)
+        carried = None
+        if sources.start_ms is not None:
+            carried = generations.carry_over(self.storage, old, generation, sources.start_ms)
         generations.set_live(self.storage, generation)
         generations.request_handoff(self.storage, None)
         generations.clear_positions(self.storage, mine)
         generations.drop_generation(self.storage, old)
-        log.info("replay: readers and workers switched to generation %d (dropped %d)",
-                 generation, old)
+        log.info("replay: readers and workers switched to generation %d (dropped %d, "
+                 "carried %s window row(s) over)", generation, old, carried)
+        return carried

@@ -13,6 +13,7 @@ import uuid
 
 from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
 from stratum.metrics import MetricCatalog
+from stratum.replay_range import range_params
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
 from stratum.storage.jobs import Job, JobStore, cancel_requested, utc_now
@@ -83,8 +84,9 @@ class ReplayService:
             current = self.jobs.save(current.model_copy(update={
                 "units_done": step.units_done, "units_total": step.units_total,
                 "rows_in": step.events,
-                "params": {**current.params, "generation": step.generation,
-                           "phase": step.phase}}))
+                "params": {**current.params,
+                           **range_params(step.rebuild_from_ms, step.carried_rows),
+                           "generation": step.generation, "phase": step.phase}}))
 
         def cancelled() -> bool:
             nonlocal last_check, cancel_seen

@@ -10,7 +10,7 @@ the GIL the consuming agents need (README, "Benchmarks").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -107,27 +107,33 @@ class SpeedStore:
         that say which offsets they hold, so nothing is counted twice on resume."""
         self.write_many([(source_id, rows, checkpoint)])
 
-    def write_many(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]]
-                   ) -> None:
+    def write_many(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
+                   resume_after: Mapping[str, int] | None = None) -> None:
         """One flush of several source partitions: every window row in one insert, then
         every checkpoint in one insert. Each insert makes a new part per day it touches,
         and chDB spends milliseconds per part whatever its size, so fewer, larger inserts
         cost less CPU and leave fewer parts for merges and FINAL. Same ordering guarantee
         as :meth:`write`: no checkpoint is stored before the rows it vouches for."""
-        self.commit(self.prepare(flushes))
+        self.commit(self.prepare(flushes, resume_after))
 
-    def prepare(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]]
-                ) -> PreparedFlush:
+    def prepare(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
+                resume_after: Mapping[str, int] | None = None) -> PreparedFlush:
         """Snapshot a flush (rows as Arrow, checkpoints as values) without touching
         ClickHouse. Call it where the aggregators cannot change underneath (on the event
         loop, or under the worker's lock); the snapshot then no longer refers to the live
         state, so :meth:`commit` can run in a thread while aggregation goes on, and the
-        checkpoints still vouch exactly for the rows beside them."""
+        checkpoints still vouch exactly for the rows beside them.
+
+        ``resume_after``: per source, a checkpoint offset below the rows' own (a replay's
+        hand-off stores where the live worker paused): a worker taking the source over
+        reads again from there, and each window's own offset skips what it already holds."""
         now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
         tables = [self.window_table(source_id, rows, checkpoint["through_offset"], now_ms)
                   for source_id, rows, checkpoint in flushes if rows]
         stamp = _utc(now_ms)
-        checkpoints = [[self.generation, source_id, checkpoint["through_offset"],
+        resume = resume_after or {}
+        checkpoints = [[self.generation, source_id,
+                        resume.get(source_id, checkpoint["through_offset"]),
                         checkpoint["watermark_ms"], checkpoint["max_event_ms"], stamp]
                        for source_id, _, checkpoint in flushes]
         windows = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables \

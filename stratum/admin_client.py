@@ -9,6 +9,7 @@ import click
 import httpx
 
 from stratum.errors import StratumError
+from stratum.replay_range import describe
 
 
 class AdminError(StratumError):
@@ -47,13 +48,18 @@ def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: st
             response = client.post(path, json=body)
             if response.status_code != 202:
                 raise AdminError(_explain(response))
-            job_id = response.json()["job_id"]
+            accepted = response.json()
+            job_id = accepted["job_id"]
             click.echo(f"{label} job {job_id} queued")
+            if accepted.get("rebuilds"):
+                click.echo(f"{label} {accepted['rebuilds']}")
             if not wait:
                 return job_id
             job = _watch(client, job_id, label, timeout_s)
             click.echo(f"{job['state']}: {job['rows_in']} events in, {job['rows_out']} rows "
                        f"out, horizon {job.get('horizon')}, params {job.get('params')}")
+            if job.get("kind") == "replay":
+                click.echo(f"{label}: {describe(job.get('params') or {})}")
             if job["state"] != "succeeded":
                 raise AdminError(f"job {job_id} {job['state']}: {job['error']}")
             return job_id

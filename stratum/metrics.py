@@ -10,6 +10,7 @@ SQL that merges stored state. Neither layer has metric-specific code.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
@@ -210,6 +211,15 @@ class MetricCatalog(BaseModel):
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.metrics]
+
+    def replay_start_ms(self, from_ms: int) -> int:
+        """Where a replay asked to start at ``from_ms`` starts rebuilding: the latest
+        moment at or before it where every metric's stored windows (tumbling, hopping
+        or session pieces) begin, so no rebuilt window misses events before the start.
+        Window sizes and hops divide a day (or are whole days), so this is at most a day
+        back. Windows that start earlier are kept (batch or carried over), never rebuilt."""
+        step = math.lcm(*(size for m in self.metrics for size in (m.window_ms, m.hop_ms)))
+        return from_ms - from_ms % step
 
 
 def parse_catalog(data: Mapping[str, Any], *, source: str = "metrics file") -> MetricCatalog:

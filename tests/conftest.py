@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,8 +55,9 @@ def make_stack(session_dir: Path, clickhouse_url: str) -> Iterator[Callable[...,
     """Start isolated stacks (own broker, database, data dir); all stop at session end."""
     started: list[Stack] = []
 
-    def make(name: str, *, dashboard: bool = False) -> Stack:
-        stack = Stack(stack_settings(session_dir, name, clickhouse_url, free_port()),
+    def make(name: str, *, dashboard: bool = False, speed: dict[str, Any] | None = None
+             ) -> Stack:
+        stack = Stack(stack_settings(session_dir, name, clickhouse_url, free_port(), speed),
                       dashboard=dashboard)
         started.append(stack)
         stack.start()

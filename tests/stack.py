@@ -122,7 +122,9 @@ class Stack:
         return job
 
 
-def stack_settings(base: Path, name: str, clickhouse_url: str, port: int) -> Settings:
+def stack_settings(base: Path, name: str, clickhouse_url: str, port: int,
+                   speed: dict[str, Any] | None = None) -> Settings:
+    """``speed``: overrides of the speed settings below (e.g. a short idle timeout)."""
     return Settings(
         data_dir=base / name,
         clickhouse={"url": clickhouse_url, "database": f"stratum_{name}"},
@@ -130,6 +132,6 @@ def stack_settings(base: Path, name: str, clickhouse_url: str, port: int) -> Set
         batch={"interval_s": 3600},
         # History posted by tests must not be late because the stack sat idle.
         speed={"allowed_lateness_ms": 60_000, "flush_interval_s": 0.5,
-               "idle_timeout_s": 3600},
+               "idle_timeout_s": 3600, **(speed or {})},
         archive={"flush_interval_s": 1.0},
     )

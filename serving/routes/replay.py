@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from serving.deps import AdminOnly, JobsDep, ReaderDep
+from serving.deps import AdminOnly, CatalogDep, JobsDep, ReaderDep
 from serving.errors import error_responses
 from serving.timeparse import parse_time_ms
+from stratum.replay_range import describe, range_params
 from stratum.storage import generations
 from stratum.storage.jobs import request_cancel, utc_now
 
@@ -29,6 +30,8 @@ class ReplayRequest(BaseModel):
 class ReplayAccepted(BaseModel):
     job_id: str
     state: str
+    rebuilds: str | None = Field(None, description="what a started replay rebuilds and "
+                                 "what it keeps served (also in the job's params)")
 
 
 class GenerationOut(BaseModel):
@@ -39,18 +42,21 @@ class GenerationOut(BaseModel):
 @router.post("/replay", status_code=status.HTTP_202_ACCEPTED, response_model=ReplayAccepted,
              summary="Rebuild the speed views from the log (Kappa replay)",
              responses=error_responses(409))
-async def start_replay(jobs: JobsDep,
+async def start_replay(jobs: JobsDep, catalog: CatalogDep,
                        body: Annotated[ReplayRequest | None, Body()] = None) -> ReplayAccepted:
     request = body or ReplayRequest()
     params: dict[str, object] = {}
+    start_ms = None
     if request.from_time:
         try:
-            params["from_ms"] = parse_time_ms(request.from_time)
+            params["from_ms"] = from_ms = parse_time_ms(request.from_time)
         except ValueError as exc:
             raise HTTPException(422, detail={"code": "invalid_parameter", "message": str(exc),
                                              "details": {"parameter": "from"}}) from exc
+        start_ms = catalog.replay_start_ms(from_ms)
+    params.update(range_params(start_ms))
     job = await run_in_threadpool(jobs.submit, "replay", request.trigger, params)
-    return ReplayAccepted(job_id=job.job_id, state=job.state)
+    return ReplayAccepted(job_id=job.job_id, state=job.state, rebuilds=describe(params))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=ReplayAccepted,

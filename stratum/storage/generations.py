@@ -76,3 +76,35 @@ def drop_generation(storage: Storage, generation: int) -> None:
     for table in ("speed_windows", "speed_checkpoints"):
         storage.command(f"ALTER TABLE {storage.database}.{table} "
                         f"DELETE WHERE generation = {int(generation)}")
+
+
+_WINDOW_COLUMNS = (
+    "metric, window_ms, window_start, dims, group_key, source_id, count, sum, min, max, "
+    "q_values, q_weights, d_hashes, d_theta, first_ms, last_ms, through_offset, final, "
+    "updated_at")
+
+
+def carry_over(storage: Storage, old: int, new: int, before_ms: int) -> int:
+    """Copy generation ``old``'s windows that start before ``before_ms`` into ``new``
+    (newest row of each, with its own ``through_offset``), except those batch serves (their
+    hour is covered and they end at or before its horizon, as serving decides); returns
+    how many rows ``new`` now holds before ``before_ms``. A replay from a later time
+    rebuilds only what starts from there; this keeps everything older served."""
+    db = storage.database
+    storage.command(f"""
+        INSERT INTO {db}.speed_windows (generation, {_WINDOW_COLUMNS})
+        SELECT {int(new)}, {", ".join(f"t.{c.strip()}" for c in _WINDOW_COLUMNS.split(","))}
+        FROM {db}.speed_windows AS t FINAL
+        LEFT JOIN (SELECT metric, hour_start, version, horizon
+                   FROM {db}.batch_coverage FINAL) AS c
+            ON c.metric = t.metric AND c.hour_start = toStartOfHour(t.window_start)
+        WHERE t.generation = {int(old)}
+          AND t.window_start < fromUnixTimestamp64Milli({int(before_ms)}, 'UTC')
+          AND NOT (c.version != 0
+                   AND t.window_start + toIntervalMillisecond(t.window_ms) <= c.horizon)
+        SETTINGS join_use_nulls = 0""")
+    rows = storage.query(
+        f"SELECT count() FROM {db}.speed_windows FINAL WHERE generation = {{g:UInt32}} "
+        "AND window_start < fromUnixTimestamp64Milli({b:Int64}, 'UTC')",
+        {"g": new, "b": before_ms})
+    return int(rows[0][0])

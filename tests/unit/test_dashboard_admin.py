@@ -103,6 +103,9 @@ def test_rate_and_eta_come_from_elapsed_time() -> None:
         ({"kind": "replay"}, "whole history"),
         ({"kind": "replay", "params": {"from_ms": int((NOW - timedelta(days=1)).timestamp()
                                                       * 1000)}}, "from 11-20 10:00"),
+        ({"kind": "replay", "params": {"rebuild_from_ms": int(
+            (NOW - timedelta(hours=1)).timestamp() * 1000)}},
+         "rebuilds from 09:00, keeps older windows"),
     ],
 )
 def test_params_summary(fields: dict[str, Any], summary: str) -> None:
