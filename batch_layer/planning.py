@@ -10,24 +10,18 @@ changed, not the size of the history; a full run recomputes every hour.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from stratum.archive import HOUR_MS
+from stratum.archive import HOUR_MS, hour_of_file, parse_file_name
+
+__all__ = ["RecomputeMode", "dirty_hours", "hour_of_file", "lagging_sources",
+           "options_from_params", "source_of_file"]
 
 
 class RecomputeMode(StrEnum):
     INCREMENTAL = "incremental"
     FULL = "full"
-
-
-def hour_of_file(path: Path) -> int:
-    """Epoch ms of the event hour a file holds, from ``date=YYYY-MM-DD/hour=HH``."""
-    date = path.parent.parent.name.removeprefix("date=")
-    hour = path.parent.name.removeprefix("hour=")
-    moment = datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def dirty_hours(file_hours: Mapping[str, int], processed: set[str],
@@ -78,8 +72,8 @@ def options_from_params(params: Mapping[str, object]) -> tuple[RecomputeMode, in
 
 def source_of_file(path: Path) -> tuple[str, int]:
     """(``epoch:partition``, last offset) from ``events-<epoch>-p<partition>-<first>-<last>``."""
-    _, epoch, partition, _first, last = path.stem.rsplit("-", 4)
-    return f"{epoch}:{partition.removeprefix('p')}", int(last)
+    epoch, partition, _first, last = parse_file_name(path)
+    return f"{epoch}:{partition}", last
 
 
 def lagging_sources(files: Iterable[Path], consumed: Mapping[str, int]
