@@ -37,6 +37,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from speed_layer.aggregator import NO_WATERMARK, PartitionAggregator, WindowRow
 from speed_layer.replay import archive_ranges, read_range
 from speed_layer.store import PreparedFlush, SpeedStore
@@ -157,8 +159,10 @@ class _EpochRebuild:
             found[str(source)].add((metric.name, int(start), str(key)))
         return found
 
-    def rebuild(self, part: _Source, at_risk: set[WindowId]) -> tuple[int, int, int]:
-        """Rows of one source rebuilt from its archive: (written, deleted, events read)."""
+    def rebuild(self, part: _Source, at_risk: set[WindowId]
+                ) -> tuple[pa.Table | None, set[tuple[str, str, int, str]], int]:
+        """One source's windows rebuilt from its archive: the rows to write, the windows
+        to delete (source first) and the archived events read."""
         longest = max((m.window_ms for m in self.metrics.values()), default=0)
         open_after = NO_WATERMARK if part.watermark_ms == NO_WATERMARK \
             else part.watermark_ms - longest
@@ -176,18 +180,22 @@ class _EpochRebuild:
                                         now_ms=int(time.time() * 1000)).aggregated
         rows, missing = select_rows(agg.drain(), part.watermark_ms,
                                     {n: m.window_ms for n, m in self.metrics.items()}, at_risk)
-        if rows:  # newer than every row of the source: it replaces them
-            table = self.store.window_table(part.source, rows, part.newest + 1,
-                                            int(time.time() * 1000))
-            self.store.commit(PreparedFlush(table, []))
+        table = self.store.window_table(part.source, rows, part.newest + 1,
+                                        int(time.time() * 1000)) if rows else None
+        return table, {(part.source, *ident) for ident in missing}, events
+
+    def write(self, tables: list[pa.Table], missing: set[tuple[str, str, int, str]]) -> None:
+        """An epoch's rebuilt rows in one insert (newer than every row of their source:
+        they replace them), then its windows with no archived event deleted."""
+        if tables:
+            self.store.commit(PreparedFlush(pa.concat_tables(tables), []))
         if missing:
             self.storage.command(
                 f"ALTER TABLE {self.storage.database}.speed_windows DELETE "
-                "WHERE generation = {g:UInt32} AND source_id = {s:String} AND "
-                "(metric, toUnixTimestamp64Milli(window_start), group_key) IN "
-                "{k:Array(Tuple(String, Int64, String))} SETTINGS mutations_sync = 1",
-                {"g": self.generation, "s": part.source, "k": sorted(missing)})
-        return len(rows), len(missing), events
+                "WHERE generation = {g:UInt32} AND (source_id, metric, "
+                "toUnixTimestamp64Milli(window_start), group_key) IN "
+                "{k:Array(Tuple(String, String, Int64, String))} SETTINGS mutations_sync = 1",
+                {"g": self.generation, "k": sorted(missing)})
 
 
 def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Storage,
@@ -206,23 +214,30 @@ def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Stor
     rebuild = _EpochRebuild(settings, catalog, storage, generation)
     done = []
     for epoch, known in dead.items():
+        started = time.perf_counter()
         newest_rows = rebuild.newest_rows(epoch)
         sources = sorted({*known, *newest_rows})  # rows of a flush killed before its checkpoint
         spans = {s: [archive.parse_file_name(p)[2:] for _, paths in ranges.get(s, [])
                      for p in paths] for s in sources}
         archived = {s: archived_through(spans[s]) for s in sources}
         at_risk = rebuild.at_risk(epoch, archived)
-        written = removed = events = 0
+        tables: list[pa.Table] = []
+        missing: set[tuple[str, str, int, str]] = set()
+        events = 0
         for source in sources:
             newest = max([newest_rows.get(source, -1), *(last for _, last in spans[source])])
             part = _Source(source, checkpoints.get(source, NO_WATERMARK), newest,
                            ranges.get(source, []))
-            w, r, e = rebuild.rebuild(part, at_risk.get(source, set()))
-            written, removed, events = written + w, removed + r, events + e
+            table, gone, read = rebuild.rebuild(part, at_risk.get(source, set()))
+            tables += [table] if table is not None else []
+            missing |= gone
+            events += read
+        rebuild.write(tables, missing)
+        written, removed = sum(t.num_rows for t in tables), len(missing)
         epochs.record_retired(storage, epoch, len(sources), written, events)
         done.append(Retirement(epoch, len(sources), written, removed, events))
-        log.info("retired log epoch %s (%d partition(s)): %d window(s) rebuilt from %d "
-                 "archived event(s), %d window(s) with no archived event removed",
-                 epoch, len(sources), written, events, removed)
+        log.info("retired log epoch %s (%d partition(s)) in %.2f s: %d window(s) rebuilt "
+                 "from %d archived event(s), %d window(s) with no archived event removed",
+                 epoch, len(sources), time.perf_counter() - started, written, events, removed)
     return done
 
