@@ -19,25 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from stratum.archive import HOUR_MS
+from stratum.archive import HOUR_MS, hour_of_file, parse_file_name
 from stratum.metrics import MetricDefinition
+
+__all__ = ["HourPlan", "RecomputeMode", "dirty_hours", "hour_of_file", "lagging_sources",
+           "log_order", "options_from_params", "plan_hours", "source_of_file"]
 
 
 class RecomputeMode(StrEnum):
     INCREMENTAL = "incremental"
     FULL = "full"
-
-
-def hour_of_file(path: Path) -> int:
-    """Epoch ms of the event hour a file holds, from ``date=YYYY-MM-DD/hour=HH``."""
-    date = path.parent.parent.name.removeprefix("date=")
-    hour = path.parent.name.removeprefix("hour=")
-    moment = datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def window_starts_in(hour: int, hop_ms: int) -> range:
@@ -158,16 +152,15 @@ def log_order(path: Path) -> tuple[int, int, str, int]:
     """Where a file's source comes in log order: epoch (the embedded broker's start time
     in ms, so numeric order is time order; other names after them, by name), then
     partition. Offsets order events within a source."""
-    _, epoch, partition, _first, _last = path.stem.rsplit("-", 4)
+    epoch, partition, _first, _last = parse_file_name(path)
     numeric = epoch.isdigit()
-    return (0 if numeric else 1, int(epoch) if numeric else 0, epoch,
-            int(partition.removeprefix("p")))
+    return (0 if numeric else 1, int(epoch) if numeric else 0, epoch, partition)
 
 
 def source_of_file(path: Path) -> tuple[str, int]:
     """(``epoch:partition``, last offset) from ``events-<epoch>-p<partition>-<first>-<last>``."""
-    _, epoch, partition, _first, last = path.stem.rsplit("-", 4)
-    return f"{epoch}:{partition.removeprefix('p')}", int(last)
+    epoch, partition, _first, last = parse_file_name(path)
+    return f"{epoch}:{partition}", last
 
 
 def lagging_sources(files: Iterable[Path], consumed: Mapping[str, int]

@@ -2,12 +2,15 @@
 every few seconds reads only the last minutes from ClickHouse.
 
 A bucket is *final* when every window in it ends at or before the lowest watermark of
-the live speed generation: the speed layer never changes such a window again (a late
-event goes to the late topic), and the batch layer changes what is served only through
-a new ``batch_coverage`` version. So the cached rows of a final bucket stay right as long
-as the :class:`Freeze` token is unchanged: the live generation, the metric's newest
-coverage version, and the number of source partitions with a checkpoint (a partition's
-first flush may bring windows no watermark covered yet). Any change drops the entry.
+the live speed generation's source partitions (those of retired log epochs aside: their
+watermarks stand still, see :mod:`stratum.storage.epochs`): the speed layer never
+changes such a window again (a late event goes to the late topic), and the batch layer
+changes what is served only through a new ``batch_coverage`` version. So the cached rows
+of a final bucket stay right as long as the :class:`Freeze` token is unchanged: the live
+generation, the metric's newest coverage version, and the number of unretired source
+partitions with a checkpoint (a partition's first flush may bring windows no watermark
+covered yet; a retirement rewrites windows of the epoch it retires). Any change drops
+the entry.
 
 Only whole buckets are cached (a bucket starting before the request's start holds part
 of its windows), and session metrics are never cached: a session starting in a final

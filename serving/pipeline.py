@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from stratum import telemetry  # noqa: F401 - importing it registers the counters
-from stratum.storage import Storage
+from stratum.storage import Storage, epochs
 
 # Stage name -> the sample that counts it (a counter's _total, a histogram's _count).
 COUNTERS: dict[str, str] = {
@@ -163,11 +163,12 @@ class PipelineReader:
 
     def partitions(self, generation: int) -> list[PartitionProgress]:
         """Checkpoints of the newest log epoch (an embedded broker starts a new epoch
-        on each start; older epochs' partitions are history, not progress)."""
+        on each start; older epochs' partitions are history, not progress), never of a
+        retired one (before the current epoch's first flush there is none to show)."""
         rows = self.storage.query(
             "SELECT source_id, through_offset, watermark_ms, max_event_ms, updated_at "
-            f"FROM {self.db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}}",
-            {"g": generation})
+            f"FROM {self.db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}} "
+            f"AND {epochs.live_sources_sql(self.db)}", {"g": generation})
         if not rows:
             return []
         newest_epoch = max(rows, key=lambda r: r[4])[0].rsplit(":", 1)[0]

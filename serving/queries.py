@@ -29,7 +29,7 @@ from serving.tail_buckets import (
 from stratum import telemetry
 from stratum.aggregation import MAX_HASH
 from stratum.metrics import Aggregation, MetricDefinition
-from stratum.storage import Storage, generations
+from stratum.storage import Storage, epochs, generations
 from stratum.storage.jobs import JobStore
 
 MAX_POINTS = 20_000
@@ -355,8 +355,10 @@ class MetricReader:
             UNION ALL
             -- Every generation's (a few rows): filtering by the live one would need it
             -- first, as a subquery that runs before the rest instead of beside it.
+            -- Retired epochs' watermarks stand still: they bound nothing.
             SELECT 'sources', generation, toInt64(count()), min(watermark_ms), 0
-            FROM {db}.speed_checkpoints FINAL GROUP BY generation{windows}""", params)
+            FROM {db}.speed_checkpoints FINAL WHERE {epochs.live_sources_sql(db)}
+            GROUP BY generation{windows}""", params)
         found: dict[tuple[str, int], tuple[int, int]] = {}
         tokens: dict[int, WindowTokens] = {}
         for part, generation, a, b, c in rows:

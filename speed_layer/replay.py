@@ -92,16 +92,16 @@ class _Sources:
         self.events += frame.height
 
 
-def _ranges(files: list[Path]) -> dict[str, list[tuple[int, list[Path]]]]:
+def archive_ranges(files: list[Path]) -> dict[str, list[tuple[int, list[Path]]]]:
     """source -> [(first offset, files of that range)], in offset order."""
     by_source: dict[str, dict[int, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for path in files:
-        _, epoch, partition, first, _last = path.stem.rsplit("-", 4)
-        by_source[f"{epoch}:{partition.removeprefix('p')}"][int(first)].append(path)
+        epoch, partition, first, _last = archive.parse_file_name(path)
+        by_source[f"{epoch}:{partition}"][first].append(path)
     return {source: sorted(ranges.items()) for source, ranges in by_source.items()}
 
 
-def _read_range(paths: list[Path]) -> pl.DataFrame:
+def read_range(paths: list[Path]) -> pl.DataFrame:
     """The events of one archived range in offset order, as a frame like those the live
     worker decodes (older files also hold a ``payload`` column, not needed)."""
     frames = [pl.read_parquet(path).drop("payload", strict=False) for path in paths]
@@ -141,14 +141,14 @@ class ReplayRunner:
                        progress: Callable[[ReplayProgress], None],
                        cancelled: Callable[[], bool]) -> None:
         root = archive.archive_root(self.settings.data_dir)
-        ranges = _ranges(await asyncio.to_thread(archive.list_files, root))
+        ranges = archive_ranges(await asyncio.to_thread(archive.list_files, root))
         total = sum(len(r) for r in ranges.values())
         done = 0
         for source, source_ranges in sorted(ranges.items()):
             for _, paths in source_ranges:
                 if cancelled():
                     raise ReplayCancelledError
-                frame = await asyncio.to_thread(_read_range, paths)
+                frame = await asyncio.to_thread(read_range, paths)
                 if frame.height:
                     sources.add(source, frame, int(frame["offset"][-1]))
                 done += 1

@@ -44,6 +44,20 @@ def file_name(epoch: str, partition: int, first: int, last: int) -> str:
     return f"events-{epoch}-p{partition}-{first}-{last}.parquet"
 
 
+def parse_file_name(path: Path) -> tuple[str, int, int, int]:
+    """``(epoch, partition, first, last)`` from a name made by :func:`file_name`."""
+    _, epoch, partition, first, last = path.stem.rsplit("-", 4)
+    return epoch, int(partition.removeprefix("p")), int(first), int(last)
+
+
+def hour_of_file(path: Path) -> int:
+    """Epoch ms of the event hour a file holds, from ``date=YYYY-MM-DD/hour=HH``."""
+    date = path.parent.parent.name.removeprefix("date=")
+    hour = path.parent.name.removeprefix("hour=")
+    moment = datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def hour_dir(root: Path, hour_start_ms: int) -> Path:
     hour = datetime.fromtimestamp(hour_start_ms / 1000, tz=UTC)
     return root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"

@@ -128,6 +128,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
     started = time.monotonic()
     await log_conn.start()
     stack.callback(log_conn.stop)
+    if roles.speed:
+        await retire_dead_epochs(settings, catalog, log_conn)
     producer = EventProducer(settings.kafka, log_conn.bootstrap,
                              timeout_s=settings.api.ingest_timeout_s)
     await producer.start()
@@ -170,6 +172,21 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         stack.push_async_callback(_stop_task, generator, stop)
     log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
              log_conn.bootstrap)
+
+
+async def retire_dead_epochs(settings: Settings, catalog: MetricCatalog,
+                             log_conn: LogConnection) -> None:
+    """Before the speed layer consumes a new embedded log: reconcile the ended epochs'
+    speed rows with their archive and retire them (:mod:`speed_layer.recovery`)."""
+    if not settings.kafka.embedded:
+        return
+    from speed_layer.recovery import retire_dead_epochs as retire
+
+    storage = open_storage(settings)
+    try:
+        await asyncio.to_thread(retire, settings, catalog, storage, log_conn.epoch)
+    finally:
+        storage.close()
 
 
 def _backfill_s(settings: Settings, wanted_s: float) -> float:

@@ -7,7 +7,7 @@ import logging
 import signal
 
 from stratum.metrics import load_catalog
-from stratum.platform import LogConnection, heartbeat, worker_health
+from stratum.platform import LogConnection, heartbeat, retire_dead_epochs, worker_health
 from stratum.settings import Settings
 from stratum.storage import open_storage
 
@@ -20,6 +20,7 @@ async def run_worker(settings: Settings) -> None:
     catalog = load_catalog(settings.metrics_file)
     log_conn = LogConnection(settings)
     await log_conn.start()
+    await retire_dead_epochs(settings, catalog, log_conn)
     speed = create_speed_layer(settings, catalog, open_storage(settings), log_conn.bootstrap,
                                log_conn.epoch)
     stop = asyncio.Event()

@@ -54,7 +54,7 @@ from stratum.metric_frames import (
 )
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.settings import Settings
-from stratum.storage import Storage, generations
+from stratum.storage import Storage, epochs, generations
 from stratum.value_hashes import ValueHashCache
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,13 @@ def insert_order(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
 def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int]) -> int:
     """How far the archive is complete: a log partition whose archive is behind what the
     speed layer consumed caps the horizon at the newest event it has archived, so batch
-    never publishes a window while part of it is still on its way to the archive."""
+    never publishes a window while part of it is still on its way to the archive. A
+    retired epoch's partitions do not: nothing of theirs is on its way any more."""
     live = generations.live_generation(storage)
+    db = storage.database
     consumed = {str(s): int(o) for s, o in storage.query(
-        f"SELECT source_id, through_offset FROM {storage.database}.speed_checkpoints FINAL "
-        "WHERE generation = {g:UInt32}", {"g": live})}
+        f"SELECT source_id, through_offset FROM {db}.speed_checkpoints FINAL "
+        f"WHERE generation = {{g:UInt32}} AND {epochs.live_sources_sql(db)}", {"g": live})}
     cap = 2**62
     for source, paths in lagging_sources([Path(p) for p in file_hours], consumed).items():
         if not paths:

@@ -22,6 +22,9 @@ Tables (database from settings, default ``stratum``):
 - ``kv``: small platform state (e.g. the generation readers use).
 - ``side_events``: late events and dead letters as the speed layer routed them (also on
   their Kafka topics), for the API and the dashboard; kept 30 days.
+- ``retired_epochs``: log epochs of the embedded broker that have ended and been retired
+  (:mod:`speed_layer.recovery`): their rows are still served, their checkpoints no
+  longer count as progress (:mod:`stratum.storage.epochs`).
 """
 
 from __future__ import annotations
@@ -146,4 +149,12 @@ ORDER BY job_id""",
     updated_at DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY key""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.retired_epochs (
+    epoch String,
+    sources UInt32,
+    windows UInt64,
+    events UInt64,
+    retired_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(retired_at)
+ORDER BY epoch""",
     ]

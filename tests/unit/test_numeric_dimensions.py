@@ -13,6 +13,7 @@ import orjson
 import polars as pl
 import pytest
 
+from batch_layer.dedup import Snapshot
 from batch_layer.jobs.recompute import read_events, window_rows
 from speed_layer.aggregator import PartitionAggregator
 from stratum import archive
@@ -58,7 +59,10 @@ def test_the_speed_layer_counts_one_group_per_number(where: dict[str, Any]) -> N
 
 def _batch_groups(files: list[Path], metric: MetricDefinition) -> dict[str, int]:
     catalog = parse_catalog({"metric": [metric.model_dump(exclude_none=True)]})
-    events, _ = read_events(files, catalog)
+    paths = sorted(str(path) for path in files)
+    snapshot = Snapshot(paths=paths, hours=[archive.hour_of_file(Path(p)) for p in paths],
+                        processed=frozenset())
+    events = read_events(snapshot, set(snapshot.hours), catalog)
     rows = window_rows(events.lazy(), metric, horizon_ms=FAR_FUTURE).collect()
     return dict(zip(rows[dim_columns(metric)[0]].to_list(), rows["count"].to_list(),
                     strict=True))
