@@ -64,7 +64,10 @@ class _Up:
     def wait_for_worker(self) -> None:
         """Faust's group join takes seconds: wait until the worker owns partitions."""
         def assigned() -> bool:
-            self._post([{"event_id": f"w{time.time_ns()}", "ts": 0, "type": "warmup"}])
+            # A year old (ingest's oldest accepted time is 365 days back): it moves
+            # no watermark and falls outside every range the test reads.
+            old_ms = int(time.time() * 1000) - 364 * 86_400_000
+            self._post([{"event_id": f"w{time.time_ns()}", "ts": old_ms, "type": "warmup"}])
             worker = self._get("/v1/health")["components"].get("worker", {})
             return "partition" in worker.get("detail", "")
         wait_until(assigned, 90, "the speed layer to own its partitions", interval_s=1.0)

@@ -122,7 +122,7 @@ def test_a_replay_on_an_idle_stream_finishes_within_seconds(
         make_stack: Callable[..., Stack]) -> None:
     stack = make_stack("replay_idle", speed={"idle_timeout_s": 1})
     storage = open_storage(stack.settings)
-    # The only event is the 1970 warm-up; the idle timeout has moved the live event-time
+    # The only event is the warm-up (a year old); the idle timeout has moved the live event-time
     # clock on to about now, ahead of any event the replay reads.
     wait_until(lambda: storage.query(
         f"SELECT max(max_event_ms) FROM {storage.database}.speed_checkpoints FINAL")[0][0]
