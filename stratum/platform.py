@@ -96,6 +96,7 @@ def create_platform_app(settings: Settings, roles: Roles,
             stack.callback(unfreeze)
             roles.started.set()
             yield
+            app.state.shutting_down = True  # ingest answers 503 from here on
             log.info("stopping Stratum ...")
 
     app = create_app(settings, catalog, storage, lifespan=lifespan)
@@ -132,6 +133,14 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
                              timeout_s=settings.api.ingest_timeout_s)
     await producer.start()
     stack.push_async_callback(producer.stop)
+    durable = None
+    if settings.kafka.embedded:  # a log in memory: journal what it acknowledges
+        from stratum.durable import DurableAcceptance, recover_at_start
+
+        await recover_at_start(settings, catalog, log_conn.epoch)
+        if roles.speed:  # the journal is pruned by what the in-process speed layer stores
+            durable = DurableAcceptance(settings, log_conn.epoch, producer)
+            stack.push_async_callback(durable.close)  # after the speed layer stopped
     app.state.producer = producer
 
     if roles.speed:
@@ -148,6 +157,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         replay_task = asyncio.create_task(replays.run_forever(), name="replays")
         stack.callback(replay_task.cancel)
         app.state.health.register("worker", lambda: worker_health(speed.speed))
+        if durable is not None:
+            durable.start(speed.speed)
     if roles.batch:
         from batch_layer.scheduler import BatchScheduler
 
@@ -159,6 +170,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         if roles.first_batch_after_s is not None:
             delayed = asyncio.create_task(_first_batch(scheduler, roles.first_batch_after_s))
             stack.callback(delayed.cancel)
+    if durable is not None:  # at stop, before the parts below stop: drain the log
+        stack.push_async_callback(durable.drain)
     if roles.demo:
         from ingest.generator import GeneratorConfig, run_generator
 
