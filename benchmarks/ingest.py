@@ -5,6 +5,10 @@ against a broker this benchmark starts. Clients post JSON arrays of 1,000 events
 several connections; an event counts once the API has answered 202, which it does only
 after the log acknowledged it. Baseline: the same events, packed the same way (500 per
 NDJSON message), produced straight to the same broker with aiokafka from one process.
+
+Then the default ``stratum up`` (embedded broker, speed layer and batch in the same
+process), where a 202 also waits for the journal's group-committed fsync: the same
+posts, no baseline (compare it with a run on an earlier commit).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from benchmarks.common import (
     broker,
     cpu_seconds,
     emit,
+    median,
     median_pair,
     synthetic_events,
 )
@@ -93,10 +98,21 @@ def measure(quick: bool) -> list[Figure]:
                 baseline_rates.append(rate)
                 baseline_cpu.append(per_cpu)
                 print(f"  aiokafka direct  {rate:>10,.0f} ev/s", flush=True)
+        with StratumChild("up", workdir) as up:
+            up.wait_http()
+            asyncio.run(post_all(up.url, encoded[:8], 1.0))
+            up_rates = []
+            for _ in range(repeats):
+                accepted, seconds, failed = asyncio.run(post_all(up.url, encoded, duration_s))
+                up_rates.append(accepted / seconds)
+                print(f"  stratum up       {accepted / seconds:>10,.0f} ev/s "
+                      f"({accepted:,} in {seconds:.1f} s, {failed} non-202)", flush=True)
     note = f"{CONNECTIONS} connections, JSON arrays of {BATCH} events, 4 partitions"
     if failures:
         note += f"; {failures} non-202 answers"
     return [
+        Figure("ingest", "events/s accepted by stratum up (embedded log, journal fsync'd)",
+               "ev/s", median(up_rates), note="speed layer in the same process"),
         Figure("ingest", "events/s accepted through to the log", "ev/s",
                *median_pair(stratum_rates, baseline_rates), "aiokafka producing the same events",
                note=note),

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from ingest.journal import Journal
 from stratum.errors import LogUnavailableError
 from stratum.events import Event, encode_events
 from stratum.settings import KafkaSettings
@@ -38,7 +39,9 @@ def pack(events: Sequence[Event], partitions: int, per_message: int
 
 
 class EventProducer:
-    """Owns one aiokafka producer; ``send`` returns once the log has acknowledged."""
+    """Owns one aiokafka producer; ``send`` returns once the log has acknowledged and,
+    with a ``journal`` (the embedded broker, whose log is in memory), once the journal
+    holds the acknowledged messages on disk."""
 
     def __init__(self, kafka: KafkaSettings, bootstrap: str, *, timeout_s: float = 10.0) -> None:
         self.kafka = kafka
@@ -46,6 +49,8 @@ class EventProducer:
         self.timeout_s = timeout_s
         self.partitions = kafka.partitions
         self.last_error: str | None = None  # the last send failed: the log looks down
+        self.journal: Journal | None = None
+        self.acked: dict[int, int] = {}  # events topic: partition -> last offset acknowledged
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -76,17 +81,25 @@ class EventProducer:
         if not events:
             return 0
         topic = topic or self.kafka.topic
+        messages = pack(events, self.partitions, self.kafka.events_per_message)
         try:
-            futures = [
-                await self._producer.send(topic, value, partition=partition)
-                for partition, value in pack(events, self.partitions, self.kafka.events_per_message)
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s)
+            futures = [await self._producer.send(topic, value, partition=partition)
+                       for partition, value in messages]
+            metas = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s)
         except (KafkaError, TimeoutError) as exc:
             self.last_error = (f"the log did not acknowledge {len(events)} event(s) within "
                                f"{self.timeout_s:g} s: {exc or type(exc).__name__}")
             raise LogUnavailableError(f"{self.last_error}; retry later") from exc
         self.last_error = None
+        if topic == self.kafka.topic:
+            for meta in metas:
+                if meta.offset > self.acked.get(meta.partition, -1):
+                    self.acked[meta.partition] = meta.offset
+            if self.journal is not None:  # one record, then the group commit's fsync
+                sequence = self.journal.append([
+                    (meta.partition, meta.offset, value)
+                    for meta, (_, value) in zip(metas, messages, strict=True)])
+                await self.journal.commit(sequence)
         return len(events)
 
     async def send_raw(self, topic: str, value: bytes, partition: int | None = None) -> None:

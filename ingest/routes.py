@@ -1,7 +1,8 @@
 """``POST /v1/events``: validate each event on its own, produce the valid ones, explain the
 rest. 202 when at least one event was accepted, 422 when every event was bad, 400 when
 the body cannot be read, 413 when it is too large, 429 when ingest already holds its
-limit of bytes waiting for the log, 503 when the log does not acknowledge in time."""
+limit of bytes waiting for the log, 503 when the log does not acknowledge in time (or,
+on the embedded broker, the journal cannot fsync) or Stratum is stopping."""
 
 from __future__ import annotations
 
@@ -29,7 +30,16 @@ class IngestResult(BaseModel):
 
 
 def get_producer(request: Request) -> EventProducer:
-    producer: EventProducer | None = getattr(request.app.state, "producer", None)
+    state = request.app.state
+    if getattr(state, "shutting_down", False):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail={"code": "shutting_down", "message": "Stratum is stopping: it drains "
+                    "what it accepted and takes no more; retry after it restarts",
+                    "details": {}},
+            headers={"Retry-After": "5"},
+        )
+    producer: EventProducer | None = getattr(state, "producer", None)
     if producer is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

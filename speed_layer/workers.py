@@ -95,6 +95,7 @@ class SpeedWorker:
         self._inbox: dict[int, list[tuple[int, bytes, Any]]] = {}
         self._inbox_bytes = 0
         self._written: dict[int, int] = {}  # partition -> offset its stored rows hold
+        self.received: dict[int, int] = {}  # partition -> last offset taken from the log
         self._side: list[list[Any]] = []
         self._lock = asyncio.Lock()
         self._running = asyncio.Event()  # cleared while paused for a replay's hand-off
@@ -106,6 +107,13 @@ class SpeedWorker:
     def stored_offsets(self) -> Mapping[int, int]:
         """Partition -> the offset through which its window rows are in ClickHouse."""
         return self._written
+
+    @property
+    def stored_through(self) -> dict[int, int]:
+        """Partition -> the offset through which window rows and archive are both stored
+        (what is acknowledged, so Faust commits it)."""
+        archived = self.archiver.stored
+        return {p: min(through, archived.get(p, -1)) for p, through in self._written.items()}
 
     def source_id(self, partition: int) -> str:
         return f"{self.log_epoch}:{partition}"
@@ -142,6 +150,7 @@ class SpeedWorker:
         value: bytes = event.value or b""
         self._inbox.setdefault(message.partition, []).append((message.offset, value, message))
         self._inbox_bytes += len(value)
+        self.received[message.partition] = message.offset
         self.last_event_wall = time.time()
         self.acks.pending.append(event)
 
@@ -280,8 +289,7 @@ class SpeedWorker:
 
     async def _ack_stored(self) -> None:
         """Acknowledge the messages whose window rows and archive file are both stored."""
-        speed, archived = self._written, self.archiver.stored
-        stored = {p: min(through, archived.get(p, -1)) for p, through in speed.items()}
+        stored = self.stored_through
         ready, waiting = [], []
         for event in self.acks.pending:
             message = event.message
@@ -350,6 +358,7 @@ class SpeedWorker:
         for partition in partitions:
             self.partitions.pop(partition, None)
             self._written.pop(partition, None)
+            self.received.pop(partition, None)
             self._inbox_bytes -= sum(len(v) for _, v, _ in self._inbox.pop(partition, []))
         self.acks.pending = [e for e in self.acks.pending
                              if e.message.partition not in partitions]

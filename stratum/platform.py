@@ -96,6 +96,7 @@ def create_platform_app(settings: Settings, roles: Roles,
             stack.callback(unfreeze)
             roles.started.set()
             yield
+            app.state.shutting_down = True  # ingest answers 503 from here on
             log.info("stopping Stratum ...")
 
     app = create_app(settings, catalog, storage, lifespan=lifespan)
@@ -128,12 +129,23 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
     started = time.monotonic()
     await log_conn.start()
     stack.callback(log_conn.stop)
-    if roles.speed:
+    if settings.kafka.embedded:  # first the journal completes the dead epochs' archive,
+        from stratum.durable import recover_at_start
+
+        await recover_at_start(settings, log_conn.epoch)
+    if roles.speed:  # then their speed rows are made equal to it
         await retire_dead_epochs(settings, catalog, log_conn)
     producer = EventProducer(settings.kafka, log_conn.bootstrap,
                              timeout_s=settings.api.ingest_timeout_s)
     await producer.start()
     stack.push_async_callback(producer.stop)
+    durable = None
+    if settings.kafka.embedded:  # a log in memory: journal what it acknowledges
+        from stratum.durable import DurableAcceptance
+
+        if roles.speed:  # the journal is pruned by what the in-process speed layer stores
+            durable = DurableAcceptance(settings, log_conn.epoch, producer)
+            stack.push_async_callback(durable.close)  # after the speed layer stopped
     app.state.producer = producer
 
     if roles.speed:
@@ -150,6 +162,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         replay_task = asyncio.create_task(replays.run_forever(), name="replays")
         stack.callback(replay_task.cancel)
         app.state.health.register("worker", lambda: worker_health(speed.speed))
+        if durable is not None:
+            durable.start(speed.speed)
     if roles.batch:
         from batch_layer.scheduler import BatchScheduler
 
@@ -161,6 +175,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         if roles.first_batch_after_s is not None:
             delayed = asyncio.create_task(_first_batch(scheduler, roles.first_batch_after_s))
             stack.callback(delayed.cancel)
+    if durable is not None:  # at stop, before the parts below stop: drain the log
+        stack.push_async_callback(durable.drain)
     if roles.demo:
         from ingest.generator import GeneratorConfig, run_generator
 

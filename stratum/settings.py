@@ -94,6 +94,11 @@ class ApiSettings(_Group):
         64 * 1024 * 1024, ge=1024, description="request bodies being read or waiting for "
         "the log, over all requests; past it ingest answers 429 (bounds ingest's memory)"
     )
+    drain_timeout_s: float = Field(
+        20.0, ge=0, le=600, description="embedded broker: at a graceful stop, how long to "
+        "wait for the speed layer to store every accepted event before stopping anyway "
+        "(the journal keeps the rest for the next start)"
+    )
     public_url: str | None = Field(
         None, description="where the dashboard reaches the API; default http://host:port"
     )

@@ -65,10 +65,14 @@ def stratum_env(workdir: Path, **variables: str) -> dict[str, str]:
 
 
 class StratumProcess:
-    """One ``stratum <role>`` child; its output goes to ``<workdir>/<role>-<n>.log``."""
+    """One ``stratum <role>`` child; its output goes to ``<workdir>/<role>-<n>.log``.
+    With ``new_session`` it leads its own process group, which :meth:`signal` signals
+    as a terminal's Ctrl-C or a service manager would."""
 
-    def __init__(self, role: str, env: dict[str, str], workdir: Path, *args: str) -> None:
+    def __init__(self, role: str, env: dict[str, str], workdir: Path, *args: str,
+                 new_session: bool = False) -> None:
         self.role = role
+        self.new_session = new_session
         self.env = env
         self.workdir = workdir
         self.args = args
@@ -84,7 +88,7 @@ class StratumProcess:
                 [sys.executable, "-c", "from stratum.cli import main; main()", self.role,
                  *self.args],
                 env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, start_new_session=self.new_session,
             )
 
     @property
@@ -93,6 +97,14 @@ class StratumProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the child (to its whole process group with ``new_session``)."""
+        assert self.process is not None
+        if self.new_session:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye to the consumer group."""
