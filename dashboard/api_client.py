@@ -12,7 +12,7 @@ for the UI; httpx's own exceptions are mapped here, where they enter, and chaine
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,19 +44,23 @@ _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
 class ApiClient:
-    """Typed calls for the endpoints the dashboard needs; one instance per dashboard."""
+    """Typed calls for the endpoints the dashboard needs; one instance per dashboard.
+
+    ``credential`` returns the read credential of the person being served (the
+    dashboard's sign-in cookie), called per request: the client holds no token of its
+    own, so it can never lend the server's configured token to someone."""
 
     def __init__(
         self,
         base_url: str,
-        read_token: str | None = None,
+        credential: Callable[[], str | None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._read_token = read_token
+        self._credential = credential
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
@@ -174,7 +178,9 @@ class ApiClient:
         token: str | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> ModelT:
-        bearer = token if token is not None else self._read_token
+        if token is None and self._credential is not None:
+            token = self._credential()
+        bearer = token
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
             response = self._http.request(method, path, params=params, headers=headers,

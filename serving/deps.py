@@ -1,5 +1,6 @@
-"""Dependencies: settings, the metric catalog, readers, pipeline state, and the two token
-checks."""
+"""Dependencies: settings, the metric catalog, readers, pipeline state, and the token
+checks (admin; read, if a read token is set; ingest, if an ingest token is set). Tokens
+come only as headers, never from cookies, so a page on another site cannot borrow them."""
 
 from __future__ import annotations
 
@@ -51,8 +52,20 @@ def _presented_token(request: Request) -> str | None:
     return request.headers.get("x-stratum-token")
 
 
-def _matches(token: str | None, expected: str) -> bool:
-    return token is not None and secrets.compare_digest(token.encode(), expected.encode())
+def _matches(token: str | None, expected: str | None) -> bool:
+    """Constant-time; an empty token never matches, even an empty setting."""
+    return bool(token) and bool(expected) and secrets.compare_digest(
+        str(token).encode(), str(expected).encode())
+
+
+def may_read(request: Request, settings: Settings) -> bool:
+    """Whether this request may see reads: no read token set, or it presents the read
+    (or admin) token."""
+    expected = settings.api.read_token
+    if expected is None:
+        return True
+    token = _presented_token(request)
+    return _matches(token, expected) or _matches(token, settings.api.admin_token)
 
 
 def require_admin(request: Request, settings: Annotated[Settings, Depends(get_settings)]
@@ -68,15 +81,25 @@ def require_admin(request: Request, settings: Annotated[Settings, Depends(get_se
 
 def require_reader(request: Request, settings: Annotated[Settings, Depends(get_settings)]
                    ) -> None:
-    expected = settings.api.read_token
+    if not may_read(request, settings):
+        raise HTTPException(401, detail={
+            "code": "unauthorized",
+            "message": "reads are token-protected here: send 'Authorization: Bearer <token>' "
+                       "with the read token (setting STRATUM_API__READ_TOKEN)",
+            "details": {}}, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_ingest(request: Request, settings: Annotated[Settings, Depends(get_settings)]
+                   ) -> None:
+    expected = settings.api.ingest_token
     if expected is None:
         return
     token = _presented_token(request)
     if not (_matches(token, expected) or _matches(token, settings.api.admin_token)):
         raise HTTPException(401, detail={
             "code": "unauthorized",
-            "message": "reads are token-protected here: send 'Authorization: Bearer <token>' "
-                       "with the read token (setting STRATUM_API__READ_TOKEN)",
+            "message": "ingest is token-protected here: send 'Authorization: Bearer "
+                       "<token>' with the ingest token (setting STRATUM_API__INGEST_TOKEN)",
             "details": {}}, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -88,3 +111,4 @@ PipelineDep = Annotated[PipelineReader, Depends(get_pipeline)]
 RatesDep = Annotated[CounterRates, Depends(get_rates)]
 AdminOnly = Depends(require_admin)
 ReadAccess = Depends(require_reader)
+IngestAccess = Depends(require_ingest)
