@@ -12,12 +12,12 @@ attached to a call. Without a read token the dashboard is open, as the API's rea
 from __future__ import annotations
 
 import html
-import secrets
 
 import flask
 from flask import Flask, Response
 
 from stratum.settings import Settings
+from stratum.tokens import matches
 
 COOKIE = "stratum_dashboard"
 SIGN_IN = "/sign-in"
@@ -40,9 +40,7 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
     cookie_path = prefix.rstrip("/") or "/"
 
     def valid(token: str | None) -> bool:
-        return bool(token) and any(
-            expected and secrets.compare_digest(str(token).encode(), expected.encode())
-            for expected in accepted)
+        return matches(token, accepted)
 
     @server.before_request
     def _guard() -> Response | None:

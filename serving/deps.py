@@ -1,10 +1,9 @@
 """Dependencies: settings, the metric catalog, readers, pipeline state, and the token
-checks (admin; read, if a read token is set; ingest, if an ingest token is set). Tokens
-come only as headers, never from cookies, so a page on another site cannot borrow them."""
+checks (admin; read, if a read token is set; ingest's is in ingest/routes.py). Tokens
+come only as headers (:mod:`stratum.tokens`)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -14,6 +13,7 @@ from serving.queries import MetricReader
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage.jobs import JobStore
+from stratum.tokens import matches, presented_token
 
 
 def get_settings(request: Request) -> Settings:
@@ -45,32 +45,18 @@ def get_jobs(request: Request) -> JobStore:
     return JobStore(request.app.state.reader.storage)
 
 
-def _presented_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-stratum-token")
-
-
-def _matches(token: str | None, expected: str | None) -> bool:
-    """Constant-time; an empty token never matches, even an empty setting."""
-    return bool(token) and bool(expected) and secrets.compare_digest(
-        str(token).encode(), str(expected).encode())
-
-
 def may_read(request: Request, settings: Settings) -> bool:
     """Whether this request may see reads: no read token set, or it presents the read
     (or admin) token."""
-    expected = settings.api.read_token
-    if expected is None:
+    if settings.api.read_token is None:
         return True
-    token = _presented_token(request)
-    return _matches(token, expected) or _matches(token, settings.api.admin_token)
+    return matches(presented_token(request.headers),
+                   (settings.api.read_token, settings.api.admin_token))
 
 
 def require_admin(request: Request, settings: Annotated[Settings, Depends(get_settings)]
                   ) -> None:
-    if not _matches(_presented_token(request), settings.api.admin_token):
+    if not matches(presented_token(request.headers), (settings.api.admin_token,)):
         raise HTTPException(401, detail={
             "code": "unauthorized",
             "message": "admin endpoints need the admin token: send the header "
@@ -89,20 +75,6 @@ def require_reader(request: Request, settings: Annotated[Settings, Depends(get_s
             "details": {}}, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_ingest(request: Request, settings: Annotated[Settings, Depends(get_settings)]
-                   ) -> None:
-    expected = settings.api.ingest_token
-    if expected is None:
-        return
-    token = _presented_token(request)
-    if not (_matches(token, expected) or _matches(token, settings.api.admin_token)):
-        raise HTTPException(401, detail={
-            "code": "unauthorized",
-            "message": "ingest is token-protected here: send 'Authorization: Bearer "
-                       "<token>' with the ingest token (setting STRATUM_API__INGEST_TOKEN)",
-            "details": {}}, headers={"WWW-Authenticate": "Bearer"})
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[MetricCatalog, Depends(get_catalog)]
 ReaderDep = Annotated[MetricReader, Depends(get_reader)]
@@ -111,4 +83,3 @@ PipelineDep = Annotated[PipelineReader, Depends(get_pipeline)]
 RatesDep = Annotated[CounterRates, Depends(get_rates)]
 AdminOnly = Depends(require_admin)
 ReadAccess = Depends(require_reader)
-IngestAccess = Depends(require_ingest)

@@ -193,7 +193,8 @@ def generate(url: str | None, rate: float, duration: float | None, backfill: flo
     settings = _settings()
     config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed)
     try:
-        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration))
+        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration,
+                                         token=settings.api.ingest_token))
     except KeyboardInterrupt:
         return
     click.echo(f"accepted {sent} events")

@@ -83,7 +83,9 @@ def test_admin_routes_need_the_token(stack: Stack) -> None:
 
 
 def test_ingest_errors_have_the_error_body(stack: Stack) -> None:
-    error_of(stack.client.post("/v1/events", content=b"{not json"), 400, "unreadable_body")
+    error_of(stack.client.post("/v1/events", content=b"{not json",
+                               headers={"content-type": "application/json"}),
+             400, "unreadable_body")
     error = error_of(stack.client.post("/v1/events", json=[{"ts": 1}]), 422, "no_valid_events")
     assert error["details"]["rejected"][0]["index"] == 0
 

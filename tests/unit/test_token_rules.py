@@ -4,6 +4,7 @@ line otherwise; and an empty token never opens anything, in any mode."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from fastapi import HTTPException
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from serving.deps import require_admin, require_ingest, require_reader
+from ingest.routes import require_ingest
+from serving.deps import require_admin, require_reader
 from stratum.cli import main as cli
 from stratum.settings import DEV_ADMIN_TOKEN, MIN_TOKEN_CHARS, Settings
 
@@ -63,9 +65,11 @@ def test_the_commands_refuse_to_start_with_one_line(command: str,
     assert "Traceback" not in result.output
 
 
-def _request(token: str | None) -> Request:
+def _request(token: str | None, settings: Settings) -> Request:
     headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers})
+    app = SimpleNamespace(state=SimpleNamespace(settings=settings))
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers,
+                    "app": app})
 
 
 @pytest.mark.parametrize("check", [require_admin, require_reader, require_ingest])
@@ -74,6 +78,7 @@ def test_an_empty_token_opens_nothing_even_when_the_setting_is_empty(check: Any)
     settings = Settings(_env_file=None,  # type: ignore[call-arg]
                         api={"admin_token": "", "read_token": "", "ingest_token": ""})
     for token in ("", None, " "):
+        request = _request(token, settings)
         with pytest.raises(HTTPException) as refused:
-            check(_request(token), settings)
+            check(request) if check is require_ingest else check(request, settings)
         assert refused.value.status_code == 401
