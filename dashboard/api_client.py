@@ -11,6 +11,7 @@ for the UI; httpx's own exceptions are mapped here, where they enter, and chaine
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -67,6 +68,14 @@ class ApiClient:
             headers={"Accept": "application/json", "User-Agent": "stratum-dashboard"},
             transport=transport,
         )
+
+    def as_current_person(self) -> ApiClient:
+        """This client with the credential of the person being served now, fixed: for
+        calls made from other threads, which have no request (and so no cookie)."""
+        token = self._credential() if self._credential is not None else None
+        person = copy.copy(self)  # shares the connection pool
+        person._credential = lambda: token
+        return person
 
     def close(self) -> None:
         self._http.close()

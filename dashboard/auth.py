@@ -59,8 +59,8 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
         if flask.request.method == "GET":
             return _page(prefix, None, 200)
         token = flask.request.form.get("token", "").strip()
-        if not valid(token):
-            return _page(prefix, "That is not the read token (nor the admin token).", 401)
+        if not valid(token):  # a page again, not a 401: the browser shows it as is
+            return _page(prefix, "That is not the read token (nor the admin token).", 200)
         response = flask.redirect(prefix, code=303)
         response.set_cookie(COOKIE, token, path=cookie_path, httponly=True,
                             samesite="Strict", secure=_secure())
@@ -89,6 +89,7 @@ def _page(prefix: str, error: str | None, status: int) -> Response:
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Stratum · Sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body {{ margin: 0; background: #f1f5f9; color: #0f172a; font: 14px/1.45 Inter, system-ui,
   -apple-system, "Segoe UI", Roboto, "Liberation Sans", "DejaVu Sans", Arial, sans-serif; }}
