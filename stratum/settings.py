@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,10 +38,41 @@ class KafkaSettings(_Group):
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
     events_per_message: int = Field(500, ge=1, le=10_000)
+    # Security for a real cluster (every client: producer, Faust consumer, admin, replay).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="SASL_SSL across hosts; SASL_PLAINTEXT only inside a "
+        "private network")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' "
+                                    "certificates (default: the system's)")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = None
 
     @property
     def embedded(self) -> bool:
         return self.url == "embedded"
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> KafkaSettings:
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs "
+                             "STRATUM_KAFKA__SASL_USERNAME and STRATUM_KAFKA__SASL_PASSWORD")
+        if self.embedded and self.security_protocol != "PLAINTEXT":
+            raise ValueError("the embedded broker speaks PLAINTEXT only; set "
+                             "STRATUM_KAFKA__URL to a real cluster for SASL or TLS")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        return self
 
 
 class ClickHouseSettings(_Group):
@@ -48,6 +80,11 @@ class ClickHouseSettings(_Group):
         None, description="chdb:///abs/path or http(s)://host:port; default chdb://<data_dir>/clickhouse"
     )
     database: str = "stratum"
+    user: str | None = Field(None, description="for an http(s) server; overrides the URL's")
+    password: str | None = Field(None, description="for an http(s) server; overrides the "
+                                 "URL's (and needs no URL encoding)")
+    ca_cert: Path | None = Field(None, description="https: the CA that signed the server's "
+                                 "certificate (default: the system's)")
 
     @field_validator("url")
     @classmethod
