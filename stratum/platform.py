@@ -270,7 +270,7 @@ def check_health(role: str, api_url: str, *, max_age_s: float = 30.0) -> tuple[b
         if response.status_code != 200:
             return False, f"{target}: HTTP {response.status_code}"
         status = str(response.json().get("status"))
-        return status != "down", f"{target}: {status}"
+        return status == "ok", f"{target}: {status}"  # "degraded" is not healthy
     path = heartbeat_path(role)
     try:
         record = orjson.loads(path.read_bytes())
