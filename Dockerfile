@@ -2,7 +2,8 @@
 # chosen by the command; configuration comes only from STRATUM_* environment variables.
 #
 #   docker build -t stratum .
-#   docker run --rm -e STRATUM_KAFKA__URL=kafka:9092 -e STRATUM_CLICKHOUSE__URL=http://... stratum worker
+#   docker run --rm -e STRATUM_KAFKA__URL=kafka:9092 -e STRATUM_CLICKHOUSE__URL=http://... \
+#     -e STRATUM_API__ADMIN_TOKEN=... -e STRATUM_API__INGEST_TOKEN=... stratum worker
 #
 # Every dependency ships as a manylinux wheel, so the slim image needs no compiler.
 FROM python:3.11-slim
@@ -32,7 +33,10 @@ RUN pip install . && rm -rf /src
 
 USER stratum
 WORKDIR /var/lib/stratum
-ENV STRATUM_DATA_DIR=/var/lib/stratum \
+# Production by default: a plain `docker run` refuses to start until the tokens are set
+# (24+ characters each), instead of serving the development token on 0.0.0.0.
+ENV STRATUM_ENVIRONMENT=production \
+    STRATUM_DATA_DIR=/var/lib/stratum \
     STRATUM_API__HOST=0.0.0.0 \
     STRATUM_API__PORT=8000
 EXPOSE 8000

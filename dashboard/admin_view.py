@@ -48,9 +48,11 @@ def token_card() -> html.Section:
         "Admin token",
         html.Div(className="form-row", children=[
             dcc.Input(id=ids.ADMIN_TOKEN_INPUT, type="password", placeholder="admin token",
-                      autoComplete="off", className="input"),
-            html.Span("Sent as “Authorization: Bearer …” with each admin call; the page "
-                      "keeps no copy. It is the API's STRATUM_API__ADMIN_TOKEN.",
+                      autoComplete="off", className="input", persistence=True,
+                      persistence_type="session"),
+            html.Span("Sent as “Authorization: Bearer …” with each admin call; only this "
+                      "browser tab keeps it, until it closes. It is the API's "
+                      "STRATUM_API__ADMIN_TOKEN.",
                       className="muted form-note"),
         ]),
         html.Div(id=ids.ADMIN_ALERT, className="admin-alert"),

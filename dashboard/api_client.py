@@ -11,8 +11,9 @@ for the UI; httpx's own exceptions are mapped here, where they enter, and chaine
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,25 +45,37 @@ _ERRNO = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
 class ApiClient:
-    """Typed calls for the endpoints the dashboard needs; one instance per dashboard."""
+    """Typed calls for the endpoints the dashboard needs; one instance per dashboard.
+
+    ``credential`` returns the read credential of the person being served (the
+    dashboard's sign-in cookie), called per request: the client holds no token of its
+    own, so it can never lend the server's configured token to someone."""
 
     def __init__(
         self,
         base_url: str,
-        read_token: str | None = None,
+        credential: Callable[[], str | None] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._read_token = read_token
+        self._credential = credential
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
             headers={"Accept": "application/json", "User-Agent": "stratum-dashboard"},
             transport=transport,
         )
+
+    def as_current_person(self) -> ApiClient:
+        """This client with the credential of the person being served now, fixed: for
+        calls made from other threads, which have no request (and so no cookie)."""
+        token = self._credential() if self._credential is not None else None
+        person = copy.copy(self)  # shares the connection pool
+        person._credential = lambda: token
+        return person
 
     def close(self) -> None:
         self._http.close()
@@ -174,7 +187,9 @@ class ApiClient:
         token: str | None = None,
         json: Mapping[str, Any] | None = None,
     ) -> ModelT:
-        bearer = token if token is not None else self._read_token
+        if token is None and self._credential is not None:
+            token = self._credential()
+        bearer = token
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
             response = self._http.request(method, path, params=params, headers=headers,

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import dash
+import flask
 from dash import Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
+from dash.exceptions import DependencyException
 
 from dashboard import ids
 from dashboard.api_client import ApiClient
+from dashboard.auth import install_sign_in, person_credential
 from dashboard.components import health_strip, tone_of
 from dashboard.errors import ApiError
 from dashboard.live import pause_control, register_live_callbacks
@@ -34,7 +37,8 @@ HEALTH_REFRESH_MS = 5_000
 def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboard/") -> Dash:
     """A Dash app serving routes at "/" for a mount at ``requests_pathname_prefix``."""
     prefix = "/" + "".join(f"{part}/" for part in requests_pathname_prefix.split("/") if part)
-    api = ApiClient(settings.api_url, read_token=settings.api.read_token)
+    # The person's own credential (sign-in cookie), never a configured token.
+    api = ApiClient(settings.api_url, credential=person_credential)
     app = Dash(
         "dashboard",  # the package: Dash then names the page modules dashboard.pages.*
         use_pages=True,
@@ -46,6 +50,8 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
         update_title="",  # no "Updating..." flicker in the tab on every refresh
         suppress_callback_exceptions=True,  # page components exist only on their page
     )
+    install_sign_in(app.server, settings, prefix)
+    _unknown_is_not_found(app)
     app.layout = _shell(prefix)
     _register_shell_callbacks(app, api, prefix)
     register_live_callbacks(app)
@@ -57,11 +63,29 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
     explorer.register_callbacks(app, api)
     pipeline.register_callbacks(app, api)
     drift.register_callbacks(app, api)
-    development = settings.environment == "development"
-    admin.register_callbacks(
-        app, api, token_prefill=settings.api.admin_token if development else None
-    )
+    admin.register_callbacks(app, api)
     return app
+
+
+def _unknown_is_not_found(app: Dash) -> None:
+    """An asset path Dash does not serve (``..%2f`` included) and a callback it does not
+    have are 404s, not Dash's 500s: a client's mistake, not the server's failure."""
+    def not_found(_exc: Exception) -> tuple[dict[str, Any], int]:
+        return {"error": {"code": "not_found", "message": "no such dashboard resource",
+                          "details": {}}}, 404
+
+    app.server.register_error_handler(DependencyException, not_found)
+
+    @app.server.before_request
+    def _known_callback() -> tuple[dict[str, Any], int] | None:
+        request = flask.request
+        if request.method != "POST" or request.path != "/_dash-update-component":
+            return None
+        body = request.get_json(silent=True)
+        output = body.get("output") if isinstance(body, dict) else None
+        if not isinstance(output, str) or output not in app.callback_map:
+            return not_found(LookupError(output))
+        return None
 
 
 def _pages() -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from ingest.journal import Journal
 from stratum.errors import LogUnavailableError
 from stratum.events import Event, encode_events
+from stratum.kafka_security import aiokafka_options
 from stratum.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class EventProducer:
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=int(timeout_s * 1000),
             enable_idempotence=False,
+            **aiokafka_options(kafka),
         )
 
     async def start(self) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 
 from ingest.routes import router as ingest_router
@@ -50,6 +51,10 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
     app.state.rates = CounterRates()
     app.state.health.register("clickhouse", lambda: _clickhouse_probe(storage))
     install_error_handlers(app)
+    if settings.api.cors_origins:  # off unless configured: no other origin may call
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
+                           allow_methods=["GET", "POST"], allow_credentials=False,
+                           allow_headers=["Authorization", "Content-Type", "X-Stratum-Token"])
     app.include_router(ingest_router, responses=error_responses(400, 413, 422, 503))
     app.include_router(metrics.router)
     app.include_router(drift.router)
@@ -71,4 +76,4 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
 def _clickhouse_probe(storage: Storage) -> ComponentHealth:
     if storage.ping():
         return ComponentHealth(status="ok", detail=redact_url(storage.url))
-    return ComponentHealth(status="down", detail=f"no answer from {storage.url}")
+    return ComponentHealth(status="down", detail=f"no answer from {redact_url(storage.url)}")

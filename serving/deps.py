@@ -1,9 +1,9 @@
-"""Dependencies: settings, the metric catalog, readers, pipeline state, and the two token
-checks."""
+"""Dependencies: settings, the metric catalog, readers, pipeline state, and the token
+checks (admin; read, if a read token is set; ingest's is in ingest/routes.py). Tokens
+come only as headers (:mod:`stratum.tokens`)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -13,6 +13,7 @@ from serving.queries import MetricReader
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage.jobs import JobStore
+from stratum.tokens import matches, presented_token
 
 
 def get_settings(request: Request) -> Settings:
@@ -44,20 +45,18 @@ def get_jobs(request: Request) -> JobStore:
     return JobStore(request.app.state.reader.storage)
 
 
-def _presented_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-stratum-token")
-
-
-def _matches(token: str | None, expected: str) -> bool:
-    return token is not None and secrets.compare_digest(token.encode(), expected.encode())
+def may_read(request: Request, settings: Settings) -> bool:
+    """Whether this request may see reads: no read token set, or it presents the read
+    (or admin) token."""
+    if settings.api.read_token is None:
+        return True
+    return matches(presented_token(request.headers),
+                   (settings.api.read_token, settings.api.admin_token))
 
 
 def require_admin(request: Request, settings: Annotated[Settings, Depends(get_settings)]
                   ) -> None:
-    if not _matches(_presented_token(request), settings.api.admin_token):
+    if not matches(presented_token(request.headers), (settings.api.admin_token,)):
         raise HTTPException(401, detail={
             "code": "unauthorized",
             "message": "admin endpoints need the admin token: send the header "
@@ -68,11 +67,7 @@ def require_admin(request: Request, settings: Annotated[Settings, Depends(get_se
 
 def require_reader(request: Request, settings: Annotated[Settings, Depends(get_settings)]
                    ) -> None:
-    expected = settings.api.read_token
-    if expected is None:
-        return
-    token = _presented_token(request)
-    if not (_matches(token, expected) or _matches(token, settings.api.admin_token)):
+    if not may_read(request, settings):
         raise HTTPException(401, detail={
             "code": "unauthorized",
             "message": "reads are token-protected here: send 'Authorization: Bearer <token>' "

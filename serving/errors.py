@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from stratum.errors import cite
 from stratum.storage import StorageError, StorageUnavailableError
 from stratum.storage.jobs import JobConflictError
 
@@ -79,8 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(detail, dict) and "code" in detail:
             body = {"error": {**detail, "details": detail.get("details") or {}}}
         elif exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
-            body = error_body("not_found", f"no route {request.url.path}: see /docs for "
-                                           "the API's routes", {"path": request.url.path})
+            path = request.url.path
+            body = error_body("not_found", f"no route {cite(path, 80)}: see /docs for the "
+                                           "API's routes", {"path": path[:200]})
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
             body = error_body("method_not_allowed",

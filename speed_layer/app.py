@@ -20,6 +20,7 @@ from ingest.producer import EventProducer
 from speed_layer.delivery import EagerDeliveryTransport
 from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
+from stratum.kafka_security import faust_credentials
 from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -77,6 +78,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
     app = faust.App(
         speed_settings.consumer_group,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(settings.kafka),
         value_serializer="raw",
         key_serializer="raw",
         datadir=str(settings.data_dir / "faust"),

@@ -40,6 +40,7 @@ from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum import archive
 from stratum.event_frames import decode_messages
+from stratum.kafka_security import aiokafka_options
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
@@ -185,7 +186,8 @@ class ReplayRunner:
                    cancelled: Callable[[], bool]) -> None:
         topic = self.settings.kafka.topic
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    group_id=None, auto_offset_reset="earliest")
+                                    group_id=None, auto_offset_reset="earliest",
+                                    **aiokafka_options(self.settings.kafka))
         await consumer.start()
         try:
             partitions = sorted(consumer.partitions_for_topic(topic) or [])

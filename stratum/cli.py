@@ -7,15 +7,34 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from pydantic import ValidationError
 
 from stratum.errors import StratumError
 from stratum.settings import Settings
 
 
 def _settings(**overrides: Any) -> Settings:
+    """The settings, or exit with one line naming what is wrong (no traceback)."""
+    try:
+        return _build_settings(**overrides)
+    except ValidationError as exc:
+        _fail(settings_message(exc))
+
+
+def settings_message(exc: ValidationError) -> str:
+    """A ValidationError in one line: ``where: what; ...``."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "refusing to start: " + "; ".join(problems)
+
+
+def _build_settings(**overrides: Any) -> Settings:
     base = Settings()
     data: dict[str, Any] = base.model_dump()
     for key, value in overrides.items():
@@ -39,7 +58,7 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException | str) -> NoReturn:
     click.secho(f"stratum: {exc}", fg="red", err=True)
     sys.exit(2)
 
@@ -94,10 +113,7 @@ def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
     """Run the whole platform in one process (embedded broker and chDB by default)."""
     from stratum.platform import Roles
 
-    try:
-        settings = _settings(data_dir=data_dir, **{"api.port": port, "api.host": host})
-    except ValueError as exc:
-        _fail(exc)
+    settings = _settings(data_dir=data_dir, **{"api.port": port, "api.host": host})
     roles = Roles(broker=True, speed=True, batch=True, demo=demo, demo_rate_per_s=rate,
                   first_batch_after_s=20.0 if demo else None)
     _serve(settings, roles, banner=True)
@@ -177,7 +193,8 @@ def generate(url: str | None, rate: float, duration: float | None, backfill: flo
     settings = _settings()
     config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed)
     try:
-        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration))
+        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration,
+                                         token=settings.api.ingest_token))
     except KeyboardInterrupt:
         return
     click.echo(f"accepted {sent} events")

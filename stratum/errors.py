@@ -20,3 +20,12 @@ class BrokerError(StratumError):
 
 class LogUnavailableError(StratumError):
     """The log (Kafka) did not accept events; the caller should retry later."""
+
+
+def cite(text: object, limit: int = 40) -> str:
+    """``text`` for an error message: quoted, and only a prefix of a long one (an error
+    that echoes a 60 KB parameter whole is a 60 KB answer, and a reflection)."""
+    value = str(text)
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"

@@ -184,7 +184,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s,
                                  backfill_s=_backfill_s(settings, roles.demo_backfill_s))
         generator = asyncio.create_task(
-            run_generator(settings.api_url, config, stop=stop), name="demo-generator")
+            run_generator(settings.api_url, config, stop=stop,
+                          token=settings.api.ingest_token), name="demo-generator")
         stack.push_async_callback(_stop_task, generator, stop)
     log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
              log_conn.bootstrap)
@@ -305,7 +306,7 @@ def check_health(role: str, api_url: str, *, max_age_s: float = 30.0) -> tuple[b
         if response.status_code != 200:
             return False, f"{target}: HTTP {response.status_code}"
         status = str(response.json().get("status"))
-        return status != "down", f"{target}: {status}"
+        return status == "ok", f"{target}: {status}"  # "degraded" is not healthy
     path = heartbeat_path(role)
     try:
         record = orjson.loads(path.read_bytes())

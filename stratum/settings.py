@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_METRICS_FILE = Path(__file__).with_name("metrics.toml")
 # Refused outside development by Settings; only for a local `stratum up`.
 DEV_ADMIN_TOKEN = "stratum-dev-admin"  # noqa: S105
+# Outside development every token must be at least this long (e.g. openssl rand -hex 24).
+MIN_TOKEN_CHARS = 24
 
 
 class _Group(BaseModel):
@@ -35,10 +38,41 @@ class KafkaSettings(_Group):
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
     events_per_message: int = Field(500, ge=1, le=10_000)
+    # Security for a real cluster (every client: producer, Faust consumer, admin, replay).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="SASL_SSL across hosts; SASL_PLAINTEXT only inside a "
+        "private network")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' "
+                                    "certificates (default: the system's)")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = None
 
     @property
     def embedded(self) -> bool:
         return self.url == "embedded"
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> KafkaSettings:
+        if self.sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs "
+                             "STRATUM_KAFKA__SASL_USERNAME and STRATUM_KAFKA__SASL_PASSWORD")
+        if self.embedded and self.security_protocol != "PLAINTEXT":
+            raise ValueError("the embedded broker speaks PLAINTEXT only; set "
+                             "STRATUM_KAFKA__URL to a real cluster for SASL or TLS")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        return self
 
 
 class ClickHouseSettings(_Group):
@@ -46,6 +80,11 @@ class ClickHouseSettings(_Group):
         None, description="chdb:///abs/path or http(s)://host:port; default chdb://<data_dir>/clickhouse"
     )
     database: str = "stratum"
+    user: str | None = Field(None, description="for an http(s) server; overrides the URL's")
+    password: str | None = Field(None, description="for an http(s) server; overrides the "
+                                 "URL's (and needs no URL encoding)")
+    ca_cert: Path | None = Field(None, description="https: the CA that signed the server's "
+                                 "certificate (default: the system's)")
 
     @field_validator("url")
     @classmethod
@@ -84,7 +123,20 @@ class ApiSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     admin_token: str = DEV_ADMIN_TOKEN
-    read_token: str | None = None
+    read_token: str | None = Field(
+        None, description="if set, reads, /metrics and the dashboard need it (or the admin "
+        "token); the dashboard asks for it on a sign-in page")
+    ingest_token: str | None = Field(
+        None, description="if set, POST /v1/events needs it (or the admin token); required "
+        "in production")
+    cors_origins: tuple[str, ...] = Field(
+        (), description="origins a browser may call the API from (JSON list); none: CORS off")
+    max_events_per_body: int = Field(
+        100_000, ge=1, description="items in one ingest body; past it the body is refused "
+        "whole (413) before any event is validated")
+    max_rejections_listed: int = Field(
+        100, ge=0, description="rejected events an ingest answer lists with their reasons; "
+        "the rest are only counted")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     ingest_timeout_s: float = Field(
         5.0, gt=0, le=60, description="how long ingest waits for the log's acknowledgement "
@@ -134,11 +186,11 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
-    def _no_default_secret_in_production(self) -> Settings:
-        if self.environment == "production" and self.api.admin_token == DEV_ADMIN_TOKEN:
-            raise ValueError(
-                "STRATUM_API__ADMIN_TOKEN must be set to a secret value in production"
-            )
+    def _tokens_are_secrets_in_production(self) -> Settings:
+        if self.environment != "development":
+            problem = token_problem(self.api)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property
@@ -154,6 +206,30 @@ class Settings(BaseSettings):
         if self.api.public_url:
             return self.api.public_url.rstrip("/")
         return f"http://{self.api.host}:{self.api.port}"
+
+
+def token_problem(api: ApiSettings) -> str | None:
+    """Why the tokens are not secrets (outside development), or None: each at least
+    MIN_TOKEN_CHARS long, none the development default, no two the same."""
+    named = {"STRATUM_API__ADMIN_TOKEN": api.admin_token,
+             "STRATUM_API__READ_TOKEN": api.read_token,
+             "STRATUM_API__INGEST_TOKEN": api.ingest_token}
+    seen: dict[str, str] = {}
+    for name, token in named.items():
+        if token is None:
+            if name == "STRATUM_API__INGEST_TOKEN":
+                return (f"{name} must be set in production: ingest is open to anyone who "
+                        "can reach the API otherwise")
+            continue
+        if token == DEV_ADMIN_TOKEN:
+            return f"{name} must be set to a secret value in production, not the default"
+        if len(token) < MIN_TOKEN_CHARS:
+            return (f"{name} is {len(token)} characters long; in production every token "
+                    f"needs at least {MIN_TOKEN_CHARS} (e.g. openssl rand -hex 24)")
+        if token in seen:
+            return f"{name} must differ from {seen[token]}: each token grants other rights"
+        seen[token] = name
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stratum.errors import LogUnavailableError
+from stratum.kafka_security import aiokafka_options
 from stratum.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,8 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
 
 
 async def ensure_topics(kafka: KafkaSettings, bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                                **aiokafka_options(kafka))
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+from stratum.errors import cite
+
+_DURATION = re.compile(r"^(\d{1,15})(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -14,7 +16,7 @@ def parse_duration_ms(text: str) -> int:
     """``"1m"`` -> 60000. Units: ms, s, m, h, d."""
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration like 30s, 1m, 5m, 1h or 1d")
+        raise ValueError(f"{cite(text)} is not a duration like 30s, 1m, 5m, 1h or 1d")
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 

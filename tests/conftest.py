@@ -55,10 +55,13 @@ def make_stack(session_dir: Path, clickhouse_url: str) -> Iterator[Callable[...,
     """Start isolated stacks (own broker, database, data dir); all stop at session end."""
     started: list[Stack] = []
 
-    def make(name: str, *, dashboard: bool = False, speed: dict[str, Any] | None = None
-             ) -> Stack:
-        stack = Stack(stack_settings(session_dir, name, clickhouse_url, free_port(), speed),
-                      dashboard=dashboard)
+    def make(name: str, *, dashboard: bool = False, speed: dict[str, Any] | None = None,
+             **api: Any) -> Stack:
+        settings = stack_settings(session_dir, name, clickhouse_url, free_port(), speed)
+        if api:
+            settings = settings.model_copy(update={
+                "api": settings.api.model_validate({**settings.api.model_dump(), **api})})
+        stack = Stack(settings, dashboard=dashboard)
         started.append(stack)
         stack.start()
         return stack
@@ -74,10 +77,23 @@ def stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack("shared", dashboard=True)
 
 
+READ_TOKEN = "guarded-read-token-0123456789"  # noqa: S105 - test tokens, 24+ characters
+INGEST_TOKEN = "guarded-ingest-token-0123456789"  # noqa: S105
+
+
+@pytest.fixture(scope="session")
+def guarded_stack(make_stack: Callable[..., Stack]) -> Stack:
+    """A stack with the dashboard behind a read token and ingest behind an ingest token;
+    its ``client`` sends the read token, ``post_events`` the ingest token."""
+    return make_stack("guarded", dashboard=True, read_token=READ_TOKEN,
+                      ingest_token=INGEST_TOKEN)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop running in the main
     thread for the rest of the session, after which ``asyncio.run`` cannot be called.
     Just before them, the other users of the shared ``stack``: its background threads
     (Faust, aiokafka, the scheduler) then run beside as few other tests as possible."""
     items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
-                                 "stack" in getattr(item, "fixturenames", ())))
+                                 bool({"stack", "guarded_stack"}
+                                      & set(getattr(item, "fixturenames", ())))))

@@ -37,7 +37,12 @@ class Stack:
         self.roles = Roles(speed=True, batch=True, dashboard=dashboard)
         self.base_url = f"http://127.0.0.1:{settings.api.port}"
         self.admin_headers = {"authorization": f"Bearer {settings.api.admin_token}"}
-        self.client = httpx.Client(base_url=self.base_url, timeout=30)
+        api = settings.api
+        # Reads carry the read token and ingest the ingest token, when those are set.
+        self.ingest_headers = {"authorization": f"Bearer {api.ingest_token}"
+                               } if api.ingest_token else {}
+        self.client = httpx.Client(base_url=self.base_url, timeout=30, headers={
+            "authorization": f"Bearer {api.read_token}"} if api.read_token else {})
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._error: BaseException | None = None
@@ -100,7 +105,7 @@ class Stack:
         stamps = [e["ts"] for e in events if isinstance(e, dict) and isinstance(e.get("ts"), int)]
         span = (min(stamps) - 120_000, max(stamps) + 120_000) if stamps else None
         before = self.total("events", *span) if (wait and span) else 0.0
-        response = self.client.post("/v1/events", json=events)
+        response = self.client.post("/v1/events", json=events, headers=self.ingest_headers)
         assert response.status_code in (202, 422), response.text
         body: dict[str, Any] = response.json()
         if wait and span and response.status_code == 202:

@@ -4,8 +4,8 @@ a Cancel button; the paginated history of both kinds with a job's full details; 
 speed-view generation readers use.
 
 The admin token is typed into the page and sent as ``Authorization: Bearer`` with each
-admin call; the dashboard stores no secret of its own. In development the field is
-prefilled with the configured token, so a local run needs no copy and paste.
+admin call; it lives only in the browser's page state for the session. The dashboard
+never sends a configured token to a browser (not even the development default).
 
 One refresh callback a second (progress bars), pausable and never overlapping (see
 :mod:`dashboard.live`). A part whose data did not change is not sent again, so a row
@@ -105,19 +105,7 @@ def layout(**_query: str) -> Component:
     ])
 
 
-def register_callbacks(app: Dash, api: ApiClient, *, token_prefill: str | None) -> None:
-    if token_prefill:
-        @app.callback(
-            Output(ids.ADMIN_TOKEN_INPUT, "value"),
-            Input(ids.ADMIN_TOKEN_INPUT, "id"),
-            State(ids.ADMIN_TOKEN_INPUT, "value"),
-        )
-        def prefill_token(_id: str, current: str | None) -> str:
-            """Development only: fill the field once, never over what was typed."""
-            if current:
-                raise PreventUpdate
-            return token_prefill
-
+def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(Output(ids.ADMIN_RANGE, "hidden"), Output(ids.ADMIN_MODE_NOTE, "children"),
                   Input(ids.ADMIN_MODE, "value"))
     def show_mode(mode: str | None) -> tuple[bool, str]:

@@ -134,7 +134,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if len(metrics) != len(graph_ids):
             raise PreventUpdate  # the cards are from an older catalog; the next tick fixes it
         now = datetime.now(UTC)
-        results = _fetch_all(pool, api, metrics, now)
+        # The pool's threads have no request: they call with this person's credential.
+        results = _fetch_all(pool, api.as_current_person(), metrics, now)
         return (*_render(metrics, results, now), time.time())
 
 

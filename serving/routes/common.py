@@ -7,11 +7,36 @@ Every time a route returns comes twice, ``<name>`` (ISO-8601 UTC with a Z) and
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import HTTPException
 
 from serving.errors import error_responses
+from serving.timeparse import parse_time_ms
+from stratum.errors import cite
 
 # Statuses any read may answer: a read token set but missing, a bad parameter, storage.
 READ_ERRORS = error_responses(401, 422, 500, 503)
+# DateTime64(3) holds 1900-2299; past 2200 nobody means it, and negative epochs are typos.
+MIN_TIME_MS, MAX_TIME_MS = 0, 7_258_118_400_000
+
+
+def bad_parameter(code: str, message: str, **details: Any) -> HTTPException:
+    return HTTPException(422, detail={"code": code, "message": message, "details": details})
+
+
+def time_param(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
+    """A time query parameter in 1970-2200, or a 422 citing a short prefix of it."""
+    if not text:
+        return default_ms
+    try:
+        ms = parse_time_ms(text, now_ms=now_ms)
+    except ValueError as exc:
+        raise bad_parameter("invalid_parameter", f"{name}: {exc}", parameter=name) from exc
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise bad_parameter("invalid_parameter", f"{name}: {cite(text)} is outside "
+                            "1970-2200", parameter=name)
+    return ms
 
 
 def iso(ms: int) -> str:

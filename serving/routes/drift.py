@@ -13,8 +13,10 @@ from pydantic import BaseModel, Field
 from serving.deps import CatalogDep, ReadAccess, ReaderDep
 from serving.drift import DriftReader
 from serving.errors import error_responses
-from serving.routes.common import READ_ERRORS, iso
-from serving.timeparse import parse_time_ms
+from serving.queries import MAX_POINTS
+from serving.routes.common import READ_ERRORS, bad_parameter, iso, time_param
+from stratum.errors import cite
+from stratum.windows import format_duration
 
 router = APIRouter(prefix="/v1/drift", tags=["metrics"], dependencies=[ReadAccess],
                    responses=READ_ERRORS)
@@ -59,18 +61,16 @@ async def get_drift(
     definition = catalog.get(metric)
     if definition is None:
         raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {metric!r}",
+                                         "message": f"no metric named {cite(metric)}",
                                          "details": {"metrics": catalog.names}})
     now_ms = int(time.time() * 1000)
-    try:
-        end_ms = parse_time_ms(end, now_ms=now_ms) if end else now_ms
-        start_ms = parse_time_ms(start, now_ms=now_ms) if start else end_ms - 6 * 3_600_000
-    except ValueError as exc:
-        raise HTTPException(422, detail={"code": "invalid_parameter", "message": str(exc),
-                                         "details": {}}) from exc
+    end_ms = time_param(end, now_ms, now_ms, "end")
+    start_ms = time_param(start, end_ms - 6 * 3_600_000, now_ms, "start")
     if end_ms <= start_ms:
-        raise HTTPException(422, detail={"code": "invalid_range",
-                                         "message": "end must be after start", "details": {}})
+        raise bad_parameter("invalid_range", "end must be after start")
+    if (end_ms - start_ms) // definition.window_ms > MAX_POINTS:
+        raise bad_parameter("too_many_points", f"the range holds more than {MAX_POINTS} "
+                            f"{format_duration(definition.window_ms)} windows; narrow it")
     drift = DriftReader(reader.storage)
     generation = await run_in_threadpool(reader.live_generation)
     points = await run_in_threadpool(drift.drift, definition, start_ms, end_ms, generation)

@@ -3,7 +3,11 @@
 ``/metrics`` is this process's counters (``stratum.telemetry``) plus gauges read from
 ClickHouse at scrape time, which any process can answer: per-partition event-time lag
 and offset, the batch horizon's age, jobs by state. If ClickHouse does not answer, the
-counters are still served and ``stratum_pipeline_state_up`` says 0.
+counters are still served and ``stratum_pipeline_state_up`` says 0. It needs the read
+token when one is set (Prometheus sends it as ``bearer_token``).
+
+``/v1/health`` stays open for probes; with a read token set, a caller without it gets the
+states only, not the details (addresses, error texts).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
-from serving.deps import PipelineDep, RatesDep, ReaderDep
+from serving.deps import PipelineDep, RatesDep, ReadAccess, ReaderDep, SettingsDep, may_read
 from serving.health import ComponentHealth, HealthRegistry
+from serving.routes.common import READ_ERRORS
 from stratum.storage import StorageError
 
 router = APIRouter(tags=["health"])
@@ -40,13 +45,17 @@ class HealthResponse(BaseModel):
 
 @router.get("/v1/health", response_model=HealthResponse, summary="Component states",
             description="`ok` when every component is ok, `down` when one is down, "
-                        "`degraded` otherwise. Always 200: the body carries the verdict.")
-async def health(request: Request, rates: RatesDep) -> HealthResponse:
+                        "`degraded` otherwise. Always 200: the body carries the verdict. "
+                        "With a read token set, the details need it.")
+async def health(request: Request, rates: RatesDep, settings: SettingsDep) -> HealthResponse:
     registry: HealthRegistry = request.app.state.health
     components = await run_in_threadpool(registry.check)
     rates.sample()
     worst = {c.status for c in components.values()}
     status = "ok" if worst <= {"ok"} else ("down" if "down" in worst else "degraded")
+    if not may_read(request, settings):
+        components = {name: ComponentHealth(status=c.status, detail="")
+                      for name, c in components.items()}
     return HealthResponse(status=status, components=components)
 
 
@@ -84,12 +93,13 @@ def _state_gauges(reader: ReaderDep, pipeline: PipelineDep) -> bytes:
 
 
 @router.get("/metrics", summary="Stratum's own pipeline metrics (Prometheus text format)",
-            response_class=Response,
+            response_class=Response, dependencies=[ReadAccess],
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"},
                                                         "example": (
                 "# TYPE stratum_ingest_events_accepted_total counter\n"
                 "stratum_ingest_events_accepted_total 360000.0\n")}},
-                             "description": "Prometheus text exposition format 0.0.4"}})
+                             "description": "Prometheus text exposition format 0.0.4"},
+                       **READ_ERRORS})
 async def prometheus(reader: ReaderDep, pipeline: PipelineDep, rates: RatesDep) -> Response:
     rates.sample()
     state = await run_in_threadpool(_state_gauges, reader, pipeline)

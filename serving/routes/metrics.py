@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from serving.deps import CatalogDep, ReadAccess, ReaderDep
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
-from serving.routes.common import READ_ERRORS, iso, iso_or_none
-from serving.timeparse import parse_time_ms
+from serving.routes.common import READ_ERRORS, bad_parameter, iso, iso_or_none, time_param
+from stratum.errors import cite
 from stratum.metrics import MetricCatalog, MetricDefinition
 from stratum.numbers import filter_texts
 from stratum.windows import format_duration, parse_duration_ms
@@ -21,8 +21,6 @@ from stratum.windows import format_duration, parse_duration_ms
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
                    responses=READ_ERRORS)
 RESERVED_QUERY = {"start", "end", "step", "group_by"}
-# DateTime64(3) holds 1900-2299; past 2200 nobody means it, and negative epochs are typos.
-MIN_TIME_MS, MAX_TIME_MS = 0, 7_258_118_400_000
 MAX_STEP_MS = 366 * 86_400_000
 TIME_HELP = "ISO-8601 (2026-11-21T10:00:00Z; no zone means UTC), epoch milliseconds, or "
 
@@ -113,23 +111,6 @@ def list_metrics(catalog: CatalogDep) -> MetricList:
     return MetricList(metrics=[info(m) for m in catalog.metrics])
 
 
-def _bad(code: str, message: str, **details: Any) -> HTTPException:
-    return HTTPException(422, detail={"code": code, "message": message, "details": details})
-
-
-def _time(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
-    if not text:
-        return default_ms
-    try:
-        ms = parse_time_ms(text, now_ms=now_ms)
-    except ValueError as exc:
-        raise _bad("invalid_parameter", f"{name}: {exc}", parameter=name) from exc
-    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
-        raise _bad("invalid_parameter", f"{name}: {text!r} is outside 1970-2200",
-                   parameter=name)
-    return ms
-
-
 @router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
             description="Windows ending at or before the batch horizon come from batch, the "
                         "rest from speed; each point says which. Filter with `dim=value` query "
@@ -152,24 +133,24 @@ async def get_series(
     metric = catalog.get(name)
     if metric is None:
         raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {name!r}",
+                                         "message": f"no metric named {cite(name)}",
                                          "details": {"metrics": catalog.names}})
     now_ms = int(time.time() * 1000)
-    end_ms = _time(end, now_ms, now_ms, "end")
-    start_ms = _time(start, end_ms - 3_600_000, now_ms, "start")
+    end_ms = time_param(end, now_ms, now_ms, "end")
+    start_ms = time_param(start, end_ms - 3_600_000, now_ms, "start")
     try:
         step_ms = parse_duration_ms(step) if step else default_step_ms(metric)
     except ValueError as exc:
-        raise _bad("invalid_parameter", f"step: {exc}", parameter="step") from exc
+        raise bad_parameter("invalid_parameter", f"step: {exc}", parameter="step") from exc
     problem = step_problem(metric, step_ms)
     if problem or step_ms > MAX_STEP_MS:
-        raise _bad("invalid_step", problem or "step must be at most 366d",
+        raise bad_parameter("invalid_step", problem or "step must be at most 366d",
                    windows=list(metric.windows))
     start_ms -= start_ms % step_ms
     if end_ms <= start_ms:
-        raise _bad("invalid_range", "end must be after start")
+        raise bad_parameter("invalid_range", "end must be after start")
     if (end_ms - start_ms) // step_ms > MAX_POINTS:
-        raise _bad("too_many_points", f"the range holds more than {MAX_POINTS} steps; "
+        raise bad_parameter("too_many_points", f"the range holds more than {MAX_POINTS} steps; "
                                       "use a coarser step")
     groups = tuple(g for g in (group_by or "").split(",") if g)
     filters: dict[str, list[str]] = {}
@@ -178,8 +159,9 @@ async def get_series(
             filters.setdefault(key, []).append(value)
     unknown = [d for d in (*groups, *filters) if d not in metric.dimensions]
     if unknown:
-        raise _bad("unknown_dimension",
-                   f"{', '.join(sorted(set(unknown)))} is not a dimension of {name}",
+        raise bad_parameter("unknown_dimension",
+                   f"{', '.join(cite(u) for u in sorted(set(unknown))[:5])} is not a "
+                   f"dimension of {name}",
                    dimensions=list(metric.dimensions))
     # A value that reads as a number also finds it: tier=1.0 is the group "1".
     filters = {key: filter_texts(values) for key, values in filters.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
@@ -40,14 +41,24 @@ def _translate(exc: Exception, what: str) -> StorageError:
     return StorageError(f"ClickHouse failed during {what}: {exc}")
 
 
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """Credentials and trust for an http(s) ClickHouse server, from the settings, over
+    what the URL says (a password here needs no URL encoding)."""
+
+    user: str | None = None
+    password: str | None = None
+    ca_cert: str | None = None
+
+
 class Storage:
     """One component's connection. chDB clients serialise their own calls, so every
     component (worker, API, scheduler) opens its own :class:`Storage`."""
 
-    def __init__(self, url: str, database: str) -> None:
+    def __init__(self, url: str, database: str, auth: ServerAuth | None = None) -> None:
         self.url = url
         self.database = database
-        self._client = _connect(url)
+        self._client = _connect(url, auth)
         self._insert_types: dict[tuple[str, tuple[str, ...]], Sequence[Any]] = {}
 
     @property
@@ -121,20 +132,26 @@ def redact_url(url: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc, query=""))
 
 
-def server_options(url: str) -> dict[str, Any]:
+def server_options(url: str, auth: ServerAuth | None = None) -> dict[str, Any]:
     """clickhouse-connect's arguments for an ``http(s)://user:password@host:port`` URL;
-    user and password are percent-encoded in the URL (a password may hold ``@`` or ``:``)."""
+    user and password are percent-encoded in the URL (a password may hold ``@`` or ``:``).
+    ``auth`` (the settings' user, password, CA) wins over the URL."""
     parsed = urlparse(url)
-    return {
+    auth = auth or ServerAuth()
+    options: dict[str, Any] = {
         "host": parsed.hostname or "localhost",
         "port": parsed.port or (8443 if parsed.scheme == "https" else 8123),
-        "username": unquote(parsed.username or "") or "default",
-        "password": unquote(parsed.password or ""),
+        "username": auth.user or unquote(parsed.username or "") or "default",
+        "password": auth.password if auth.password is not None
+        else unquote(parsed.password or ""),
         "secure": parsed.scheme == "https",
     }
+    if auth.ca_cert and options["secure"]:
+        options["ca_cert"] = auth.ca_cert
+    return options
 
 
-def _connect(url: str) -> Client:
+def _connect(url: str, auth: ServerAuth | None = None) -> Client:
     try:
         if url.startswith("chdb://"):
             client = clickhouse_connect.get_client(dsn=url)
@@ -145,7 +162,7 @@ def _connect(url: str) -> Client:
             # 10 M events, growing with the history. The setting lives in the session.
             client.command("SET mutations_sync = 0")
             return client
-        return clickhouse_connect.get_client(**server_options(url))
+        return clickhouse_connect.get_client(**server_options(url, auth))
     except (ClickHouseError, OSError) as exc:
         raise _translate(exc, f"connect to {redact_url(url)}") from exc
 
@@ -155,7 +172,9 @@ def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
     url = settings.clickhouse_url
     if url.startswith("chdb://"):
         (settings.data_dir / "clickhouse").mkdir(parents=True, exist_ok=True)
-    storage = Storage(url, settings.clickhouse.database)
+    ch = settings.clickhouse
+    storage = Storage(url, ch.database, ServerAuth(
+        ch.user, ch.password, str(ch.ca_cert) if ch.ca_cert else None))
     if migrate:
         with _migrate_lock:
             key = (url, settings.clickhouse.database)

@@ -83,7 +83,9 @@ def test_admin_routes_need_the_token(stack: Stack) -> None:
 
 
 def test_ingest_errors_have_the_error_body(stack: Stack) -> None:
-    error_of(stack.client.post("/v1/events", content=b"{not json"), 400, "unreadable_body")
+    error_of(stack.client.post("/v1/events", content=b"{not json",
+                               headers={"content-type": "application/json"}),
+             400, "unreadable_body")
     error = error_of(stack.client.post("/v1/events", json=[{"ts": 1}]), 422, "no_valid_events")
     assert error["details"]["rejected"][0]["index"] == 0
 
@@ -181,3 +183,33 @@ def test_prometheus_text_lists_the_pipeline_counters_and_state(stack: Stack) -> 
                  "stratum_serving_read_seconds_count", "stratum_serving_tail_buckets_total",
                  "stratum_jobs{", "stratum_pipeline_state_up 1.0"):
         assert name in text, name
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"start": "-99999999999999999"}, "invalid_parameter"),
+    ({"start": "now-99999999d"}, "invalid_parameter"),
+    ({"end": "99999999999999999"}, "invalid_parameter"),
+    ({"start": "now", "end": "now-1h"}, "invalid_range"),
+    ({"start": "now-365d"}, "too_many_points"),
+])
+def test_drift_validates_its_range_like_metrics(stack: Stack, params: dict[str, str],
+                                               code: str) -> None:
+    """Issue 17, finding 6: these were 500 internal_error, and points had no cap."""
+    response = stack.client.get("/v1/drift", params={"metric": "events", **params})
+    error_of(response, 422, code)
+
+
+@pytest.mark.parametrize("path", ["/v1/drift", "/v1/metrics/events"])
+def test_errors_cite_only_a_prefix_of_the_input(stack: Stack, path: str) -> None:
+    """A 60 KB parameter gave a 60 KB error body."""
+    cases = [{"start": "x" * 60_000}, {"start": "now-" + "9" * 60_000 + "d"}]
+    if path.startswith("/v1/metrics"):
+        cases.append({"step": "7" * 60_000 + "m"})
+    for params in cases:
+        response = stack.client.get(path, params={"metric": "events", **params})
+        error = error_of(response, 422)
+        assert len(response.content) < 1_000, (params.keys(), response.text[:300])
+        assert "characters" in error["message"] or "too long" in error["message"], error
+    long_name = stack.client.get("/v1/metrics/" + "m" * 5_000)
+    assert len(error_of(long_name, 404, "unknown_metric")["message"]) < 200
+    assert len(stack.client.get("/v1/" + "p" * 5_000).content) < 1_000

@@ -11,8 +11,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from stratum.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose" / "compose.yml"
 OVERRIDE = ROOT / "compose" / "compose.override.yml"
-SECRETS = {"STRATUM_API__ADMIN_TOKEN", "CLICKHOUSE_PASSWORD"}
+SECRETS = {"STRATUM_API__ADMIN_TOKEN", "STRATUM_API__INGEST_TOKEN", "CLICKHOUSE_PASSWORD",
+           "KAFKA_PASSWORD"}
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -58,7 +61,8 @@ def _substitute(value: str, placeholders: dict[str, str]) -> str:
         name, kind, rest = match.groups()
         if kind in (":-", "-"):
             return rest
-        return placeholders.setdefault(name, f"placeholder{len(placeholders)}")
+        # Like real secrets: production wants 24+ characters, each token unlike the others.
+        return placeholders.setdefault(name, f"placeholder-secret-{len(placeholders):06d}")
     return INTERPOLATION.sub(one, value)
 
 
@@ -148,9 +152,51 @@ def test_every_stratum_variable_is_a_real_setting_that_takes_effect(
         assert not settings.kafka.embedded
         assert settings.clickhouse_url.startswith("http://")
         assert settings.api.admin_token == placeholders["STRATUM_API__ADMIN_TOKEN"]
+        assert settings.api.ingest_token == placeholders["STRATUM_API__INGEST_TOKEN"]
         assert placeholders["CLICKHOUSE_PASSWORD"] in settings.clickhouse_url
+        kafka = settings.kafka
+        assert kafka.sasl and kafka.sasl_username == "stratum"
+        assert kafka.sasl_password == placeholders["KAFKA_PASSWORD"]
     assert {"STRATUM_KAFKA__URL", "STRATUM_CLICKHOUSE__URL", "STRATUM_DATA_DIR",
-            "STRATUM_ENVIRONMENT", "STRATUM_API__ADMIN_TOKEN"} <= seen
+            "STRATUM_ENVIRONMENT", "STRATUM_API__ADMIN_TOKEN", "STRATUM_API__INGEST_TOKEN",
+            "STRATUM_KAFKA__SECURITY_PROTOCOL", "STRATUM_KAFKA__SASL_PASSWORD"} <= seen
+
+
+def test_kafka_speaks_sasl_on_the_listener_stratum_uses(
+        base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]) -> None:
+    """Issue 17, finding 7: Kafka was PLAINTEXT without authentication."""
+    for env in (base["services"]["kafka"]["environment"],
+                {**base["services"]["kafka"]["environment"],
+                 **_load(OVERRIDE)["services"]["kafka"]["environment"]}):
+        mapping = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+        protocols = dict(p.split(":") for p in mapping.split(","))
+        listeners = {entry.split("://")[0] for entry in env["KAFKA_LISTENERS"].split(",")}
+        for name in listeners - {env["KAFKA_CONTROLLER_LISTENER_NAMES"]}:
+            assert protocols[name] in ("SASL_PLAINTEXT", "SASL_SSL"), (name, protocols)
+            jaas = env[f"KAFKA_LISTENER_NAME_{name}_PLAIN_SASL_JAAS_CONFIG"]
+            assert 'user_stratum="${KAFKA_PASSWORD:?' in jaas, jaas
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    for name, service in stratum_services.items():
+        env = service["environment"]
+        assert env["STRATUM_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["STRATUM_KAFKA__SASL_MECHANISM"] == "PLAIN", name
+    check = " ".join(base["services"]["kafka"]["healthcheck"]["test"])
+    assert "--command-config" in check and "SASL_PLAINTEXT" in check
+
+
+def test_services_are_hardened_and_limited(base: dict[str, Any],
+                                           stratum_services: dict[str, dict[str, Any]]) -> None:
+    for name, service in base["services"].items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert limits.get("cpus") and limits.get("memory"), (name, limits)
+    for name, service in stratum_services.items():
+        assert service.get("read_only") is True, name
+        assert "/tmp" in service["tmpfs"], name  # heartbeats (stratum.platform)
+        assert "cap_add" not in service, name
+    data_dir = Path(stratum_services["worker"]["environment"]["STRATUM_DATA_DIR"])
+    assert str(data_dir / "faust") in stratum_services["worker"]["tmpfs"]  # Faust's datadir
 
 
 def test_secrets_are_required_not_defaulted() -> None:
@@ -182,9 +228,37 @@ def test_the_image_holds_every_package_and_runs_unprivileged() -> None:
     assert copied == set(packages)
     assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
     assert re.search(r"^USER stratum$", dockerfile, re.MULTILINE)
+    # A plain `docker run` must not serve the development token on 0.0.0.0.
+    assert re.search(r"^ENV STRATUM_ENVIRONMENT=production", dockerfile, re.MULTILINE)
     assert 'ENTRYPOINT ["stratum"]' in dockerfile
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert not ignored & {*packages, "pyproject.toml", "README.md"}
+
+
+@pytest.mark.parametrize(("status", "healthy"), [("ok", True), ("degraded", False),
+                                                 ("down", False)])
+def test_the_api_healthcheck_is_healthy_only_when_ok(status: str, healthy: bool) -> None:
+    """A real HTTP server on 127.0.0.1 answering /v1/health; "degraded" used to pass."""
+    body = orjson.dumps({"status": status, "components": {}})
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert check_health("api", url) == (healthy, f"{url}/v1/health: {status}")
+    finally:
+        server.shutdown()
 
 
 def test_healthcheck_reads_the_heartbeat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path

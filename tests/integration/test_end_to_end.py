@@ -123,7 +123,8 @@ def test_events_flow_from_speed_to_batch_with_the_same_numbers(e2e: Stack) -> No
 
 
 def test_unreadable_and_all_bad_bodies_get_specific_errors(e2e: Stack) -> None:
-    response = e2e.client.post("/v1/events", content=b"\xff\xfe not utf-8")
+    response = e2e.client.post("/v1/events", content=b"\xff\xfe not utf-8",
+                               headers={"content-type": "application/x-ndjson"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unreadable_body"
     response = e2e.client.post("/v1/events", json=[{"event_id": "a", "type": "t"}])

@@ -33,7 +33,9 @@ from tests.stack import wait_until
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
-ADMIN = "separate-processes-admin"  # noqa: S105 - a test token
+ADMIN = "separate-processes-admin-token"  # noqa: S105 - a test token (24+ characters)
+INGEST = "separate-processes-ingest-token"  # noqa: S105
+INGEST_HEADERS = {"authorization": f"Bearer {INGEST}"}
 SERVER_URL = os.environ.get("STRATUM_TEST_CLICKHOUSE_URL")
 
 
@@ -61,6 +63,7 @@ class Roles:
         shared = tmp / "shared"  # worker writes the archive here, batch reads it
         common = {
             "STRATUM_ENVIRONMENT": "production", "STRATUM_API__ADMIN_TOKEN": ADMIN,
+            "STRATUM_API__INGEST_TOKEN": INGEST,
             "STRATUM_KAFKA__URL": bootstrap, "STRATUM_CLICKHOUSE__DATABASE": database,
             "STRATUM_SPEED__FLUSH_INTERVAL_S": "0.5", "STRATUM_ARCHIVE__FLUSH_INTERVAL_S": "1",
             "STRATUM_SPEED__ALLOWED_LATENESS_MS": "60000", "STRATUM_BATCH__INTERVAL_S": "3600",
@@ -120,7 +123,8 @@ def test_each_role_runs_as_its_own_process_against_a_broker_url(
     events = _events(t0, 300)
     try:
         roles.start()
-        with httpx.Client(base_url=roles.base_url, timeout=10) as client:
+        with httpx.Client(base_url=roles.base_url, timeout=10, headers=INGEST_HEADERS
+                          ) as client:
             response = client.post("/v1/events", json=events)
             assert response.status_code == 202, response.text
             assert response.json()["accepted"] == len(events)
@@ -166,7 +170,8 @@ def test_three_processes_share_only_kafka_and_a_clickhouse_server(
     admin = {"authorization": f"Bearer {ADMIN}"}
     try:
         roles.start()
-        with httpx.Client(base_url=roles.base_url, timeout=30) as client:
+        with httpx.Client(base_url=roles.base_url, timeout=30, headers=INGEST_HEADERS
+                          ) as client:
             def total(source: str) -> float:
                 body = client.get("/v1/metrics/events", params={
                     "start": t0, "end": t0 + 2 * MINUTE}).json()

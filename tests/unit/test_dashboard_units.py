@@ -124,7 +124,8 @@ def test_read_token_and_series_params():
             },
         )
 
-    client = ApiClient("http://x", read_token="r", transport=httpx.MockTransport(handler))
+    client = ApiClient("http://x", credential=lambda: "r",
+                       transport=httpx.MockTransport(handler))
     start = datetime(2026, 1, 1, tzinfo=UTC)
     client.series(
         "events", start=start, end=start + timedelta(minutes=30), step="1m", group_by=("type",)
@@ -206,14 +207,18 @@ def test_headline_and_latest():
 
 def test_two_apps_in_one_process_each_get_their_callbacks():
     from dashboard.app import create_dash
+    from dashboard.auth import COOKIE
 
     a = create_dash(Settings(api={"port": 1}))
+    read = "r" * 24
     b = create_dash(
-        Settings(api={"port": 2, "admin_token": "s3cret"}, environment="production"),
+        Settings(api={"port": 2, "admin_token": "s" * 24, "read_token": read,
+                      "ingest_token": "i" * 24}, environment="production"),
         requests_pathname_prefix="/ui/",
     )
     for app in (a, b):
         client = app.server.test_client()
+        client.set_cookie(COOKIE, read)
         assert client.get("/").status_code == 200
         deps = client.get("/_dash-dependencies").get_json()
         outputs = [d["output"] for d in deps]
@@ -221,8 +226,10 @@ def test_two_apps_in_one_process_each_get_their_callbacks():
         assert any("overview-grid.children" in o for o in outputs)
         assert any("admin-status.children" in o for o in outputs)
 
-    outs_a = [d["output"] for d in a.server.test_client().get("/_dash-dependencies").get_json()]
-    outs_b = [d["output"] for d in b.server.test_client().get("/_dash-dependencies").get_json()]
-    assert "admin-token-input.value" in outs_a
-    assert "admin-token-input.value" not in outs_b
-    assert b"/ui/" in b.server.test_client().get("/").data
+    # Only b has a read token: only b sends a visitor without it to its own sign-in page.
+    assert a.server.test_client().get("/").status_code == 200
+    away = b.server.test_client().get("/")
+    assert away.status_code == 303 and away.headers["location"] == "/ui/sign-in"
+    signed_in_b = b.server.test_client()
+    signed_in_b.set_cookie(COOKIE, read)
+    assert b"/ui/" in signed_in_b.get("/").data
