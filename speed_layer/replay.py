@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum import archive
-from stratum.event_frames import decode_messages
+from stratum.event_frames import concat_frames, decode_messages
 from stratum.kafka_security import aiokafka_options
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -106,7 +106,7 @@ def read_range(paths: list[Path]) -> pl.DataFrame:
     """The events of one archived range in offset order, as a frame like those the live
     worker decodes (older files also hold a ``payload`` column, not needed)."""
     frames = [pl.read_parquet(path).drop("payload", strict=False) for path in paths]
-    frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    frame = concat_frames(frames)
     return frame.sort("offset", maintain_order=True).select(
         "offset", "event_id", pl.col("ts").dt.epoch("ms"), "type",
         pl.exclude("offset", "event_id", "ts", "type"))

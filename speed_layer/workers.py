@@ -24,7 +24,7 @@ from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum import archive, telemetry
 from stratum.errors import LogUnavailableError
-from stratum.event_frames import decode_messages
+from stratum.event_frames import concat_frames, decode_messages
 from stratum.events import Event
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -440,7 +440,7 @@ class ArchiveWorker:
         for partition, parts in frames.items():
             if not parts:
                 continue
-            frame = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+            frame = concat_frames(parts)
             offsets = frame["offset"]
             written += len(archive.write_frame(self.root, self.log_epoch, partition, frame,
                                                int(offsets.min()), int(offsets.max())))

@@ -46,13 +46,29 @@ from stratum.events import (
     MessageDecodeError,
     decode_message,
 )
-from stratum.numbers import dimension_text
+from stratum.numbers import dimension_text, number_text_expr
 
 log = logging.getLogger(__name__)
 BASE_SCHEMA: dict[str, Any] = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64,
                                "type": pl.String}
 _FIELD_TYPES = (pl.String, pl.Int64, pl.Float64, pl.Null)
 _BIG_INT = float(2**63)  # Arrow reads an integer beyond Int64 as a double: not ours to pass
+
+
+def concat_frames(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Frames of several batches as one: a field that is Float64 in one and String in
+    another becomes String with its numbers in canonical text, as one decode of all of
+    them would give (Polars' own cast would write ``1.0`` as "1.0", a second group)."""
+    if len(frames) == 1:
+        return frames[0]
+    texts = {name for frame in frames for name, dtype in frame.schema.items()
+             if dtype == pl.String}
+    aligned = [frame.with_columns(number_text_expr(pl.col(name)).alias(name)
+                                  for name, dtype in frame.schema.items()
+                                  if name in texts and dtype.is_numeric()
+                                  and name not in BASE_SCHEMA)
+               for frame in frames]
+    return pl.concat(aligned, how="diagonal_relaxed")
 
 
 @dataclass(slots=True)

@@ -88,7 +88,8 @@ def test_ingest_takes_only_json_and_ndjson(guarded_stack: Stack, content_type: s
 
 def test_ingest_needs_the_ingest_token_when_one_is_set(guarded_stack: Stack,
                                                        anonymous: httpx.Client) -> None:
-    event = [{"event_id": f"door-{time.time_ns()}", "ts": 0, "type": "door"}]
+    event = [{"event_id": f"door-{time.time_ns()}", "ts": int(time.time() * 1000),
+              "type": "door"}]
     assert anonymous.post("/v1/events", json=event).status_code == 401
     read_only = anonymous.post("/v1/events", json=event,
                                headers={"authorization": f"Bearer {READ_TOKEN}"})

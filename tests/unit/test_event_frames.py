@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from stratum.event_frames import decode_messages, events_frame
+from stratum.event_frames import concat_frames, decode_messages, events_frame
 from stratum.events import decode_message
 from stratum.numbers import reads_as_non_finite
 
@@ -107,3 +107,18 @@ def test_text_that_reads_as_a_non_finite_number_is_dead_lettered(text: str) -> N
     assert decoded.frame["event_id"].to_list() == ["g"]
     assert [(b.message, b.index) for b in decoded.bad] == [(1, 0)]
     assert decoded.bad[0].reason.startswith("amount: ")
+
+
+def test_frames_of_several_batches_keep_numbers_canonical_as_text() -> None:
+    """An archive flush joins the frames of several batches: a field that is Float64 in
+    one and text in another must read "1" for 1.0, as one decode of both gives."""
+    numbers = decode_messages([(0, orjson.dumps(
+        {"event_id": "a", "ts": 1_000, "type": "t", "tier": 5588045.0}))], now_ms=2**50).frame
+    text = decode_messages([(1, orjson.dumps(
+        {"event_id": "b", "ts": 1_000, "type": "t", "tier": "x"}))], now_ms=2**50).frame
+    assert numbers.schema["tier"] == pl.Float64 and text.schema["tier"] == pl.String
+    joined = concat_frames([numbers, text])
+    together = decode_messages([(0, orjson.dumps(
+        {"event_id": "a", "ts": 1_000, "type": "t", "tier": 5588045.0})), (1, orjson.dumps(
+        {"event_id": "b", "ts": 1_000, "type": "t", "tier": "x"}))], now_ms=2**50).frame
+    assert joined["tier"].to_list() == together["tier"].to_list() == ["5588045", "x"]
