@@ -116,6 +116,13 @@ def is_source_log(epoch: str) -> bool:
     return bool(epoch) and epoch[0].isalpha()
 
 
+def source_of_id(source_id: str) -> str:
+    """The source (``[[source]]`` name, or the built-in one) of a source id
+    ``<epoch or name>:<partition>``."""
+    epoch = source_id.split(":", 1)[0]
+    return epoch if is_source_log(epoch) else BUILTIN
+
+
 class MappingError(Exception):
     """Why one message (or one line of it) does not map to an event."""
 
