@@ -262,7 +262,7 @@ class SourceMapper:
     def _debezium(self, document: Any) -> list[tuple[Any, Any, dict[str, Any] | None]]:
         if not isinstance(document, dict):
             raise MappingError("not a Debezium change event: not a JSON object")
-        payload = document.get("payload", document) if "schema" in document else document
+        payload = document["payload"] if "payload" in document else document
         if not isinstance(payload, dict):
             return []  # a schema-only message
         op = payload.get("op")
