@@ -279,7 +279,7 @@ class SourceMapper:
             return []
         row = payload.get(image)
         if not isinstance(row, dict):
-            raise MappingError(f"op {op!r} without a {image!r} row image")
+            raise MappingError(f"op {op!r} without its {image!r} row image")
         return [(row, payload, {"op": op})]
 
     def decode(self, partition: int, messages: Sequence[SourceMessage],
