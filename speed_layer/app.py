@@ -117,7 +117,8 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         # its own ClickHouse client: each client serialises its calls (FIELD-NOTES)
         worker = SpeedWorker(settings, catalog.for_source(name),
                              SpeedStore(open_storage(settings), generation), producer,
-                             source.log_id, mapper=SourceMapper(source))
+                             source.log_id(log_epoch if settings.kafka.embedded else None),
+                             mapper=SourceMapper(source))
         workers[name] = topics[source.topic] = worker
 
     for topic_name, worker in topics.items():

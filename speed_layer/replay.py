@@ -268,7 +268,8 @@ class ReplayRunner:
         for name in self.catalog.source_names:
             source = self.catalog.source(name)
             if source is not None:
-                found[source.topic] = source.log_id
+                found[source.topic] = source.log_id(
+                    self.log_epoch if self.settings.kafka.embedded else None)
         return found
 
     def _live_progress(self) -> dict[str, tuple[int, int]]:

@@ -300,14 +300,21 @@ def _parse_sources(entries: Any, problems: list[str]) -> list[SourceDefinition]:
     return sources
 
 
-def load_catalog(path: Path) -> MetricCatalog:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MetricDefinitionError(f"metrics file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MetricDefinitionError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_catalog(data, source=str(path))
+def load_catalog(path: Path, *more: Path) -> MetricCatalog:
+    """The definitions of ``path``, with the ``[[source]]`` and ``[[metric]]`` tables of
+    ``more`` files added (the demo's source: ``stratum/demo_sources.toml``)."""
+    data: dict[str, Any] = {}
+    for each in (path, *more):
+        try:
+            part = tomllib.loads(each.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MetricDefinitionError(f"metrics file {each} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MetricDefinitionError(f"{each} is not valid TOML: {exc}") from exc
+        for key, value in part.items():
+            data[key] = [*data[key], *value] if isinstance(data.get(key), list) and \
+                isinstance(value, list) else value
+    return parse_catalog(data, source=" + ".join(str(p) for p in (path, *more)))
 
 
 def group_dict(metric: MetricDefinition, group: Sequence[str]) -> dict[str, str]:

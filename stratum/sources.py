@@ -97,11 +97,12 @@ class SourceDefinition(BaseModel):
             raise ValueError("field 'op' is set by format \"debezium\" (c, u, r or d)")
         return self
 
-    @property
-    def log_id(self) -> str:
+    def log_id(self, embedded_epoch: str | None = None) -> str:
         """What stands for the log epoch in this source's ids (``orders:3``) and archive
-        file names: the source name. Its topic outlives Stratum: not an epoch."""
-        return self.name
+        file names: the source name, as its topic outlives Stratum (never an epoch to
+        retire). On the embedded broker (the demo) the topic dies with it and its offsets
+        restart: then ``<name>.<epoch>``."""
+        return f"{self.name}.{embedded_epoch}" if embedded_epoch else self.name
 
 
 def _check_path(path: str, what: str) -> None:
@@ -120,7 +121,7 @@ def source_of_id(source_id: str) -> str:
     """The source (``[[source]]`` name, or the built-in one) of a source id
     ``<epoch or name>:<partition>``."""
     epoch = source_id.split(":", 1)[0]
-    return epoch if is_source_log(epoch) else BUILTIN
+    return epoch.split(".", 1)[0] if is_source_log(epoch) else BUILTIN
 
 
 class MappingError(Exception):
