@@ -242,6 +242,13 @@ def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -
         assert part in reasons, reasons
     assert all(isinstance(d["offset"], int) for d in letters)
 
+    # per-partition progress of every source, with the partition counts of its topic
+    parts = stack.client.get("/v1/pipeline").json()["partitions"]
+    assert sorted((p["source"], p["partition"]) for p in parts if p["source"] != "events") \
+        == [("clicks", 0), ("clicks", 1), ("orders", 0), ("orders", 1), ("orders", 2)]
+    assert all(p["source_id"] == f"{p['source']}:{p['partition']}" for p in parts
+               if p["source"] != "events")
+
     # archived per source: its own directory, its name in the file names
     root = stack.settings.data_dir / "archive"
     for source in ("orders", "clicks"):
