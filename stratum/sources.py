@@ -32,6 +32,7 @@ from stratum.event_frames import BadItem, DecodedBatch, decode_messages, events_
 from stratum.events import MAX_KEY_CHARS, RESERVED, Event, EventError, validate_event
 
 BUILTIN = "events"
+SOURCE_LOG = "src."  # source ids of a [[source]]: src.<name>:<partition>
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TS_UNITS_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 DEBEZIUM_ROWS = {"c": "after", "u": "after", "r": "after", "d": "before"}
@@ -98,11 +99,12 @@ class SourceDefinition(BaseModel):
         return self
 
     def log_id(self, embedded_epoch: str | None = None) -> str:
-        """What stands for the log epoch in this source's ids (``orders:3``) and archive
-        file names: the source name, as its topic outlives Stratum (never an epoch to
-        retire). On the embedded broker (the demo) the topic dies with it and its offsets
-        restart: then ``<name>.<epoch>``."""
-        return f"{self.name}.{embedded_epoch}" if embedded_epoch else self.name
+        """What stands for the log epoch in this source's ids (``src.orders:3``; archive
+        files drop the ``src.``): the source name, as its topic outlives Stratum (never an
+        epoch to retire). On the embedded broker (the demo) the topic dies with it and its
+        offsets restart: then ``src.<name>.<epoch>``."""
+        log = f"{SOURCE_LOG}{self.name}"
+        return f"{log}.{embedded_epoch}" if embedded_epoch else log
 
 
 def _check_path(path: str, what: str) -> None:
@@ -112,16 +114,16 @@ def _check_path(path: str, what: str) -> None:
 
 
 def is_source_log(epoch: str) -> bool:
-    """Whether the epoch part of a source id names an external source (a name starts with
-    a letter; the embedded broker's epochs are numbers, an external Kafka's "0")."""
-    return bool(epoch) and epoch[0].isalpha()
+    """Whether the epoch part of a source id is a ``[[source]]``'s log (``src.<name>``),
+    not an epoch of Stratum's own topic."""
+    return epoch.startswith(SOURCE_LOG)
 
 
 def source_of_id(source_id: str) -> str:
     """The source (``[[source]]`` name, or the built-in one) of a source id
     ``<epoch or name>:<partition>``."""
     epoch = source_id.split(":", 1)[0]
-    return epoch.split(".", 1)[0] if is_source_log(epoch) else BUILTIN
+    return epoch.removeprefix(SOURCE_LOG).split(".", 1)[0] if is_source_log(epoch) else BUILTIN
 
 
 class MappingError(Exception):

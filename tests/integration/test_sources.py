@@ -246,7 +246,7 @@ def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -
     parts = stack.client.get("/v1/pipeline").json()["partitions"]
     assert sorted((p["source"], p["partition"]) for p in parts if p["source"] != "events") \
         == [("clicks", 0), ("clicks", 1), ("orders", 0), ("orders", 1), ("orders", 2)]
-    assert all(p["source_id"] == f"{p['source']}:{p['partition']}" for p in parts
+    assert all(p["source_id"] == f"src.{p['source']}:{p['partition']}" for p in parts
                if p["source"] != "events")
 
     # archived per source: its own directory, its name in the file names

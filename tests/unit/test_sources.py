@@ -151,17 +151,19 @@ def test_catalog_cross_checks() -> None:
 
 
 def test_source_ids_and_archive_names() -> None:
-    assert is_source_log("orders") and not is_source_log("1764930000000")
-    assert not is_source_log("0")
-    assert source_of_id("orders:2") == "orders"
+    assert is_source_log("src.orders") and not is_source_log("1764930000000")
+    assert not is_source_log("0") and not is_source_log("L")  # epochs of tests: letters
+    assert source_of_id("src.orders:2") == "orders"
     assert source_of_id("1764930000000:2") == "events"
+    assert source_of_id("L:2") == "events"
     orders = SourceDefinition(name="orders", topic="t", ts="kafka")
-    assert orders.log_id() == "orders"  # an external topic: no epoch
-    assert orders.log_id("1764930000000") == "orders.1764930000000"  # embedded: its log dies
-    assert source_of_id("orders.1764930000000:0") == "orders"
-    assert parse_file_name(Path(file_name("orders.17", 0, 1, 2))) == ("orders.17", 0, 1, 2)
-    assert file_name("orders", 2, 5, 9) == "orders-p2-5-9.parquet"
-    assert parse_file_name(Path("orders-p2-5-9.parquet")) == ("orders", 2, 5, 9)
+    assert orders.log_id() == "src.orders"  # an external topic: no epoch
+    assert orders.log_id("1764930000000") == "src.orders.1764930000000"  # embedded
+    assert source_of_id("src.orders.1764930000000:0") == "orders"
+    assert file_name("src.orders.17", 0, 1, 2) == "orders.17-p0-1-2.parquet"
+    assert parse_file_name(Path("orders.17-p0-1-2.parquet")) == ("src.orders.17", 0, 1, 2)
+    assert file_name("src.orders", 2, 5, 9) == "orders-p2-5-9.parquet"
+    assert parse_file_name(Path("orders-p2-5-9.parquet")) == ("src.orders", 2, 5, 9)
     old = Path("events-1764930000000-p1-0-41.parquet")  # files written before sources
     assert parse_file_name(old) == ("1764930000000", 1, 0, 41)
     assert file_name("1764930000000", 1, 0, 41) == old.name
