@@ -167,3 +167,11 @@ def test_source_ids_and_archive_names() -> None:
     old = Path("events-1764930000000-p1-0-41.parquet")  # files written before sources
     assert parse_file_name(old) == ("1764930000000", 1, 0, 41)
     assert file_name("1764930000000", 1, 0, 41) == old.name
+
+
+def test_epoch_retirement_skips_source_ids() -> None:
+    """A source's topic outlives Stratum: its ids are never a dead epoch to retire."""
+    from speed_layer.recovery import dead_sources
+
+    found = dead_sources(["src.orders:0", "src.orders.17:1", "17:0", "18:0"], "18", set())
+    assert found == {"17": ["17:0"]}
