@@ -184,6 +184,7 @@ class ThroughputPoint(_Model):
 class Partition(_Model):
     source_id: str
     partition: int | None = None
+    source: str = "events"
     through_offset: int = -1
     watermark: datetime | None = None
     newest_event: datetime | None = None

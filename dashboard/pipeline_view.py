@@ -107,15 +107,16 @@ def partitions_table(p: Pipeline) -> Component:
     for part in p.partitions:
         tone = _lag_tone(part.lag_s)
         lag = "–" if part.lag_s is None else f"{part.lag_s:,.1f} s"
+        label = str(part.partition if part.partition is not None else part.source_id)
         rows.append(html.Tr([
-            html.Td(html.Code(str(part.partition if part.partition is not None
-                                  else part.source_id))),
+            # a [[source]]'s partitions carry its name: "orders 2"
+            html.Td(html.Code(label if part.source == "events" else f"{part.source} {label}")),
             html.Td(fmt_count(part.through_offset), className="num"),
             html.Td(fmt_clock(part.newest_event)), html.Td(fmt_clock(part.watermark)),
             html.Td(badge(lag, {"unknown": "muted"}.get(tone, tone))),
             html.Td(fmt_clock(part.updated_at)),
-        ], **{"data-partition": str(part.partition), "data-lag-s": "" if part.lag_s is None
-              else f"{part.lag_s:.3f}"}))
+        ], **{"data-partition": str(part.partition), "data-source": part.source,
+              "data-lag-s": "" if part.lag_s is None else f"{part.lag_s:.3f}"}))
     return html.Div(html.Table([head, html.Tbody(rows)], className="table"),
                     className="table-wrap")
 

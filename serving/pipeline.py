@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from stratum import telemetry  # noqa: F401 - importing it registers the counters
+from stratum.sources import source_of_id
 from stratum.storage import Storage, epochs
 
 # Stage name -> the sample that counts it (a counter's _total, a histogram's _count).
@@ -126,6 +127,7 @@ def _rate(old: RateSample, new: RateSample) -> dict[str, float | None]:
 class PartitionProgress:
     source_id: str
     partition: int | None
+    source: str  # the [[source]] it reads, or "events" (stratum.sources.source_of_id)
     through_offset: int
     watermark_ms: int | None
     max_event_ms: int | None
@@ -162,27 +164,35 @@ class PipelineReader:
         self.db = storage.database
 
     def partitions(self, generation: int) -> list[PartitionProgress]:
-        """Checkpoints of the newest log epoch (an embedded broker starts a new epoch
-        on each start; older epochs' partitions are history, not progress), never of a
-        retired one (before the current epoch's first flush there is none to show)."""
+        """Checkpoints of each source's newest log epoch (an embedded broker starts a new
+        epoch on each start; older epochs' partitions are history, not progress), never
+        of a retired one (before the current epoch's first flush there is none to show).
+        A ``[[source]]`` on a real cluster has one log: its name."""
         rows = self.storage.query(
             "SELECT source_id, through_offset, watermark_ms, max_event_ms, updated_at "
             f"FROM {self.db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}} "
             f"AND {epochs.live_sources_sql(self.db)}", {"g": generation})
         if not rows:
             return []
-        newest_epoch = max(rows, key=lambda r: r[4])[0].rsplit(":", 1)[0]
+        newest: dict[str, tuple[Any, str]] = {}  # source -> (updated, its newest epoch)
+        for row in rows:
+            epoch = str(row[0]).rpartition(":")[0]
+            source = source_of_id(str(row[0]))
+            if source not in newest or row[4] > newest[source][0]:
+                newest[source] = (row[4], epoch)
         found = []
         for source_id, through, watermark, max_event, updated in rows:
             epoch, _, partition = str(source_id).rpartition(":")
-            if epoch != newest_epoch:
+            source = source_of_id(str(source_id))
+            if epoch != newest[source][1]:
                 continue
             found.append(PartitionProgress(
                 source_id=str(source_id),
-                partition=int(partition) if partition.isdigit() else None,
+                partition=int(partition) if partition.isdigit() else None, source=source,
                 through_offset=int(through), watermark_ms=_event_ms(int(watermark)),
                 max_event_ms=_event_ms(int(max_event)), updated_at_ms=_ms(updated) or 0))
-        return sorted(found, key=lambda p: (p.partition is None, p.partition, p.source_id))
+        return sorted(found, key=lambda p: (p.source != "events", p.source,
+                                            p.partition is None, p.partition, p.source_id))
 
     def newest_windows(self, generation: int) -> dict[tuple[str, int], NewestWindows]:
         """Per (metric, window_ms): newest speed window, newest final speed window, and

@@ -2,8 +2,10 @@
 is in :mod:`speed_layer.workers`.
 
 One agent reads the events topic with manual acknowledgement and hands each message to
-the :class:`SpeedWorker`, which decodes it once for both sinks: the windows (ClickHouse)
-and the archive (Parquet). It acknowledges a message, so Faust commits its offset,
+the :class:`SpeedWorker`; each ``[[source]]`` some metric reads has its own agent on its
+topic and its own worker (its metrics, its mapping, its archive directory). A worker
+decodes each message once for both sinks: the windows (ClickHouse) and the archive
+(Parquet). It acknowledges a message, so Faust commits its offset,
 only when both its window rows and its archive file are stored.
 """
 
@@ -24,7 +26,8 @@ from stratum.kafka_security import faust_credentials
 from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
-from stratum.storage import Storage, generations
+from stratum.sources import BUILTIN, SourceMapper
+from stratum.storage import Storage, generations, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class SpeedLayer:
     speed: SpeedWorker
     archiver: ArchiveWorker
     producer: EventProducer
+    sources: dict[str, SpeedWorker]  # source name -> its worker (the built-in one too)
 
     async def start(self) -> None:
         freeze_startup_objects()
@@ -63,8 +67,9 @@ class SpeedLayer:
 
     async def stop(self) -> None:
         try:
-            await self.speed.flush()
-            await self.speed.flush_archive()
+            for worker in self.sources.values():
+                await worker.flush()
+                await worker.flush_archive()
         finally:
             await self.app.stop()
             await self.producer.stop()
@@ -95,47 +100,76 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         monitor=QuietMonitor(),
     )
     app.transport = EagerDeliveryTransport(app.conf.broker_consumer, app)
-    events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
-                             partitions=settings.kafka.partitions)
     producer = EventProducer(settings.kafka, bootstrap)
     if generation is None:
         generation = generations.live_generation(storage)
     archiver = ArchiveWorker(settings, log_epoch)
-    speed = SpeedWorker(settings, catalog, SpeedStore(storage, generation), producer, log_epoch,
-                        archiver)
+    speed = SpeedWorker(settings, catalog.for_source(BUILTIN), SpeedStore(storage, generation),
+                        producer, log_epoch, archiver)
+    workers = {BUILTIN: speed}
+    topics = {settings.kafka.topic: speed}
+    for name in catalog.source_names[1:]:
+        source = catalog.source(name)
+        assert source is not None
+        if source.topic in (settings.kafka.topic, settings.kafka.late_topic,
+                            settings.kafka.dead_letter_topic):
+            raise ValueError(f"source {name!r}: topic {source.topic!r} is one of Stratum's own")
+        # its own ClickHouse client: each client serialises its calls (FIELD-NOTES)
+        worker = SpeedWorker(settings, catalog.for_source(name),
+                             SpeedStore(open_storage(settings), generation), producer,
+                             source.log_id(log_epoch if settings.kafka.embedded else None),
+                             mapper=SourceMapper(source))
+        workers[name] = topics[source.topic] = worker
 
-    @app.agent(events_topic, name="speed")
-    async def speed_agent(stream: Any) -> None:
-        manual = stream.noack()
-        speed.acks.stream = manual
-        async for event in manual.events():
-            await speed.handle(event)
+    for topic_name, worker in topics.items():
+        partitions = {"partitions": settings.kafka.partitions} if worker is speed else {}
+        _agent(app, app.topic(topic_name, value_serializer="raw", **partitions), worker)
 
     # An exception escaping a Faust timer crashes the whole app: contain and log it.
     @app.timer(interval=speed_settings.flush_interval_s)
     async def flush_speed() -> None:
-        try:
-            await speed.flush()
-        except Exception:
-            log.exception("speed flush failed unexpectedly; retrying at the next tick")
+        for worker in workers.values():
+            try:
+                await worker.flush()
+            except Exception:
+                log.exception("speed flush of %s failed unexpectedly; retrying at the next "
+                              "tick", worker.source)
 
     @app.timer(interval=settings.archive.flush_interval_s)
     async def flush_archive() -> None:
-        try:
-            await speed.flush_archive()
-        except Exception:
-            log.exception("archive flush failed unexpectedly; retrying at the next tick")
+        for worker in workers.values():
+            try:
+                await worker.flush_archive()
+            except Exception:
+                log.exception("archive flush of %s failed unexpectedly; retrying at the "
+                              "next tick", worker.source)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        speed.assigned = {tp.partition for tp in assigned if tp.topic == settings.kafka.topic}
+        for topic_name, worker in topics.items():
+            worker.assigned = {tp.partition for tp in assigned if tp.topic == topic_name}
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        mine = {tp.partition for tp in revoked if tp.topic == settings.kafka.topic}
-        if mine:
-            await speed.flush()
-            await speed.flush_archive()
-            speed.forget(mine)
+        for topic_name, worker in topics.items():
+            mine = {tp.partition for tp in revoked if tp.topic == topic_name}
+            if mine:
+                await worker.flush()
+                await worker.flush_archive()
+                worker.forget(mine)
 
-    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer)
+    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer,
+                      sources=workers)
+
+
+def _agent(app: faust.App, topic: Any, worker: SpeedWorker) -> None:
+    """One Faust agent per topic, acknowledging by hand (:class:`SpeedWorker`)."""
+
+    async def consume(stream: Any) -> None:
+        manual = stream.noack()
+        worker.acks.stream = manual
+        async for event in manual.events():
+            await worker.handle(event)
+
+    name = "speed" if worker.source == BUILTIN else f"speed-{worker.source}"
+    app.agent(topic, name=name)(consume)

@@ -46,6 +46,7 @@ from stratum import archive
 from stratum.archive import HOUR_MS
 from stratum.metrics import MetricCatalog, MetricDefinition
 from stratum.settings import Settings
+from stratum.sources import BUILTIN, is_source_log
 from stratum.storage import Storage, epochs, generations
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ class Retirement:
 
 def dead_sources(sources: Iterable[str], current_epoch: str, retired: set[str]
                  ) -> dict[str, list[str]]:
-    """Epoch -> its source ids, for every epoch that is neither current nor retired."""
+    """Epoch -> its source ids, for every epoch that is neither current nor retired.
+    A ``[[source]]``'s ids (``orders:0``) are no epoch: its topic outlives Stratum."""
     found: dict[str, set[str]] = defaultdict(set)
     for source in sources:
         epoch = epochs.epoch_of(source)
-        if epoch != current_epoch and epoch not in retired:
+        if epoch != current_epoch and epoch not in retired and not is_source_log(epoch):
             found[epoch].add(source)
     return {epoch: sorted(found[epoch]) for epoch in sorted(found)}
 
@@ -126,7 +128,8 @@ class _EpochRebuild:
     def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
                  generation: int) -> None:
         self.settings = settings
-        self.metrics: dict[str, MetricDefinition] = {m.name: m for m in catalog.metrics}
+        self.metrics: dict[str, MetricDefinition] = {
+            m.name: m for m in catalog.for_source(BUILTIN).metrics}
         self.storage = storage
         self.store = SpeedStore(storage, generation)
         self.generation = generation

@@ -43,6 +43,7 @@ from stratum.event_frames import concat_frames, decode_messages
 from stratum.kafka_security import aiokafka_options
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
+from stratum.sources import SourceMapper, source_of_id
 from stratum.storage import Storage, generations
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,10 @@ class _Sources:
 
     def get(self, source: str) -> PartitionAggregator:
         agg = self.aggregators.get(source)
-        if agg is None:
+        if agg is None:  # a partition of one source: that source's metrics
             agg = self.aggregators[source] = PartitionAggregator(
-                self.catalog.metrics, self.settings.speed.allowed_lateness_ms,
+                self.catalog.for_source(source_of_id(source)).metrics,
+                self.settings.speed.allowed_lateness_ms,
                 dedup_capacity=self.settings.speed.dedup_ids)
         return agg
 
@@ -120,6 +122,8 @@ class ReplayRunner:
         self.storage = storage
         self.bootstrap = bootstrap
         self.log_epoch = log_epoch
+        self._mappers = {s.topic: SourceMapper(s) for s in catalog.sources
+                         if s.name in catalog.source_names}
 
     async def run(self, from_ms: int | None, progress: Callable[[ReplayProgress], None],
                   cancelled: Callable[[], bool]) -> int:
@@ -141,8 +145,10 @@ class ReplayRunner:
     async def _archive(self, sources: _Sources, store: SpeedStore, generation: int,
                        progress: Callable[[ReplayProgress], None],
                        cancelled: Callable[[], bool]) -> None:
-        root = archive.archive_root(self.settings.data_dir)
-        ranges = archive_ranges(await asyncio.to_thread(archive.list_files, root))
+        ranges: dict[str, list[tuple[int, list[Path]]]] = {}
+        for name in self.catalog.source_names:  # each source's own directory
+            root = archive.archive_root(self.settings.data_dir, name)
+            ranges.update(archive_ranges(await asyncio.to_thread(archive.list_files, root)))
         total = sum(len(r) for r in ranges.values())
         done = 0
         for source, source_ranges in sorted(ranges.items()):
@@ -184,22 +190,23 @@ class ReplayRunner:
     async def _log(self, sources: _Sources, store: SpeedStore, generation: int,
                    progress: Callable[[ReplayProgress], None],
                    cancelled: Callable[[], bool]) -> None:
-        topic = self.settings.kafka.topic
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     group_id=None, auto_offset_reset="earliest",
                                     **aiokafka_options(self.settings.kafka))
         await consumer.start()
         try:
-            partitions = sorted(consumer.partitions_for_topic(topic) or [])
-            tps = [TopicPartition(topic, p) for p in partitions]
+            tps, mine = [], []
+            for topic, log_id in self._topics().items():
+                partitions = sorted(consumer.partitions_for_topic(topic) or [])
+                tps += [TopicPartition(topic, p) for p in partitions]
+                mine += [f"{log_id}:{p}" for p in partitions]
             consumer.assign(tps)
-            for tp in tps:
-                agg = sources.aggregators.get(f"{self.log_epoch}:{tp.partition}")
+            for tp, source in zip(tps, mine, strict=True):
+                agg = sources.aggregators.get(source)
                 if agg is not None and agg.through_offset >= 0:
                     consumer.seek(tp, agg.through_offset + 1)
                 else:
                     await consumer.seek_to_beginning(tp)
-            mine = [f"{self.log_epoch}:{p}" for p in partitions]
             await self._follow(consumer, sources, store, generation, mine, progress, cancelled)
         finally:
             await consumer.stop()
@@ -216,12 +223,16 @@ class ReplayRunner:
             if cancelled():
                 raise ReplayCancelledError
             batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
+            topics = self._topics()
             for tp, records in batches.items():
                 if not records:
                     continue
                 # Bad items: the live worker dead-letters them; nothing to count here.
-                decoded = decode_messages([(r.offset, r.value or b"") for r in records])
-                sources.add(f"{self.log_epoch}:{tp.partition}", decoded.frame,
+                mapper = self._mappers.get(tp.topic)
+                decoded = mapper.decode(tp.partition, [
+                    (r.offset, r.value, r.timestamp) for r in records]) if mapper else \
+                    decode_messages([(r.offset, r.value or b"") for r in records])
+                sources.add(f"{topics[tp.topic]}:{tp.partition}", decoded.frame,
                             records[-1].offset)
             if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                 await asyncio.to_thread(self._flush, sources, store)
@@ -249,6 +260,17 @@ class ReplayRunner:
                     progress(ReplayProgress("switched", 1, 1, sources.events, generation,
                                             sources.start_ms, carried))
                     return
+
+    def _topics(self) -> dict[str, str]:
+        """Topic -> what stands for the epoch in its source ids: the built-in topic's
+        log epoch, a source's name."""
+        found = {self.settings.kafka.topic: self.log_epoch}
+        for name in self.catalog.source_names:
+            source = self.catalog.source(name)
+            if source is not None:
+                found[source.topic] = source.log_id(
+                    self.log_epoch if self.settings.kafka.embedded else None)
+        return found
 
     def _live_progress(self) -> dict[str, tuple[int, int]]:
         """source -> (through offset, newest event ms) of the live generation."""

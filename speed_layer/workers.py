@@ -24,10 +24,11 @@ from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from stratum import archive, telemetry
 from stratum.errors import LogUnavailableError
-from stratum.event_frames import concat_frames, decode_messages
+from stratum.event_frames import DecodedBatch, concat_frames, decode_messages
 from stratum.events import Event
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
+from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import StorageError, generations
 
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
@@ -76,8 +77,13 @@ class _Acks:
 class SpeedWorker:
     def __init__(self, settings: Settings, catalog: MetricCatalog, store: SpeedStore,
                  producer: EventProducer, log_epoch: str,
-                 archiver: ArchiveWorker | None = None) -> None:
+                 archiver: ArchiveWorker | None = None,
+                 mapper: SourceMapper | None = None) -> None:
+        """``mapper``: a ``[[source]]``'s mapping (``log_epoch`` is then its name);
+        None: the built-in topic."""
         self.settings = settings
+        self.mapper = mapper
+        self.source = mapper.source.name if mapper else BUILTIN
         self.catalog = catalog
         self.store = store
         self.producer = producer
@@ -91,7 +97,7 @@ class SpeedWorker:
         self.broken: str | None = None  # set when aggregation failed: see _apply
         self._backoff_until = 0.0
         self._failures = 0
-        self.archiver = archiver or ArchiveWorker(settings, log_epoch)
+        self.archiver = archiver or ArchiveWorker(settings, log_epoch, self.source)
         self._inbox: dict[int, list[tuple[int, bytes, Any]]] = {}
         self._inbox_bytes = 0
         self._written: dict[int, int] = {}  # partition -> offset its stored rows hold
@@ -162,8 +168,7 @@ class SpeedWorker:
         now_ms = int(time.time() * 1000)
         for partition, messages in inbox.items():
             agg = await self._aggregator(partition)
-            decoded = decode_messages([(offset, value) for offset, value, _ in messages],
-                                      now_ms=now_ms)
+            decoded = self._decode(partition, messages, now_ms)
             last = messages[-1][0]
             try:
                 result = agg.add_frame(decoded.frame, last, now_ms)
@@ -193,6 +198,17 @@ class SpeedWorker:
                                  orjson.dumps(late_event).decode())
                 await self._send_late(result.late)
 
+    def _decode(self, partition: int, messages: list[tuple[int, bytes, Any]], now_ms: int
+                ) -> DecodedBatch:
+        """One partition's queued messages as a frame: the built-in topic's NDJSON, or a
+        source's mapping (which also reads the Kafka timestamp)."""
+        if self.mapper is None:
+            return decode_messages([(offset, value) for offset, value, _ in messages],
+                                   now_ms=now_ms)
+        return self.mapper.decode(partition, [
+            (offset, value, int((message.timestamp or 0) * 1000))
+            for offset, value, message in messages], now_ms=now_ms)
+
     def _record(self, kind: str, message: Any, reason: str, event: Event | None,
                 payload: str) -> None:
         """Keep a side event for ``side_events`` (written with the next flush)."""
@@ -217,7 +233,8 @@ class SpeedWorker:
         log.warning("dead letter: %s[%d]@%d item %s: %s", message.topic, message.partition,
                     message.offset, index, reason)
         record = orjson.dumps({
-            "reason": reason, "topic": message.topic, "partition": message.partition,
+            "reason": reason, "source": self.source, "topic": message.topic,
+            "partition": message.partition,
             "offset": message.offset, "index": index,
             "value": value[:65536].decode("utf-8", errors="replace"),
         })
@@ -368,10 +385,10 @@ class ArchiveWorker:
     """Buffers decoded events per partition and writes immutable Parquet files; knows
     through which offset each partition is stored."""
 
-    def __init__(self, settings: Settings, log_epoch: str) -> None:
+    def __init__(self, settings: Settings, log_epoch: str, source: str = BUILTIN) -> None:
         self.settings = settings
         self.log_epoch = log_epoch
-        self.root = archive.archive_root(settings.data_dir)
+        self.root = archive.archive_root(settings.data_dir, source)
         self.frames: dict[int, list[pl.DataFrame]] = defaultdict(list)
         self.buffered = 0
         self.added: dict[int, int] = {}  # partition -> last offset buffered

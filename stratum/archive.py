@@ -3,12 +3,16 @@
 Layout under ``<data_dir>/archive``::
 
     events/date=2026-11-21/hour=10/events-<epoch>-p<partition>-<first>-<last>.parquet
+    orders/date=2026-11-21/hour=10/orders-p<partition>-<first>-<last>.parquet
 
 One file holds the events of one log partition's offset range ``first..last`` whose event
 time falls in that hour. The name is the identity: writing the same range again writes
 the same file (temp file + rename, so readers never see half a file). ``epoch`` tells
 log incarnations apart (the embedded broker starts empty each time, so its offsets
-restart at 0).
+restart at 0). A ``[[source]]`` (:mod:`stratum.sources`) has its own directory, named
+after it, and its name stands where the epoch would (its source ids are
+``src.<name>:<partition>``): its topic is not Stratum's, its log outlives Stratum, so its
+offsets never restart.
 
 Columns: ``event_id`` (str), ``ts`` (Datetime ms, UTC), ``type`` (str), ``offset`` (i64),
 then one column per other field: Float64 when every value in the file's batch is a
@@ -32,21 +36,31 @@ import polars as pl
 from stratum.event_frames import events_frame
 from stratum.events import Event
 from stratum.metric_frames import typed_fields
+from stratum.sources import BUILTIN, SOURCE_LOG, is_source_log
 
 HOUR_MS = 3_600_000
 
 
-def archive_root(data_dir: Path) -> Path:
-    return data_dir / "archive" / "events"
+def archive_root(data_dir: Path, source: str = BUILTIN) -> Path:
+    return data_dir / "archive" / source
 
 
 def file_name(epoch: str, partition: int, first: int, last: int) -> str:
+    """``epoch``: the built-in log's epoch, or a source's name (module docstring)."""
+    if is_source_log(epoch):
+        return f"{epoch.removeprefix(SOURCE_LOG)}-p{partition}-{first}-{last}.parquet"
     return f"events-{epoch}-p{partition}-{first}-{last}.parquet"
 
 
 def parse_file_name(path: Path) -> tuple[str, int, int, int]:
-    """``(epoch, partition, first, last)`` from a name made by :func:`file_name`."""
-    _, epoch, partition, first, last = path.stem.rsplit("-", 4)
+    """``(epoch or source name, partition, first, last)`` from a name made by
+    :func:`file_name`."""
+    parts = path.stem.split("-")
+    if len(parts) == 4:  # <source>-p<partition>-<first>-<last>
+        name, partition, first, last = parts
+        epoch = f"{SOURCE_LOG}{name}"
+    else:
+        _, epoch, partition, first, last = path.stem.rsplit("-", 4)
     return epoch, int(partition.removeprefix("p")), int(first), int(last)
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stratum.errors import StratumError
 from stratum.events import RESERVED
 from stratum.numbers import dimension_text, filter_texts
+from stratum.sources import BUILTIN, NAME_PATTERN, SourceDefinition
 from stratum.windows import hopping_window_starts, parse_duration_ms
 
 
@@ -50,6 +51,8 @@ class MetricDefinition(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     description: str = ""
+    source: str = Field(BUILTIN, pattern=NAME_PATTERN, description="the [[source]] whose "
+                        "events it counts; \"events\" is Stratum's own topic")
     aggregation: Aggregation
     field: str | None = None
     quantile: float | None = Field(None, gt=0, lt=1)
@@ -204,6 +207,21 @@ class MetricCatalog(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     metrics: tuple[MetricDefinition, ...]
+    sources: tuple[SourceDefinition, ...] = ()
+
+    def source(self, name: str) -> SourceDefinition | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    @property
+    def source_names(self) -> list[str]:
+        """Sources some metric reads, the built-in one first (always listed)."""
+        used = {m.source for m in self.metrics}
+        return [BUILTIN, *(s.name for s in self.sources if s.name in used)]
+
+    def for_source(self, name: str) -> MetricCatalog:
+        """The part of the catalog one source's worker, replay or batch run needs."""
+        return MetricCatalog(metrics=tuple(m for m in self.metrics if m.source == name),
+                             sources=tuple(s for s in self.sources if s.name == name))
 
     def get(self, name: str) -> MetricDefinition | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -218,7 +236,7 @@ class MetricCatalog(BaseModel):
         or session pieces) begin, so no rebuilt window misses events before the start.
         Window sizes and hops divide a day (or are whole days), so this is at most a day
         back. Windows that start earlier are kept (batch or carried over), never rebuilt."""
-        step = math.lcm(*(size for m in self.metrics for size in (m.window_ms, m.hop_ms)))
+        step = math.lcm(1, *(size for m in self.metrics for size in (m.window_ms, m.hop_ms)))
         return from_ms - from_ms % step
 
 
@@ -245,20 +263,58 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "metrics file") -> M
             problems.append(f"{label}: duplicate name; metric names must be unique")
         seen.add(metric.name)
         metrics.append(metric)
+    sources = _parse_sources(data.get("source", []), problems)
+    known = {BUILTIN, *(s.name for s in sources)}
+    for metric in metrics:
+        if metric.source not in known:
+            problems.append(f"metric {metric.name!r}: source {metric.source!r} is not "
+                            "defined; add a [[source]] with that name")
     if problems:
         raise MetricDefinitionError(f"{source} has {len(problems)} problem(s):\n  " +
                                     "\n  ".join(problems))
-    return MetricCatalog(metrics=tuple(metrics))
+    return MetricCatalog(metrics=tuple(metrics), sources=tuple(sources))
 
 
-def load_catalog(path: Path) -> MetricCatalog:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MetricDefinitionError(f"metrics file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MetricDefinitionError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_catalog(data, source=str(path))
+def _parse_sources(entries: Any, problems: list[str]) -> list[SourceDefinition]:
+    """``[[source]]`` tables; each problem names the source."""
+    if not isinstance(entries, list):
+        problems.append("source: write each source as a [[source]] table")
+        return []
+    sources: list[SourceDefinition] = []
+    for index, entry in enumerate(entries, 1):
+        label = f"source #{index}"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            label = f"source {entry['name']!r}"
+        try:
+            source = SourceDefinition.model_validate(entry)
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "definition"
+                problems.append(f"{label}: {where}: {err['msg'].removeprefix('Value error, ')}")
+            continue
+        if any(s.name == source.name for s in sources):
+            problems.append(f"{label}: duplicate name; source names must be unique")
+        elif any(s.topic == source.topic for s in sources):
+            problems.append(f"{label}: topic {source.topic!r} is read by another source")
+        sources.append(source)
+    return sources
+
+
+def load_catalog(path: Path, *more: Path) -> MetricCatalog:
+    """The definitions of ``path``, with the ``[[source]]`` and ``[[metric]]`` tables of
+    ``more`` files added (the demo's source: ``stratum/demo_sources.toml``)."""
+    data: dict[str, Any] = {}
+    for each in (path, *more):
+        try:
+            part = tomllib.loads(each.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MetricDefinitionError(f"metrics file {each} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise MetricDefinitionError(f"{each} is not valid TOML: {exc}") from exc
+        for key, value in part.items():
+            data[key] = [*data[key], *value] if isinstance(data.get(key), list) and \
+                isinstance(value, list) else value
+    return parse_catalog(data, source=" + ".join(str(p) for p in (path, *more)))
 
 
 def group_dict(metric: MetricDefinition, group: Sequence[str]) -> dict[str, str]:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from speed_layer.workers import SpeedWorker
 
 log = logging.getLogger("stratum")
+DEMO_SOURCES = Path(__file__).with_name("demo_sources.toml")
 
 
 @dataclass
@@ -84,7 +85,8 @@ def create_platform_app(settings: Settings, roles: Roles,
     from serving.app import create_app
     from serving.health import ComponentHealth  # noqa: F811
 
-    catalog = catalog or load_catalog(settings.metrics_file)
+    if catalog is None:  # the demo adds its orders source (stratum/demo_sources.toml)
+        catalog = load_catalog(settings.metrics_file, *([DEMO_SOURCES] if roles.demo else []))
     storage = open_storage(settings)
     log_conn = LogConnection(settings)
 
@@ -129,6 +131,13 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
     started = time.monotonic()
     await log_conn.start()
     stack.callback(log_conn.stop)
+    orders_topic = None
+    if roles.demo:  # the demo's "database" has its topic before Stratum reads it
+        from ingest.demo_orders import create_topic, demo_topic
+
+        orders_topic = demo_topic(catalog)
+        if orders_topic is not None:
+            await create_topic(settings.kafka, log_conn.bootstrap, orders_topic)
     if settings.kafka.embedded:  # first the journal completes the dead epochs' archive,
         from stratum.durable import recover_at_start
 
@@ -187,6 +196,13 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
             run_generator(settings.api_url, config, stop=stop,
                           token=settings.api.ingest_token), name="demo-generator")
         stack.push_async_callback(_stop_task, generator, stop)
+        if orders_topic is not None:
+            from ingest.demo_orders import run_orders
+
+            orders = asyncio.create_task(run_orders(
+                settings.kafka, log_conn.bootstrap, orders_topic,
+                backfill_s=config.backfill_s, stop=stop), name="demo-orders")
+            stack.push_async_callback(_stop_task, orders, stop)
     log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
              log_conn.bootstrap)
 

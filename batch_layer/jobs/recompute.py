@@ -54,6 +54,7 @@ from stratum.metric_frames import (
 )
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.settings import Settings
+from stratum.sources import BUILTIN, source_of_id
 from stratum.storage import Storage, epochs, generations
 from stratum.value_hashes import ValueHashCache
 
@@ -173,7 +174,8 @@ def insert_order(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
     return sorted(metrics, key=lambda m: m.aggregation not in heavy)
 
 
-def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int]) -> int:
+def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int],
+                    source: str = BUILTIN) -> int:
     """How far the archive is complete: a log partition whose archive is behind what the
     speed layer consumed caps the horizon at the newest event it has archived, so batch
     never publishes a window while part of it is still on its way to the archive. A
@@ -182,7 +184,8 @@ def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, 
     db = storage.database
     consumed = {str(s): int(o) for s, o in storage.query(
         f"SELECT source_id, through_offset FROM {db}.speed_checkpoints FINAL "
-        f"WHERE generation = {{g:UInt32}} AND {epochs.live_sources_sql(db)}", {"g": live})}
+        f"WHERE generation = {{g:UInt32}} AND {epochs.live_sources_sql(db)}", {"g": live})
+        if source_of_id(str(s)) == source}
     cap = 2**62
     for source, paths in lagging_sources([Path(p) for p in file_hours], consumed).items():
         if not paths:
@@ -221,11 +224,35 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
               start_ms: int | None = None, end_ms: int | None = None) -> RecomputeResult:
     """Run one batch recompute over the archive as it is now (see the module docstring):
     the dirty hours (incremental), or every hour (full), optionally within a time range.
-    An exception from ``progress`` aborts the run; before coverage, it leaves no trace
-    that is served."""
+    Each source's metrics are computed from that source's archive alone, one source
+    after the other (each with its own version and horizon). An exception from
+    ``progress`` aborts the run; before coverage, it leaves no trace that is served."""
     started = time.perf_counter()
-    file_hours = {str(p): hour_of_file(p) for p in list_files(archive_root(settings.data_dir))}
-    coverage = writer.coverage_horizons(storage)
+    results = []
+    for source in catalog.source_names:
+        part = catalog.for_source(source)
+        if part.metrics:
+            results.append(_recompute_source(settings, part, storage, progress, mode,
+                                             start_ms, end_ms, source))
+    versions = [r.version for r in results if r.version is not None]
+    horizons = [r.horizon for r in results if r.horizon is not None]
+    return RecomputeResult(max(versions) if versions else None,
+                           min(horizons) if horizons else None,
+                           sum(r.rows_in for r in results), sum(r.rows_out for r in results),
+                           sum(r.files for r in results), time.perf_counter() - started)
+
+
+def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Storage,
+                      progress: ProgressCallback | None, mode: RecomputeMode,
+                      start_ms: int | None, end_ms: int | None, source: str
+                      ) -> RecomputeResult:
+    """:func:`recompute` of one source's metrics over its archive directory."""
+    started = time.perf_counter()
+    file_hours = {str(p): hour_of_file(p)
+                  for p in list_files(archive_root(settings.data_dir, source))}
+    names = set(catalog.names)  # another source's horizon is not this one's
+    coverage = {key: horizon for key, horizon in writer.coverage_horizons(storage).items()
+                if key[0] in names}
     processed = writer.processed_files(storage)
     plan = plan_hours(file_hours, processed, coverage, catalog.metrics, mode, start_ms, end_ms)
     # The run counts what earlier runs did and the new files of the hours it recomputes.
@@ -249,7 +276,7 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
         files = [Path(p) for p, hour in zip(snapshot.paths, snapshot.hours, strict=True)
                  if hour in read]
         result = _compute_and_write(settings, catalog, storage, tracker, events, written,
-                                    version, coverage, file_hours)
+                                    version, coverage, file_hours, source)
         indexing.result()
     if result is None:
         return RecomputeResult(None, None, 0, 0, len(files), time.perf_counter() - started)
@@ -268,8 +295,8 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
 def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Storage,
                        tracker: _Progress, events: pl.DataFrame,
                        written: dict[str, set[int]], version: int,
-                       coverage: dict[tuple[str, int], int], file_hours: dict[str, int]
-                       ) -> int | None:
+                       coverage: dict[tuple[str, int], int], file_hours: dict[str, int],
+                       source: str = BUILTIN) -> int | None:
     """Window rows of every metric's written hours into ``batch_windows``; the horizon
     (None: nothing to write at all)."""
     tracker.rows_in = events.height
@@ -283,7 +310,7 @@ def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Stor
     if not events.is_empty():
         newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()),
                         int(time.time() * 1000))
-        newest_ms = min(newest_ms, _archived_until(settings, storage, file_hours))
+        newest_ms = min(newest_ms, _archived_until(settings, storage, file_hours, source))
         horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
     tracker.report("read")
     # One metric's rows are inserted while the next metric's are computed: the insert is

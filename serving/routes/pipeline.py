@@ -43,8 +43,10 @@ class ThroughputPoint(BaseModel):
 
 
 class PartitionOut(BaseModel):
-    source_id: str = Field(description="log epoch and partition")
+    source_id: str = Field(description="log epoch (or [[source]] name) and partition")
     partition: int | None
+    source: str = Field("events", description="the [[source]] it reads; \"events\": "
+                        "Stratum's own topic")
     through_offset: int = Field(description="log offset the stored windows are complete "
                                             "through (committed after the write)")
     watermark: str | None
@@ -123,7 +125,8 @@ async def pipeline(reader: ReaderDep, state: PipelineDep, jobs: JobsDep, rates: 
                      for t, r in rates.history()],
             flush_mean_ms=round(1000 * flush_total / flushes, 3) if flushes else None,
             partitions=[PartitionOut(
-                source_id=p.source_id, partition=p.partition, through_offset=p.through_offset,
+                source_id=p.source_id, partition=p.partition, source=p.source,
+                through_offset=p.through_offset,
                 watermark=iso_or_none(p.watermark_ms), watermark_ms=p.watermark_ms,
                 newest_event=iso_or_none(p.max_event_ms), newest_event_ms=p.max_event_ms,
                 lag_s=age_s(now_ms, p.max_event_ms), updated_at=iso(p.updated_at_ms),
