@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import polars as pl
@@ -16,6 +16,9 @@ import pytest
 from stratum.archive import archive_root
 from tests.stack import Stack, wait_until
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
 
@@ -23,6 +26,13 @@ MINUTE = 60_000
 def _purchase(ts_ms: int, country: Any, amount: Any) -> dict[str, Any]:
     return {"event_id": f"bad-{uuid4().hex}", "ts": ts_ms, "type": "purchase",
             "country": country, "amount": amount}
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack: Callable[..., Stack]) -> Stack:
+    """Its own stack: its events are minutes old, late on a stack whose watermark other
+    tests moved to now (lateness 60 s)."""
+    return make_stack("bad_values")
 
 
 def _archived(stack: Stack, ids: set[str]) -> bool:
