@@ -4,7 +4,6 @@ their tables cannot disturb a running stack."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,8 @@ import pytest
 
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
+from tests.ports import free_port
 from tests.stack import Stack, stack_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.processes import StratumProcess, query_chdb, running_broker, stratum_env
 from tests.stack import wait_until
 
