@@ -14,7 +14,7 @@ from serving.errors import error_responses
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
 from serving.routes.common import READ_ERRORS, bad_parameter, iso, iso_or_none, time_param
 from stratum.aggregations import AggregationKind
-from stratum.errors import cite
+from stratum.errors import cite, error_detail
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.numbers import filter_texts
 from stratum.windows import format_duration, parse_duration_ms
@@ -152,9 +152,8 @@ async def get_series(
 ) -> SeriesResponse:
     metric = catalog.get(name)
     if metric is None:
-        raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {cite(name)}",
-                                         "details": {"metrics": catalog.names}})
+        raise HTTPException(404, detail=error_detail(
+            "unknown_metric", f"no metric named {cite(name)}", metrics=catalog.names))
     now_ms = int(time.time() * 1000)
     end_ms = time_param(end, now_ms, now_ms, "end")
     start_ms = time_param(start, end_ms - 3_600_000, now_ms, "start")
