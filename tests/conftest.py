@@ -83,11 +83,23 @@ def guarded_stack(make_stack: Callable[..., Stack]) -> Stack:
                       ingest_token=INGEST_TOKEN)
 
 
+# Markers by directory, so the fast lane is `-m "not integration and not browser and not
+# faults"` (tests/unit only) without each module remembering its pytestmark.
+_DIRECTORY_MARKERS = {"integration": ("integration",), "faults": ("faults", "integration"),
+                      "browser": ("browser",)}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main
-    thread for the rest of the session, after which ``asyncio.run`` cannot be called.
+    """Mark each test by its directory (above). Browser tests last: Playwright's sync
+    API keeps an event loop running in the main thread for the rest of the session, after
+    which ``asyncio.run`` cannot be called.
     Just before them, the other users of the shared ``stack``: its background threads
     (Faust, aiokafka, the scheduler) then run beside as few other tests as possible."""
+    for item in items:
+        directory = item.path.parent.name
+        for marker in _DIRECTORY_MARKERS.get(directory, ()):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
     items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
                                  bool({"stack", "guarded_stack"}
                                       & set(getattr(item, "fixturenames", ())))))
