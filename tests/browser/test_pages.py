@@ -198,8 +198,9 @@ def test_drift_shows_where_speed_was_off_and_why(
     # Each partition's watermark (and the batch horizon) is then a minute ago, so the
     # old events are late wherever they go.
     stack.post_events(now_in_every_partition(stack, now_ms, "XD"))
-    stack.post_events(events_at(old_ms, XD=4), wait=False)
-    time.sleep(2.5)  # archive flush interval 1 s: the late events are on disk
+    late = events_at(old_ms, XD=4)
+    stack.post_events(late, wait=False)
+    stack.wait_archived(late)  # the late events are on disk before the batch run
     stack.run_batch()
 
     page.goto(f"{stack.base_url}/dashboard/drift?metric=events&range=6h")
