@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from stratum.aggregations import STATE_COLUMNS
 from stratum.groups import group_key
 from stratum.metric_frames import WINDOW_START, dim_columns
 from stratum.metrics import MetricDefinition
@@ -34,8 +35,6 @@ WINDOW_SCHEMA = pa.schema([
     ("version", pa.uint64()),
 ])
 """``batch_windows`` as Arrow, column for column (see stratum.storage.schema)."""
-STATE_COLUMNS = ("count", "sum", "min", "max", "q_values", "q_weights", "d_hashes", "d_theta",
-                 "first_ms", "last_ms")
 
 
 def utc_datetime(epoch_ms: int) -> datetime:

@@ -18,10 +18,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class KindInfo(_Model):
+    """What the API says about a metric's aggregation kind; the dashboard decides with
+    it, never with the kind's name. Unknown (an older API): nothing is assumed."""
+
+    additive: bool = False  # values of separate windows or groups add up
+    whole: bool = False  # values are whole numbers
+    accumulates: bool = False  # a window's value grows until the window is complete
+    approximate: bool = False
+    field: str = "none"
+
+
 class MetricInfo(_Model):
     name: str
     description: str = ""
     aggregation: str
+    kind: KindInfo = Field(default_factory=KindInfo)
     field: str | None = None
     quantile: float | None = None
     where: dict[str, Any] = Field(default_factory=dict)
@@ -37,7 +49,12 @@ class MetricInfo(_Model):
     @property
     def additive(self) -> bool:
         """Counts and sums add up across groups and windows; quantiles and averages don't."""
-        return self.aggregation in ("count", "sum")
+        return self.kind.additive
+
+    @property
+    def counts_events(self) -> bool:
+        """Whether the value is the number of matching events (no field, additive)."""
+        return self.kind.field == "none" and self.kind.additive
 
 
 class MetricList(_Model):

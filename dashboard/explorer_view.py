@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from dashboard.api_models import Job, MetricInfo, SeriesResponse
 from dashboard.figures import message_figure, metric_figure
-from dashboard.formatting import fmt_clock, fmt_when
+from dashboard.formatting import fmt_clock, fmt_when, number_format
 from dashboard.series import has_values, latest_point, lines_of, run_marks
 
 
@@ -25,8 +25,7 @@ def view_figure(metric: MetricInfo, response: SeriesResponse, jobs: Sequence[Job
 
 def table_columns(metric: MetricInfo | None) -> list[dict[str, Any]]:
     unit = f" ({metric.unit})" if metric and metric.unit else ""
-    value_format = {"specifier": ",.0f" if metric and metric.aggregation == "count"
-                    else ",.2f"}
+    value_format = {"specifier": number_format(metric) if metric else ",.2f"}
     return [
         {"name": "window start (UTC)", "id": "window"},
         {"name": "group", "id": "group"},

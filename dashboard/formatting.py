@@ -12,7 +12,7 @@ from dashboard.api_models import MetricInfo
 
 def number_format(metric: MetricInfo) -> str:
     """A format spec both Python and Plotly's d3 understand (",.2f")."""
-    if metric.aggregation in ("count", "distinct"):
+    if metric.kind.whole:
         return ",.0f"
     if metric.unit == "ms":
         return ",.1f"

@@ -34,7 +34,7 @@ SPARK_HEIGHT = "44px"
 
 def throughput_metric(metrics: Sequence[MetricInfo]) -> MetricInfo | None:
     """The metric that counts every event, if the catalog has one."""
-    counts = [m for m in metrics if m.aggregation == "count"]
+    counts = [m for m in metrics if m.counts_events]
     return next((m for m in counts if not m.where), counts[0] if counts else None)
 
 
@@ -102,7 +102,7 @@ def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
     """(value, note) of a metric tile."""
     xs, ys = spark_points(metric, response)
     unit = html.Span(f" {metric.unit}", className="tile-unit") if metric.unit else None
-    if metric.additive or metric.aggregation == "distinct":
+    if metric.kind.accumulates:
         newest = newest_complete(xs, ys, response.step, now)
         if newest is None:
             return "–", f"no complete {response.step} window yet"

@@ -12,7 +12,6 @@ alone: a crash between two hour files of one flush leaves a range half written.
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,6 @@ from stratum import archive
 from stratum.event_frames import decode_messages
 
 log = logging.getLogger(__name__)
-_NAME = re.compile(r"events-(?P<epoch>.+)-p(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)"
-                   r"\.parquet")
 
 
 @dataclass
@@ -44,9 +41,12 @@ def archived_pairs(root: Path, epoch: str, partition: int, first: int, last: int
     ranges meet ``first..last``."""
     files = []
     for path in archive.list_files(root):
-        match = _NAME.fullmatch(path.name)
-        if (match and match["epoch"] == epoch and int(match["partition"]) == partition
-                and int(match["first"]) <= last and int(match["last"]) >= first):
+        try:
+            file_epoch, file_partition, file_first, file_last = archive.parse_file_name(path)
+        except ValueError:
+            continue  # not an archive file's name
+        if (file_epoch, file_partition) == (epoch, partition) and (
+                file_first <= last and file_last >= first):
             files.append(path)
     if not files:
         return pl.DataFrame(schema={"offset": pl.Int64, "event_id": pl.String})

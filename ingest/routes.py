@@ -14,7 +14,7 @@ to a short prefix."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field
 from ingest.parsing import BodyError, BodyLimits, ParsedBatch, TooManyItemsError, parse_events
 from ingest.producer import EventProducer
 from stratum import telemetry
-from stratum.errors import LogUnavailableError
+from stratum.errors import LogUnavailableError, error_detail
 from stratum.settings import ApiSettings, Settings
-from stratum.tokens import matches, presented_token
+from stratum.tokens import TokenDep, matches
 
 router = APIRouter(tags=["ingest"])
 # Content types a browser cannot send across origins without asking first (CORS
@@ -50,17 +50,15 @@ def get_producer(request: Request) -> EventProducer:
     if getattr(state, "shutting_down", False):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail={"code": "shutting_down", "message": "Stratum is stopping: it drains "
-                    "what it accepted and takes no more; retry after it restarts",
-                    "details": {}},
+            detail=error_detail("shutting_down", "Stratum is stopping: it drains what it "
+                                "accepted and takes no more; retry after it restarts"),
             headers={"Retry-After": "5"},
         )
     producer: EventProducer | None = getattr(state, "producer", None)
     if producer is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail={"code": "log_unavailable", "message": "ingest is not connected to the log",
-                    "details": {}},
+            detail=error_detail("log_unavailable", "ingest is not connected to the log"),
             headers={"Retry-After": "5"},
         )
     return producer
@@ -96,18 +94,14 @@ def _budget(request: Request) -> IngestBudget:
     return budget
 
 
-def _error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "details": details or {}}
-
-
-def require_ingest(request: Request) -> None:
+def require_ingest(request: Request, token: TokenDep) -> None:
     """With an ingest token set, ingest needs it (or the admin token)."""
     settings: Settings = request.app.state.settings
     expected = settings.api.ingest_token
     if expected is None:
         return
-    if not matches(presented_token(request.headers), (expected, settings.api.admin_token)):
-        raise HTTPException(401, detail=_error(
+    if not matches(token, (expected, settings.api.admin_token)):
+        raise HTTPException(401, detail=error_detail(
             "unauthorized", "ingest is token-protected here: send 'Authorization: Bearer "
             "<token>' with the ingest token (setting STRATUM_API__INGEST_TOKEN)"),
             headers={"WWW-Authenticate": "Bearer"})
@@ -126,11 +120,11 @@ def _check_content_type(request: Request) -> None:
     declared = request.headers.get("content-type", "")
     media = declared.split(";", 1)[0].strip().lower()
     if media not in CONTENT_TYPES:
-        raise HTTPException(415, detail=_error(
+        raise HTTPException(415, detail=error_detail(
             "unsupported_media_type",
             f"send events as {' or '.join(CONTENT_TYPES)} (Content-Type header); got "
             f"{media[:60]!r}" if media else f"send events with a Content-Type header: "
-            f"{' or '.join(CONTENT_TYPES)}", {"accepted": list(CONTENT_TYPES)}))
+            f"{' or '.join(CONTENT_TYPES)}", accepted=list(CONTENT_TYPES)))
 
 
 @router.post(
@@ -153,24 +147,24 @@ async def post_events(
     limit: int = request.app.state.settings.api.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, detail=_error("body_too_large",
-                                               f"the body is larger than {limit} bytes; "
-                                               "split it into smaller batches"))
+        raise HTTPException(413, detail=error_detail(
+            "body_too_large", f"the body is larger than {limit} bytes; split it into "
+            "smaller batches"))
     budget = _budget(request)
     body = bytearray()
     try:
         async for chunk in request.stream():
             if not budget.take(len(chunk)):
-                raise HTTPException(429, detail=_error(
+                raise HTTPException(429, detail=error_detail(
                     "ingest_saturated",
                     f"ingest already holds {budget.used_bytes} bytes of events waiting for "
                     f"the log (limit {budget.limit_bytes}); retry shortly"),
                     headers={"Retry-After": "1"})
             body.extend(chunk)
             if len(body) > limit:
-                raise HTTPException(413, detail=_error("body_too_large",
-                                                       f"the body is larger than {limit} bytes; "
-                                                       "split it into smaller batches"))
+                raise HTTPException(413, detail=error_detail(
+                    "body_too_large", f"the body is larger than {limit} bytes; split it "
+                    "into smaller batches"))
         async with _parse_lock(request):
             batch = await asyncio.to_thread(_parse, bytes(body), request.app.state.settings)
         return await _ingest(batch, producer, request.app.state.settings.api)
@@ -186,10 +180,10 @@ def _parse(body: bytes, settings: Settings) -> ParsedBatch:
         return parse_events(body, limits=limits,
                             max_age_ms=int(api.max_event_age_days * 86_400_000))
     except TooManyItemsError as exc:
-        raise HTTPException(413, detail=_error("too_many_events", str(exc),
-                                               {"max_events": limits.max_items})) from exc
+        raise HTTPException(413, detail=error_detail(
+            "too_many_events", str(exc), max_events=limits.max_items)) from exc
     except BodyError as exc:
-        raise HTTPException(400, detail=_error("unreadable_body", str(exc))) from exc
+        raise HTTPException(400, detail=error_detail("unreadable_body", str(exc))) from exc
 
 
 async def _ingest(batch: ParsedBatch, producer: EventProducer, api: ApiSettings
@@ -199,14 +193,14 @@ async def _ingest(batch: ParsedBatch, producer: EventProducer, api: ApiSettings
                 for r in batch.rejected[:api.max_rejections_listed]]
     if not batch.events:
         telemetry.EVENTS_REJECTED.inc(count)
-        raise HTTPException(422, detail=_error(
+        raise HTTPException(422, detail=error_detail(
             "no_valid_events", f"all {count} event(s) were rejected"
             + (f"; the first {len(rejected)} are listed" if len(rejected) < count else ""),
-            {"rejected": [r.model_dump() for r in rejected], "rejected_count": count}))
+            rejected=[r.model_dump() for r in rejected], rejected_count=count))
     try:
         await producer.send(batch.events)
     except LogUnavailableError as exc:
-        raise HTTPException(503, detail=_error("log_unavailable", str(exc)),
+        raise HTTPException(503, detail=error_detail("log_unavailable", str(exc)),
                             headers={"Retry-After": "5"}) from exc
     telemetry.EVENTS_ACCEPTED.inc(len(batch.events))
     telemetry.EVENTS_REJECTED.inc(count)

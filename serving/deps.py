@@ -10,10 +10,11 @@ from fastapi import Depends, HTTPException, Request
 
 from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
+from stratum.errors import error_detail
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage.jobs import JobStore
-from stratum.tokens import matches, presented_token
+from stratum.tokens import TokenDep, matches
 
 
 def get_settings(request: Request) -> Settings:
@@ -45,34 +46,30 @@ def get_jobs(request: Request) -> JobStore:
     return JobStore(request.app.state.reader.storage)
 
 
-def may_read(request: Request, settings: Settings) -> bool:
-    """Whether this request may see reads: no read token set, or it presents the read
-    (or admin) token."""
+def may_read(token: str | None, settings: Settings) -> bool:
+    """Whether a request presenting ``token`` may see reads: no read token set, or it is
+    the read (or admin) token."""
     if settings.api.read_token is None:
         return True
-    return matches(presented_token(request.headers),
-                   (settings.api.read_token, settings.api.admin_token))
+    return matches(token, (settings.api.read_token, settings.api.admin_token))
 
 
-def require_admin(request: Request, settings: Annotated[Settings, Depends(get_settings)]
+def require_admin(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]
                   ) -> None:
-    if not matches(presented_token(request.headers), (settings.api.admin_token,)):
-        raise HTTPException(401, detail={
-            "code": "unauthorized",
-            "message": "admin endpoints need the admin token: send the header "
-                       "'Authorization: Bearer <token>' (the token is the setting "
-                       "STRATUM_API__ADMIN_TOKEN)",
-            "details": {}}, headers={"WWW-Authenticate": "Bearer"})
+    if not matches(token, (settings.api.admin_token,)):
+        raise HTTPException(401, detail=error_detail(
+            "unauthorized", "admin endpoints need the admin token: send the header "
+            "'Authorization: Bearer <token>' (the token is the setting "
+            "STRATUM_API__ADMIN_TOKEN)"), headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_reader(request: Request, settings: Annotated[Settings, Depends(get_settings)]
+def require_reader(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]
                    ) -> None:
-    if not may_read(request, settings):
-        raise HTTPException(401, detail={
-            "code": "unauthorized",
-            "message": "reads are token-protected here: send 'Authorization: Bearer <token>' "
-                       "with the read token (setting STRATUM_API__READ_TOKEN)",
-            "details": {}}, headers={"WWW-Authenticate": "Bearer"})
+    if not may_read(token, settings):
+        raise HTTPException(401, detail=error_detail(
+            "unauthorized", "reads are token-protected here: send 'Authorization: Bearer "
+            "<token>' with the read token (setting STRATUM_API__READ_TOKEN)"),
+            headers={"WWW-Authenticate": "Bearer"})
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

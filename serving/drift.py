@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from serving.queries import value_sql
-from stratum.metrics import Aggregation, MetricDefinition
+from stratum.metrics import MetricDefinition
 from stratum.storage import Storage
-
-SKETCHED = {Aggregation.QUANTILE, Aggregation.DISTINCT}
 
 
 @dataclass(slots=True)
@@ -49,7 +47,7 @@ def explain(metric: MetricDefinition, speed: float | None, batch: float | None,
         return f"duplicates: {speed_count - batch_count} counted twice by speed"
     if speed == batch or speed is None or batch is None:
         return "none"
-    if metric.aggregation in SKETCHED:
+    if metric.kind.approximate:
         return "sketch error"
     return "rounding" if abs((speed or 0) - (batch or 0)) < 1e-6 * max(1.0, abs(batch)) \
         else "unexplained"

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stratum.errors import cite
+from stratum.errors import cite, error_detail
 from stratum.storage import StorageError, StorageUnavailableError
 from stratum.storage.jobs import JobConflictError
 
@@ -72,7 +72,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None
                ) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    return {"error": error_detail(code, message, **(details or {}))}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ MAX_TIME_CHARS = 64  # the longest ISO-8601 with nanoseconds and a zone is 35
 
 
 def parse_time_ms(text: str, *, now_ms: int | None = None) -> int:
+    """Epoch milliseconds of a query-string time; ValueError says what to send."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = text.strip()
     if len(value) > MAX_TIME_CHARS:
@@ -34,6 +35,3 @@ def parse_time_ms(text: str, *, now_ms: int | None = None) -> int:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")

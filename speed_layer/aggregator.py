@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from stratum.aggregation import WindowState, new_state
+from stratum.aggregation import WindowState
+from stratum.aggregations import AggregationKind, Sample
 from stratum.event_frames import events_frame
 from stratum.events import Event
 from stratum.groups import group_key
@@ -55,7 +56,7 @@ from stratum.metric_frames import (
     where_expr,
     window_starts_expr,
 )
-from stratum.metrics import Aggregation, MetricDefinition
+from stratum.metrics import MetricDefinition
 from stratum.value_hashes import HASH, ValueHashCache
 from stratum.value_hashes import VALUE as HASH_VALUE
 
@@ -81,6 +82,7 @@ class _Plan:
     """One metric compiled to the expressions and flags the hot path needs."""
 
     metric: MetricDefinition
+    kind: AggregationKind
     name: str
     window_ms: int
     where: pl.Expr | None  # None: every event counts (a literal filter trips Polars)
@@ -94,13 +96,12 @@ class _Plan:
 
     @classmethod
     def of(cls, metric: MetricDefinition) -> _Plan:
-        agg = metric.aggregation
+        kind = metric.kind
         filtered = bool(metric.where) or metric.field is not None
-        return cls(metric, metric.name, metric.window_ms,
+        return cls(metric, kind, metric.name, metric.window_ms,
                    where_expr(metric) if filtered else None,
-                   dimension_exprs(metric), dim_columns(metric),
-                   metric.field is not None and agg != Aggregation.DISTINCT,
-                   agg == Aggregation.QUANTILE, agg == Aggregation.DISTINCT,
+                   dimension_exprs(metric), dim_columns(metric), kind.numeric,
+                   kind.sample == Sample.VALUES, kind.sample == Sample.HASHES,
                    metric.hop is not None, metric.session_gap is not None)
 
     def starts(self) -> pl.Expr:
@@ -321,7 +322,7 @@ class PartitionAggregator:
             key = (name, key_row[0], tuple(key_row[1:]))
             state = windows.get(key)
             if state is None:
-                state = windows[key] = new_state(plan.sketch, plan.distinct)
+                state = windows[key] = plan.kind.new_state()
             state.count += counts[i]
             if sums is not None:
                 state.sum += sums[i]

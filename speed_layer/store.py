@@ -21,7 +21,7 @@ import pyarrow as pa
 from speed_layer.aggregator import NO_WATERMARK, WindowKey, WindowRow
 from stratum.aggregation import MAX_HASH, NO_TIME, WindowState
 from stratum.groups import group_key
-from stratum.metrics import Aggregation, MetricDefinition
+from stratum.metrics import MetricDefinition
 from stratum.storage import Storage
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
@@ -150,7 +150,7 @@ class SpeedStore:
     def window_table(self, source_id: str, rows: Sequence[WindowRow], through: int,
                      now_ms: int) -> pa.Table:
         """The rows of one flush as one Arrow table in :data:`WINDOW_SCHEMA`; state
-        columns as :meth:`stratum.aggregation.WindowState.to_columns` defines them."""
+        columns as :data:`stratum.aggregations.STATE_COLUMNS` names them."""
         n = len(rows)
         metrics: list[str] = []
         group_keys: list[str] = []
@@ -270,9 +270,7 @@ class SpeedStore:
             by_dim = dict(zip(row["_k"], row["_v"], strict=True))
             if metric is None or set(by_dim) != set(metric.dimensions):
                 continue  # the definition changed since: a replay rebuilds it
-            state = WindowState.from_columns(
-                row, with_sketch=metric.aggregation == Aggregation.QUANTILE,
-                with_distinct=metric.aggregation == Aggregation.DISTINCT)
+            state = metric.kind.state_from_columns(row)
             key = (metric.name, int(row["start_ms"]), tuple(by_dim[d] for d in metric.dimensions))
             recovered.append((key, state, int(row["through_offset"])))
         return recovered

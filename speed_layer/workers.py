@@ -21,6 +21,7 @@ import polars as pl
 
 from ingest.producer import EventProducer
 from speed_layer.aggregator import PartitionAggregator
+from speed_layer.replay import HANDOFF_TIMEOUT_S  # the replay runner's own deadline
 from speed_layer.store import SpeedStore
 from stratum import archive, telemetry
 from stratum.errors import LogUnavailableError
@@ -33,7 +34,6 @@ from stratum.storage import StorageError, generations
 
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
                 "offset", "payload")
-HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay)
 # Queued messages are aggregated at each flush, or as soon as this many bytes wait (about
 # 100,000 demo events): big enough to amortise the columnar work (Arrow's JSON reader
 # costs ~2.3 us/event on batches of 10 messages, ~1.4 on 100), small enough to bound

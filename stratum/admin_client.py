@@ -74,7 +74,10 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
     with click.progressbar(length=100, label=label) as bar:
         shown = 0
         while time.monotonic() < deadline:
-            job = client.get(f"/v1/admin/jobs/{job_id}").json()
+            response = client.get(f"/v1/admin/jobs/{job_id}")
+            if response.status_code != 200:
+                raise AdminError(f"job {job_id}: {_explain(response)}")
+            job = response.json()
             total = job["units_total"] or 1
             done = int(100 * job["units_done"] / total)
             bar.update(max(0, done - shown))

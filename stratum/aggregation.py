@@ -25,7 +25,7 @@ multiset of values (each distinct value with its count), so batch quantiles are 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,8 @@ def value_hash(value: str | float) -> int:
 
 class DistinctSample:
     """A KMV (theta) sample: every hash below ``theta``, at most ``k`` of them once full.
-    Estimate: retained / (theta / MAX_HASH); exact while fewer than ``k`` values."""
+    Serving estimates retained / (theta / MAX_HASH); exact while fewer than ``k`` values
+    (:mod:`stratum.aggregations`)."""
 
     __slots__ = ("hashes", "k", "theta")
 
@@ -64,23 +65,10 @@ class DistinctSample:
         self.theta = theta
         self.hashes = {h for h in hashes if h < theta}
 
-    def add(self, value: str | float) -> None:
-        h = value_hash(value)
-        if h < self.theta:
-            self.hashes.add(h)
-            if len(self.hashes) > 2 * self.k:
-                self._shrink()
-
     def add_hash_array(self, hashes: Any) -> None:
         """Add values already hashed with :func:`value_hash` (a numpy uint64 array)."""
         self.hashes.update(hashes[hashes < self.theta].tolist())
         if len(self.hashes) > 2 * self.k:
-            self._shrink()
-
-    def merge(self, other: DistinctSample) -> None:
-        self.theta = min(self.theta, other.theta)
-        self.hashes = {h for h in self.hashes | other.hashes if h < self.theta}
-        if len(self.hashes) > self.k:
             self._shrink()
 
     def _shrink(self) -> None:
@@ -88,13 +76,11 @@ class DistinctSample:
         self.theta = ordered[self.k]
         self.hashes = set(ordered[:self.k])
 
-    def estimate(self) -> float:
-        return len(self.hashes) / (self.theta / MAX_HASH)
-
 
 @dataclass(slots=True)
 class WindowState:
-    """State of one (metric, window, group) in the speed layer."""
+    """State of one (metric, window, group) in the speed layer, filled a batch at a time
+    by :mod:`speed_layer.aggregator` and written by :mod:`speed_layer.store`."""
 
     count: int = 0
     sum: float = 0.0
@@ -105,60 +91,8 @@ class WindowState:
     first_ms: int = NO_TIME  # event times of the first and last event: session metrics
     last_ms: int = -NO_TIME
 
-    def add(self, value: Any) -> None:
-        self.count += 1
-        if value is None:
-            return
-        if self.distinct is not None:
-            self.distinct.add(value)
-            return
-        self.sum += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        if self.sketch is not None:
-            self.sketch.update(value)
-
-    def merge(self, other: WindowState) -> None:
-        self.count += other.count
-        self.sum += other.sum
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        self.first_ms = min(self.first_ms, other.first_ms)
-        self.last_ms = max(self.last_ms, other.last_ms)
-        if other.sketch is not None:
-            if self.sketch is None:
-                self.sketch = kll_doubles_sketch(KLL_K)
-            self.sketch.merge(other.sketch)
-        if other.distinct is not None:
-            if self.distinct is None:
-                self.distinct = DistinctSample()
-            self.distinct.merge(other.distinct)
-
-    def sample(self) -> tuple[list[float], list[int]]:
-        if self.sketch is None or self.sketch.is_empty():
-            return [], []
-        items = list(self.sketch)
-        return [float(v) for v, _ in items], [int(w) for _, w in items]
-
-    def to_columns(self) -> dict[str, Any]:
-        values, weights = self.sample()
-        return {
-            "count": self.count,
-            "sum": self.sum,
-            "min": self.min if self.count and math.isfinite(self.min) else 0.0,
-            "max": self.max if self.count and math.isfinite(self.max) else 0.0,
-            "q_values": values,
-            "q_weights": weights,
-            "d_hashes": sorted(self.distinct.hashes) if self.distinct else [],
-            "d_theta": self.distinct.theta if self.distinct else MAX_HASH,
-            "first_ms": self.first_ms if self.first_ms != NO_TIME else 0,
-            "last_ms": self.last_ms if self.last_ms != -NO_TIME else 0,
-        }
-
     @classmethod
-    def from_columns(cls, row: dict[str, Any], *, with_sketch: bool,
+    def from_columns(cls, row: Mapping[str, Any], *, with_sketch: bool,
                      with_distinct: bool = False) -> WindowState:
         """Rebuild state from a stored row (recovery after a restart)."""
         state = cls(count=int(row["count"]), sum=float(row["sum"]),
@@ -180,23 +114,3 @@ class WindowState:
 def new_state(with_sketch: bool, with_distinct: bool = False) -> WindowState:
     return WindowState(sketch=kll_doubles_sketch(KLL_K) if with_sketch else None,
                        distinct=DistinctSample() if with_distinct else None)
-
-
-def weighted_quantile(values: list[float], weights: list[int], q: float) -> float | None:
-    """The reference definition of a quantile over a weighted sample.
-
-    Mirrors ClickHouse's ``quantileExactWeighted``: sort values, return the first value
-    whose cumulative weight reaches ``q`` times the total weight. Used in tests to check
-    what serving returns.
-    """
-    pairs = sorted(zip(values, weights, strict=True))
-    total = sum(w for _, w in pairs)
-    if not total:
-        return None
-    threshold = q * total
-    acc = 0
-    for value, weight in pairs:
-        acc += weight
-        if acc >= threshold:
-            return value
-    return pairs[-1][0]

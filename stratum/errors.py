@@ -9,6 +9,10 @@
     └── LogUnavailableError                 (ingest: the log cannot take events now)
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class StratumError(Exception):
     """Base of every error Stratum raises on purpose."""
@@ -20,6 +24,13 @@ class BrokerError(StratumError):
 
 class LogUnavailableError(StratumError):
     """The log (Kafka) did not accept events; the caller should retry later."""
+
+
+def error_detail(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """An HTTP error as the API answers it, ``{"code", "message", "details"}``: routes
+    raise ``HTTPException(status, detail=error_detail(...))`` and serving's handlers
+    wrap it in ``{"error": ...}`` (serving/errors.py)."""
+    return {"code": code, "message": message, "details": details}
 
 
 def cite(text: object, limit: int = 40) -> str:

@@ -12,23 +12,24 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
+from stratum.aggregations import VALUE, FieldUse
+from stratum.metrics import MetricCatalog, MetricDefinition
 from stratum.numbers import filter_texts, number_text_expr
 
 BASE_COLUMNS = ("event_id", "ts", "type", "offset")
 # Internal column names cannot clash with event fields (an event may have a "count").
-TS_MS, WINDOW_START, VALUE = "__ts_ms", "__window_start", "__value"
+TS_MS, WINDOW_START = "__ts_ms", "__window_start"
+__all__ = ["BASE_COLUMNS", "TS_MS", "VALUE", "WINDOW_START", "dim_columns", "dimension_exprs",
+           "needed_fields", "typed_fields", "where_expr", "window_starts_expr"]
 
 
 def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
                   ) -> tuple[list[str], list[str]]:
     """(numeric, string) event fields the metrics read; ``type`` is a base column."""
     metrics = catalog.metrics if isinstance(catalog, MetricCatalog) else catalog
-    numeric = sorted({m.field for m in metrics
-                      if m.field and m.aggregation != Aggregation.DISTINCT})
+    numeric = sorted({m.field for m in metrics if m.field and m.kind.field == FieldUse.NUMBER})
     strings = {name for m in metrics for name in (*m.dimensions, *m.where)}
-    strings |= {m.field for m in metrics
-                if m.field and m.aggregation == Aggregation.DISTINCT}
+    strings |= {m.field for m in metrics if m.field and m.kind.field == FieldUse.VALUE}
     return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
 
 
@@ -60,8 +61,10 @@ def typed_fields(present: Mapping[str, pl.DataType], numeric: list[str], strings
 
 
 def where_expr(metric: MetricDefinition) -> pl.Expr:
-    """``metric.matches`` as a Polars predicate: equality or membership, field present.
-    A filter value that reads as a number also matches that number's canonical text."""
+    """Whether the metric counts an event: each ``where`` key equal to (or one of) its
+    values, compared as text, and the field present (after :func:`typed_fields`, so a
+    numeric field is present when it reads as a finite number). A filter value that
+    reads as a number also matches that number's canonical text."""
     expr = pl.lit(value=True)
     for key, expected in metric.where.items():
         column = pl.col(key).cast(pl.String)
@@ -87,7 +90,7 @@ def dimension_exprs(metric: MetricDefinition) -> list[pl.Expr]:
 
 def window_starts_expr(metric: MetricDefinition, ts: str = TS_MS) -> pl.Expr:
     """The start of every window an event belongs to, as a list (one entry unless windows
-    hop): the Polars twin of ``MetricDefinition.window_starts``."""
+    hop): each start ``s`` with ``s <= ts < s + window``, ``s`` a multiple of the hop."""
     hop = metric.hop_ms
     base = pl.col(ts) - pl.col(ts) % hop
     return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]

@@ -2,46 +2,35 @@
 
 A definition names the events it counts (``where``: the event ``type`` and dimension
 equality or membership), what it aggregates (``aggregation`` over ``field``), the
-dimensions it may be grouped by, and its window sizes. The speed layer calls
-:meth:`MetricDefinition.matches` and :meth:`MetricDefinition.group_of`; the batch layer
-turns the same fields into Polars expressions; serving turns ``aggregation`` into the
-SQL that merges stored state. Neither layer has metric-specific code.
+dimensions it may be grouped by, and its window sizes. Both layers turn it into the same
+Polars expressions (:mod:`stratum.metric_frames`); what ``aggregation`` keeps and how it
+merges is its kind's (:mod:`stratum.aggregations`). No layer has metric-specific code.
 """
 
 from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from enum import StrEnum
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stratum.aggregations import Aggregation, AggregationKind, FieldUse, kind_of
 from stratum.errors import StratumError
 from stratum.events import RESERVED
-from stratum.numbers import dimension_text, filter_texts
+from stratum.numbers import dimension_text
 from stratum.sources import BUILTIN, NAME_PATTERN, SourceDefinition
-from stratum.windows import hopping_window_starts, parse_duration_ms
+from stratum.windows import parse_duration_ms
+
+__all__ = ["Aggregation", "MetricCatalog", "MetricDefinition", "MetricDefinitionError",
+           "load_catalog", "parse_catalog"]
 
 
 class MetricDefinitionError(StratumError):
     """The metric definition file cannot be used; the message says what to fix."""
 
-
-class Aggregation(StrEnum):
-    COUNT = "count"
-    SUM = "sum"
-    MIN = "min"
-    MAX = "max"
-    AVG = "avg"
-    QUANTILE = "quantile"
-    DISTINCT = "distinct"
-
-
-FIELD_AGGREGATIONS = {Aggregation.SUM, Aggregation.MIN, Aggregation.MAX, Aggregation.AVG,
-                      Aggregation.QUANTILE, Aggregation.DISTINCT}
 
 FilterValue = str | list[str]
 
@@ -104,14 +93,16 @@ class MetricDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _field_rules(self) -> MetricDefinition:
-        if self.aggregation in FIELD_AGGREGATIONS and not self.field:
-            kind = "a" if self.aggregation == Aggregation.DISTINCT else "a numeric"
+        uses = self.kind.field
+        if uses != FieldUse.NONE and not self.field:
+            kind = "a" if uses == FieldUse.VALUE else "a numeric"
             raise ValueError(f"aggregation {self.aggregation} needs {kind} field = \"...\"")
-        if self.aggregation == Aggregation.COUNT and self.field:
-            raise ValueError("aggregation count takes no field (it counts matching events)")
+        if uses == FieldUse.NONE and self.field:
+            raise ValueError(f"aggregation {self.aggregation} takes no field (it counts "
+                             "matching events)")
         if self.field in RESERVED:
             raise ValueError(f"field {self.field} is not a measure")
-        if (self.aggregation == Aggregation.QUANTILE) != (self.quantile is not None):
+        if (self.kind.parameter == "quantile") != (self.quantile is not None):
             raise ValueError("quantile = 0..1 goes with aggregation = \"quantile\" and only there")
         if self.hop is not None:
             hop_ms = parse_duration_ms(self.hop)
@@ -136,6 +127,11 @@ class MetricDefinition(BaseModel):
         return self
 
     @property
+    def kind(self) -> AggregationKind:
+        """What the aggregation keeps, how it merges and what its values mean."""
+        return kind_of(self.aggregation)
+
+    @property
     def window_ms(self) -> int:
         """The finest window: what both layers store; coarser steps roll up from it."""
         return parse_duration_ms(self.windows[0])
@@ -148,59 +144,6 @@ class MetricDefinition(BaseModel):
     @property
     def session_gap_ms(self) -> int | None:
         return parse_duration_ms(self.session_gap) if self.session_gap else None
-
-    def window_starts(self, ts_ms: int) -> list[int]:
-        """Starts of the windows holding an event time (several when windows hop)."""
-        if self.hop is None:
-            return [ts_ms - ts_ms % self.window_ms]
-        return hopping_window_starts(ts_ms, self.window_ms, self.hop_ms)
-
-    def matches(self, event: Mapping[str, Any]) -> bool:
-        for key, expected in self.where.items():
-            value = event.get(key)
-            texts = filter_texts(expected if isinstance(expected, list) else [expected])
-            if value is None or dimension_text(value) not in texts:
-                return False
-        if self.field is not None:
-            value = event.get(self.field)
-            if self.aggregation == Aggregation.DISTINCT:
-                return value is not None
-            return isinstance(value, int | float) and not isinstance(value, bool)
-        return True
-
-    def group_of(self, event: Mapping[str, Any]) -> tuple[str, ...]:
-        """Dimension values of an event; a missing dimension is the empty string, a
-        number its canonical text (:mod:`stratum.numbers`)."""
-        return tuple(dimension_text(event.get(d, "")) for d in self.dimensions)
-
-    def grouper(self) -> Callable[[Mapping[str, Any]], tuple[str, ...] | None]:
-        """:meth:`matches` and :meth:`group_of` in one compiled function: the event's
-        group, or None when the metric does not count it. The speed layer calls it for
-        every event and metric, so the definition's fields are read once, here, not on
-        every call (same results: tests/unit/test_grouper.py)."""
-        where = tuple((key, frozenset(filter_texts(
-            expected if isinstance(expected, list) else [expected])))
-            for key, expected in self.where.items())
-        field = self.field
-        distinct = self.aggregation == Aggregation.DISTINCT
-        dimensions = self.dimensions
-
-        def group(event: Mapping[str, Any]) -> tuple[str, ...] | None:
-            get = event.get
-            for key, texts in where:
-                value = get(key)
-                if value is None or dimension_text(value) not in texts:
-                    return None
-            if field is not None:
-                value = get(field)
-                if distinct:
-                    if value is None:
-                        return None
-                elif isinstance(value, bool) or not isinstance(value, int | float):
-                    return None
-            return tuple([dimension_text(get(d, "")) for d in dimensions])
-
-        return group
 
 
 class MetricCatalog(BaseModel):
@@ -315,7 +258,3 @@ def load_catalog(path: Path, *more: Path) -> MetricCatalog:
             data[key] = [*data[key], *value] if isinstance(data.get(key), list) and \
                 isinstance(value, list) else value
     return parse_catalog(data, source=" + ".join(str(p) for p in (path, *more)))
-
-
-def group_dict(metric: MetricDefinition, group: Sequence[str]) -> dict[str, str]:
-    return dict(zip(metric.dimensions, group, strict=True))

@@ -198,10 +198,6 @@ class Settings(BaseSettings):
         return self.clickhouse.url or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 
     @property
-    def archive_dir(self) -> Path:
-        return self.data_dir / "archive"
-
-    @property
     def api_url(self) -> str:
         if self.api.public_url:
             return self.api.public_url.rstrip("/")

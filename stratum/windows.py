@@ -26,20 +26,3 @@ def format_duration(duration_ms: int) -> str:
         if duration_ms % size == 0:
             return f"{duration_ms // size}{unit}"
     return f"{duration_ms}ms"
-
-
-def window_start(timestamp_ms: int, duration_ms: int) -> int:
-    """Start of the tumbling window (aligned to the epoch) holding ``timestamp_ms``."""
-    return timestamp_ms - timestamp_ms % duration_ms
-
-
-def hopping_window_starts(timestamp_ms: int, duration_ms: int, step_ms: int) -> list[int]:
-    """Starts of every hopping window ``[s, s + duration_ms)`` holding ``timestamp_ms``."""
-    last = timestamp_ms - timestamp_ms % step_ms
-    first = last - duration_ms + step_ms
-    return [s for s in range(first, last + 1, step_ms) if s <= timestamp_ms < s + duration_ms]
-
-
-def is_window_final(window_start_ms: int, duration_ms: int, watermark_ms: int) -> bool:
-    """A window is final once the watermark has passed its end."""
-    return window_start_ms + duration_ms <= watermark_ms

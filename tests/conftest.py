@@ -4,7 +4,6 @@ their tables cannot disturb a running stack."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,8 @@ import pytest
 
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
+from tests.ports import free_port
 from tests.stack import Stack, stack_settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -89,11 +83,23 @@ def guarded_stack(make_stack: Callable[..., Stack]) -> Stack:
                       ingest_token=INGEST_TOKEN)
 
 
+# Markers by directory, so the fast lane is `-m "not integration and not browser and not
+# faults"` (tests/unit only) without each module remembering its pytestmark.
+_DIRECTORY_MARKERS = {"integration": ("integration",), "faults": ("faults", "integration"),
+                      "browser": ("browser",)}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests last: Playwright's sync API keeps an event loop running in the main
-    thread for the rest of the session, after which ``asyncio.run`` cannot be called.
+    """Mark each test by its directory (above). Browser tests last: Playwright's sync
+    API keeps an event loop running in the main thread for the rest of the session, after
+    which ``asyncio.run`` cannot be called.
     Just before them, the other users of the shared ``stack``: its background threads
     (Faust, aiokafka, the scheduler) then run beside as few other tests as possible."""
+    for item in items:
+        directory = item.path.parent.name
+        for marker in _DIRECTORY_MARKERS.get(directory, ()):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
     items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
                                  bool({"stack", "guarded_stack"}
                                       & set(getattr(item, "fixturenames", ())))))

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 
+from stratum import archive
 from stratum.platform import Roles, create_platform_app, uvicorn_server
 from stratum.settings import Settings
 
@@ -29,6 +31,20 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str,
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+def archived_ids(data_dir: Path) -> set[str]:
+    """The event ids in the archive's files under ``data_dir`` (written whole, by rename)."""
+    files = archive.list_files(archive.archive_root(data_dir))
+    return {i for path in files
+            for i in pl.read_parquet(path, columns=["event_id"])["event_id"].to_list()}
+
+
+def wait_archived(data_dir: Path, events: list[dict[str, Any]], timeout_s: float = 30) -> None:
+    """Return once every one of ``events`` is in an archive file under ``data_dir``."""
+    ids = {e["event_id"] for e in events}
+    wait_until(lambda: not ids - archived_ids(data_dir), timeout_s,
+               f"{len(ids)} event(s) in the archive")
 
 
 class Stack:
@@ -113,6 +129,10 @@ class Stack:
             wait_until(lambda: self.total("events", *span) >= wanted, timeout_s,
                        f"{body['accepted']} event(s) in the speed layer")
         return body
+
+    def wait_archived(self, events: list[dict[str, Any]], timeout_s: float = 30) -> None:
+        """Return once every one of ``events`` is in an archive file."""
+        wait_archived(self.settings.data_dir, events, timeout_s)
 
     def run_batch(self, timeout_s: float = 60) -> dict[str, Any]:
         response = self.client.post("/v1/admin/batch", headers=self.admin_headers)

@@ -13,7 +13,7 @@ Driven only by the metric definitions (no metric-specific code). One run:
 4. per metric, filters (``where``, field present), assigns its windows and writes one
    row per (window, group) starting in the hours it writes for that metric and ending
    at or before the horizon to ``batch_windows``, in the state shape the speed layer writes
-   (:meth:`stratum.aggregation.WindowState.to_columns`), with an exact quantile sample;
+   (:data:`stratum.aggregations.STATE_COLUMNS`), with exact samples (:mod:`stratum.aggregations`);
 5. only then writes ``batch_coverage`` (metric, hour) -> version, so a run killed before
    this point changes nothing that is served, and drops rows of versions nothing refers to.
 """
@@ -40,11 +40,10 @@ from batch_layer.planning import (
     lagging_sources,
     plan_hours,
 )
-from stratum.aggregation import MAX_HASH
+from stratum.aggregations import VALUE, Sample
 from stratum.archive import HOUR_MS, archive_root, list_files, scan_fields
 from stratum.metric_frames import (
     TS_MS,
-    VALUE,
     WINDOW_START,
     dim_columns,
     dimension_exprs,
@@ -52,7 +51,7 @@ from stratum.metric_frames import (
     where_expr,
     window_starts_expr,
 )
-from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
+from stratum.metrics import MetricCatalog, MetricDefinition
 from stratum.settings import Settings
 from stratum.sources import BUILTIN, source_of_id
 from stratum.storage import Storage, epochs, generations
@@ -61,7 +60,6 @@ from stratum.value_hashes import ValueHashCache
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-RUNS = "__runs"  # an internal name, like those of stratum.metric_frames
 _VALUE_HASHES = ValueHashCache()  # one batch job runs at a time; users recur across runs
 
 
@@ -108,8 +106,9 @@ def read_events(snapshot: Snapshot, hours: set[int], catalog: MetricCatalog) -> 
 def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
                 hours: set[int] | None = None) -> pl.LazyFrame:
     """One row per (window, group) ending at or before ``horizon_ms`` (and starting in
-    one of ``hours``, if given): keys, then state. A missing dimension is "" exactly like
-    ``MetricDefinition.group_of``."""
+    one of ``hours``, if given): keys, then the state columns the metric's kind computes
+    (:mod:`stratum.aggregations`), the others at their defaults. A missing dimension is
+    "", as in the speed layer."""
     size = metric.window_ms
     dims = dim_columns(metric)
     keys = [WINDOW_START, *dims]
@@ -126,52 +125,18 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
     # Event times of each window's first and last event: sessions are chained from them.
     times = [pl.col(TS_MS).min().alias("first_ms"), pl.col(TS_MS).max().alias("last_ms")] \
         if session else []
-    defaults = {"q_values": pl.lit([], dtype=pl.List(pl.Float64)),
-                "q_weights": pl.lit([], dtype=pl.List(pl.UInt64)),
-                "d_hashes": pl.lit([], dtype=pl.List(pl.UInt64)),
-                "d_theta": pl.lit(MAX_HASH, dtype=pl.UInt64),
-                **({} if session else {"first_ms": pl.lit(0, dtype=pl.Int64),
-                                       "last_ms": pl.lit(0, dtype=pl.Int64)})}
-
-    def rest(*computed: str) -> dict[str, pl.Expr]:
-        return {k: v for k, v in defaults.items() if k not in computed}
-
-    if metric.field is None:
-        counted = selected.group_by(keys).agg(pl.len().alias("count"), *times)
-        return counted.with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0),
-                                    **rest())
-    if metric.aggregation == Aggregation.DISTINCT:
+    if metric.kind.sample == Sample.HASHES:
         # Every distinct value's hash (exact), hashed as the speed layer hashes it.
-        hashed = selected.with_columns(pl.col(VALUE).map_batches(
+        selected = selected.with_columns(pl.col(VALUE).map_batches(
             _hash_values, return_dtype=pl.UInt64).alias(VALUE))
-        return hashed.group_by(keys).agg(
-            pl.len().alias("count"), pl.col(VALUE).unique().sort().alias("d_hashes"), *times,
-        ).with_columns(sum=pl.lit(0.0), min=pl.lit(0.0), max=pl.lit(0.0), **rest("d_hashes"))
-    if metric.aggregation == Aggregation.QUANTILE:
-        # The exact sample: each distinct value once, in order, weighted by how often it
-        # occurs: the run-length encoding of the window's sorted values (one group-by;
-        # half the time of grouping by value first).
-        runs = selected.group_by(keys).agg(
-            pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
-            pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"),
-            pl.col(VALUE).sort().rle().alias(RUNS), *times)
-        return runs.with_columns(
-            q_values=pl.col(RUNS).list.eval(pl.element().struct.field("value")),
-            q_weights=pl.col(RUNS).list.eval(pl.element().struct.field("len").cast(pl.UInt64)),
-            **rest("q_values", "q_weights"),
-        ).drop(RUNS)
-    return selected.group_by(keys).agg(
-        pl.len().alias("count"), pl.col(VALUE).sum().alias("sum"),
-        pl.col(VALUE).min().alias("min"), pl.col(VALUE).max().alias("max"), *times,
-    ).with_columns(**rest())
+    return metric.kind.batch_state(selected, keys, times)
 
 
 def insert_order(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
     """Metrics with exact samples (quantile values, distinct hashes) first: their inserts
     are the longest, and only the last metric's insert is not hidden behind the next
     metric's computation."""
-    heavy = (Aggregation.QUANTILE, Aggregation.DISTINCT)
-    return sorted(metrics, key=lambda m: m.aggregation not in heavy)
+    return sorted(metrics, key=lambda m: m.kind.sample == Sample.NONE)
 
 
 def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int],

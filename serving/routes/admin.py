@@ -13,6 +13,7 @@ from serving.deps import AdminOnly, JobsDep
 from serving.errors import error_responses
 from serving.routes.common import ms_of
 from serving.timeparse import parse_time_ms
+from stratum.errors import error_detail
 from stratum.storage.jobs import Job
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
@@ -99,9 +100,8 @@ async def trigger_batch(jobs: JobsDep,
             try:
                 params[name] = parse_time_ms(text)
             except ValueError as exc:
-                raise HTTPException(422, detail={"code": "invalid_parameter",
-                                                 "message": str(exc),
-                                                 "details": {"parameter": name[:-3]}}) from exc
+                raise HTTPException(422, detail=error_detail(
+                    "invalid_parameter", str(exc), parameter=name[:-3])) from exc
     job = await run_in_threadpool(jobs.submit, "batch", request.trigger, params)
     return JobAccepted(job_id=job.job_id, state=job.state)
 
@@ -120,6 +120,5 @@ async def list_jobs(jobs: JobsDep,
 async def get_job(job_id: str, jobs: JobsDep) -> JobOut:
     job = await run_in_threadpool(jobs.get, job_id)
     if job is None:
-        raise HTTPException(404, detail={"code": "unknown_job",
-                                         "message": f"no job {job_id!r}", "details": {}})
+        raise HTTPException(404, detail=error_detail("unknown_job", f"no job {job_id!r}"))
     return job_out(job)

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 
 from serving.errors import error_responses
 from serving.timeparse import parse_time_ms
-from stratum.errors import cite
+from stratum.errors import cite, error_detail
 
 # Statuses any read may answer: a read token set but missing, a bad parameter, storage.
 READ_ERRORS = error_responses(401, 422, 500, 503)
@@ -22,7 +22,7 @@ MIN_TIME_MS, MAX_TIME_MS = 0, 7_258_118_400_000
 
 
 def bad_parameter(code: str, message: str, **details: Any) -> HTTPException:
-    return HTTPException(422, detail={"code": code, "message": message, "details": details})
+    return HTTPException(422, detail=error_detail(code, message, **details))
 
 
 def time_param(text: str | None, default_ms: int, now_ms: int, name: str) -> int:

@@ -15,7 +15,7 @@ from serving.drift import DriftReader
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS
 from serving.routes.common import READ_ERRORS, bad_parameter, iso, time_param
-from stratum.errors import cite
+from stratum.errors import cite, error_detail
 from stratum.windows import format_duration
 
 router = APIRouter(prefix="/v1/drift", tags=["metrics"], dependencies=[ReadAccess],
@@ -60,9 +60,8 @@ async def get_drift(
 ) -> DriftResponse:
     definition = catalog.get(metric)
     if definition is None:
-        raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {cite(metric)}",
-                                         "details": {"metrics": catalog.names}})
+        raise HTTPException(404, detail=error_detail(
+            "unknown_metric", f"no metric named {cite(metric)}", metrics=catalog.names))
     now_ms = int(time.time() * 1000)
     end_ms = time_param(end, now_ms, now_ms, "end")
     start_ms = time_param(start, end_ms - 6 * 3_600_000, now_ms, "start")

@@ -25,10 +25,18 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
-from serving.deps import PipelineDep, RatesDep, ReadAccess, ReaderDep, SettingsDep, may_read
+from serving.deps import (
+    PipelineDep,
+    RatesDep,
+    ReadAccess,
+    ReaderDep,
+    SettingsDep,
+    may_read,
+)
 from serving.health import ComponentHealth, HealthRegistry
 from serving.routes.common import READ_ERRORS
 from stratum.storage import StorageError
+from stratum.tokens import TokenDep
 
 router = APIRouter(tags=["health"])
 
@@ -47,13 +55,14 @@ class HealthResponse(BaseModel):
             description="`ok` when every component is ok, `down` when one is down, "
                         "`degraded` otherwise. Always 200: the body carries the verdict. "
                         "With a read token set, the details need it.")
-async def health(request: Request, rates: RatesDep, settings: SettingsDep) -> HealthResponse:
+async def health(request: Request, rates: RatesDep, settings: SettingsDep, token: TokenDep
+                 ) -> HealthResponse:
     registry: HealthRegistry = request.app.state.health
     components = await run_in_threadpool(registry.check)
     rates.sample()
     worst = {c.status for c in components.values()}
     status = "ok" if worst <= {"ok"} else ("down" if "down" in worst else "degraded")
-    if not may_read(request, settings):
+    if not may_read(token, settings):
         components = {name: ComponentHealth(status=c.status, detail="")
                       for name, c in components.items()}
     return HealthResponse(status=status, components=components)

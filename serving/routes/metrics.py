@@ -13,8 +13,9 @@ from serving.deps import CatalogDep, ReadAccess, ReaderDep
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
 from serving.routes.common import READ_ERRORS, bad_parameter, iso, iso_or_none, time_param
-from stratum.errors import cite
-from stratum.metrics import MetricCatalog, MetricDefinition
+from stratum.aggregations import AggregationKind
+from stratum.errors import cite, error_detail
+from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.numbers import filter_texts
 from stratum.windows import format_duration, parse_duration_ms
 
@@ -25,10 +26,22 @@ MAX_STEP_MS = 366 * 86_400_000
 TIME_HELP = "ISO-8601 (2026-11-21T10:00:00Z; no zone means UTC), epoch milliseconds, or "
 
 
+class KindInfo(BaseModel):
+    """What a reader needs to know about an aggregation kind (stratum.aggregations)."""
+
+    additive: bool = Field(description="values of separate windows or groups add up")
+    whole: bool = Field(description="values are whole numbers")
+    accumulates: bool = Field(description="a window's value grows as its events arrive: "
+                              "read it once the window is complete")
+    approximate: bool = Field(description="the speed layer keeps a sketch; batch is exact")
+    field: str = Field(description="what `field` holds: none, number or value")
+
+
 class MetricInfo(BaseModel):
     name: str
     description: str
-    aggregation: str = Field(description="count, sum, min, max, avg, quantile or distinct")
+    aggregation: str = Field(description=", ".join(a.value for a in Aggregation))
+    kind: KindInfo
     field: str | None
     quantile: float | None
     where: dict[str, str | list[str]]
@@ -52,7 +65,8 @@ class MetricList(BaseModel):
         "aggregation": "sum", "field": "amount", "quantile": None,
         "where": {"type": "purchase"}, "dimensions": ["country"],
         "windows": ["1m", "5m", "1h"], "hop": None, "session_gap": None,
-        "unit": "EUR"}]}]}}
+        "unit": "EUR", "kind": {"additive": True, "whole": False, "accumulates": True,
+                                "approximate": False, "field": "number"}}]}]}}
 
 
 class PointOut(BaseModel):
@@ -98,9 +112,15 @@ class SeriesResponse(BaseModel):
              "source": "speed", "count": 6}]}]}]}}
 
 
+def kind_info(kind: AggregationKind) -> KindInfo:
+    return KindInfo(additive=kind.additive, whole=kind.whole, accumulates=kind.accumulates,
+                    approximate=kind.approximate, field=kind.field.value)
+
+
 def info(metric: MetricDefinition) -> MetricInfo:
     return MetricInfo(name=metric.name, description=metric.description,
-                      aggregation=metric.aggregation.value, field=metric.field,
+                      aggregation=metric.aggregation.value, kind=kind_info(metric.kind),
+                      field=metric.field,
                       quantile=metric.quantile, where=dict(metric.where),
                       dimensions=list(metric.dimensions), windows=list(metric.windows),
                       hop=metric.hop, session_gap=metric.session_gap, unit=metric.unit)
@@ -132,9 +152,8 @@ async def get_series(
 ) -> SeriesResponse:
     metric = catalog.get(name)
     if metric is None:
-        raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {cite(name)}",
-                                         "details": {"metrics": catalog.names}})
+        raise HTTPException(404, detail=error_detail(
+            "unknown_metric", f"no metric named {cite(name)}", metrics=catalog.names))
     now_ms = int(time.time() * 1000)
     end_ms = time_param(end, now_ms, now_ms, "end")
     start_ms = time_param(start, end_ms - 3_600_000, now_ms, "start")

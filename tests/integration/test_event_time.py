@@ -26,8 +26,13 @@ def stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack("eventtime")  # allowed lateness 60 s
 
 
+_posted: list[dict[str, Any]] = []  # every event made here, to wait for in the archive
+
+
 def _event(ts: int, **extra: Any) -> dict[str, Any]:
-    return {"event_id": next(_ids), "ts": ts, "type": "x", "country": "DE", **extra}
+    event = {"event_id": next(_ids), "ts": ts, "type": "x", "country": "DE", **extra}
+    _posted.append(event)
+    return event
 
 
 def _windows(stack: Stack, start: int, end: int) -> dict[int, tuple[float, str]]:
@@ -74,9 +79,7 @@ def test_windows_through_their_life(stack: Stack) -> None:
     # after the horizon stays with speed.
     clock = t + 10 * MINUTE
     stack.post_events([_event(clock + 1_000)])
-    archive = stack.settings.data_dir / "archive" / "events"
-    wait_until(lambda: len(list(archive.glob("date=*/hour=*/*.parquet"))) > 0, 30, "archive")
-    time.sleep(2.5)  # archive flush interval 1 s: every posted event is on disk
+    stack.wait_archived(_posted)
     job = stack.run_batch()
     assert job["horizon"] is not None
     after_batch = _windows(stack, *span)
@@ -92,8 +95,9 @@ def test_windows_through_their_life(stack: Stack) -> None:
 
     # A late event just before the horizon: speed leaves it, the next incremental run
     # recomputes that hour only and serves the corrected W1. No gap, no double count.
-    stack.post_events([_event(t + 80_000)], wait=False)
-    time.sleep(2.5)
+    just_before = _event(t + 80_000)
+    stack.post_events([just_before], wait=False)
+    stack.wait_archived([just_before])
     second = stack.run_batch()
     assert second["rows_in"] < job["rows_in"] + 10  # one dirty hour, not the history
     assert _windows(stack, *span) == {w0: (4.0, "batch"), w1: (2.0, "batch"),

@@ -25,13 +25,13 @@ from batch_layer.jobs.recompute import recompute
 from serving.queries import MetricReader, SeriesRequest, value_sql
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
-from stratum.aggregation import weighted_quantile
 from stratum.archive import archive_root, write_partition_range
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition, parse_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage
 from stratum.storage.jobs import JobStore, utc_now
 from tests.integration.batch_support import VIEW_TABLES, own_database, reset_batch_state
+from tests.reference import matches, measure, weighted_quantile
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -144,14 +144,14 @@ def test_speed_and_batch_agree_on_in_order_streams(
 
 
 def _rollup_reference(metric: MetricDefinition, events: list[dict[str, Any]]) -> float | None:
-    picked = [e for e in events if metric.matches(e)]
+    picked = [e for e in events if matches(metric, e)]
     if not picked:
         return None
     if metric.aggregation == Aggregation.COUNT:
         return float(len(picked))
     if metric.aggregation == Aggregation.DISTINCT:
         return float(len({e[metric.field] for e in picked}))  # type: ignore[index]
-    values = [float(e[metric.field]) for e in picked]  # type: ignore[index]
+    values = [measure(e[metric.field]) or 0.0 for e in picked]  # type: ignore[index]
     match metric.aggregation:
         case Aggregation.SUM:
             return sum(values)

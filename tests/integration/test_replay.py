@@ -66,7 +66,7 @@ def test_replay_switches_generations_without_losing_or_double_counting(stack: St
     t0 -= t0 % 3_600_000
     history = _history(t0, 600, "h")
     stack.post_events(history)
-    time.sleep(2.5)  # archived (flush interval 1 s)
+    stack.wait_archived(history)
     span = (t0, t0 + 30 * MINUTE)
     expected = _expected(history)
     assert _counts(stack, *span) == expected
@@ -173,7 +173,7 @@ def test_a_changed_definition_gets_its_values_over_all_history(
     t0 -= t0 % 3_600_000
     history = _history(t0, 300, "c")
     stack.post_events(history)
-    time.sleep(2.5)
+    stack.wait_archived(history)
     catalog = parse_catalog({"metric": [
         *[m.model_dump() for m in load_catalog(stack.settings.metrics_file).metrics],
         {"name": "fr_amount", "aggregation": "sum", "field": "amount",

@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.processes import StratumProcess, query_chdb, running_broker, stratum_env
-from tests.stack import wait_until
+from tests.stack import wait_archived, wait_until
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -136,10 +136,8 @@ def test_each_role_runs_as_its_own_process_against_a_broker_url(
         for role, args in {"batch": ["batch"], "api": ["api", "--url", roles.base_url]}.items():
             check = _healthcheck(roles.env[role], *args)
             assert check.returncode == 0, (role, check.stdout, check.stderr)
-        archive = tmp_path / "shared" / "archive" / "events"
-        wait_until(lambda: list(archive.glob("date=*/hour=*/*.parquet")), 30,
-                   "the worker to archive the events where batch reads them")
-        time.sleep(2)  # a few more flushes
+        # Every event archived where batch reads them: the worker has flushed them all.
+        wait_archived(tmp_path / "shared", events, 30)
     finally:
         codes = roles.stop()
     assert codes == {"api": 0, "worker": 0, "batch": 0}, (codes, roles.logs())
@@ -188,10 +186,7 @@ def test_three_processes_share_only_kafka_and_a_clickhouse_server(
             clock = client.post("/v1/events", json=[{"event_id": "sep-clock", "ts": now,
                                                      "type": "tick"}])
             assert clock.status_code == 202
-            archive = tmp_path / "shared" / "archive" / "events"
-            wait_until(lambda: len(list(archive.glob("date=*/hour=*/*.parquet"))) >= 2, 60,
-                       "the archive to hold the history and the clock event")
-            time.sleep(2)
+            wait_archived(tmp_path / "shared", [*events, {"event_id": "sep-clock"}], 60)
             job = client.post("/v1/admin/batch", headers=admin)
             assert job.status_code == 202, job.text
             job_id = job.json()["job_id"]

@@ -15,6 +15,7 @@ from dashboard.api_models import MetricInfo, SeriesResponse
 from dashboard.errors import ApiConflictError, ApiError, ApiUnavailableError
 from dashboard.series import MAX_LINES, group_by_for, headline, latest_point, lines_of
 from stratum.settings import Settings
+from tests.served import metric_info
 
 
 def client_for(handler) -> ApiClient:
@@ -145,7 +146,7 @@ def test_iso_utc_naive_is_utc():
 
 def metric(**kw) -> MetricInfo:
     base = {"name": "m", "aggregation": "count", "dimensions": ["type", "country"]}
-    return MetricInfo.model_validate({**base, **kw})
+    return metric_info(**{**base, **kw})
 
 
 @pytest.mark.parametrize(

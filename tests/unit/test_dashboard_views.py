@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from dashboard.api_models import MetricInfo, SeriesResponse, Status
+from dashboard.api_models import SeriesResponse, Status
 from dashboard.explorer_state import (
     ExplorerQuery,
     bounds,
@@ -27,11 +27,12 @@ from dashboard.kpi_tiles import (
     throughput_metric,
 )
 from dashboard.live import too_soon
+from tests.served import metric_info
 
 NOW = datetime(2026, 11, 21, 10, 30, tzinfo=UTC)
-EVENTS = MetricInfo(name="events", aggregation="count", dimensions=("type", "country"),
+EVENTS = metric_info(name="events", aggregation="count", dimensions=("type", "country"),
                     windows=("1m", "5m", "1h"))
-REVENUE = MetricInfo(name="revenue", aggregation="sum", where={"type": "purchase"},
+REVENUE = metric_info(name="revenue", aggregation="sum", where={"type": "purchase"},
                      dimensions=("country",), windows=("1m", "5m", "1h"))
 
 
@@ -113,14 +114,14 @@ def test_tiles_of_growing_aggregations_skip_the_open_window() -> None:
     """A distinct count grows while its window fills, like a count: its tile shows the
     newest settled window; a quantile shows its newest value."""
     data = response({"": [(27, 900.0), (28, 910.0), (29, 400.0)]})
-    users = MetricInfo(name="users", aggregation="distinct", field="user_id")
-    p95 = MetricInfo(name="p95", aggregation="quantile", field="latency_ms", quantile=0.95)
+    users = metric_info(name="users", aggregation="distinct", field="user_id")
+    p95 = metric_info(name="p95", aggregation="quantile", field="latency_ms", quantile=0.95)
     assert metric_tile_text(users, data, NOW)[1] == "per 1m · 10:28:00"
     assert metric_tile_text(p95, data, NOW)[1] == "latest · 10:29:00"
 
 
 def test_throughput_metric_prefers_an_unfiltered_count() -> None:
-    filtered = MetricInfo(name="purchases", aggregation="count", where={"type": "purchase"})
+    filtered = metric_info(name="purchases", aggregation="count", where={"type": "purchase"})
     assert throughput_metric([REVENUE, filtered, EVENTS]) == EVENTS
     assert throughput_metric([REVENUE, filtered]) == filtered
     assert throughput_metric([REVENUE]) is None

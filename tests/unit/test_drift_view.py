@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dashboard.api_models import Drift, MetricInfo
+from dashboard.api_models import Drift
 from dashboard.drift_view import NO_DRIFT_YET, drift_figure, drift_rows, drift_tiles, reason_of
+from tests.served import metric_info
 
-METRIC = MetricInfo(name="events", aggregation="count")
+METRIC = metric_info(name="events", aggregation="count")
 T = "2026-11-22T10:00:00Z"
 
 

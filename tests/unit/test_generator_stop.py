@@ -4,26 +4,20 @@ the platform stops it after uvicorn has closed the API's port."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
 from ingest.generator import GeneratorConfig, run_generator
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def test_a_stop_during_the_wait_for_the_api_ends_the_generator() -> None:
     async def main() -> int:
         stop = asyncio.Event()
         task = asyncio.create_task(run_generator(
-            f"http://127.0.0.1:{_closed_port()}", GeneratorConfig(backfill_s=3600), stop=stop))
+            f"http://127.0.0.1:{free_port()}", GeneratorConfig(backfill_s=3600), stop=stop))
         await asyncio.sleep(0.5)  # waiting for /v1/health, which never answers
         stop.set()
         # Without the stop check the wait alone lasts 30 s, then an hour's backfill follows.

@@ -13,8 +13,8 @@ from serving.queries import (
     value_sql,
     with_window_starts,
 )
-from stratum.aggregation import weighted_quantile
 from stratum.metrics import parse_catalog
+from tests.reference import weighted_quantile
 
 CATALOG = parse_catalog({"metric": [
     {"name": "c", "aggregation": "count", "dimensions": ["country"]},

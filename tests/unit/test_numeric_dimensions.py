@@ -2,7 +2,7 @@
 spelling (``1``, ``1.0``, ``"1"``) and whatever column type its batch gave it in the
 frame or the archive (Float64 when every value of the batch is a number, text
 otherwise), in the speed layer, the batch layer, ``where`` filters and the Python
-reference (``MetricDefinition.group_of``)."""
+reference (``tests.reference.group_of``)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from stratum import archive
 from stratum.event_frames import decode_messages, events_frame
 from stratum.metric_frames import dim_columns
 from stratum.metrics import MetricDefinition, parse_catalog
+from tests.reference import group_of, matches
 
 T0 = 1_795_309_200_000  # a minute boundary
 FAR_FUTURE = 2**50
@@ -90,9 +91,8 @@ def test_the_batch_layer_reads_archived_numbers_as_one_group(tmp_path: Path,
 def test_the_python_reference_groups_numbers_the_same_way(value: Any, group: str) -> None:
     event = {"event_id": "e", "ts": T0, "type": "view", "tier": value}
     metric = _metric()
-    assert metric.group_of(event) == (group,)
-    assert metric.grouper()(event) == (group,)
-    assert _metric(tier="1.0").matches(event) == (group == "1")
+    assert group_of(metric, event) == (group,)
+    assert matches(_metric(tier="1.0"), event) == (group == "1")
 
 
 def test_a_numeric_where_value_is_its_canonical_text() -> None:

@@ -10,7 +10,8 @@ from datasketches import kll_doubles_sketch
 
 from speed_layer.aggregator import WindowRow
 from speed_layer.store import SpeedStore, kll_sample
-from stratum.aggregation import KLL_K, new_state, weighted_quantile
+from stratum.aggregation import KLL_K, new_state
+from tests.reference import add_value, state_columns, weighted_quantile
 
 
 def _sketch(values: list[float]) -> kll_doubles_sketch:
@@ -52,9 +53,9 @@ def _rows() -> list[WindowRow]:
     plain, quantile, distinct, empty = (new_state(False), new_state(True),
                                         new_state(False, True), new_state(False))
     for _ in range(500):
-        plain.add(rng.uniform(-5, 5))
-        quantile.add(rng.lognormvariate(0, 1))
-        distinct.add(f"u{rng.randrange(300)}")
+        add_value(plain, rng.uniform(-5, 5))
+        add_value(quantile, rng.lognormvariate(0, 1))
+        add_value(distinct, f"u{rng.randrange(300)}")
     return [
         WindowRow(("revenue", 60_000, ("DE",)), 60_000, ("country",), plain, final=False),
         WindowRow(("latency", 120_000, ("FR", "ios")), 60_000, ("country", "device"), quantile,
@@ -69,7 +70,7 @@ def test_window_table_matches_the_state_columns():
     table = SpeedStore(_NoStorage(), generation=3).window_table(  # type: ignore[arg-type]
         "epoch:1", rows, through=42, now_ms=1_000).to_pylist()
     for row, got in zip(rows, table, strict=True):
-        expected = row.state.to_columns()
+        expected = state_columns(row.state)
         for column in ("count", "sum", "min", "max", "d_hashes", "d_theta"):
             assert got[column] == expected[column], column
         assert Counter(zip(got["q_values"], got["q_weights"], strict=True)) == Counter(

@@ -4,6 +4,7 @@ line otherwise; and an empty token never opens anything, in any mode."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +18,7 @@ from ingest.routes import require_ingest
 from serving.deps import require_admin, require_reader
 from stratum.cli import main as cli
 from stratum.settings import DEV_ADMIN_TOKEN, MIN_TOKEN_CHARS, Settings
+from stratum.tokens import bearer, presented_token
 
 GOOD = {"admin_token": "a" * MIN_TOKEN_CHARS, "ingest_token": "i" * MIN_TOKEN_CHARS}
 
@@ -79,6 +81,10 @@ def test_an_empty_token_opens_nothing_even_when_the_setting_is_empty(check: Any)
                         api={"admin_token": "", "read_token": "", "ingest_token": ""})
     for token in ("", None, " "):
         request = _request(token, settings)
+        presented = presented_token(request, asyncio.run(bearer(request)))
         with pytest.raises(HTTPException) as refused:
-            check(request) if check is require_ingest else check(request, settings)
+            if check is require_ingest:
+                check(request, presented)
+            else:
+                check(presented, settings)
         assert refused.value.status_code == 401
