@@ -105,7 +105,9 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
 @click.option("--demo", is_flag=True, help="Also run the demo generator (with history).")
 @click.option("--port", type=int, default=None, help="HTTP port (default 8000).")
 @click.option("--host", default=None, help="HTTP host (default 127.0.0.1).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the archive, chDB files and the broker's journal live "
+                   "(default: STRATUM_DATA_DIR, else ./.stratum).")
 @click.option("--rate", type=float, default=200.0, show_default=True,
               help="Demo events per second.")
 def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
