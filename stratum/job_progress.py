@@ -1,9 +1,10 @@
 """A job's progress in words, said the same way by the API, the CLI and the admin page:
-"2/6 · computing metrics", "1/1 · following the log".
+"2/6 · computing metrics" (2 of 6 units done, metrics under way), "1/1 · following the
+log".
 
 Why one place: a batch run counts units (reading the archive, one per metric, writing
 coverage) and a replay reports phases; shown raw, "1/6" means nothing, and two views that
-each guessed disagreed. Units are reported when they *finish*, so a running job is on the
+each guessed disagreed. Units are reported when they *finish*, so the phase named is the
 unit after the last one done.
 
 Replays keep their ``phase`` and ``generation`` in the stored params (the jobs table has
@@ -41,7 +42,8 @@ def batch_phase(step: int, steps: int) -> str:
 
 def progress_label(kind: str, state: str, units_done: int, units_total: int,
                    phase: str | None = None) -> str:
-    """"2/6 · computing metrics" while running, "6/6 · done" once succeeded, "queued"."""
+    """"2/6 · computing metrics" while running (units done, then the one under way),
+    "6/6 · done" once succeeded, "queued"; a failed run says how far it got."""
     if state == "queued":
         return "queued"
     if kind == "replay":
@@ -53,5 +55,7 @@ def progress_label(kind: str, state: str, units_done: int, units_total: int,
         return "starting" if state == "running" else state
     if state == "succeeded":
         return f"{units_total}/{units_total} · done"
-    step = min(units_done + 1, units_total) if state == "running" else units_done
-    return f"{step}/{units_total} · {batch_phase(step, units_total)}"
+    done = min(units_done, units_total)
+    if state == "running":
+        return f"{done}/{units_total} · {batch_phase(min(done + 1, units_total), units_total)}"
+    return f"{done}/{units_total}"

@@ -31,9 +31,10 @@ def test_a_replay_result_is_readable_lines_without_state_as_params() -> None:
 @pytest.mark.parametrize(("kind", "state", "done", "total", "phase", "label"), [
     ("batch", "queued", 0, 0, None, "queued"),
     ("batch", "running", 0, 0, None, "starting"),
-    ("batch", "running", 0, 6, None, "1/6 · reading archive"),
-    ("batch", "running", 1, 6, None, "2/6 · computing metrics"),
-    ("batch", "running", 5, 6, None, "6/6 · writing coverage"),
+    ("batch", "running", 0, 6, None, "0/6 · reading archive"),
+    ("batch", "running", 1, 6, None, "1/6 · computing metrics"),
+    ("batch", "running", 5, 6, None, "5/6 · writing coverage"),
+    ("batch", "failed", 2, 6, None, "2/6"),
     ("batch", "succeeded", 6, 6, None, "6/6 · done"),
     ("replay", "running", 3, 10, "archive", "3/10 · reading the archive"),
     ("replay", "running", 1, 1, "log", "1/1 · following the log"),
