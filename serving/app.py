@@ -59,7 +59,7 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
                            allow_methods=["GET", "POST"], allow_credentials=False,
                            allow_headers=["Authorization", "Content-Type", "X-Stratum-Token"])
-    app.include_router(ingest_router, responses=error_responses(400, 413, 422, 503))
+    app.include_router(ingest_router, responses=error_responses(400, 413, 415, 422, 429, 503))
     app.include_router(metrics.router)
     app.include_router(drift.router)
     app.include_router(side_events.router)

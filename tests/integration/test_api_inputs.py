@@ -23,16 +23,17 @@ def purchases(ts_ms: int, country: str, amounts: list[float]) -> list[dict[str, 
              "country": country, "amount": amount} for amount in amounts]
 
 
-def minute_ago(n: int) -> int:
-    now_ms = int(time.time() * 1000)
-    return now_ms - now_ms % MINUTE - n * MINUTE
+def this_minute() -> tuple[int, int]:
+    """(an event time a second ago, the start of its minute): events of now are never
+    late, whatever other tests moved the watermark to."""
+    ts_ms = int(time.time() * 1000) - 1_000
+    return ts_ms, ts_ms - ts_ms % MINUTE
 
 
 def test_a_comma_separated_filter_means_any_of_its_values(stack: Stack) -> None:
-    t0 = minute_ago(4)
-    stack.post_events([*purchases(t0 + 1_000, "Q1", [1, 2]), *purchases(t0 + 2_000, "Q2", [5]),
-                       *purchases(t0 + 3_000, "Q3", [7]),
-                       *purchases(t0 + 4_000, "Q,4", [11])])
+    ts, t0 = this_minute()
+    stack.post_events([*purchases(ts, "Q1", [1, 2]), *purchases(ts, "Q2", [5]),
+                       *purchases(ts, "Q3", [7]), *purchases(ts, "Q,4", [11])])
     window = {"start": t0, "end": t0 + MINUTE, "group_by": "country"}
 
     def totals(params: Any) -> dict[str, float]:
@@ -51,8 +52,8 @@ def test_a_comma_separated_filter_means_any_of_its_values(stack: Stack) -> None:
 
 
 def test_values_have_no_float_noise_and_counts_stay_exact(stack: Stack) -> None:
-    t0 = minute_ago(5)
-    stack.post_events(purchases(t0 + 1_000, "Q5", [1.1, 2.2]))
+    ts, t0 = this_minute()
+    stack.post_events(purchases(ts, "Q5", [1.1, 2.2]))
     body = stack.client.get("/v1/metrics/revenue", params={
         "start": t0, "end": t0 + MINUTE, "country": "Q5"}).json()
     [point] = body["series"][0]["points"]
