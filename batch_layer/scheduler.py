@@ -22,9 +22,7 @@ import logging
 import signal
 import threading
 import time
-import traceback
 from datetime import UTC
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -32,6 +30,7 @@ from batch_layer.errors import BatchCancelledError, BatchInterruptedError
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import options_from_params
 from stratum import telemetry
+from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
@@ -47,15 +46,6 @@ from stratum.storage.jobs import (
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
-MAX_ERROR_CHARS = 4000
-
-
-def describe_failure(exc: BaseException) -> str:
-    """``Type: message (at file:line in func; ...)``: what the job row's ``error`` shows."""
-    frames = traceback.extract_tb(exc.__traceback__)[-4:]
-    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
-    text = f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
-    return text[:MAX_ERROR_CHARS]
 
 
 class BatchScheduler:

@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from dashboard.api_client import ApiClient
 from dashboard.components import banner
 from dashboard.errors import ApiConflictError, ApiError, ApiUnavailableError
+from stratum.timeparse import JobTimeError, batch_range_ms, replay_from_ms
 
 TRIGGER = "admin"
+TIMES = "Times: ISO-8601 such as 2026-11-21T10:00:00Z (UTC), epoch ms, or now-6h."
 AUTH_HINT = ("Enter the admin token in the “Admin token” field above: it is the API's "
               "STRATUM_API__ADMIN_TOKEN setting, and the page sends it as "
               "“Authorization: Bearer <token>” with each admin call.")
@@ -46,6 +48,10 @@ def recompute_action(mode: str | None, start: str | None, end: str | None) -> Ac
         start, end = (start or "").strip() or None, (end or "").strip() or None
         if not start and not end:
             return "Give the range a start, an end or both (ISO-8601, epoch ms or now-6h)."
+        try:  # the API's own checks, before the confirm step rather than after it
+            batch_range_ms(start, end)
+        except JobTimeError as exc:
+            return f"{_sentence(exc)} {TIMES}"
         return Action(kind="batch", mode="full", start=start, end=end)
     return Action(kind="batch", mode="full" if mode == "full" else "incremental")
 
@@ -56,7 +62,16 @@ def replay_action(from_time: str | None, *, from_start: bool) -> Action | str:
     text = (from_time or "").strip()
     if not text:
         return "Enter the time to replay from (ISO-8601 such as 2026-11-21T10:00:00Z, or now-6h)."
+    try:  # "last tuesday" is refused here, not after the operator confirmed
+        replay_from_ms(text)
+    except JobTimeError as exc:
+        return f"{_sentence(exc)} {TIMES}"
     return Action(kind="replay", from_time=text)
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def describe(action: Action) -> str:
@@ -119,6 +134,15 @@ def error_banner(exc: ApiError, doing: str) -> html.Div:
     if exc.status == 422:
         return banner(f"The API could not read the request while {doing}: {exc}", "warn")
     return banner(f"Failed while {doing}: {exc}")
+
+
+def start_failed_banner(exc: ApiError, noun: str) -> html.Div | None:
+    """What the status line says when starting a job failed; None for a refused token,
+    which the page-wide alert above already says (the same alert twice read as two
+    problems)."""
+    if exc.status == 401:
+        return None
+    return error_banner(exc, f"starting a {noun}")
 
 
 def refresh_error_banner(exc: ApiError) -> html.Div:

@@ -39,9 +39,13 @@ def fetch_snapshot(api: ApiClient, token: str, *, kind: str | None, offset: int,
     active), since the history page on screen may be filtered or paged away from them."""
     newest = [job for k in KINDS for job in api.jobs(token, kind=k, limit=1).jobs]
     page = api.jobs(token, kind=kind, limit=limit, offset=offset)
+    # The two reads are moments apart and a running job moves in between: the table and
+    # details show the same row as the active-job card, so they never disagree on screen.
+    latest = {job.job_id: job for job in newest}
+    page = page.model_copy(update={"jobs": tuple(latest.get(j.job_id, j) for j in page.jobs)})
     chosen = next((job for job in page.jobs if job.job_id == selected), None)
     if selected and chosen is None:
-        chosen = api.job(token, selected)
+        chosen = latest.get(selected) or api.job(token, selected)
     return AdminSnapshot(api.generation(token), [j for j in newest if is_active(j)], page,
                          chosen)
 

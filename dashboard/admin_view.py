@@ -28,6 +28,7 @@ from dashboard.job_view import (
     progress_of,
 )
 from stratum import replay_range
+from stratum.job_progress import split_params
 
 MODES = {"incremental": "Incremental", "full": "Full", "range": "Time range"}
 TIME_HINT = "ISO-8601 (2026-11-21T10:00:00Z), epoch ms or now-6h; UTC"
@@ -207,6 +208,8 @@ def job_details(job: Job | None, now: datetime) -> Component:
         ("Kind", f"{job.kind} ({params_summary(job)})"), ("Trigger", job.trigger or "–"),
         ("Progress", f"{progress.label} ({job.units_done or 0} of {job.units_total or 0} "
                      "units)"),
+        ("Phase", PHASES.get(progress.phase or "", progress.label) if replay else
+         progress.label),
         ("Generation" if replay else "Horizon",
          str(generation) if generation is not None else fmt_iso(job.horizon)),
         ("Events in", fmt_count(job.rows_in)),
@@ -218,8 +221,9 @@ def job_details(job: Job | None, now: datetime) -> Component:
     if replay:
         rows.append(("Range", html.Span(replay_range.describe(job.params or {}),
                                         className="replay-range")))
+    asked, _state = split_params(job.params or {})  # phase, generation: shown above
     params = html.Div([html.Span("Parameters ", className="stat-label"),
-                       html.Code(json.dumps(job.params or {}, sort_keys=True))],
+                       html.Code(json.dumps(asked, sort_keys=True))],
                       className="details-params")
     grid = html.Dl([part for label, value in rows
                     for part in (html.Dt(label), html.Dd(value))], className="details-grid")

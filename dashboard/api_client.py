@@ -113,7 +113,9 @@ class ApiClient:
             params.append(("group_by", ",".join(group_by)))
         for dimension, wanted in (filters or {}).items():
             values = [wanted] if isinstance(wanted, str) else list(wanted)
-            params.extend((dimension, value) for value in values)
+            # The API splits a value at commas; "\\," and "\\\\" are the literal ones.
+            params.extend((dimension, value.replace("\\", "\\\\").replace(",", "\\,"))
+                          for value in values)
         path = f"/v1/metrics/{quote(name, safe='')}"
         return self._call("GET", path, SeriesResponse, params=params)
 

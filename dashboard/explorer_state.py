@@ -129,6 +129,23 @@ def settle(query: ExplorerQuery, metric: MetricInfo, span: timedelta,
                    filter_values=query.filter_values if filter_dim else ())
 
 
+def dropped_note(before: ExplorerQuery, after: ExplorerQuery, metric: MetricInfo
+                 ) -> str | None:
+    """What switching to ``metric`` removed from the view, said on screen (a filter
+    kept silently, or dropped silently, changes the numbers without a word)."""
+    lost = []
+    if before.filter_dim and before.filter_dim != after.filter_dim:
+        values = ",".join(before.filter_values)
+        lost.append(f"the filter {before.filter_dim}" + (f"={values}" if values else ""))
+    if before.group_by and before.group_by != after.group_by:
+        lost.append(f"grouping by {before.group_by}")
+    if not lost:
+        return None
+    dims = ", ".join(metric.dimensions) or "none"
+    return (f"Removed {' and '.join(lost)}: {metric.name} has no such dimension "
+            f"(its dimensions: {dims}).")
+
+
 def table_rows(response: SeriesResponse) -> list[dict[str, Any]]:
     """One row per (window, group), newest first: what the table and the CSV hold."""
     rows = []

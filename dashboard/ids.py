@@ -52,6 +52,7 @@ EXPLORER_GRAPH: Final = "explorer-graph"
 EXPLORER_TABLE: Final = "explorer-table"
 EXPLORER_SUMMARY: Final = "explorer-summary"
 EXPLORER_STATUS: Final = "explorer-status"
+EXPLORER_DROPPED: Final = "explorer-dropped"  # what a metric switch removed from the view
 EXPLORER_QUERY: Final = "explorer-query"  # dcc.Store: the view as URL parameters
 EXPLORER_REFRESHED: Final = "explorer-refreshed"
 EXPLORER_DOWNLOAD_BUTTON: Final = "explorer-download-button"

@@ -19,6 +19,7 @@ from dash.development.base_component import Component
 
 from dashboard.api_models import Job
 from dashboard.formatting import fmt_count, utc
+from stratum.job_progress import progress_label
 
 ACTIVE_STATES = ("queued", "running")
 PHASES = {
@@ -75,7 +76,8 @@ def progress_of(job: Job, now: datetime) -> JobProgress:
         percent, label = None, "catching up on the log"
     elif total:
         percent = 100 * min(done, total) / total
-        label = f"archive {done}/{total}" if phase == "archive" else f"{done}/{total}"
+        label = (f"archive {done}/{total}" if phase == "archive" else
+                 progress_label(job.kind, job.state, done, total, phase))
     else:
         percent, label = None, "starting" if job.state == "running" else "–"
     eta = None

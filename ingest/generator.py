@@ -1,11 +1,21 @@
 """A realistic synthetic stream for demos and benchmarks.
 
 Clickstream (page views, clicks, add-to-cart) and purchases over country, device and
-page, at a steady rate with bursts; a few percent of events out of order (seconds), a
+page; a few percent of events out of order (seconds), a
 smaller share late (minutes, beyond the default allowed lateness), some duplicates (the
 same event_id sent again) and a few malformed events, which ingest rejects with a reason.
 
 Events go through the HTTP ingest API, the same path as any producer.
+
+Pacing: the stream is a function of event time, :meth:`GeneratorConfig.rate_at`, the
+same for the back-fill and the live part: ``rate_per_s``, times ``burst_factor`` for
+``burst_length_s`` out of every ``burst_every_s`` when bursts are on (off unless asked:
+the mean rate is then exactly ``rate_per_s``). The live loop keeps a cursor in event time
+and, every quarter second, sends what is due from the cursor to now (the fraction of an
+event carries over), so a slow post is made up rather than lost and ``--rate 50`` is 50
+events per second. The back-fill runs the cursor from ``now - backfill_s`` and, since
+posting history takes a while, catches up to the wall clock before the live part starts:
+no dent between the two.
 """
 
 from __future__ import annotations
@@ -31,13 +41,14 @@ DEVICE_WEIGHTS = (30, 35, 28, 7)
 PAGES = ("/", "/search", "/product", "/cart", "/checkout", "/account", "/help")
 TYPES = ("page_view", "click", "add_to_cart", "purchase")
 TYPE_WEIGHTS = (60, 25, 10, 5)
+DEMO_BURSTS_S = 45.0  # `stratum up --demo` and `generate --bursts`: a burst every 45 s
 BASE_LATENCY = {"ios": 110.0, "android": 140.0, "desktop": 80.0, "tablet": 120.0}
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
     rate_per_s: float = 200.0
-    burst_every_s: float = 45.0
+    burst_every_s: float = 0.0  # 0: no bursts; the demo uses 45 s
     burst_factor: float = 4.0
     burst_length_s: float = 5.0
     out_of_order: float = 0.03
@@ -46,6 +57,44 @@ class GeneratorConfig:
     malformed: float = 0.002
     backfill_s: float = 0.0
     seed: int | None = None
+
+    def rate_at(self, ts_ms: int) -> float:
+        """Events per second at event time ``ts_ms``."""
+        every_ms = self.burst_every_s * 1000
+        if every_ms > 0 and ts_ms % every_ms < self.burst_length_s * 1000:
+            return self.rate_per_s * self.burst_factor
+        return self.rate_per_s
+
+    @property
+    def mean_rate_per_s(self) -> float:
+        if self.burst_every_s <= 0:
+            return self.rate_per_s
+        share = min(1.0, self.burst_length_s / self.burst_every_s)
+        return self.rate_per_s * (1 + (self.burst_factor - 1) * share)
+
+
+class Pacer:
+    """How many events are due from an event-time cursor to a moment; the fraction of
+    an event carries over, so any rate (0.5/s too) comes out right on average."""
+
+    def __init__(self, config: GeneratorConfig, cursor_ms: int) -> None:
+        self.config = config
+        self.cursor_ms = cursor_ms
+        self._credit = 0.0
+
+    def due(self, until_ms: int, slice_ms: int = 250) -> list[tuple[int, int]]:
+        """``(slice start, count)`` for each slice from the cursor up to ``until_ms``;
+        moves the cursor there."""
+        out: list[tuple[int, int]] = []
+        while self.cursor_ms < until_ms:
+            length = min(slice_ms, until_ms - self.cursor_ms)
+            self._credit += self.config.rate_at(self.cursor_ms) * length / 1000
+            count = int(self._credit)
+            self._credit -= count
+            if count:
+                out.append((self.cursor_ms, count))
+            self.cursor_ms += length
+        return out
 
 
 class EventFactory:
@@ -108,14 +157,15 @@ class EventFactory:
         return ["not", "an", "object"]
 
 
-def backfill(factory: EventFactory, seconds: float, now_ms: int, rate_per_s: float
+def backfill(factory: EventFactory, pacer: Pacer, until_ms: int
              ) -> Iterator[list[dict[str, Any]]]:
-    """In-order history for the last ``seconds``, one second per batch."""
-    start = now_ms - int(seconds * 1000)
-    for second in range(int(seconds)):
-        base = start + second * 1000
-        yield [factory.event(base + factory.rng.randrange(1000))
-               for _ in range(max(1, int(rate_per_s)))]
+    """In-order history from the pacer's cursor to ``until_ms``, one second per batch."""
+    while pacer.cursor_ms < until_ms:
+        second = [factory.event(start + factory.rng.randrange(1000))
+                  for start, count in pacer.due(min(until_ms, pacer.cursor_ms + 1000), 1000)
+                  for _ in range(count)]
+        if second:
+            yield second
 
 
 async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: float | None = None,
@@ -130,36 +180,41 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
     def stopped() -> bool:
         return stop is not None and stop.is_set()
 
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
     async with httpx.AsyncClient(base_url=api_url, timeout=30.0, headers=headers) as client:
         await _wait_ready(client, stopped)
+        pacer = Pacer(config, now_ms() - int(config.backfill_s * 1000))
         if config.backfill_s > 0 and not stopped():
             # Stop is checked per chunk too: uvicorn closes the API's port before the
             # lifespan stops the generator, and a backfill posting into the closed port
             # held the shutdown for seconds, warning once a chunk, until cancelled.
-            now_ms = int(time.time() * 1000)
-            chunk: list[dict[str, Any]] = []
-            for second in backfill(factory, config.backfill_s, now_ms, config.rate_per_s):
-                if stopped():
-                    break
-                chunk.extend(second)
-                if len(chunk) >= 5000:
+            # Rounds until the cursor is within a second of the clock: posting an hour
+            # of history takes seconds, which would otherwise be a dent.
+            while now_ms() - pacer.cursor_ms > 1000 and not stopped():
+                chunk: list[dict[str, Any]] = []
+                for second in backfill(factory, pacer, now_ms() - now_ms() % 1000):
+                    if stopped():
+                        break
+                    chunk.extend(second)
+                    if len(chunk) >= 5000:
+                        sent += await _post(client, chunk)
+                        chunk = []
+                if not stopped():
                     sent += await _post(client, chunk)
-                    chunk = []
-            else:
-                sent += await _post(client, chunk)
-                log.info("generator: backfilled %.0f s of history (%d events)",
-                         config.backfill_s, sent)
+            log.info("generator: backfilled %.0f s of history (%d events)",
+                     config.backfill_s, sent)
         started = time.monotonic()
         tick = 0.25
+        pacer.cursor_ms = max(pacer.cursor_ms, now_ms() - 1000)
         while not stopped():
-            elapsed = time.monotonic() - started
-            if duration_s is not None and elapsed >= duration_s:
+            if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
-            in_burst = config.burst_every_s > 0 and (elapsed % config.burst_every_s
-                                                     ) < config.burst_length_s
-            rate = config.rate_per_s * (config.burst_factor if in_burst else 1.0)
-            count = max(1, int(rate * tick * factory.rng.uniform(0.8, 1.2)))
-            sent += await _post(client, factory.batch(int(time.time() * 1000), count))
+            due = pacer.due(now_ms())
+            count = sum(n for _, n in due)
+            if count:
+                sent += await _post(client, factory.batch(now_ms(), count))
             await asyncio.sleep(tick)
     return sent
 

@@ -191,6 +191,10 @@ async def _ingest(batch: ParsedBatch, producer: EventProducer, api: ApiSettings
     count = len(batch.rejected)
     rejected = [RejectedEvent(index=r.index, error=_short(r.error))
                 for r in batch.rejected[:api.max_rejections_listed]]
+    if not batch.events and not count:
+        raise HTTPException(422, detail=error_detail(
+            "empty_batch", "the body holds no events: send a JSON array (or NDJSON) of at "
+            "least one event", rejected=[], rejected_count=0))
     if not batch.events:
         telemetry.EVENTS_REJECTED.inc(count)
         raise HTTPException(422, detail=error_detail(

@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from ingest.routes import router as ingest_router
 from serving.errors import error_responses, install_error_handlers
@@ -36,7 +37,10 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
                lifespan: Lifespan | None = None) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline package's own copies of their assets
+    # (under /static-offline-docs): FastAPI's defaults load them from a CDN, so /docs was
+    # blank without internet.
+    app = FastAPIOffline(
         title="Stratum",
         version=__version__,
         summary="Event-time analytics: batch-authoritative, speed-fresh, one definition.",

@@ -56,9 +56,9 @@ _DESCRIPTIONS = {
     404: "No such resource",
     409: "A job of that kind is already queued or running",
     413: "The body is too large",
-    415: "The body is not JSON or NDJSON (Content-Type header)",
+    415: "The body is not application/json or application/x-ndjson",
     422: "A parameter or the body is invalid",
-    429: "Too much is waiting already; retry after Retry-After",
+    429: "Ingest holds its limit of bytes waiting for the log; retry after Retry-After",
     500: "Stratum failed; the message says where",
     503: "A dependency (ClickHouse, the log) is unreachable; retry after Retry-After",
 }

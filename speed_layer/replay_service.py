@@ -8,10 +8,10 @@ import logging
 import os
 import socket
 import time
-import traceback
 import uuid
 
 from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
+from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog
 from stratum.replay_range import range_params
 from stratum.settings import Settings
@@ -109,10 +109,9 @@ class ReplayService:
             log.info("replay job %s cancelled", job.job_id)
             return
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}\n" + "".join(
-                traceback.format_exception(exc)[-3:])
+            error = describe_failure(exc)  # one line; the traceback goes to the log
             await asyncio.to_thread(self.jobs.save, current.model_copy(update={
-                "state": "failed", "finished_at": utc_now(), "error": error[:4000]}))
+                "state": "failed", "finished_at": utc_now(), "error": error}))
             log.exception("replay job %s failed", job.job_id)
             return
         await asyncio.to_thread(self.jobs.save, current.model_copy(update={

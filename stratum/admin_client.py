@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import click
 import httpx
 
 from stratum.errors import StratumError
+from stratum.job_progress import progress_label, split_params
 from stratum.replay_range import describe
+
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class AdminError(StratumError):
@@ -56,10 +61,8 @@ def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: st
             if not wait:
                 return job_id
             job = _watch(client, job_id, label, timeout_s)
-            click.echo(f"{job['state']}: {job['rows_in']} events in, {job['rows_out']} rows "
-                       f"out, horizon {job.get('horizon')}, params {job.get('params')}")
-            if job.get("kind") == "replay":
-                click.echo(f"{label}: {describe(job.get('params') or {})}")
+            for line in result_lines(job):
+                click.echo(line)
             if job["state"] != "succeeded":
                 raise AdminError(f"job {job_id} {job['state']}: {job['error']}")
             return job_id
@@ -67,11 +70,54 @@ def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: st
         raise AdminError(f"cannot reach Stratum at {api_url}: {exc}") from exc
 
 
+def result_lines(job: Mapping[str, Any]) -> list[str]:
+    """A finished job as readable lines, only the fields that mean something for its
+    kind (a replay has no rows out or horizon)."""
+    asked, state = split_params(job.get("params") or {})
+    lines = [f"{job.get('kind', 'job')} job {job.get('job_id', '?')} {job.get('state')}"]
+    if job.get("kind") == "replay":
+        lines.append(f"  events read   {job.get('rows_in', 0):,}")
+        if isinstance(state.get("generation"), int):
+            lines.append(f"  generation    {state['generation']}")
+        lines.append(f"  range         {describe(asked)}")
+        if isinstance(asked.get("carried_rows"), int):
+            lines.append(f"  carried over  {asked['carried_rows']:,} window rows")
+    else:
+        lines.append(f"  events in     {job.get('rows_in', 0):,}")
+        lines.append(f"  window rows   {job.get('rows_out', 0):,}")
+        lines.append(f"  horizon       {job.get('horizon') or 'none (empty archive)'}")
+        lines.append(f"  mode          {asked.get('mode', 'incremental')}")
+    if job.get("error"):
+        lines.append(f"  error         {job['error']}")
+    return lines
+
+
+def _label(job: Mapping[str, Any]) -> str:
+    phase = (job.get("params") or {}).get("phase")
+    return progress_label(job.get("kind", "batch"), job.get("state", ""),
+                          job.get("units_done") or 0, job.get("units_total") or 0,
+                          phase if isinstance(phase, str) else None)
+
+
 def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
            ) -> dict[str, Any]:
+    """On a terminal, a progress bar naming the phase; otherwise one line per phase
+    (click's bar, off a terminal, printed its label alone and no final newline)."""
     deadline = time.monotonic() + timeout_s
     job: dict[str, Any] = {}
-    with click.progressbar(length=100, label=label) as bar:
+    if not sys.stdout.isatty():
+        said = ""
+        while time.monotonic() < deadline:
+            job = client.get(f"/v1/admin/jobs/{job_id}").json()
+            if (text := _label(job)) != said and job["state"] in ("queued", "running"):
+                click.echo(f"{label} {text}")
+                said = text
+            if job["state"] in FINISHED:
+                break
+            time.sleep(0.5)
+        return job
+    with click.progressbar(length=100, label=label,
+                           item_show_func=lambda _: _label(job) if job else None) as bar:
         shown = 0
         while time.monotonic() < deadline:
             response = client.get(f"/v1/admin/jobs/{job_id}")
@@ -82,7 +128,7 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
             done = int(100 * job["units_done"] / total)
             bar.update(max(0, done - shown))
             shown = max(shown, done)
-            if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] in FINISHED:
                 break
             time.sleep(0.5)
     return job

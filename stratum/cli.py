@@ -105,7 +105,9 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
 @click.option("--demo", is_flag=True, help="Also run the demo generator (with history).")
 @click.option("--port", type=int, default=None, help="HTTP port (default 8000).")
 @click.option("--host", default=None, help="HTTP host (default 127.0.0.1).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the archive, chDB files and the broker's journal live "
+                   "(default: STRATUM_DATA_DIR, else ./.stratum).")
 @click.option("--rate", type=float, default=200.0, show_default=True,
               help="Demo events per second.")
 def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
@@ -181,17 +183,21 @@ def healthcheck(role: str, url: str | None, max_age: float) -> None:
 
 @main.command()
 @click.option("--url", default=None, help="Stratum API (default from settings).")
-@click.option("--rate", type=float, default=200.0, show_default=True)
+@click.option("--rate", type=float, default=200.0, show_default=True,
+              help="Events per second, paced in event time (history and live alike).")
+@click.option("--bursts", is_flag=True,
+              help="Add bursts: 4x the rate for 5 s of every 45 s (mean 1.33x the rate).")
 @click.option("--duration", type=float, default=None, help="Seconds (default: until Ctrl-C).")
 @click.option("--backfill", type=float, default=0.0, help="Seconds of history to send first.")
-@click.option("--seed", type=int, default=None)
-def generate(url: str | None, rate: float, duration: float | None, backfill: float,
-             seed: int | None) -> None:
+@click.option("--seed", type=int, default=None, help="Random seed, for a repeatable stream.")
+def generate(url: str | None, rate: float, bursts: bool, duration: float | None,
+             backfill: float, seed: int | None) -> None:
     """Post a realistic synthetic stream to a running Stratum."""
-    from ingest.generator import GeneratorConfig, run_generator
+    from ingest.generator import DEMO_BURSTS_S, GeneratorConfig, run_generator
 
     settings = _settings()
-    config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed)
+    config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed,
+                             burst_every_s=DEMO_BURSTS_S if bursts else 0.0)
     try:
         sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration,
                                          token=settings.api.ingest_token))

@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import Any
+
+MAX_FAILURE_CHARS = 4000
 
 
 class StratumError(Exception):
@@ -40,3 +44,13 @@ def cite(text: object, limit: int = 40) -> str:
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message (at file:line in func; ...)`` on ONE line: what a failed job's
+    ``error`` shows on the admin page and in the CLI; the full traceback goes to the log."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = "; ".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames)
+    message = " ".join(str(exc).split())  # a multi-line message, folded
+    text = f"{type(exc).__name__}: {message}" + (f" (at {where})" if where else "")
+    return text[:MAX_FAILURE_CHARS]

@@ -119,44 +119,60 @@ def _check_string(value: Any, field: str, limit: int) -> str:
 def validate_event(raw: Any, *, now_ms: int | None = None, oldest_ms: int = 0) -> Event:
     """Check one decoded JSON value against the schema and return it normalised;
     ``oldest_ms``: the oldest event time accepted (ingest's setting; the speed layer's
-    decode of foreign messages takes anything from 1970 on)."""
+    decode of foreign messages takes anything from 1970 on). An event with several
+    problems is rejected with all of them, joined by "; " (a producer fixes them in one
+    round, not one per request)."""
     if not isinstance(raw, dict):
         raise EventError(f"an event must be a JSON object, got {_json_type(raw)}")
+    problems: list[EventError] = []
     if len(raw) > MAX_FIELDS:
-        raise EventError(f"has {len(raw)} fields; the limit is {MAX_FIELDS}")
-    if "event_id" not in raw:
-        raise EventError("is required", "event_id")
-    if "type" not in raw:
-        raise EventError("is required", "type")
-    event: Event = {
-        "event_id": _check_string(raw["event_id"], "event_id", MAX_ID_CHARS),
-        "ts": parse_ts(raw.get("ts"), now_ms=now_ms, oldest_ms=oldest_ms),
-        "type": _check_string(raw["type"], "type", MAX_KEY_CHARS),
-    }
+        problems.append(EventError(f"has {len(raw)} fields; the limit is {MAX_FIELDS}"))
+    event: Event = {}
+    for name, check in (("event_id", lambda v: _check_string(v, "event_id", MAX_ID_CHARS)),
+                        ("ts", lambda v: parse_ts(v, now_ms=now_ms, oldest_ms=oldest_ms)),
+                        ("type", lambda v: _check_string(v, "type", MAX_KEY_CHARS))):
+        try:
+            if name != "ts" and name not in raw:
+                raise EventError("is required", name)
+            event[name] = check(raw.get(name))
+        except EventError as exc:
+            problems.append(exc)
     for key, value in raw.items():
         if key in RESERVED or value is None:
             continue
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
-            raise EventError(f"field names must be 1..{MAX_KEY_CHARS} characters", str(key)[:64])
-        if isinstance(value, str):
-            if len(value) > MAX_STRING_CHARS:
-                raise EventError(
-                    f"is {len(value)} characters long; the limit is {MAX_STRING_CHARS}", key
-                )
-            if reads_as_non_finite(value):
-                raise EventError(f"{value[:40]!r} reads as a number that is not finite; "
-                                 "send a finite number, or leave the field out", key)
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise EventError(
-                f"must be a string (dimension) or a number (measure), got {_json_type(value)}",
-                key,
-            )
-        elif value != value or value in (float("inf"), float("-inf")):
-            raise EventError("must be a finite number", key)
-        elif isinstance(value, int) and not -(2**63) <= value <= 2**63 - 1:
-            raise EventError("is out of the 64-bit integer range", key)
-        event[key] = value
+        try:
+            event[key] = _check_field(key, value)
+        except EventError as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise EventError("; ".join(str(p) for p in problems))
     return event
+
+
+def _check_field(key: Any, value: Any) -> Any:
+    """One dimension or measure, or the EventError naming it."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
+        raise EventError(f"field names must be 1..{MAX_KEY_CHARS} characters", str(key)[:64])
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_CHARS:
+            raise EventError(
+                f"is {len(value)} characters long; the limit is {MAX_STRING_CHARS}", key
+            )
+        if reads_as_non_finite(value):
+            raise EventError(f"{value[:40]!r} reads as a number that is not finite; "
+                             "send a finite number, or leave the field out", key)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError(
+            f"must be a string (dimension) or a number (measure), got {_json_type(value)}",
+            key,
+        )
+    elif value != value or value in (float("inf"), float("-inf")):
+        raise EventError("must be a finite number", key)
+    elif isinstance(value, int) and not -(2**63) <= value <= 2**63 - 1:
+        raise EventError("is out of the 64-bit integer range", key)
+    return value
 
 
 def _json_type(value: Any) -> str:

@@ -45,6 +45,18 @@ def reads_as_non_finite(text: str) -> bool:
     return value is not None and not math.isfinite(value)
 
 
+SIGNIFICANT_DIGITS = 15  # what a float64 holds exactly in decimal; the 17th is noise
+
+
+def api_number(value: float | None) -> float | None:
+    """A value as the API serves it: 15 significant digits, so a sum of cents reads
+    ``18081.51``, not ``18081.510000000002``. Integers stay exact (a count past 1e15
+    keeps every digit); None stays None."""
+    if value is None or value.is_integer() or not math.isfinite(value):
+        return value
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
 def number_text(value: float) -> str:
     """A number as dimension text: ``1`` and ``1.0`` -> "1", ``2.5`` -> "2.5". The same
     text as :func:`number_text_expr`: a fraction is written by Polars itself, whose

@@ -187,10 +187,10 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
     if durable is not None:  # at stop, before the parts below stop: drain the log
         stack.push_async_callback(durable.drain)
     if roles.demo:
-        from ingest.generator import GeneratorConfig, run_generator
+        from ingest.generator import DEMO_BURSTS_S, GeneratorConfig, run_generator
 
         stop = asyncio.Event()
-        config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s,
+        config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s, burst_every_s=DEMO_BURSTS_S,
                                  backfill_s=_backfill_s(settings, roles.demo_backfill_s))
         generator = asyncio.create_task(
             run_generator(settings.api_url, config, stop=stop,

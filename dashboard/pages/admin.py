@@ -159,11 +159,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             try:
                 job_id = actions.send(api, token, action)
             except ApiConflictError as exc:
-                return (*closed, actions.error_banner(exc, f"starting a {action.noun}"),
+                return (*closed, actions.start_failed_banner(exc, action.noun),
                         exc.job_id or no_update)
             except ApiError as exc:
-                return (*closed, actions.error_banner(exc, f"starting a {action.noun}"),
-                        no_update)
+                return (*closed, actions.start_failed_banner(exc, action.noun), no_update)
             return (*closed, actions.started_banner(action, job_id), job_id)
         if trigger == ids.ADMIN_RECOMPUTE:
             asked = actions.recompute_action(mode, start, end)

@@ -33,6 +33,7 @@ from dashboard.explorer_state import (
     ExplorerQuery,
     bounds,
     csv_text,
+    dropped_note,
     from_params,
     settle,
     table_rows,
@@ -111,6 +112,7 @@ def layout(**params: Any) -> Component:
         page_header("Explorer", "One metric, any range, step, grouping and filter · the URL "
                                 "holds the view · times in UTC", legend_key()),
         card("View", controls, class_name="explorer-card"),
+        html.Div(id=ids.EXPLORER_DROPPED, className="muted form-note", role="status"),
         html.Div(id=ids.EXPLORER_STATUS),
         chart, table,
         dcc.Store(id=ids.EXPLORER_CATALOG),
@@ -160,28 +162,32 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.EXPLORER_STEP, "options"), Output(ids.EXPLORER_STEP, "value"),
         Output(ids.EXPLORER_GROUP_BY, "options"), Output(ids.EXPLORER_GROUP_BY, "value"),
         Output(ids.EXPLORER_FILTER_DIM, "options"), Output(ids.EXPLORER_FILTER_DIM, "value"),
-        Output(ids.EXPLORER_CUSTOM, "style"),
+        Output(ids.EXPLORER_CUSTOM, "style"), Output(ids.EXPLORER_DROPPED, "children"),
         Input(ids.EXPLORER_METRIC, "value"), Input(ids.EXPLORER_RANGE, "value"),
         Input(ids.EXPLORER_CATALOG, "data"),
         State(ids.EXPLORER_START, "value"), State(ids.EXPLORER_END, "value"),
         State(ids.EXPLORER_STEP, "value"), State(ids.EXPLORER_GROUP_BY, "value"),
-        State(ids.EXPLORER_FILTER_DIM, "value"),
+        State(ids.EXPLORER_FILTER_DIM, "value"), State(ids.EXPLORER_FILTER_VALUES, "value"),
     )
     def settle_choices(name: str | None, range_: str, catalog: list[dict[str, Any]] | None,
                        start: str | None, end: str | None, step: str | None,
-                       group_by: str | None, filter_dim: str | None) -> tuple[Any, ...]:
-        """A new range picks its default step; a new metric keeps what still applies."""
+                       group_by: str | None, filter_dim: str | None,
+                       values: list[str] | None) -> tuple[Any, ...]:
+        """A new range picks its default step; a new metric keeps what still applies and
+        says what it removed."""
         style = CUSTOM_SHOWN if range_ == CUSTOM else HIDDEN
         metric = _metric(catalog, name)
         if metric is None:
-            return (*[no_update] * 6, style)
-        query = _query(name, range_, start, end, step, group_by, filter_dim, None)
+            return (*[no_update] * 6, style, no_update)
+        query = _query(name, range_, start, end, step, group_by, filter_dim, values)
         t0, t1 = _bounds_or(query, "1h")
         settled = settle(query, metric, t1 - t0,
                          keep_step=ctx.triggered_id != ids.EXPLORER_RANGE)
         dims = list(metric.dimensions)
+        note = (dropped_note(query, settled, metric)
+                if ctx.triggered_id == ids.EXPLORER_METRIC else no_update)
         return (list(metric.windows), settled.step, dims, settled.group_by, dims,
-                settled.filter_dim, style)
+                settled.filter_dim, style, note)
 
     @app.callback(
         Output(ids.EXPLORER_FILTER_VALUES, "options"),

@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, JobsDep
 from serving.errors import error_responses
-from serving.routes.common import ms_of
-from serving.timeparse import parse_time_ms
+from serving.routes.common import job_time_error, ms_of
 from stratum.errors import error_detail
 from stratum.storage.jobs import Job
+from stratum.timeparse import JobTimeError, batch_range_ms
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
                    responses=error_responses(401, 422, 500, 503))
@@ -89,19 +89,21 @@ def job_out(job: Job) -> JobOut:
 @router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted,
              summary="Queue a batch recompute",
              description="Rejected with 409 (and the active job's id in `details.job_id`) "
-                         "while a batch job is queued or running.",
+                         "while a batch job is queued or running, and with 422 before "
+                         "anything is queued when a time is unreadable or `start` is not "
+                         "before `end` (default now).",
              responses=error_responses(409))
 async def trigger_batch(jobs: JobsDep,
                         body: Annotated[BatchRequest | None, Body()] = None) -> JobAccepted:
     request = body or BatchRequest()
     params: dict[str, Any] = {"mode": request.mode}
-    for name, text in (("start_ms", request.start), ("end_ms", request.end)):
-        if text:
-            try:
-                params[name] = parse_time_ms(text)
-            except ValueError as exc:
-                raise HTTPException(422, detail=error_detail(
-                    "invalid_parameter", str(exc), parameter=name[:-3])) from exc
+    try:  # refused here, before anything is queued, not failed later by the runner
+        start_ms, end_ms = batch_range_ms(request.start, request.end)
+    except JobTimeError as exc:
+        raise job_time_error(exc) from exc
+    for name, ms in (("start_ms", start_ms), ("end_ms", end_ms)):
+        if ms is not None:
+            params[name] = ms
     job = await run_in_threadpool(jobs.submit, "batch", request.trigger, params)
     return JobAccepted(job_id=job.job_id, state=job.state)
 

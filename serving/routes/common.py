@@ -12,17 +12,38 @@ from typing import Any
 from fastapi import HTTPException
 
 from serving.errors import error_responses
-from serving.timeparse import parse_time_ms
-from stratum.errors import cite, error_detail
+from stratum.errors import error_detail
+from stratum.timeparse import JobTimeError, time_in_range_ms
 
 # Statuses any read may answer: a read token set but missing, a bad parameter, storage.
 READ_ERRORS = error_responses(401, 422, 500, 503)
-# DateTime64(3) holds 1900-2299; past 2200 nobody means it, and negative epochs are typos.
-MIN_TIME_MS, MAX_TIME_MS = 0, 7_258_118_400_000
 
 
 def bad_parameter(code: str, message: str, **details: Any) -> HTTPException:
     return HTTPException(422, detail=error_detail(code, message, **details))
+
+
+def split_list(text: str) -> list[str]:
+    """``DE,FR`` -> ["DE", "FR"]: a comma separates values (as in ``group_by`` and the
+    dashboard's URLs); ``\\,`` is a literal comma and ``\\\\`` a literal backslash
+    (any other backslash is itself). Empty items are dropped."""
+    items: list[str] = []
+    current: list[str] = []
+    position = 0
+    while position < len(text):
+        char = text[position]
+        if char == "\\" and text[position + 1:position + 2] in (",", "\\"):
+            position += 1
+            char = text[position]
+            current.append(char)
+        elif char == ",":
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        position += 1
+    items.append("".join(current))
+    return [item for item in items if item]
 
 
 def time_param(text: str | None, default_ms: int, now_ms: int, name: str) -> int:
@@ -30,13 +51,13 @@ def time_param(text: str | None, default_ms: int, now_ms: int, name: str) -> int
     if not text:
         return default_ms
     try:
-        ms = parse_time_ms(text, now_ms=now_ms)
-    except ValueError as exc:
-        raise bad_parameter("invalid_parameter", f"{name}: {exc}", parameter=name) from exc
-    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
-        raise bad_parameter("invalid_parameter", f"{name}: {cite(text)} is outside "
-                            "1970-2200", parameter=name)
-    return ms
+        return time_in_range_ms(text, name, now_ms=now_ms)
+    except JobTimeError as exc:
+        raise job_time_error(exc) from exc
+
+
+def job_time_error(exc: JobTimeError) -> HTTPException:
+    return bad_parameter(exc.code, str(exc), parameter=exc.parameter)
 
 
 def iso(ms: int) -> str:

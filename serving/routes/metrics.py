@@ -12,11 +12,18 @@ from pydantic import BaseModel, Field
 from serving.deps import CatalogDep, ReadAccess, ReaderDep
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
-from serving.routes.common import READ_ERRORS, bad_parameter, iso, iso_or_none, time_param
+from serving.routes.common import (
+    READ_ERRORS,
+    bad_parameter,
+    iso,
+    iso_or_none,
+    split_list,
+    time_param,
+)
 from stratum.aggregations import AggregationKind
 from stratum.errors import cite, error_detail
 from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
-from stratum.numbers import filter_texts
+from stratum.numbers import api_number, filter_texts
 from stratum.windows import format_duration, parse_duration_ms
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
@@ -134,7 +141,8 @@ def list_metrics(catalog: CatalogDep) -> MetricList:
 @router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
             description="Windows ending at or before the batch horizon come from batch, the "
                         "rest from speed; each point says which. Filter with `dim=value` query "
-                        "parameters (repeat for several values; a value that reads as a "
+                        "parameters (several values: `country=DE,FR` or repeat the parameter; "
+                        "a literal comma is `\\,`; a value that reads as a "
                         "number also matches it: `tier=1.0` finds the group `1`), e.g. "
                         "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
             responses=error_responses(404))
@@ -168,14 +176,20 @@ async def get_series(
     start_ms -= start_ms % step_ms
     if end_ms <= start_ms:
         raise bad_parameter("invalid_range", "end must be after start")
-    if (end_ms - start_ms) // step_ms > MAX_POINTS:
-        raise bad_parameter("too_many_points", f"the range holds more than {MAX_POINTS} steps; "
-                                      "use a coarser step")
-    groups = tuple(g for g in (group_by or "").split(",") if g)
+    steps = (end_ms - start_ms) // step_ms
+    if steps > MAX_POINTS:
+        fits = fitting_step(metric, end_ms - start_ms)
+        raise bad_parameter(
+            "too_many_points", f"{format_duration(end_ms - start_ms)} at step "
+            f"{format_duration(step_ms)} is {steps} steps; the limit is {MAX_POINTS}: use "
+            + (f"step={fits} or coarser" if fits else "a shorter range"),
+            steps=steps, max_points=MAX_POINTS, step=format_duration(step_ms),
+            fitting_step=fits)
+    groups = tuple(split_list(group_by or ""))
     filters: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
-        if key not in RESERVED_QUERY:
-            filters.setdefault(key, []).append(value)
+        if key not in RESERVED_QUERY:  # country=DE,FR is DE or FR, like country=DE&country=FR
+            filters.setdefault(key, []).extend(split_list(value))
     unknown = [d for d in (*groups, *filters) if d not in metric.dimensions]
     if unknown:
         raise bad_parameter("unknown_dimension",
@@ -191,10 +205,24 @@ async def get_series(
         step=format_duration(step_ms), start=iso(start_ms), start_ms=start_ms, end=iso(end_ms),
         end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
         series=[SeriesOut(group=s.group, points=[
-            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source=p.source, count=p.count,
-                     sessions=p.sessions, overflow=p.overflow)
+            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=api_number(p.value), source=p.source,
+                     count=p.count, sessions=p.sessions, overflow=p.overflow)
             for p in s.points]) for s in series],
     )
+
+
+def fitting_step(metric: MetricDefinition, span_ms: int) -> str | None:
+    """A step the metric answers that keeps ``span_ms`` within MAX_POINTS (even once
+    the start is aligned down to it): the smallest multiple of the stored window, in whole
+    minutes past a minute; None when none fits (hopping windows answer one step)."""
+    if metric.hop is not None:
+        return None
+    need = -(-span_ms // (MAX_POINTS - 1))
+    window = metric.window_ms
+    step = -(-need // window) * window
+    if step > 60_000 and 60_000 % window == 0:
+        step = -(-step // 60_000) * 60_000
+    return format_duration(step) if step <= MAX_STEP_MS else None
 
 
 def document_catalog(app: FastAPI, catalog: MetricCatalog) -> None:

@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, CatalogDep, JobsDep, ReaderDep
 from serving.errors import error_responses
-from serving.timeparse import parse_time_ms
+from serving.routes.common import job_time_error
 from stratum.errors import error_detail
 from stratum.replay_range import describe, range_params
 from stratum.storage import generations
 from stratum.storage.jobs import request_cancel, utc_now
+from stratum.timeparse import JobTimeError, replay_from_ms
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
                    responses=error_responses(401, 422, 500, 503))
@@ -48,12 +49,12 @@ async def start_replay(jobs: JobsDep, catalog: CatalogDep,
     request = body or ReplayRequest()
     params: dict[str, object] = {}
     start_ms = None
-    if request.from_time:
-        try:
-            params["from_ms"] = from_ms = parse_time_ms(request.from_time)
-        except ValueError as exc:
-            raise HTTPException(422, detail=error_detail(
-                "invalid_parameter", str(exc), parameter="from")) from exc
+    try:  # refused before anything is queued: an unreadable or future time
+        from_ms = replay_from_ms(request.from_time)
+    except JobTimeError as exc:
+        raise job_time_error(exc) from exc
+    if from_ms is not None:
+        params["from_ms"] = from_ms
         start_ms = catalog.replay_start_ms(from_ms)
     params.update(range_params(start_ms))
     job = await run_in_threadpool(jobs.submit, "replay", request.trigger, params)

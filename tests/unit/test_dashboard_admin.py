@@ -21,6 +21,7 @@ from dashboard.admin_actions import (
     recompute_action,
     replay_action,
     send,
+    start_failed_banner,
 )
 from dashboard.admin_state import fetch_snapshot, view_key
 from dashboard.admin_view import generation_view, job_details
@@ -68,7 +69,9 @@ def find_all(node: Any, predicate: Any) -> list[Component]:
 @pytest.mark.parametrize(
     ("fields", "percent", "label"),
     [
-        ({"units_done": 3, "units_total": 6}, 50.0, "3/6"),
+        ({"units_done": 3, "units_total": 6}, 50.0, "3/6 · computing metrics"),
+        ({"units_done": 0, "units_total": 6}, 0.0, "0/6 · reading archive"),
+        ({"units_done": 5, "units_total": 6}, 100 * 5 / 6, "5/6 · writing coverage"),
         ({"kind": "replay", "units_done": 12, "units_total": 40,
           "params": {"phase": "archive", "generation": 2}}, 30.0, "archive 12/40"),
         # The runner reports 1 of 1 while it follows the log: not 100 % yet.
@@ -248,3 +251,62 @@ def test_view_key_changes_only_with_what_is_shown() -> None:
     a, b = job(units_done=1), job(units_done=2)
     assert view_key([a], "x") == view_key([job(units_done=1)], "x")
     assert view_key([a], "x") != view_key([b], "x")
+
+
+@pytest.mark.parametrize(("from_time", "words"), [
+    ("last tuesday", "'last tuesday' is not a time"),
+    ("2999-01-01T00:00:00Z", "outside 1970-2200"),
+    ("2100-01-01T00:00:00Z", "is in the future"),
+])
+def test_replay_from_a_bad_time_is_refused_before_the_confirm_step(from_time: str,
+                                                                   words: str) -> None:
+    asked = replay_action(from_time, from_start=False)
+    assert isinstance(asked, str) and words in asked and "now-6h" in asked
+
+
+@pytest.mark.parametrize(("start", "end", "words"), [
+    ("now", "now-1h", "must be before end"),
+    ("now+1h", None, "is not a time"),
+    ("yesterday", "now", "'yesterday' is not a time"),
+])
+def test_a_recompute_range_that_cannot_run_is_refused_before_the_confirm_step(
+        start: str, end: str | None, words: str) -> None:
+    asked = recompute_action("range", start, end)
+    assert isinstance(asked, str) and words in asked
+
+
+def test_a_refused_token_is_said_once_by_the_page_alert_not_again_by_the_status() -> None:
+    refused = ApiError("admin endpoints need the admin token", status=401)
+    assert start_failed_banner(refused, "replay") is None
+    assert "refused the admin token" in text_of(error_banner(refused, "starting a replay"))
+    assert start_failed_banner(ApiError("boom", status=500), "replay") is not None
+
+
+def test_table_card_and_details_show_the_same_moment_of_a_running_job() -> None:
+    def page(*jobs: Job) -> dict[str, Any]:
+        return {"jobs": [j.model_dump(mode="json") for j in jobs], "total": len(jobs)}
+
+    earlier = job(job_id="b1", units_done=1, units_total=6)
+    later = job(job_id="b1", units_done=2, units_total=6)
+    api = admin_api({
+        "GET /v1/admin/jobs?kind=batch": (200, page(later)),
+        "GET /v1/admin/jobs?kind=replay": (200, page()),
+        "GET /v1/admin/jobs": (200, page(earlier)),  # read a moment before
+        "GET /v1/admin/generation": (200, {"live": 3, "handoff": None}),
+    }, [])
+    shot = fetch_snapshot(api, "tok", kind=None, offset=0, limit=10, selected="b1")
+    labels = {progress_of(j, NOW).label for j in (*shot.active, *shot.page.jobs,
+                                                   shot.selected) if j is not None}
+    assert labels == {"2/6 · computing metrics"}
+
+
+def test_job_details_keep_state_out_of_the_parameters() -> None:
+    replay = job(job_id="r1", kind="replay", params={"from_ms": 5, "phase": "log",
+                                                     "generation": 4})
+    details = job_details(replay, NOW)
+    [code] = [c for c in find_all(details, lambda c: getattr(c, "className", None) is None
+                                  and type(c).__name__ == "Code")
+              if str(getattr(c, "children", "")).startswith("{")]
+    assert json.loads(code.children) == {"from_ms": 5}
+    text = text_of(details)
+    assert "Phase" in text and "following the log" in text and "Generation" in text

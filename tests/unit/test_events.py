@@ -55,7 +55,8 @@ def test_messages_round_trip_and_foreign_single_events_are_validated() -> None:
     decoded, bad = decode_message(b'{"event_id":"x","ts":"2026-11-21T10:00:00Z","type":"a"}')
     assert decoded[0]["ts"] == 1_795_255_200_000 and bad == []
     decoded, bad = decode_message(b'[{"event_id":"x","ts":1,"type":"a"},{"event_id":"y"}]')
-    assert len(decoded) == 1 and bad == [(1, "type: is required")]
+    assert len(decoded) == 1 and bad == [
+        (1, "ts: is required: ISO-8601 string or epoch milliseconds; type: is required")]
 
 
 def test_a_bad_line_does_not_sink_its_neighbours() -> None:
@@ -141,3 +142,18 @@ def test_ingest_takes_the_oldest_event_time_from_its_setting() -> None:
         .startswith("ts: ")
     assert Settings().api.max_event_age_days == 365
     assert Settings(api={"max_event_age_days": 3650}).api.max_event_age_days == 3650
+
+
+def test_an_event_with_several_problems_reports_all_of_them() -> None:
+    raw = {"event_id": "", "ts": "yesterday", "country": {"a": 1}, "amount": float("nan")}
+    with pytest.raises(EventError) as info:
+        validate_event(raw, now_ms=NOW)
+    assert str(info.value).split("; ") == [
+        "event_id: must not be empty", "ts: 'yesterday' is not ISO-8601 (e.g. "
+        "2026-11-21T10:00:00Z)", "type: is required", "country: must be a string "
+        "(dimension) or a number (measure), got object", "amount: must be a finite number"]
+
+
+def test_an_empty_array_is_no_events_and_no_rejections() -> None:
+    batch = parse_events(b"[]", now_ms=NOW)
+    assert batch.events == [] and batch.rejected == []
