@@ -99,6 +99,15 @@ def _label(job: Mapping[str, Any]) -> str:
                           phase if isinstance(phase, str) else None)
 
 
+def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job as the API shows it; a refusal (401, 404) is an AdminError with its code."""
+    response = client.get(f"/v1/admin/jobs/{job_id}")
+    if response.status_code != 200:
+        raise AdminError(f"job {job_id}: {_explain(response)}")
+    job: dict[str, Any] = response.json()
+    return job
+
+
 def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
            ) -> dict[str, Any]:
     """On a terminal, a progress bar naming the phase; otherwise one line per phase
@@ -108,7 +117,7 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
     if not sys.stdout.isatty():
         said = ""
         while time.monotonic() < deadline:
-            job = client.get(f"/v1/admin/jobs/{job_id}").json()
+            job = _job(client, job_id)
             if (text := _label(job)) != said and job["state"] in ("queued", "running"):
                 click.echo(f"{label} {text}")
                 said = text
@@ -120,10 +129,7 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
                            item_show_func=lambda _: _label(job) if job else None) as bar:
         shown = 0
         while time.monotonic() < deadline:
-            response = client.get(f"/v1/admin/jobs/{job_id}")
-            if response.status_code != 200:
-                raise AdminError(f"job {job_id}: {_explain(response)}")
-            job = response.json()
+            job = _job(client, job_id)
             total = job["units_total"] or 1
             done = int(100 * job["units_done"] / total)
             bar.update(max(0, done - shown))
