@@ -2,8 +2,10 @@
 is in :mod:`speed_layer.workers`.
 
 One agent reads the events topic with manual acknowledgement and hands each message to
-the :class:`SpeedWorker`, which decodes it once for both sinks: the windows (ClickHouse)
-and the archive (Parquet). It acknowledges a message, so Faust commits its offset,
+the :class:`SpeedWorker`; a message there is what one fetch brought of one partition
+(:mod:`speed_layer.batch_delivery`), so Faust's per-message cost is paid per fetch. The
+worker decodes messages once for both sinks: the windows (ClickHouse) and the archive
+(Parquet). It acknowledges a message, so Faust commits its offset,
 only when both its window rows and its archive file are stored.
 """
 
@@ -17,7 +19,7 @@ import faust
 from faust.sensors import Monitor
 
 from ingest.producer import EventProducer
-from speed_layer.delivery import EagerDeliveryTransport
+from speed_layer.batch_delivery import QUEUE_MAXSIZE, BatchDeliveryTransport
 from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
 from stratum.kafka_security import faust_credentials
@@ -94,9 +96,9 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         autodiscover=False,
         monitor=QuietMonitor(),
     )
-    app.transport = EagerDeliveryTransport(app.conf.broker_consumer, app)
+    app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
     events_topic = app.topic(settings.kafka.topic, value_serializer="raw",
-                             partitions=settings.kafka.partitions)
+                             partitions=settings.kafka.partitions, maxsize=QUEUE_MAXSIZE)
     producer = EventProducer(settings.kafka, bootstrap)
     if generation is None:
         generation = generations.live_generation(storage)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,10 +21,11 @@ import polars as pl
 
 from ingest.producer import EventProducer
 from speed_layer.aggregator import PartitionAggregator
+from speed_layer.batch_delivery import message_records
 from speed_layer.store import SpeedStore
 from stratum import archive, telemetry
 from stratum.errors import LogUnavailableError
-from stratum.event_frames import decode_messages
+from stratum.event_frames import DecodedBatch, decode_messages
 from stratum.events import Event
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
@@ -32,6 +33,7 @@ from stratum.storage import StorageError, generations
 
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
                 "offset", "payload")
+Origin = tuple[str, int, int]  # topic, partition, offset of a log message
 HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay)
 # Queued messages are aggregated at each flush, or as soon as this many bytes wait (about
 # 100,000 demo events): big enough to amortise the columnar work (Arrow's JSON reader
@@ -40,6 +42,14 @@ HANDOFF_TIMEOUT_S = 30.0  # the replay runner's own deadline (speed_layer.replay
 APPLY_AT_BYTES = 16 * 1024 * 1024
 
 log = logging.getLogger(__name__)
+# Log messages of one partition, ``(offset, value)`` in offset order -> their events as a
+# frame plus the items that are not events: how a topic's format is read.
+Decoder = Callable[[Sequence[tuple[int, bytes]], int], DecodedBatch]
+
+
+def decode_stratum(messages: Sequence[tuple[int, bytes]], now_ms: int) -> DecodedBatch:
+    """Stratum's own format: NDJSON batches of events (one event a message too)."""
+    return decode_messages(messages, now_ms=now_ms)
 
 
 def retry_delay_s(failures: int) -> float:
@@ -76,8 +86,10 @@ class _Acks:
 class SpeedWorker:
     def __init__(self, settings: Settings, catalog: MetricCatalog, store: SpeedStore,
                  producer: EventProducer, log_epoch: str,
-                 archiver: ArchiveWorker | None = None) -> None:
+                 archiver: ArchiveWorker | None = None, decode: Decoder = decode_stratum
+                 ) -> None:
         self.settings = settings
+        self.decode = decode
         self.catalog = catalog
         self.store = store
         self.producer = producer
@@ -92,8 +104,10 @@ class SpeedWorker:
         self._backoff_until = 0.0
         self._failures = 0
         self.archiver = archiver or ArchiveWorker(settings, log_epoch)
-        self._inbox: dict[int, list[tuple[int, bytes, Any]]] = {}
+        # partition -> (offset, value) of the messages taken and not yet aggregated
+        self._inbox: dict[int, list[tuple[int, bytes]]] = {}
         self._inbox_bytes = 0
+        self._topics: dict[int, str] = {}  # partition -> its topic, for side records
         self._written: dict[int, int] = {}  # partition -> offset its stored rows hold
         self.received: dict[int, int] = {}  # partition -> last offset taken from the log
         self._side: list[list[Any]] = []
@@ -146,10 +160,13 @@ class SpeedWorker:
                 await self._apply()
 
     def _receive(self, event: Any) -> None:
+        """Queue what ``event`` carries: a fetched batch of a partition's messages
+        (:mod:`speed_layer.batch_delivery`), or one message."""
         message = event.message
-        value: bytes = event.value or b""
-        self._inbox.setdefault(message.partition, []).append((message.offset, value, message))
-        self._inbox_bytes += len(value)
+        records = message_records(message, event.value)
+        self._inbox.setdefault(message.partition, []).extend(records)
+        self._inbox_bytes += sum(len(value) for _, value in records)
+        self._topics[message.partition] = message.topic
         self.received[message.partition] = message.offset
         self.last_event_wall = time.time()
         self.acks.pending.append(event)
@@ -162,9 +179,9 @@ class SpeedWorker:
         now_ms = int(time.time() * 1000)
         for partition, messages in inbox.items():
             agg = await self._aggregator(partition)
-            decoded = decode_messages([(offset, value) for offset, value, _ in messages],
-                                      now_ms=now_ms)
+            decoded = self.decode(messages, now_ms)
             last = messages[-1][0]
+            topic = self._topics.get(partition, self.settings.kafka.topic)
             try:
                 result = agg.add_frame(decoded.frame, last, now_ms)
             except Exception as exc:
@@ -181,27 +198,28 @@ class SpeedWorker:
             telemetry.SPEED_SKIPPED.inc(result.skipped)
             telemetry.SPEED_DUPLICATES.inc(result.duplicates)
             for bad in decoded.bad:
-                _, value, message = messages[bad.message]
-                await self._dead_letter(message, bad.index, bad.reason, value)
+                offset, value = messages[bad.message]
+                await self._dead_letter((topic, partition, offset), bad.index, bad.reason,
+                                        value)
             if result.late:
                 telemetry.SPEED_LATE.inc(len(result.late))
                 watermark = agg.watermark_ms
-                by_offset = {offset: message for offset, _, message in messages}
                 for late_event, offset in zip(result.late, result.late_offsets, strict=True):
-                    self._record("late", by_offset[offset], f"its window had closed "
+                    self._record("late", (topic, partition, offset), f"its window had closed "
                                  f"(watermark {watermark})", late_event,
                                  orjson.dumps(late_event).decode())
                 await self._send_late(result.late)
 
-    def _record(self, kind: str, message: Any, reason: str, event: Event | None,
+    def _record(self, kind: str, origin: Origin, reason: str, event: Event | None,
                 payload: str) -> None:
         """Keep a side event for ``side_events`` (written with the next flush)."""
         ts = event.get("ts") if event else None
+        topic, partition, offset = origin
         self._side.append([
             kind, datetime.now(tz=UTC),
             datetime.fromtimestamp(ts / 1000, tz=UTC) if isinstance(ts, int) else None,
-            str(event.get("event_id", "")) if event else "", reason[:1000], message.topic,
-            message.partition, message.offset, payload[:4096]])
+            str(event.get("event_id", "")) if event else "", reason[:1000], topic,
+            partition, offset, payload[:4096]])
 
     async def _send_late(self, late: list[Event]) -> None:
         try:
@@ -209,16 +227,17 @@ class SpeedWorker:
         except LogUnavailableError as exc:  # still archived; batch corrects the window
             log.warning("could not send %d late event(s): %s", len(late), exc)
 
-    async def _dead_letter(self, message: Any, index: int | None, reason: str, value: bytes
+    async def _dead_letter(self, origin: Origin, index: int | None, reason: str, value: bytes
                            ) -> None:
         telemetry.DEAD_LETTERS.inc()
-        self._record("dead_letter", message, reason if index is None else f"item {index}: "
+        self._record("dead_letter", origin, reason if index is None else f"item {index}: "
                      f"{reason}", None, value[:4096].decode("utf-8", errors="replace"))
-        log.warning("dead letter: %s[%d]@%d item %s: %s", message.topic, message.partition,
-                    message.offset, index, reason)
+        topic, partition, offset = origin
+        log.warning("dead letter: %s[%d]@%d item %s: %s", topic, partition, offset, index,
+                    reason)
         record = orjson.dumps({
-            "reason": reason, "topic": message.topic, "partition": message.partition,
-            "offset": message.offset, "index": index,
+            "reason": reason, "topic": topic, "partition": partition,
+            "offset": offset, "index": index,
             "value": value[:65536].decode("utf-8", errors="replace"),
         })
         try:
@@ -359,7 +378,7 @@ class SpeedWorker:
             self.partitions.pop(partition, None)
             self._written.pop(partition, None)
             self.received.pop(partition, None)
-            self._inbox_bytes -= sum(len(v) for _, v, _ in self._inbox.pop(partition, []))
+            self._inbox_bytes -= sum(len(v) for _, v in self._inbox.pop(partition, []))
         self.acks.pending = [e for e in self.acks.pending
                              if e.message.partition not in partitions]
 
