@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerMessage, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
@@ -34,6 +35,11 @@ BATCHES = {"batches": 0, "messages": 0}
 # A stream's buffer holds batches, each up to one fetch of a partition (the consumer's
 # max fetch size): a few, not Faust's 4,096 messages' worth.
 QUEUE_MAXSIZE = 16
+# How long the broker may hold a fetch that finds no new data. Faust fixes 1.5 s; the
+# embedded broker holds a fetch that long even when data arrives meanwhile, which cost
+# up to 1.5 s of freshness (p50 393 ms against 25 ms at 100 ms, one message every
+# 237 ms). An idle consumer then fetches 10 times a second: negligible.
+FETCH_MAX_WAIT_MS = 100
 
 
 class BatchMessage(ConsumerMessage):
@@ -61,7 +67,17 @@ def message_records(message: Any, value: bytes | None) -> list[tuple[int, bytes]
     return [(message.offset, value or b"")]
 
 
+class QuickFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by start(), not yet called
+        return consumer
+
+
 class BatchDeliveryConsumer(EagerDeliveryConsumer):
+    def _new_consumer_thread(self) -> QuickFetchConsumerThread:
+        return QuickFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         """Faust's fetch loop, a batch per partition and fetch instead of a message per
         record (same stop, error and commit-every handling)."""

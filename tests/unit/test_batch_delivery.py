@@ -14,9 +14,11 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.types import TP
 
 from speed_layer.batch_delivery import (
+    FETCH_MAX_WAIT_MS,
     BatchDeliveryConsumer,
     BatchDeliveryTransport,
     BatchMessage,
+    QuickFetchConsumerThread,
     message_records,
 )
 
@@ -116,3 +118,17 @@ def test_a_fetch_becomes_a_batch_per_partition_without_what_was_read(
         loop.close()
     assert [(b.tp, b.first_offset, b.offset, len(b.records)) for b in batches] == [
         (TP0, 5, 6, 2), (TP(TOPIC, 1), 1, 4, 2)]
+
+
+def test_the_worker_consumer_fetches_with_a_short_broker_wait(
+        consumer: BatchDeliveryConsumer) -> None:
+    thread = consumer._new_consumer_thread()
+    assert isinstance(thread, QuickFetchConsumerThread)
+    loop = asyncio.new_event_loop()
+    try:
+        async def make() -> Any:
+            return thread._create_worker_consumer(consumer.transport)
+        made = loop.run_until_complete(make())
+    finally:
+        loop.close()
+    assert made._fetch_max_wait_ms == FETCH_MAX_WAIT_MS < 1500

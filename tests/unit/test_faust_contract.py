@@ -144,3 +144,13 @@ def test_the_conductor_delivers_a_message_once_to_each_channels_queue() -> None:
 def test_a_topics_maxsize_bounds_its_channel_queue() -> None:
     assert "maxsize=maxsize" in _source(topics.Topic.__init__)
     assert "maxsize = self.maxsize" in _source(channels.Channel.queue.fget)  # type: ignore[attr-defined]
+
+
+def test_faust_builds_its_worker_consumer_where_we_lower_the_fetch_wait() -> None:
+    create = _source(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=1500," in create
+    assert "return AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in \
+        _source(faust_aiokafka.Consumer._new_consumer_thread)
+    import aiokafka.consumer.consumer as aiokafka_consumer
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in _source(
+        aiokafka_consumer.AIOKafkaConsumer.start)
