@@ -87,9 +87,12 @@ def run_role(role: str, bootstrap: str, topic: str, events: int, expect: dict[in
 
 
 def measure(quick: bool, roles: tuple[str, ...] = ROLES, repeats: int | None = None,
-            batched_n: int | None = None, profile: bool = False) -> list[Figure]:
+            batched_n: int | None = None, profile: bool = False,
+            single_n: int | None = None) -> list[Figure]:
     batched_n = batched_n or (300_000 if quick else 1_000_000)
-    single_n = 30_000 if quick else 100_000
+    # Enough one-event messages that the rate is the worker's, not its 1 s flush cadence
+    # (at 30 K, the first flush after the last event was most of the run).
+    single_n = single_n or (300_000 if quick else 1_000_000)
     repeats = repeats or (1 if quick else 3)
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="stratum-bench-speed-") as tmp:
@@ -199,11 +202,14 @@ def main() -> None:
                         help="comma-separated subset of stratum,plain,faust (no figures then)")
     parser.add_argument("--repeats", type=int, help="runs of each role (default 3, quick 1)")
     parser.add_argument("--events", type=int, help="batched events (default 1 M, quick 300 K)")
+    parser.add_argument("--singles", type=int,
+                        help="one-event messages (default 1 M, quick 300 K)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy Stratum's first runs into benchmarks/profiles/")
     args = parser.parse_args()
     roles = tuple(r for r in args.roles.split(",") if r)
-    emit(measure(args.quick, roles, args.repeats, args.events, args.profile), args.emit)
+    emit(measure(args.quick, roles, args.repeats, args.events, args.profile, args.singles),
+         args.emit)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ is in :mod:`speed_layer.workers`.
 
 One agent reads the events topic with manual acknowledgement and hands each message to
 the :class:`SpeedWorker`; each ``[[source]]`` some metric reads has its own agent on its
-topic and its own worker (its metrics, its mapping, its archive directory). A worker
-decodes each message once for both sinks: the windows (ClickHouse) and the archive
+topic and its own worker (its metrics, its mapping, its archive directory). A message
+there is what one fetch brought of one partition (:mod:`speed_layer.batch_delivery`), so
+Faust's per-message cost is paid per fetch. A worker decodes messages once for both
+sinks: the windows (ClickHouse) and the archive
 (Parquet). It acknowledges a message, so Faust commits its offset,
 only when both its window rows and its archive file are stored.
 """
@@ -19,7 +21,7 @@ import faust
 from faust.sensors import Monitor
 
 from ingest.producer import EventProducer
-from speed_layer.delivery import EagerDeliveryTransport
+from speed_layer.batch_delivery import QUEUE_MAXSIZE, BatchDeliveryTransport
 from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
 from stratum.kafka_security import faust_credentials
@@ -99,7 +101,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
         autodiscover=False,
         monitor=QuietMonitor(),
     )
-    app.transport = EagerDeliveryTransport(app.conf.broker_consumer, app)
+    app.transport = BatchDeliveryTransport(app.conf.broker_consumer, app)
     producer = EventProducer(settings.kafka, bootstrap)
     if generation is None:
         generation = generations.live_generation(storage)
@@ -123,7 +125,8 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
 
     for topic_name, worker in topics.items():
         partitions = {"partitions": settings.kafka.partitions} if worker is speed else {}
-        _agent(app, app.topic(topic_name, value_serializer="raw", **partitions), worker)
+        _agent(app, app.topic(topic_name, value_serializer="raw", maxsize=QUEUE_MAXSIZE,
+                              **partitions), worker)
 
     # An exception escaping a Faust timer crashes the whole app: contain and log it.
     @app.timer(interval=speed_settings.flush_interval_s)

@@ -1,6 +1,6 @@
-"""A backlog of one-event messages larger than a stream's buffer (Faust's 4,096) is
-counted exactly once: the path on which Stratum's consumer waits for the stream to work
-its buffer down before delivering more (:mod:`speed_layer.delivery`)."""
+"""A backlog of one-event messages, far more than a stream's buffer holds, is counted
+exactly once, reaches the worker in fetched batches (:mod:`speed_layer.batch_delivery`),
+and Faust commits every partition through its last offset once it is stored."""
 
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from ingest.producer import partition_for
+from speed_layer.batch_delivery import BATCHES
 from speed_layer.delivery import DELIVERIES
+from tests.processes import committed_offsets
 from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 MESSAGES = 20_000
 
 
-def _produce_one_per_message(stack: Stack, kind: str, ts: int) -> None:
+def _produce_one_per_message(stack: Stack, kind: str, ts: int) -> dict[int, int]:
+    """The last offset written per partition."""
     kafka = stack.settings.kafka
 
-    async def produce() -> None:
+    async def produce() -> dict[int, int]:
         # One batch per partition (all sent within the linger): the worker fetches them
         # at once, more than the stream's buffer holds.
         producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=3_000,
@@ -36,26 +39,44 @@ def _produce_one_per_message(stack: Stack, kind: str, ts: int) -> None:
                                       "type": kind, "country": "DE"})
                 sent.append(await producer.send(kafka.topic, value, partition=partition_for(
                     event_id, kafka.partitions)))
-            await asyncio.gather(*sent)
+            last: dict[int, int] = {}
+            for meta in await asyncio.gather(*sent):
+                last[meta.partition] = max(last.get(meta.partition, -1), meta.offset)
+            return last
         finally:
             await producer.stop()
 
-    asyncio.run(produce())
+    return asyncio.run(produce())
 
 
 def test_a_backlog_of_single_event_messages_is_counted_once(stack: Stack) -> None:
     kind = f"backlog{time.time_ns()}"
     ts = int(time.time() * 1000)
     span = (ts - 120_000, ts + 120_000)
-    before = dict(DELIVERIES)
-    _produce_one_per_message(stack, kind, ts)
+    before, batches_before = dict(DELIVERIES), dict(BATCHES)
+    last = _produce_one_per_message(stack, kind, ts)
     wait_until(lambda: stack.total("events", *span, type=kind) >= MESSAGES, 90,
                f"{MESSAGES:,} one-event messages in the speed layer")
     time.sleep(2 * stack.settings.speed.flush_interval_s + 0.5)  # later flushes add nothing
     assert stack.total("events", *span, type=kind) == MESSAGES
-    # Stratum's delivery ran (not Faust's own path), and took both of its branches.
+
+    # Acknowledging a batch acknowledges every offset in it: Faust commits through the end.
+    kafka = stack.settings.kafka
+
+    def committed() -> dict[int, int]:
+        return asyncio.run(committed_offsets(stack.bootstrap, stack.settings.speed
+                                             .consumer_group, kafka.topic, kafka.partitions))
+    wait_until(lambda: all(committed().get(p, 0) > o for p, o in last.items()), 30,
+               f"offsets committed through {last}")
+
+    # The messages came in batches (a delivery per fetch of a partition, not per message),
+    # each delivery started eagerly, none by Faust's own per-message path.
+    batches = BATCHES["batches"] - batches_before["batches"]
+    messages = BATCHES["messages"] - batches_before["messages"]
     eager = DELIVERIES["eager"] - before["eager"]
-    waited = DELIVERIES["waited"] - before["waited"]
-    print(f"\ndeliveries: {eager} eager, {waited} waited, "
+    print(f"\n{messages} messages in {batches} batches; deliveries: {eager} eager, "
+          f"{DELIVERIES['waited'] - before['waited']} waited, "
           f"{DELIVERIES['faust'] - before['faust']} by Faust's own path")
-    assert eager > MESSAGES // 2 and waited > 0
+    assert messages >= MESSAGES
+    assert 0 < batches <= MESSAGES // 100
+    assert eager > 0 and DELIVERIES["faust"] == before["faust"]
