@@ -31,6 +31,7 @@ class _Message:
     topic: str
     partition: int
     offset: int
+    timestamp: float | None = None  # seconds, as Faust's message carries it
 
 
 @dataclass
