@@ -60,11 +60,20 @@ def fmt_seconds(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+INGEST_WINDOW = "last 30 s"  # the API's rate window for stage counters (serving/pipeline.py)
+
+
+def fmt_rate_number(per_s: float) -> str:
+    """Whole numbers from 100 up, one decimal from 1, two below: 12,404 · 18.5 · 0.25
+    (never "12,404.0")."""
+    if abs(per_s) >= 100:
+        return f"{per_s:,.0f}"
+    return f"{per_s:.1f}" if abs(per_s) >= 1 else f"{per_s:.2f}"
+
+
 def fmt_rate(per_s: float | None) -> str:
-    """Events per second, whole numbers once they are large enough to read that way."""
-    if per_s is None:
-        return "–"
-    return f"{per_s:,.0f}/s" if per_s >= 10 else f"{per_s:.1f}/s"
+    """Events per second with the precision of :func:`fmt_rate_number`."""
+    return "–" if per_s is None else f"{fmt_rate_number(per_s)}/s"
 
 
 def fmt_iso(moment: datetime | None) -> str:

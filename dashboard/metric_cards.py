@@ -16,7 +16,8 @@ from dashboard.api_models import MetricInfo, SeriesResponse
 from dashboard.components import card
 from dashboard.figures import GRAPH_CONFIG, GRAPH_HEIGHT, message_figure
 from dashboard.formatting import fmt_clock, fmt_value
-from dashboard.series import group_by_for, headline, latest_point
+from dashboard.kpi_tiles import headline_value
+from dashboard.series import group_by_for, latest_point
 
 
 def legend_key() -> html.Div:
@@ -25,7 +26,9 @@ def legend_key() -> html.Div:
         html.Span([html.Span(className="swatch swatch--batch"), "batch (authoritative)"]),
         html.Span([html.Span(className="swatch swatch--speed"), "speed (fresh)"]),
         html.Span([html.Span(className="swatch swatch--horizon"), "batch horizon"]),
-        html.Span("● batch point  ○ speed point  ◆ mixed", className="legend-markers"),
+        html.Span([html.Span(className="swatch swatch--open"), "in progress (still filling)"]),
+        html.Span("● batch point  ○ speed point  ◆ mixed  ▲ batch run",
+                  className="legend-markers"),
     ])
 
 
@@ -52,12 +55,15 @@ def metric_card(metric: MetricInfo) -> html.Section:
     )
 
 
-def kpi(metric: MetricInfo, response: SeriesResponse) -> list[Component]:
-    head = headline(metric, response)
-    label = "30-min total" if head.label == "total" else "latest"
+def kpi(metric: MetricInfo, response: SeriesResponse, now: datetime) -> list[Component]:
+    """The card's headline: the newest complete window, as on its tile, with its time."""
+    newest = headline_value(metric, response, now)
     unit = html.Span(f" {metric.unit}", className="kpi-unit") if metric.unit else None
+    label = (f"per {response.step} · {fmt_clock(newest[0])}" if newest
+             else f"no complete {response.step} window yet")
     return [
-        html.Div([fmt_value(head.value, metric), unit], className="kpi-value"),
+        html.Div([fmt_value(newest[1] if newest else None, metric), unit],
+                 className="kpi-value"),
         html.Div(label, className="kpi-label"),
     ]
 

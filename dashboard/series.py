@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dashboard.api_models import Job, MetricInfo, Point, SeriesResponse
 
-MAX_LINES = 8
+MAX_LINES = 10  # the palette's distinct hues: 9 groups and "other"
 OTHER = "other"
 
 
@@ -25,6 +25,9 @@ class Line:
     x: list[datetime]
     y: list[float | None]
     source: list[str]
+    counts: list[int | None] = field(default_factory=list)  # events per window
+    group: dict[str, str] = field(default_factory=dict)
+    folded: int = 0  # groups summed into this line ("other")
 
     @property
     def total(self) -> float:
@@ -97,6 +100,8 @@ def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
             x=[to_naive_utc(p.t) for p in series.points],
             y=[p.value for p in series.points],
             source=[p.source for p in series.points],
+            counts=[p.count for p in series.points],
+            group=dict(series.group),
         )
         for series in response.series
         if series.points
@@ -111,11 +116,14 @@ def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
 def _fold(lines: list[Line]) -> Line:
     """Sum several lines point by point; a window fed by different sources is "mixed"."""
     values: dict[datetime, float] = defaultdict(float)
+    counts: dict[datetime, int] = defaultdict(int)
     sources: dict[datetime, set[str]] = defaultdict(set)
     for line in lines:
-        for x, y, source in zip(line.x, line.y, line.source, strict=True):
+        line_counts = line.counts or [None] * len(line.x)
+        for x, y, source, n in zip(line.x, line.y, line.source, line_counts, strict=True):
             if y is not None:
                 values[x] += y
+                counts[x] += n or 0
                 sources[x].add(source)
     xs = sorted(values)
     return Line(
@@ -123,6 +131,9 @@ def _fold(lines: list[Line]) -> Line:
         x=xs,
         y=[values[x] for x in xs],
         source=[next(iter(sources[x])) if len(sources[x]) == 1 else "mixed" for x in xs],
+        counts=[counts[x] for x in xs],
+        group=dict.fromkeys(lines[0].group, OTHER),
+        folded=len(lines),
     )
 
 

@@ -247,7 +247,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         except ApiError as exc:
             return (no_update, no_update, no_update, "", banner(str(exc)),
                     {"search": to_search(query)}, time.time())
-        return (view_figure(metric, response, jobs), table_rows(response),
+        return (view_figure(metric, response, jobs, now),
+                table_rows(response, additive=metric.additive, now=now),
                 table_columns(metric), summary_text(metric, response, now), None,
                 {"search": to_search(query), "query": asdict(query)}, time.time())
 

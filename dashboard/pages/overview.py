@@ -29,6 +29,7 @@ from dashboard.api_models import MetricInfo, Pipeline, SeriesResponse, Status
 from dashboard.components import banner, page_header
 from dashboard.errors import ApiError, ApiUnavailableError
 from dashboard.figures import PALETTE, message_figure, metric_figure, sparkline
+from dashboard.formatting import INGEST_WINDOW, fmt_rate
 from dashboard.kpi_tiles import (
     freshness,
     freshness_tile,
@@ -179,16 +180,16 @@ def _render(metrics: list[MetricInfo], results: list[Fetched], now: datetime) ->
         lines = lines_of(result, additive=metric.additive)
         figures.append(
             metric_figure(metric, lines, start=result.start, end=result.end, step=result.step,
-                          horizon=result.horizon, runs=runs)
+                          horizon=result.horizon, runs=runs, now=now)
             if has_values(lines) else message_figure(NO_DATA))
         last_points.append(last_point_text(result, now))
-        kpis.append(kpi(metric, result))
+        kpis.append(kpi(metric, result, now))
         value, note = metric_tile_text(metric, result, now)
         values.append(value)
         notes.append(note)
         xs, ys = spark_points(metric, result)
         sparks.append(sparkline(xs, ys, start=result.start, end=result.end,
-                                horizon=result.horizon))
+                                horizon=result.horizon, step=result.step, now=now))
     rate = _rate_tile(metrics, series, pipeline, now)
     fresh = freshness(status if isinstance(status, Status) else None,
                       str(status) if isinstance(status, ApiError) else None)
@@ -201,12 +202,14 @@ def _rate_tile(metrics: list[MetricInfo], series: list[Fetched], pipeline: Fetch
     counter = throughput_metric(metrics)
     ingest = pipeline.stage("ingest_accepted").per_s if isinstance(pipeline, Pipeline) else None
     if counter is None:
-        note = f"ingest now {ingest:,.1f}/s" if ingest is not None else "no count metric"
+        note = (f"ingest {fmt_rate(ingest)} ({INGEST_WINDOW})" if ingest is not None
+                else "no count metric")
         return "–", note, message_figure("")
     response = series[metrics.index(counter)]
     if not isinstance(response, SeriesResponse):
         return "–", str(response), message_figure("")
     value, note, xs, rates = rate_text(counter, response, now, ingest)
     spark = sparkline(xs, list(rates), start=response.start, end=response.end,
-                      horizon=response.horizon, colour=PALETTE[1])
+                      horizon=response.horizon, step=response.step, now=now,
+                      colour=PALETTE[4])
     return value, note, spark
