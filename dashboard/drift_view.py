@@ -11,7 +11,7 @@ from dash.development.base_component import Component
 
 from dashboard.api_models import Drift, DriftPoint, MetricInfo
 from dashboard.figures import GRID, MUTED, base_layout, message_figure
-from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc
+from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc, zone_name
 from dashboard.series import to_naive_utc
 from stratum.windows import parse_duration_ms
 
@@ -89,7 +89,7 @@ def drift_figure(drift: Drift, metric: MetricInfo) -> go.Figure:
             width=[width_ms] * len(points), offset=0,
             customdata=[[fmt_value(p.speed, metric), fmt_value(p.batch, metric),
                          p.speed_count, p.batch_count, p.reason] for p in points],
-            hovertemplate=("%{x|%H:%M} UTC<br>speed %{customdata[0]} · batch "
+            hovertemplate=(f"%{{x|%H:%M}} {zone_name()}<br>speed %{{customdata[0]}} · batch "
                            "%{customdata[1]}<br>events: speed %{customdata[2]}, batch "
                            "%{customdata[3]}<br>%{customdata[4]}<extra>%{y:.3f} %</extra>"))
     fig.update_layout(

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from dashboard.api_models import Job, MetricInfo, SeriesResponse
 from dashboard.drawing import drawn_points, split_open
 from dashboard.figures import message_figure, metric_figure
-from dashboard.formatting import fmt_clock, fmt_when, number_format
+from dashboard.formatting import fmt_clock, fmt_when, number_format, zone_name
 from dashboard.series import has_values, latest_point, lines_of, run_marks, to_naive_utc
 
 
@@ -32,7 +32,7 @@ def table_columns(metric: MetricInfo | None) -> list[dict[str, Any]]:
     unit = f" ({metric.unit})" if metric and metric.unit else ""
     value_format = {"specifier": number_format(metric) if metric else ",.2f"}
     return [
-        {"name": "window start (UTC)", "id": "window"},
+        {"name": f"window start ({zone_name()})", "id": "window"},
         {"name": "group", "id": "group"},
         {"name": f"value{unit}", "id": "value", "type": "numeric", "format": value_format},
         {"name": "source", "id": "source"},
@@ -60,7 +60,7 @@ def summary_text(metric: MetricInfo, response: SeriesResponse, now: datetime) ->
     if any(piece.open is not None for piece in pieces):
         parts.append("last window in progress")
     parts += [f"step {response.step}",
-             f"{fmt_when(response.start, now)} – {fmt_when(response.end, now)} UTC"]
+             f"{fmt_when(response.start, now)} – {fmt_when(response.end, now)} {zone_name()}"]
     parts.append(f"batch horizon {fmt_clock(response.horizon)}" if response.horizon
                  else "no batch horizon yet")
     newest = latest_point(response)

@@ -18,7 +18,7 @@ from dash import dcc
 
 from dashboard.api_models import MetricInfo
 from dashboard.drawing import PALETTE, colour_of, complete_before, split_open, step_delta
-from dashboard.formatting import number_format
+from dashboard.formatting import number_format, zone_name
 from dashboard.series import Line, RunMark, to_naive_utc
 
 __all__ = ["PALETTE", "message_figure", "metric_figure", "sparkline"]
@@ -119,7 +119,7 @@ def metric_figure(
     fig.update_layout(
         xaxis={"range": [x0, x1], "gridcolor": GRID, "tickformat": _tick_format(x1 - x0),
                "showline": True, "linecolor": GRID,
-               "hoverformat": "window %Y-%m-%d %H:%M:%S UTC"},
+               "hoverformat": f"window %Y-%m-%d %H:%M:%S {zone_name()}"},
         yaxis=yaxis,
         yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True},
         hovermode="x unified",

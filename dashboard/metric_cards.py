@@ -15,7 +15,7 @@ from dashboard import ids
 from dashboard.api_models import MetricInfo, SeriesResponse
 from dashboard.components import card
 from dashboard.figures import GRAPH_CONFIG, GRAPH_HEIGHT, message_figure
-from dashboard.formatting import fmt_clock, fmt_value
+from dashboard.formatting import fmt_clock, fmt_value, zone_name
 from dashboard.kpi_tiles import headline_value
 from dashboard.series import group_by_for, latest_point
 
@@ -74,8 +74,8 @@ def last_point_text(response: SeriesResponse, now: datetime) -> str:
     Why both: a window start says which window is the newest, not how fresh the card
     is; the refresh time stops moving when the API does.
     """
-    refreshed = f"refreshed {fmt_clock(now)} UTC"
+    refreshed = f"refreshed {fmt_clock(now)} {zone_name()}"
     newest = latest_point(response)
     if newest is None:
         return f"no points yet · {refreshed}"
-    return f"last point {fmt_clock(newest.t)} UTC ({newest.source}) · {refreshed}"
+    return f"last point {fmt_clock(newest.t)} {zone_name()} ({newest.source}) · {refreshed}"

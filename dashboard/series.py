@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dashboard.api_models import Job, MetricInfo, Point, SeriesResponse
+from dashboard.formatting import display_offset, fmt_clock, zone_name
 
 MAX_LINES = 10  # the palette's distinct hues: 9 groups and "other"
 OTHER = "other"
@@ -58,9 +59,9 @@ def run_marks(jobs: Sequence[Job]) -> list[RunMark]:
         if job.finished_at is None or job.state not in ("succeeded", "failed"):
             continue
         at = job.finished_at.astimezone(UTC) if job.finished_at.tzinfo else job.finished_at
-        text = f"{job.kind} run {job.state} at {at:%H:%M:%S} UTC"
+        text = f"{job.kind} run {job.state} at {fmt_clock(at)} {zone_name()}"
         if job.horizon is not None and job.kind == "batch" and job.state == "succeeded":
-            text += f"; horizon → {job.horizon.astimezone(UTC):%H:%M:%S}"
+            text += f"; horizon → {fmt_clock(job.horizon)}"
         marks.append(RunMark(at, text))
     return marks
 
@@ -83,9 +84,11 @@ def group_label(group: dict[str, str]) -> str:
 
 
 def to_naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    """Plotly's naive time: UTC, shifted into the display zone when the page asks for
+    local time (:func:`dashboard.formatting.display_zone`); naive input is UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment + display_offset()
 
 
 def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:

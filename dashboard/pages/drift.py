@@ -24,7 +24,7 @@ from dashboard.components import banner, card, page_header
 from dashboard.drift_view import TABLE_COLUMNS, drift_figure, drift_rows, drift_tiles
 from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
-from dashboard.formatting import fmt_clock
+from dashboard.formatting import fmt_clock, zone_name
 from dashboard.live import live_interval, too_soon
 from dashboard.metric_picker import register_metric_picker
 
@@ -116,6 +116,6 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         except ApiError as exc:
             message = f"{exc}. The numbers below are stale; retrying every 10 s."
             return (no_update, no_update, no_update, banner(message),
-                    f"failed at {fmt_clock(now)} UTC", time.time())
+                    f"failed at {fmt_clock(now)} {zone_name()}", time.time())
         return (drift_tiles(drift), drift_figure(drift, metric), drift_rows(drift, metric),
-                None, f"updated {fmt_clock(now)} UTC", time.time())
+                None, f"updated {fmt_clock(now)} {zone_name()}", time.time())

@@ -22,7 +22,7 @@ from dashboard.api_models import JobPage
 from dashboard.components import banner, card, page_header
 from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
-from dashboard.formatting import fmt_clock
+from dashboard.formatting import fmt_clock, zone_name
 from dashboard.jobs_table import jobs_table
 from dashboard.live import live_interval, too_soon
 from dashboard.pipeline_view import (
@@ -89,9 +89,9 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             state = api.pipeline(limit=JOBS_SHOWN)
         except ApiError as exc:
             message = f"{exc}. The numbers below are stale; retrying every 2 s."
-            return (*[no_update] * 5, banner(message), f"failed at {fmt_clock(now)} UTC",
+            return (*[no_update] * 5, banner(message), f"failed at {fmt_clock(now)} {zone_name()}",
                     time.time())
         jobs = jobs_table(JobPage(jobs=state.jobs, total=state.jobs_total), now=now)
         return (stage_tiles(state), throughput_figure(state), partitions_table(state),
-                timeline_figure(state, now), jobs, None, f"updated {fmt_clock(now)} UTC",
+                timeline_figure(state, now), jobs, None, f"updated {fmt_clock(now)} {zone_name()}",
                 time.time())

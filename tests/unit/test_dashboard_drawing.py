@@ -121,3 +121,26 @@ def test_numbers_read_the_same_everywhere() -> None:
     assert columns["events"]["format"]["specifier"] == ",.0f"
     assert fmt_rate(12_404.0) == "12,404/s" and fmt_rate(18.46) == "18.5/s"
     assert fmt_rate(0.25) == "0.25/s"
+
+
+def test_throughput_axis_fits_the_steady_rate_not_the_backfill_spike() -> None:
+    from dashboard.pipeline_view import clip_top
+
+    steady = [150.0, 160.0, 155.0, 148.0, 152.0, 158.0, 151.0, 149.0, 154.0]
+    top, peak = clip_top([12_000.0, 9_000.0, *steady])
+    assert 160 < top < 400 and peak == 12_000.0
+    assert clip_top(steady) == (160.0 * 1.15, None)
+    assert clip_top([None, None]) == (1.0, None)
+
+
+def test_local_time_shifts_clocks_axes_and_labels() -> None:
+    from dashboard.formatting import display_zone, fmt_clock, zone_name
+    from dashboard.series import to_naive_utc
+
+    moment = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    with display_zone("local", 90):
+        assert fmt_clock(moment) == "11:30:00" and zone_name() == "UTC+01:30"
+        assert to_naive_utc(moment) == datetime(2026, 11, 21, 11, 30)
+    with display_zone("utc", 90):
+        assert fmt_clock(moment) == "10:00:00" and zone_name() == "UTC"
+    assert to_naive_utc(moment) == datetime(2026, 11, 21, 10, 0)
