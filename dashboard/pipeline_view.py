@@ -77,14 +77,15 @@ def stage_tiles(p: Pipeline) -> list[Component]:
 
 def clip_top(values: Sequence[float | None]) -> tuple[float, float | None]:
     """(axis top, clipped peak or None): the axis fits the steady rate, not a back-fill
-    spike. Top = 1.6 × the 85th percentile (at least the newest value × 1.3); a peak
-    above that is clipped and named instead of squashing everything else to zero."""
+    spike. Top = 2.5 × the median of the non-zero rates (at least the newest value ×
+    1.3); a peak above that is clipped and named instead of squashing the rest to zero."""
     seen = sorted(v for v in values if v is not None)
     if not seen:
         return 1.0, None
-    steady = seen[min(len(seen) - 1, int(0.85 * len(seen)))]
+    moving = [v for v in seen if v > 0] or seen
+    steady = moving[len(moving) // 2]
     newest = next((v for v in reversed(values) if v is not None), 0.0)
-    top = max(steady * 1.6, newest * 1.3, 1.0)
+    top = max(steady * 2.5, newest * 1.3, 1.0)
     peak = seen[-1]
     return (top, peak) if peak > top else (peak * 1.15 or 1.0, None)
 
