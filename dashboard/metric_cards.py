@@ -13,6 +13,7 @@ from dash.development.base_component import Component
 
 from dashboard import ids
 from dashboard.api_models import MetricInfo, SeriesResponse
+from dashboard.api_query import query_details
 from dashboard.components import card
 from dashboard.figures import GRAPH_CONFIG, GRAPH_HEIGHT, message_figure
 from dashboard.formatting import fmt_clock, fmt_value, zone_name
@@ -36,7 +37,7 @@ def metric_card(metric: MetricInfo) -> html.Section:
     """A card whose graph, headline and last-point text have ids the refresh targets."""
     grouping = group_by_for(metric)
     kind = metric.aggregation if metric.quantile is None else f"p{metric.quantile * 100:g}"
-    facts = [kind, f"{metric.finest_window} windows",
+    facts = [kind, f"{', '.join(metric.windows)} windows",
              f"by {', '.join(grouping)}" if grouping else "total"]
     return card(
         metric.name,
@@ -48,6 +49,7 @@ def metric_card(metric: MetricInfo) -> html.Section:
             html.Span("–", id=ids.metric_id(ids.OVERVIEW_LAST_POINT, metric.name),
                       className="last-point"),
         ]),
+        query_details(ids.metric_id(ids.OVERVIEW_API, metric.name)),
         subtitle=metric.description or None,
         aside=html.Div("–", id=ids.metric_id(ids.OVERVIEW_KPI, metric.name), className="kpi"),
         class_name="metric-card",
