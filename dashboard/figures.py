@@ -142,10 +142,10 @@ def _add_line(fig: go.Figure, metric: MetricInfo, line: Line, colour: str, *,
     fig.add_trace(go.Scatter(
         x=line.x, y=line.y, name=line.label, legendgroup=line.label, showlegend=legend,
         mode="lines+markers" if show_markers else "lines",
-        opacity=0.55 if filling else 1.0,
+        opacity=0.75 if filling else 1.0,
         line={"color": colour, "width": 2, "dash": "dot" if filling else "solid"},
         marker={
-            "color": "#ffffff" if filling else colour, "size": 7 if filling else 6,
+            "color": "#ffffff" if filling else colour, "size": 8 if filling else 6,
             "symbol": ["circle-open" if filling else SYMBOLS.get(s, "circle")
                        for s in line.source],
             "line": {"color": colour, "width": 1.5},
