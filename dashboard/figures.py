@@ -9,6 +9,7 @@ and hover text naming its source.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False}
 SPARK_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "staticPlot": True}
 RUN_COLOR = "#4338ca"
 MAX_RUN_MARKS = 12
+MESSAGE_WIDTH = 40  # characters per line of a message figure: fits 390 px
 
 
 def base_layout() -> dict[str, Any]:
@@ -55,14 +57,16 @@ def base_layout() -> dict[str, Any]:
 
 
 def message_figure(text: str) -> go.Figure:
-    """A figure that is only a sentence: "No data yet" instead of empty axes."""
+    """A figure that is only a sentence: "No data yet" instead of empty axes. Wrapped,
+    since Plotly does not wrap and a phone would cut the sentence at both ends."""
     layout = base_layout()
     layout.update(
         xaxis={"visible": False},
         yaxis={"visible": False},
         plot_bgcolor="rgba(0,0,0,0)",
         annotations=[{
-            "text": text, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
+            "text": "<br>".join(textwrap.wrap(text, MESSAGE_WIDTH)),
+            "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
             "showarrow": False, "font": {"size": 14, "color": MUTED},
         }],
     )

@@ -144,3 +144,22 @@ def test_local_time_shifts_clocks_axes_and_labels() -> None:
     with display_zone("utc", 90):
         assert fmt_clock(moment) == "10:00:00" and zone_name() == "UTC"
     assert to_naive_utc(moment) == datetime(2026, 11, 21, 10, 0)
+
+
+def test_batch_runs_sit_on_the_bottom_edge_with_a_legend_entry() -> None:
+    """Not on the top edge, where the horizon label is ("batch horizo▼▼▼07:17")."""
+    from dashboard.figures import message_figure
+    from dashboard.series import RunMark
+
+    data = response({"DE": [20, 21, 22]})
+    run = RunMark(datetime(2026, 11, 21, 10, 21, tzinfo=UTC), "batch run succeeded")
+    figure = metric_figure(EVENTS, lines_of(data, additive=True), start=data.start,
+                           end=data.end, step="1m", horizon=T0 + timedelta(minutes=22),
+                           runs=[run], now=NOW)
+    runs = [t for t in figure.data if t.name == "batch run"]
+    assert len(runs) == 1 and runs[0].yaxis == "y2" and runs[0].y == (0.03,)
+    assert figure.layout.showlegend is True
+    assert not any(a.text == "▼" for a in figure.layout.annotations)
+    long = message_figure("No window is held by both layers yet: drift appears once a "
+                          "batch run has covered windows")
+    assert all(len(part) <= 40 for part in long.layout.annotations[0].text.split("<br>"))
