@@ -119,7 +119,9 @@ def drift_rows(drift: Drift, metric: MetricInfo) -> list[dict[str, Any]]:
     } for p in off[:TABLE_ROWS]]
 
 
-TABLE_COLUMNS = [{"name": n, "id": i} for n, i in (
-    ("window (UTC)", "window"), ("speed", "speed"), ("batch", "batch"),
-    ("speed − batch", "difference"), ("relative", "relative"),
-    ("events speed / batch", "events"), ("why", "reason"))]
+def table_columns() -> list[dict[str, str]]:
+    """The table's columns; the window's zone is the page's (UTC or local)."""
+    return [{"name": n, "id": i} for n, i in (
+        (f"window ({zone_name()})", "window"), ("speed", "speed"), ("batch", "batch"),
+        ("speed − batch", "difference"), ("relative", "relative"),
+        ("events speed / batch", "events"), ("why", "reason"))]

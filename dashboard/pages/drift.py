@@ -22,7 +22,7 @@ from dashboard.api_client import ApiClient, iso_utc
 from dashboard.api_models import MetricInfo
 from dashboard.api_query import curl, origin, query_details
 from dashboard.components import banner, card, page_header
-from dashboard.drift_view import TABLE_COLUMNS, drift_figure, drift_rows, drift_tiles
+from dashboard.drift_view import drift_figure, drift_rows, drift_tiles, table_columns
 from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
 from dashboard.formatting import display_zone, fmt_clock, zone_name
@@ -56,7 +56,7 @@ def layout(**params: Any) -> Component:
         time_bar(PAGE, view, ranges=RANGES),
     ])
     table = dash_table.DataTable(
-        id=ids.DRIFT_TABLE, columns=TABLE_COLUMNS, data=[], page_size=10,
+        id=ids.DRIFT_TABLE, columns=table_columns(), data=[], page_size=10,
         style_as_list_view=True, style_table={"overflowX": "auto"},
         style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "6px 10px",
                     "textAlign": "left"},
@@ -95,7 +95,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.DRIFT_TABLE, "data"),
         Output(ids.DRIFT_STATUS, "children", allow_duplicate=True),
         Output(ids.DRIFT_UPDATED, "children"), Output(ids.DRIFT_REFRESHED, "data"),
-        Output(ids.DRIFT_API, "children"),
+        Output(ids.DRIFT_API, "children"), Output(ids.DRIFT_TABLE, "columns"),
         Input(ids.DRIFT_METRIC, "value"), Input(ids.timebar("range", PAGE), "value"),
         Input(ids.DRIFT_CATALOG, "data"), Input(ids.live_interval(PAGE), "n_intervals"),
         Input(ids.timebar("start", PAGE), "value"), Input(ids.timebar("end", PAGE), "value"),
@@ -124,8 +124,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             except ApiError as exc:
                 message = f"{exc}. The numbers below are stale; retrying."
                 return (no_update, no_update, no_update, banner(message),
-                        f"failed at {fmt_clock(now)} {zone_name()}", time.time(), command)
+                        f"failed at {fmt_clock(now)} {zone_name()}", time.time(), command,
+                        table_columns())
             note = banner(f"{problem} Showing the last hour.", "warn") if problem else None
             return (drift_tiles(drift), drift_figure(drift, metric),
                     drift_rows(drift, metric), note,
-                    f"updated {fmt_clock(now)} {zone_name()}", time.time(), command)
+                    f"updated {fmt_clock(now)} {zone_name()}", time.time(), command,
+                    table_columns())
