@@ -105,8 +105,9 @@ def metric_figure(
         _add_line(fig, metric, piece.done, colour, show_markers=not plain,
                   legend=len(lines) > 1)
         if piece.open is not None:
+            joined = bool(piece.done.x) and piece.open.x[0] == piece.done.x[-1]
             _add_line(fig, metric, piece.open, colour, show_markers=True, legend=False,
-                      filling=True)
+                      filling=True, joined=joined)
     _add_regions(fig, x0, x1, None if horizon is None else to_naive_utc(horizon))
     if any(piece.open is not None for piece in pieces):
         _add_open_band(fig, complete_before(step, moment), x1)
@@ -138,11 +139,14 @@ def metric_figure(
 
 
 def _add_line(fig: go.Figure, metric: MetricInfo, line: Line, colour: str, *,
-              show_markers: bool, legend: bool, filling: bool = False) -> None:
-    """A solid line of complete windows, or (``filling``) the dashed, faded open tail."""
+              show_markers: bool, legend: bool, filling: bool = False,
+              joined: bool = False) -> None:
+    """A solid line of complete windows, or (``filling``) the dotted, faded open tail;
+    a ``joined`` tail starts at the last complete point, which keeps its own state."""
     value_format = number_format(metric)
     unit = f" {metric.unit}" if metric.unit else ""
-    state = ["in progress" if filling else s for s in line.source]
+    state = ["in progress" if filling and not (joined and i == 0) else s
+             for i, s in enumerate(line.source)]
     fig.add_trace(go.Scatter(
         x=line.x, y=line.y, name=line.label, legendgroup=line.label, showlegend=legend,
         mode="lines+markers" if show_markers else "lines",

@@ -109,6 +109,7 @@ def test_open_window_is_a_dashed_trace_under_an_in_progress_band() -> None:
                            end=data.end, step="1m", horizon=None, now=NOW)
     dashed = [t for t in figure.data if t.line.dash == "dot"]
     assert len(dashed) == 1 and dashed[0].customdata[-1] == "in progress"
+    assert dashed[0].customdata[0] == "speed"  # the joining point is complete, not filling
     assert any(a.text == "in progress" for a in figure.layout.annotations)
     solid = next(t for t in figure.data if t.line.dash == "solid")
     assert solid.connectgaps is False
