@@ -104,11 +104,11 @@ INGEST_WINDOW = "last 30 s"  # the API's rate window for stage counters (serving
 
 
 def fmt_rate_number(per_s: float) -> str:
-    """Whole numbers from 100 up, one decimal from 1, two below: 12,404 · 18.5 · 0.25
-    (never "12,404.0")."""
+    """Whole numbers from 100 up, one decimal from 1, two significant digits below:
+    12,404 · 18.5 · 0.25 · 0.0011 (never "12,404.0", nor "0.00" for a slow hour)."""
     if abs(per_s) >= 100:
         return f"{per_s:,.0f}"
-    return f"{per_s:.1f}" if abs(per_s) >= 1 else f"{per_s:.2f}"
+    return f"{per_s:.1f}" if abs(per_s) >= 1 else f"{per_s:.2g}"
 
 
 def fmt_rate(per_s: float | None) -> str:

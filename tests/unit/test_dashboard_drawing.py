@@ -121,7 +121,8 @@ def test_numbers_read_the_same_everywhere() -> None:
     assert columns["value"]["format"]["specifier"] == ",.0f"
     assert columns["events"]["format"]["specifier"] == ",.0f"
     assert fmt_rate(12_404.0) == "12,404/s" and fmt_rate(18.46) == "18.5/s"
-    assert fmt_rate(0.25) == "0.25/s"
+    assert fmt_rate(0.25) == "0.25/s" and fmt_rate(4 / 3600) == "0.0011/s"
+    assert fmt_rate(0.0) == "0/s"
 
 
 def test_throughput_axis_fits_the_steady_rate_not_the_backfill_spike() -> None:
