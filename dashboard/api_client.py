@@ -107,17 +107,9 @@ class ApiClient:
         filters: Mapping[str, str | Sequence[str]] | None = None,
     ) -> SeriesResponse:
         """``filters`` maps a dimension to one value or several (any of them matches)."""
-        params: list[tuple[str, str]] = [("start", iso_utc(start)), ("end", iso_utc(end)),
-                                         ("step", step)]
-        if group_by:
-            params.append(("group_by", ",".join(group_by)))
-        for dimension, wanted in (filters or {}).items():
-            values = [wanted] if isinstance(wanted, str) else list(wanted)
-            # The API splits a value at commas; "\\," and "\\\\" are the literal ones.
-            params.extend((dimension, value.replace("\\", "\\\\").replace(",", "\\,"))
-                          for value in values)
-        path = f"/v1/metrics/{quote(name, safe='')}"
-        return self._call("GET", path, SeriesResponse, params=params)
+        params = series_params(start=start, end=end, step=step, group_by=group_by,
+                               filters=filters)
+        return self._call("GET", series_path(name), SeriesResponse, params=params)
 
     def drift(self, name: str, *, start: datetime, end: datetime) -> Drift:
         """Speed vs batch for every window both layers hold in [start, end)."""
@@ -264,3 +256,23 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str, dict[str, An
     if isinstance(body, dict) and "detail" in body:  # FastAPI's default shape
         return None, str(body["detail"]), {}
     return None, fallback, {}
+
+
+def series_path(name: str) -> str:
+    return f"/v1/metrics/{quote(name, safe='')}"
+
+
+def series_params(*, start: datetime, end: datetime, step: str, group_by: Sequence[str] = (),
+                  filters: Mapping[str, str | Sequence[str]] | None = None
+                  ) -> list[tuple[str, str]]:
+    """The query of a series request; the panels' "API query" shows the same one."""
+    params: list[tuple[str, str]] = [("start", iso_utc(start)), ("end", iso_utc(end)),
+                                     ("step", step)]
+    if group_by:
+        params.append(("group_by", ",".join(group_by)))
+    for dimension, wanted in (filters or {}).items():
+        values = [wanted] if isinstance(wanted, str) else list(wanted)
+        # The API splits a value at commas; "\\," and "\\\\" are the literal ones.
+        params.extend((dimension, value.replace("\\", "\\\\").replace(",", "\\,"))
+                      for value in values)
+    return params

@@ -28,6 +28,7 @@ from dashboard.auth import install_sign_in, person_credential
 from dashboard.components import health_strip, tone_of
 from dashboard.errors import ApiError
 from dashboard.live import pause_control, register_live_callbacks
+from dashboard.timebar import register_timebar_callbacks
 from stratum.settings import Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -55,6 +56,7 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
     app.layout = _shell(prefix)
     _register_shell_callbacks(app, api, prefix)
     register_live_callbacks(app)
+    register_timebar_callbacks(app)
 
     # Dash has just executed the page modules; these imports return those modules.
     from dashboard.pages import admin, drift, explorer, overview, pipeline
@@ -113,6 +115,7 @@ def _shell(prefix: str) -> html.Div:
     ])
     return html.Div(className="app", children=[
         dcc.Location(id=ids.APP_LOCATION),
+        dcc.Store(id=ids.APP_TZ_OFFSET),
         html.Header(className="topbar", children=[
             brand,
             html.Nav(_nav_links(None, prefix), id=ids.APP_NAV, className="nav"),

@@ -11,7 +11,7 @@ from dash.development.base_component import Component
 
 from dashboard.api_models import Drift, DriftPoint, MetricInfo
 from dashboard.figures import GRID, MUTED, base_layout, message_figure
-from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc
+from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc, zone_name
 from dashboard.series import to_naive_utc
 from stratum.windows import parse_duration_ms
 
@@ -89,7 +89,7 @@ def drift_figure(drift: Drift, metric: MetricInfo) -> go.Figure:
             width=[width_ms] * len(points), offset=0,
             customdata=[[fmt_value(p.speed, metric), fmt_value(p.batch, metric),
                          p.speed_count, p.batch_count, p.reason] for p in points],
-            hovertemplate=("%{x|%H:%M} UTC<br>speed %{customdata[0]} · batch "
+            hovertemplate=(f"%{{x|%H:%M}} {zone_name()}<br>speed %{{customdata[0]}} · batch "
                            "%{customdata[1]}<br>events: speed %{customdata[2]}, batch "
                            "%{customdata[3]}<br>%{customdata[4]}<extra>%{y:.3f} %</extra>"))
     fig.update_layout(
@@ -119,7 +119,9 @@ def drift_rows(drift: Drift, metric: MetricInfo) -> list[dict[str, Any]]:
     } for p in off[:TABLE_ROWS]]
 
 
-TABLE_COLUMNS = [{"name": n, "id": i} for n, i in (
-    ("window (UTC)", "window"), ("speed", "speed"), ("batch", "batch"),
-    ("speed − batch", "difference"), ("relative", "relative"),
-    ("events speed / batch", "events"), ("why", "reason"))]
+def table_columns() -> list[dict[str, str]]:
+    """The table's columns; the window's zone is the page's (UTC or local)."""
+    return [{"name": n, "id": i} for n, i in (
+        (f"window ({zone_name()})", "window"), ("speed", "speed"), ("batch", "batch"),
+        ("speed − batch", "difference"), ("relative", "relative"),
+        ("events speed / batch", "events"), ("why", "reason"))]

@@ -17,7 +17,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dashboard.api_models import MetricInfo, SeriesResponse
+from dashboard.drawing import split_open, step_delta
 from dashboard.formatting import utc
+from dashboard.series import Line, lines_of, to_naive_utc
 from stratum.windows import parse_duration_ms
 
 PRESETS: dict[str, timedelta] = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1),
@@ -146,14 +148,33 @@ def dropped_note(before: ExplorerQuery, after: ExplorerQuery, metric: MetricInfo
             f"(its dimensions: {dims}).")
 
 
-def table_rows(response: SeriesResponse) -> list[dict[str, Any]]:
-    """One row per (window, group), newest first: what the table and the CSV hold."""
+def _group_text(line: Line) -> str:
+    if line.folded:
+        return f"other ({line.folded} groups)"
+    return " · ".join(f"{k}={v}" for k, v in line.group.items()) or "total"
+
+
+def table_rows(response: SeriesResponse, *, additive: bool = True,
+               now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per drawn (window, line), newest first: the same lines as the chart's
+    legend (top N + other), a window still filling noted "in progress", and the first
+    window after missing ones noted with the gap's length."""
+    size = step_delta(response.step)
+    moment = to_naive_utc(now or response.end)
     rows = []
-    for series in response.series:
-        group = " · ".join(f"{k}={v}" for k, v in series.group.items()) or "total"
-        for point in series.points:
-            rows.append({"window": utc(point.t).strftime("%Y-%m-%d %H:%M:%S"), "group": group,
-                         "value": point.value, "source": point.source, "events": point.count})
+    for line in lines_of(response, additive=additive):
+        piece = split_open(line, response.step, moment)
+        cut = piece.done.x[-1] if piece.done.x else None
+        tail = set(piece.open.x) if piece.open is not None else set()
+        for i, x in enumerate(line.x):
+            note = "in progress" if x in tail and (cut is None or x > cut) else ""
+            if i and x - line.x[i - 1] > size:
+                missing = int((x - line.x[i - 1]) / size) - 1
+                note = ", ".join(p for p in (note, f"after {missing} missing window"
+                                             f"{'s' * (missing != 1)}") if p)
+            rows.append({"window": x.strftime("%Y-%m-%d %H:%M:%S"), "group": _group_text(line),
+                         "value": line.y[i], "source": line.source[i],
+                         "events": line.counts[i] if line.counts else None, "note": note})
     return sorted(rows, key=lambda r: (r["window"], r["group"]), reverse=True)
 
 

@@ -1,13 +1,53 @@
 """How numbers and times read in the UI: one place, so every page says it the same way.
 
-All times are shown in UTC (the API's zone, and the charts' axis), labelled as such.
+Times are shown in UTC (the API's zone) unless the page's time bar asks for the
+browser's local time: a refresh callback then runs inside :func:`display_zone`, and every
+clock text and chart axis (:func:`dashboard.series.to_naive_utc`) is shifted by the
+browser's offset and labelled with :func:`zone_name` ("UTC" or "UTC+01:00").
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta, timezone
 
 from dashboard.api_models import MetricInfo
+
+_OFFSET_MIN: ContextVar[int] = ContextVar("display_offset_min", default=0)
+_LOCAL: ContextVar[bool] = ContextVar("display_local", default=False)
+
+
+@contextmanager
+def display_zone(zone: str | None, offset_min: int | None) -> Iterator[None]:
+    """Render times in the browser's zone (``zone == "local"``) or in UTC."""
+    local = zone == "local"
+    tokens = (_LOCAL.set(local), _OFFSET_MIN.set(int(offset_min or 0) if local else 0))
+    try:
+        yield
+    finally:
+        _LOCAL.reset(tokens[0])
+        _OFFSET_MIN.reset(tokens[1])
+
+
+def display_offset() -> timedelta:
+    return timedelta(minutes=_OFFSET_MIN.get())
+
+
+def zone_name() -> str:
+    """"UTC", or "UTC+01:00" for a browser's local time (even when that is UTC+00:00)."""
+    if not _LOCAL.get():
+        return "UTC"
+    minutes = _OFFSET_MIN.get()
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def shown(moment: datetime) -> datetime:
+    """``moment`` in the display zone (aware)."""
+    return utc(moment).astimezone(timezone(display_offset()))
+
 
 
 def number_format(metric: MetricInfo) -> str:
@@ -31,15 +71,15 @@ def utc(moment: datetime) -> datetime:
 
 def fmt_clock(moment: datetime | None) -> str:
     """10:41:02 — for things that happened within the day on screen."""
-    return utc(moment).strftime("%H:%M:%S") if moment else "–"
+    return shown(moment).strftime("%H:%M:%S") if moment else "–"
 
 
 def fmt_when(moment: datetime | None, now: datetime) -> str:
     """Clock time today, with the date when it was another day."""
     if moment is None:
         return "–"
-    moment = utc(moment)
-    if moment.date() == utc(now).date():
+    moment = shown(moment)
+    if moment.date() == shown(now).date():
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M")
 
@@ -60,18 +100,27 @@ def fmt_seconds(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+INGEST_WINDOW = "last 30 s"  # the API's rate window for stage counters (serving/pipeline.py)
+
+
+def fmt_rate_number(per_s: float) -> str:
+    """Whole numbers from 100 up, one decimal from 1, two significant digits below:
+    12,404 · 18.5 · 0.25 · 0.0011 (never "12,404.0", nor "0.00" for a slow hour)."""
+    if abs(per_s) >= 100:
+        return f"{per_s:,.0f}"
+    return f"{per_s:.1f}" if abs(per_s) >= 1 else f"{per_s:.2g}"
+
+
 def fmt_rate(per_s: float | None) -> str:
-    """Events per second, whole numbers once they are large enough to read that way."""
-    if per_s is None:
-        return "–"
-    return f"{per_s:,.0f}/s" if per_s >= 10 else f"{per_s:.1f}/s"
+    """Events per second with the precision of :func:`fmt_rate_number`."""
+    return "–" if per_s is None else f"{fmt_rate_number(per_s)}/s"
 
 
 def fmt_iso(moment: datetime | None) -> str:
     """2026-11-21 10:00:00.120 UTC: the full timestamp, for details panels."""
     if moment is None:
         return "–"
-    return utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return shown(moment).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + f" {zone_name()}"
 
 
 def fmt_count(value: int | None) -> str:

@@ -17,6 +17,8 @@ APP_HEALTH_STRIP: Final = "app-health-strip"
 APP_PAUSE_BUTTON: Final = "app-pause-button"  # pause / resume every page's auto refresh
 APP_PAUSED: Final = "app-paused"  # dcc.Store (session): True while paused
 LIVE_INTERVAL: Final = "live-interval"  # pattern type {"type", "page"}: pausable intervals
+APP_TZ_OFFSET: Final = "app-tz-offset"  # dcc.Store: the browser's minutes east of UTC
+TIMEBAR: Final = "timebar"  # pattern types "timebar-<part>" {"type", "page"}: time bar
 
 # Overview page.
 OVERVIEW_CATALOG: Final = "overview-catalog"
@@ -34,6 +36,7 @@ OVERVIEW_RATE_VALUE: Final = "overview-rate-value"
 OVERVIEW_RATE_NOTE: Final = "overview-rate-note"
 OVERVIEW_RATE_SPARK: Final = "overview-rate-spark"
 OVERVIEW_FRESHNESS: Final = "overview-freshness"
+OVERVIEW_API: Final = "overview-api"  # pattern type: a card's curl command
 OVERVIEW_REFRESHED: Final = "overview-refreshed"  # dcc.Store: epoch s of the last refresh
 
 # Explorer page.
@@ -54,6 +57,7 @@ EXPLORER_SUMMARY: Final = "explorer-summary"
 EXPLORER_STATUS: Final = "explorer-status"
 EXPLORER_DROPPED: Final = "explorer-dropped"  # what a metric switch removed from the view
 EXPLORER_QUERY: Final = "explorer-query"  # dcc.Store: the view as URL parameters
+EXPLORER_API: Final = "explorer-api"  # the chart's curl command
 EXPLORER_REFRESHED: Final = "explorer-refreshed"
 EXPLORER_DOWNLOAD_BUTTON: Final = "explorer-download-button"
 EXPLORER_DOWNLOAD: Final = "explorer-download"
@@ -68,18 +72,19 @@ PIPELINE_PARTITIONS: Final = "pipeline-partitions"
 PIPELINE_TIMELINE: Final = "pipeline-timeline"
 PIPELINE_JOBS: Final = "pipeline-jobs"
 PIPELINE_UPDATED: Final = "pipeline-updated"
+PIPELINE_API: Final = "pipeline-api"
 PIPELINE_REFRESHED: Final = "pipeline-refreshed"
 
 # Drift page.
 DRIFT_CATALOG: Final = "drift-catalog"
 DRIFT_CATALOG_INTERVAL: Final = "drift-catalog-interval"
 DRIFT_METRIC: Final = "drift-metric"
-DRIFT_RANGE: Final = "drift-range"
 DRIFT_TILES: Final = "drift-tiles"
 DRIFT_GRAPH: Final = "drift-graph"
 DRIFT_TABLE: Final = "drift-table"
 DRIFT_STATUS: Final = "drift-status"
 DRIFT_UPDATED: Final = "drift-updated"
+DRIFT_API: Final = "drift-api"
 DRIFT_REFRESHED: Final = "drift-refreshed"
 
 # Admin page.
@@ -140,3 +145,9 @@ def metric_id(kind: str, metric: Any) -> dict[str, Any]:
     ``metric`` is a metric name, or a wildcard such as ``dash.ALL`` in a callback.
     """
     return {"type": kind, "metric": metric}
+
+
+def timebar(part: str, page: Any) -> dict[str, Any]:
+    """A time bar control of ``page``: part is range, custom, start, end, refresh, tz or
+    a URL writer's sink (see :mod:`dashboard.timebar`)."""
+    return {"type": f"{TIMEBAR}-{part}", "page": page}

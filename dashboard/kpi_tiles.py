@@ -6,9 +6,10 @@ from the page module so they can be tested without a browser.
 - events/s: the first ``count`` metric without a filter, per finest window, divided by
   the window's seconds: event-time throughput, the same on every host. The tile's note
   adds the ingest rate the API measured just now.
-- metric tiles: the newest *complete* window for counts, sums and distinct counts (they
-  grow while a window fills, so the open one would always look like a drop), the newest
-  value for the others.
+- metric tiles: the newest *complete* window (see :mod:`dashboard.drawing`) for every
+  metric, with its time: the same number the card beside it headlines and the last
+  solid point of its chart. Counts, sums and distinct counts grow while a window fills,
+  so the open one would always look like a drop.
 - freshness: the speed layer's event-time lag and the batch horizon's age.
 """
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from dash import dcc, html
 from dash.development.base_component import Component
 
 from dashboard import ids
 from dashboard.api_models import MetricInfo, SeriesResponse, Status
+from dashboard.drawing import newest_complete
 from dashboard.figures import SPARK_CONFIG, message_figure
-from dashboard.formatting import fmt_clock, fmt_value, utc
+from dashboard.formatting import INGEST_WINDOW, fmt_clock, fmt_rate, fmt_rate_number, fmt_value, utc
 from stratum.windows import parse_duration_ms
+
+__all__ = ["newest_complete"]
 
 FRESH_S = 15.0  # lag under this: fresh
 STALE_S = 120.0  # lag over this: stale
@@ -88,30 +92,21 @@ def spark_points(metric: MetricInfo, response: SeriesResponse
     return [utc(p.t) for p in points], [p.value for p in points]
 
 
-def newest_complete(xs: list[datetime], ys: Sequence[float | None], step: str,
-                    now: datetime) -> tuple[datetime, float | None] | None:
-    """The newest window that ended at least one window ago: the open one is still
-    filling, and the one just closed still takes stragglers."""
-    size = timedelta(milliseconds=parse_duration_ms(step))
-    done = [(x, y) for x, y in zip(xs, ys, strict=True) if x + 2 * size <= now]
-    return done[-1] if done else None
+def headline_value(metric: MetricInfo, response: SeriesResponse, now: datetime
+                   ) -> tuple[datetime, float | None] | None:
+    """(window, value) of the newest complete window: tiles and cards both show it."""
+    xs, ys = spark_points(metric, response)
+    return newest_complete(xs, ys, response.step, now)
 
 
 def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
                      ) -> tuple[list[Component] | str, str]:
     """(value, note) of a metric tile."""
-    xs, ys = spark_points(metric, response)
     unit = html.Span(f" {metric.unit}", className="tile-unit") if metric.unit else None
-    if metric.kind.accumulates:
-        newest = newest_complete(xs, ys, response.step, now)
-        if newest is None:
-            return "–", f"no complete {response.step} window yet"
-        return [fmt_value(newest[1], metric), unit], f"per {response.step} · {fmt_clock(newest[0])}"
-    values = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
-    if not values:
-        return "–", "no data in 30 min"
-    x, y = values[-1]
-    return [fmt_value(y, metric), unit], f"latest · {fmt_clock(x)}"
+    newest = headline_value(metric, response, now)
+    if newest is None:
+        return "–", f"no complete {response.step} window yet"
+    return [fmt_value(newest[1], metric), unit], f"per {response.step} · {fmt_clock(newest[0])}"
 
 
 def rate_text(metric: MetricInfo, response: SeriesResponse, now: datetime,
@@ -121,9 +116,11 @@ def rate_text(metric: MetricInfo, response: SeriesResponse, now: datetime,
     xs, totals = window_totals(response)
     rates = [t / seconds for t in totals]
     newest = newest_complete(xs, rates, response.step, now)
-    value = f"{newest[1]:,.1f}" if newest and newest[1] is not None else "–"
-    ingest = f"ingest {ingest_per_s:,.0f}/s now" if ingest_per_s is not None else ""
-    window = f"per {response.step} window"
+    value = fmt_rate_number(newest[1]) if newest and newest[1] is not None else "–"
+    ingest = (f"ingest {fmt_rate(ingest_per_s)} ({INGEST_WINDOW})"
+              if ingest_per_s is not None else "")
+    window = f"per {response.step} window · {fmt_clock(newest[0])}" if newest else \
+        f"per {response.step} window"
     return value, " · ".join(p for p in (window, ingest) if p), xs, rates
 
 

@@ -13,10 +13,12 @@ from dash.development.base_component import Component
 
 from dashboard import ids
 from dashboard.api_models import MetricInfo, SeriesResponse
+from dashboard.api_query import query_details
 from dashboard.components import card
 from dashboard.figures import GRAPH_CONFIG, GRAPH_HEIGHT, message_figure
-from dashboard.formatting import fmt_clock, fmt_value
-from dashboard.series import group_by_for, headline, latest_point
+from dashboard.formatting import fmt_clock, fmt_value, zone_name
+from dashboard.kpi_tiles import headline_value
+from dashboard.series import group_by_for, latest_point
 
 
 def legend_key() -> html.Div:
@@ -25,7 +27,9 @@ def legend_key() -> html.Div:
         html.Span([html.Span(className="swatch swatch--batch"), "batch (authoritative)"]),
         html.Span([html.Span(className="swatch swatch--speed"), "speed (fresh)"]),
         html.Span([html.Span(className="swatch swatch--horizon"), "batch horizon"]),
-        html.Span("● batch point  ○ speed point  ◆ mixed", className="legend-markers"),
+        html.Span([html.Span(className="swatch swatch--open"), "in progress (still filling)"]),
+        html.Span("● batch point  ○ speed point  ◆ mixed  ▲ batch run",
+                  className="legend-markers"),
     ])
 
 
@@ -33,7 +37,7 @@ def metric_card(metric: MetricInfo) -> html.Section:
     """A card whose graph, headline and last-point text have ids the refresh targets."""
     grouping = group_by_for(metric)
     kind = metric.aggregation if metric.quantile is None else f"p{metric.quantile * 100:g}"
-    facts = [kind, f"{metric.finest_window} windows",
+    facts = [kind, f"{', '.join(metric.windows)} windows",
              f"by {', '.join(grouping)}" if grouping else "total"]
     return card(
         metric.name,
@@ -45,6 +49,7 @@ def metric_card(metric: MetricInfo) -> html.Section:
             html.Span("–", id=ids.metric_id(ids.OVERVIEW_LAST_POINT, metric.name),
                       className="last-point"),
         ]),
+        query_details(ids.metric_id(ids.OVERVIEW_API, metric.name)),
         subtitle=metric.description or None,
         aside=html.Div("–", id=ids.metric_id(ids.OVERVIEW_KPI, metric.name), className="kpi"),
         class_name="metric-card",
@@ -52,12 +57,15 @@ def metric_card(metric: MetricInfo) -> html.Section:
     )
 
 
-def kpi(metric: MetricInfo, response: SeriesResponse) -> list[Component]:
-    head = headline(metric, response)
-    label = "30-min total" if head.label == "total" else "latest"
+def kpi(metric: MetricInfo, response: SeriesResponse, now: datetime) -> list[Component]:
+    """The card's headline: the newest complete window, as on its tile, with its time."""
+    newest = headline_value(metric, response, now)
     unit = html.Span(f" {metric.unit}", className="kpi-unit") if metric.unit else None
+    label = (f"per {response.step} · {fmt_clock(newest[0])}" if newest
+             else f"no complete {response.step} window yet")
     return [
-        html.Div([fmt_value(head.value, metric), unit], className="kpi-value"),
+        html.Div([fmt_value(newest[1] if newest else None, metric), unit],
+                 className="kpi-value"),
         html.Div(label, className="kpi-label"),
     ]
 
@@ -68,8 +76,8 @@ def last_point_text(response: SeriesResponse, now: datetime) -> str:
     Why both: a window start says which window is the newest, not how fresh the card
     is; the refresh time stops moving when the API does.
     """
-    refreshed = f"refreshed {fmt_clock(now)} UTC"
+    refreshed = f"refreshed {fmt_clock(now)} {zone_name()}"
     newest = latest_point(response)
     if newest is None:
         return f"no points yet · {refreshed}"
-    return f"last point {fmt_clock(newest.t)} UTC ({newest.source}) · {refreshed}"
+    return f"last point {fmt_clock(newest.t)} {zone_name()} ({newest.source}) · {refreshed}"

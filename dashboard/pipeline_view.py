@@ -3,6 +3,7 @@ throughput over time, per-partition progress, and a timeline of batch runs and r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from dash.development.base_component import Component
 from dashboard.api_models import Job, Pipeline
 from dashboard.components import badge
 from dashboard.figures import GRID, HORIZON_COLOR, MUTED, PALETTE, base_layout, message_figure
-from dashboard.formatting import fmt_clock, fmt_count, utc
+from dashboard.formatting import INGEST_WINDOW, fmt_clock, fmt_count, fmt_rate, utc, zone_name
 from dashboard.kpi_tiles import FRESH_S, STALE_S
 from dashboard.series import to_naive_utc
 
@@ -25,7 +26,7 @@ MIN_TIMELINE_SPAN = timedelta(minutes=5)
 
 
 def _rate(per_s: float | None) -> str:
-    return "–" if per_s is None else f"{per_s:,.1f}/s"
+    return fmt_rate(per_s)
 
 
 def _tile(title: str, value: str, note: str, key: str, tone: str = "") -> html.Div:
@@ -57,8 +58,8 @@ def stage_tiles(p: Pipeline) -> list[Component]:
             if p.batch.mean_duration_s is not None else "")
     flush = f"flush {p.flush_mean_ms:.1f} ms" if p.flush_mean_ms is not None else "no flush yet"
     return [
-        _tile("ingest", _rate(ingest.per_s), f"{fmt_count(int(ingest.total))} accepted · "
-              f"{fmt_count(int(rejected.total))} rejected", "ingest"),
+        _tile("ingest", _rate(ingest.per_s), f"{INGEST_WINDOW} · {fmt_count(int(ingest.total))}"
+              f" accepted · {fmt_count(int(rejected.total))} rejected", "ingest"),
         _tile("speed layer", _rate(speed.per_s), f"{fmt_count(int(speed.total))} aggregated · "
               f"{flush}", "speed"),
         _tile("late events", fmt_count(int(late.total)), f"{_rate(late.per_s)} · sent to "
@@ -74,25 +75,49 @@ def stage_tiles(p: Pipeline) -> list[Component]:
     ]
 
 
+def clip_top(values: Sequence[float | None]) -> tuple[float, float | None]:
+    """(axis top, clipped peak or None): the axis fits the steady rate, not a back-fill
+    spike. Top = 2.5 × the median of the non-zero rates (at least the newest value ×
+    1.3); a peak above that is clipped and named instead of squashing the rest to zero."""
+    seen = sorted(v for v in values if v is not None)
+    if not seen:
+        return 1.0, None
+    moving = [v for v in seen if v > 0] or seen
+    steady = moving[len(moving) // 2]
+    newest = next((v for v in reversed(values) if v is not None), 0.0)
+    top = max(steady * 2.5, newest * 1.3, 1.0)
+    peak = seen[-1]
+    return (top, peak) if peak > top else (peak * 1.15 or 1.0, None)
+
+
 def throughput_figure(p: Pipeline) -> go.Figure:
     if len(p.history) < 2:
         return message_figure("Collecting throughput: the API samples its counters each "
                               "time it is asked")
     fig = go.Figure(layout=base_layout())
     xs = [to_naive_utc(point.t) for point in p.history]
+    everything: list[float | None] = []
     for index, key in enumerate(THROUGHPUT_STAGES):
         ys = [point.per_s.get(key) for point in p.history]
+        everything += ys
         fig.add_trace(go.Scatter(
             x=xs, y=ys, name=p.stage(key).label or key, mode="lines",
             line={"color": PALETTE[index % len(PALETTE)], "width": 2},
             hovertemplate="%{fullData.name}: %{y:,.1f}/s<extra></extra>"))
+    top, peak = clip_top(everything)
     fig.update_layout(
-        xaxis={"gridcolor": GRID, "tickformat": "%H:%M:%S", "hoverformat": "%H:%M:%S UTC"},
-        yaxis={"gridcolor": GRID, "rangemode": "tozero",
+        xaxis={"gridcolor": GRID, "tickformat": "%H:%M:%S",
+               "hoverformat": f"%H:%M:%S {zone_name()}"},
+        yaxis={"gridcolor": GRID, "range": [0, top],
                "title": {"text": "events / s", "font": {"size": 11, "color": MUTED}}},
         hovermode="x unified", margin={"b": 64},
         legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"},
         uirevision="throughput")
+    if peak is not None:
+        fig.add_annotation(text=f"axis clipped: peak {fmt_rate(peak)} (back-fill)",
+                           xref="paper", yref="paper", x=1, y=1, xanchor="right",
+                           yanchor="bottom", showarrow=False,
+                           font={"size": 11, "color": MUTED})
     return fig
 
 
@@ -135,6 +160,8 @@ def timeline_figure(p: Pipeline, now: datetime) -> go.Figure:
     if not bars:
         return message_figure("No batch run or replay yet")
     oldest = min(b[0] for _, b in bars)
+    if p.batch.horizon is not None:  # the horizon the subtitle promises, on the axis
+        oldest = min(oldest, utc(p.batch.horizon))
     span = max(utc(now) - oldest, MIN_TIMELINE_SPAN)
     x0 = utc(now) - span * 1.05
     visible_ms = span.total_seconds() * 1000 * 0.004  # a 1 s run is still a visible bar

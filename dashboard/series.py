@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dashboard.api_models import Job, MetricInfo, Point, SeriesResponse
+from dashboard.formatting import display_offset, fmt_clock, zone_name
 
-MAX_LINES = 8
+MAX_LINES = 10  # the palette's distinct hues: 9 groups and "other"
 OTHER = "other"
 
 
@@ -25,6 +26,9 @@ class Line:
     x: list[datetime]
     y: list[float | None]
     source: list[str]
+    counts: list[int | None] = field(default_factory=list)  # events per window
+    group: dict[str, str] = field(default_factory=dict)
+    folded: int = 0  # groups summed into this line ("other")
 
     @property
     def total(self) -> float:
@@ -55,9 +59,9 @@ def run_marks(jobs: Sequence[Job]) -> list[RunMark]:
         if job.finished_at is None or job.state not in ("succeeded", "failed"):
             continue
         at = job.finished_at.astimezone(UTC) if job.finished_at.tzinfo else job.finished_at
-        text = f"{job.kind} run {job.state} at {at:%H:%M:%S} UTC"
+        text = f"{job.kind} run {job.state} at {fmt_clock(at)} {zone_name()}"
         if job.horizon is not None and job.kind == "batch" and job.state == "succeeded":
-            text += f"; horizon → {job.horizon.astimezone(UTC):%H:%M:%S}"
+            text += f"; horizon → {fmt_clock(job.horizon)}"
         marks.append(RunMark(at, text))
     return marks
 
@@ -80,9 +84,11 @@ def group_label(group: dict[str, str]) -> str:
 
 
 def to_naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    """Plotly's naive time: UTC, shifted into the display zone when the page asks for
+    local time (:func:`dashboard.formatting.display_zone`); naive input is UTC."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment + display_offset()
 
 
 def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
@@ -97,6 +103,8 @@ def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
             x=[to_naive_utc(p.t) for p in series.points],
             y=[p.value for p in series.points],
             source=[p.source for p in series.points],
+            counts=[p.count for p in series.points],
+            group=dict(series.group),
         )
         for series in response.series
         if series.points
@@ -111,11 +119,14 @@ def lines_of(response: SeriesResponse, *, additive: bool) -> list[Line]:
 def _fold(lines: list[Line]) -> Line:
     """Sum several lines point by point; a window fed by different sources is "mixed"."""
     values: dict[datetime, float] = defaultdict(float)
+    counts: dict[datetime, int] = defaultdict(int)
     sources: dict[datetime, set[str]] = defaultdict(set)
     for line in lines:
-        for x, y, source in zip(line.x, line.y, line.source, strict=True):
+        line_counts = line.counts or [None] * len(line.x)
+        for x, y, source, n in zip(line.x, line.y, line.source, line_counts, strict=True):
             if y is not None:
                 values[x] += y
+                counts[x] += n or 0
                 sources[x].add(source)
     xs = sorted(values)
     return Line(
@@ -123,6 +134,9 @@ def _fold(lines: list[Line]) -> Line:
         x=xs,
         y=[values[x] for x in xs],
         source=[next(iter(sources[x])) if len(sources[x]) == 1 else "mixed" for x in xs],
+        counts=[counts[x] for x in xs],
+        group=dict.fromkeys(lines[0].group, OTHER),
+        folded=len(lines),
     )
 
 

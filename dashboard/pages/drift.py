@@ -9,7 +9,7 @@ layers hold are compared, so the page fills once a batch run has covered some.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dash
@@ -18,15 +18,17 @@ from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
-from dashboard.api_client import ApiClient
+from dashboard.api_client import ApiClient, iso_utc
 from dashboard.api_models import MetricInfo
+from dashboard.api_query import curl, origin, query_details
 from dashboard.components import banner, card, page_header
-from dashboard.drift_view import TABLE_COLUMNS, drift_figure, drift_rows, drift_tiles
+from dashboard.drift_view import drift_figure, drift_rows, drift_tiles, table_columns
 from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
-from dashboard.formatting import fmt_clock
+from dashboard.formatting import display_zone, fmt_clock, zone_name
 from dashboard.live import live_interval, too_soon
 from dashboard.metric_picker import register_metric_picker
+from dashboard.timebar import bounds, from_params, interval_ms, time_bar
 
 dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drift",  # type: ignore[no-untyped-call]
                    order=3)
@@ -34,9 +36,9 @@ dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drif
 PAGE = "drift"
 REFRESH_MS = 10_000
 CATALOG_RETRY_MS = 5_000
-RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
-          "7d": timedelta(days=7)}
+RANGES = ("1h", "6h", "24h", "7d")
 DEFAULT_RANGE = "1h"
+MIN_REFRESH_MS = 2_000  # the time bar's fastest choice: the throttle's reference
 
 
 def _field(label: str, control: Component) -> html.Div:
@@ -45,18 +47,16 @@ def _field(label: str, control: Component) -> html.Div:
 
 def layout(**params: Any) -> Component:
     metric = params.get("metric") or None
-    range_ = params.get("range") if params.get("range") in RANGES else DEFAULT_RANGE
+    view = from_params(params, ranges=RANGES, default_range=DEFAULT_RANGE,
+                       default_refresh="10s")
     controls = html.Div(className="explorer-controls", children=[
         _field("Metric", dcc.Dropdown(id=ids.DRIFT_METRIC, value=metric,
                                       options=[metric] if metric else [], clearable=False,
                                       placeholder="Loading metrics…")),
-        _field("Range", dcc.RadioItems(
-            id=ids.DRIFT_RANGE, value=range_, inline=True, className="segmented",
-            options=[{"label": k.replace("h", " h").replace("d", " d"), "value": k}
-                     for k in RANGES])),
+        time_bar(PAGE, view, ranges=RANGES),
     ])
     table = dash_table.DataTable(
-        id=ids.DRIFT_TABLE, columns=TABLE_COLUMNS, data=[], page_size=10,
+        id=ids.DRIFT_TABLE, columns=table_columns(), data=[], page_size=10,
         style_as_list_view=True, style_table={"overflowX": "auto"},
         style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "6px 10px",
                     "textAlign": "left"},
@@ -66,7 +66,7 @@ def layout(**params: Any) -> Component:
     return html.Div([
         page_header("Speed vs batch drift",
                     "Per window both layers hold: the speed layer's provisional value against "
-                    "batch's final one, and why they differ · UTC",
+                    "batch's final one, and why they differ",
                     html.Span(id=ids.DRIFT_UPDATED, className="muted")),
         card("View", controls, class_name="explorer-card"),
         html.Div(id=ids.DRIFT_STATUS),
@@ -75,13 +75,14 @@ def layout(**params: Any) -> Component:
         card("Difference per window", dcc.Graph(
             id=ids.DRIFT_GRAPH, figure=message_figure("Loading…"), config=GRAPH_CONFIG,
             style={"height": "320px"}),
+            query_details(ids.DRIFT_API),
             subtitle="(speed − batch) / batch; bars coloured by the reason"),
         card("Windows that were off", table,
              subtitle="largest relative difference first; events counted by each layer"),
         dcc.Store(id=ids.DRIFT_CATALOG),
         dcc.Store(id=ids.DRIFT_REFRESHED),
         dcc.Interval(id=ids.DRIFT_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
-        live_interval(PAGE, REFRESH_MS),
+        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
     ])
 
 
@@ -94,28 +95,39 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.DRIFT_TABLE, "data"),
         Output(ids.DRIFT_STATUS, "children", allow_duplicate=True),
         Output(ids.DRIFT_UPDATED, "children"), Output(ids.DRIFT_REFRESHED, "data"),
-        Input(ids.DRIFT_METRIC, "value"), Input(ids.DRIFT_RANGE, "value"),
+        Output(ids.DRIFT_API, "children"), Output(ids.DRIFT_TABLE, "columns"),
+        Input(ids.DRIFT_METRIC, "value"), Input(ids.timebar("range", PAGE), "value"),
         Input(ids.DRIFT_CATALOG, "data"), Input(ids.live_interval(PAGE), "n_intervals"),
+        Input(ids.timebar("start", PAGE), "value"), Input(ids.timebar("end", PAGE), "value"),
+        Input(ids.timebar("tz", PAGE), "value"), Input(ids.APP_TZ_OFFSET, "data"),
         State(ids.DRIFT_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
         prevent_initial_call=True,
     )
     def refresh(name: str | None, range_: str, catalog: list[dict[str, Any]] | None,
-                n: int | None, refreshed: float | None) -> tuple[Any, ...]:
+                n: int | None, start: str | None, end: str | None, tz: str | None,
+                offset: int | None, refreshed: float | None) -> tuple[Any, ...]:
         found = next((m for m in catalog or [] if m["name"] == name), None)
         if found is None:
             raise PreventUpdate
         if dash.ctx.triggered_id == ids.live_interval(PAGE) and too_soon(refreshed,
-                                                                          REFRESH_MS):
+                                                                          MIN_REFRESH_MS):
             raise PreventUpdate
         metric = MetricInfo.model_validate(found)
         now = datetime.now(UTC)
-        try:
-            drift = api.drift(metric.name, start=now - RANGES.get(range_, RANGES["6h"]),
-                              end=now)
-        except ApiError as exc:
-            message = f"{exc}. The numbers below are stale; retrying every 10 s."
-            return (no_update, no_update, no_update, banner(message),
-                    f"failed at {fmt_clock(now)} UTC", time.time())
-        return (drift_tiles(drift), drift_figure(drift, metric), drift_rows(drift, metric),
-                None, f"updated {fmt_clock(now)} UTC", time.time())
+        t0, t1, problem = bounds(range_, start, end, now, DEFAULT_RANGE)
+        command = curl(origin(), "/v1/drift", [("metric", metric.name),
+                                               ("start", iso_utc(t0)), ("end", iso_utc(t1))])
+        with display_zone(tz, offset):
+            try:
+                drift = api.drift(metric.name, start=t0, end=t1)
+            except ApiError as exc:
+                message = f"{exc}. The numbers below are stale; retrying."
+                return (no_update, no_update, no_update, banner(message),
+                        f"failed at {fmt_clock(now)} {zone_name()}", time.time(), command,
+                        table_columns())
+            note = banner(f"{problem} Showing the last hour.", "warn") if problem else None
+            return (drift_tiles(drift), drift_figure(drift, metric),
+                    drift_rows(drift, metric), note,
+                    f"updated {fmt_clock(now)} {zone_name()}", time.time(), command,
+                    table_columns())

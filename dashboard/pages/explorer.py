@@ -23,8 +23,9 @@ from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
-from dashboard.api_client import ApiClient
+from dashboard.api_client import ApiClient, series_params, series_path
 from dashboard.api_models import MetricInfo
+from dashboard.api_query import curl, origin, query_details
 from dashboard.components import banner, card, page_header
 from dashboard.errors import ApiError
 from dashboard.explorer_state import (
@@ -41,15 +42,19 @@ from dashboard.explorer_state import (
 )
 from dashboard.explorer_view import summary_text, table_columns, view_figure
 from dashboard.figures import GRAPH_CONFIG, message_figure
+from dashboard.formatting import display_zone
 from dashboard.live import live_interval, too_soon
 from dashboard.metric_cards import legend_key
 from dashboard.metric_picker import register_metric_picker
+from dashboard.timebar import from_params as timebar_params
+from dashboard.timebar import interval_ms, time_bar
 
 dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer",  # type: ignore[no-untyped-call]
                    order=1)
 
 PAGE = "explorer"
 REFRESH_MS = 5_000
+MIN_REFRESH_MS = 2_000  # the time bar's fastest choice: the throttle's reference
 CATALOG_RETRY_MS = 5_000
 CUSTOM_SHOWN = {"display": "flex"}
 HIDDEN = {"display": "none"}
@@ -66,6 +71,7 @@ def _opts(*values: str | None) -> list[str]:
 
 def layout(**params: Any) -> Component:
     q = from_params(params)
+    view = timebar_params(params, ranges=(), default_range="1h", default_refresh="5s")
     controls = html.Div(className="explorer-controls", children=[
         _field("Metric", dcc.Dropdown(id=ids.EXPLORER_METRIC, value=q.metric,
                                       options=_opts(q.metric), clearable=False,
@@ -95,6 +101,7 @@ def layout(**params: Any) -> Component:
     chart = card("Series", dcc.Graph(id=ids.EXPLORER_GRAPH, figure=message_figure("Loading…"),
                                      config=GRAPH_CONFIG, style={"height": "380px"},
                                      className="metric-graph"),
+                 query_details(ids.EXPLORER_API),
                  subtitle=html.Span(id=ids.EXPLORER_SUMMARY), class_name="explorer-chart")
     table = card("Windows", dash_table.DataTable(
         id=ids.EXPLORER_TABLE, columns=table_columns(None), data=[], page_size=12,
@@ -110,7 +117,8 @@ def layout(**params: Any) -> Component:
                         dcc.Download(id=ids.EXPLORER_DOWNLOAD)]))
     return html.Div([
         page_header("Explorer", "One metric, any range, step, grouping and filter · the URL "
-                                "holds the view · times in UTC", legend_key()),
+                                "holds the view"),
+        html.Div([time_bar(PAGE, view, ranges=None), legend_key()], className="page-tools"),
         card("View", controls, class_name="explorer-card"),
         html.Div(id=ids.EXPLORER_DROPPED, className="muted form-note", role="status"),
         html.Div(id=ids.EXPLORER_STATUS),
@@ -121,7 +129,7 @@ def layout(**params: Any) -> Component:
         dcc.Store(id=ids.EXPLORER_VALUES_DIM, data=q.filter_dim),
         html.Div(id=ids.EXPLORER_URL_SINK, hidden=True),
         dcc.Interval(id=ids.EXPLORER_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
-        live_interval(PAGE, REFRESH_MS),
+        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
     ], className="explorer")
 
 
@@ -221,49 +229,39 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.EXPLORER_GRAPH, "figure"), Output(ids.EXPLORER_TABLE, "data"),
         Output(ids.EXPLORER_TABLE, "columns"), Output(ids.EXPLORER_SUMMARY, "children"),
         Output(ids.EXPLORER_STATUS, "children"), Output(ids.EXPLORER_QUERY, "data"),
-        Output(ids.EXPLORER_REFRESHED, "data"),
+        Output(ids.EXPLORER_REFRESHED, "data"), Output(ids.EXPLORER_API, "children"),
         *VIEW_INPUTS, Input(ids.live_interval(PAGE), "n_intervals"),
+        Input(ids.timebar("tz", PAGE), "value"), Input(ids.APP_TZ_OFFSET, "data"),
         State(ids.EXPLORER_CATALOG, "data"), State(ids.EXPLORER_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
     def refresh(name: str | None, range_: str, start: str | None, end: str | None,
                 step: str | None, group_by: str | None, filter_dim: str | None,
-                values: list[str] | None, _n: int | None,
-                catalog: list[dict[str, Any]] | None, refreshed: float | None
-                ) -> tuple[Any, ...]:
+                values: list[str] | None, _n: int | None, tz: str | None,
+                offset: int | None, catalog: list[dict[str, Any]] | None,
+                refreshed: float | None) -> tuple[Any, ...]:
         metric = _metric(catalog, name)
         if metric is None:
             raise PreventUpdate
         ticked = ctx.triggered_id == ids.live_interval(PAGE)
-        if ticked and (range_ == CUSTOM or too_soon(refreshed, REFRESH_MS)):
+        if ticked and (range_ == CUSTOM or too_soon(refreshed, MIN_REFRESH_MS)):
             raise PreventUpdate
-        query = _query(name, range_, start, end, step, group_by, filter_dim, values)
-        now = datetime.now(UTC)
-        try:
-            t0, t1 = bounds(query, now)
-        except ValueError as exc:
-            return (no_update, no_update, no_update, "", banner(str(exc), "warn"),
-                    {"search": to_search(query)}, time.time())
-        query = settle(query, metric, t1 - t0, keep_step=True)
-        try:
-            response = api.series(metric.name, start=t0, end=t1, step=query.step or "1m",
-                                  group_by=(query.group_by,) if query.group_by else (),
-                                  filters=query.filters)
-            jobs = api.pipeline(limit=20).jobs
-        except ApiError as exc:
-            return (no_update, no_update, no_update, "", banner(str(exc)),
-                    {"search": to_search(query)}, time.time())
-        return (view_figure(metric, response, jobs), table_rows(response),
-                table_columns(metric), summary_text(metric, response, now), None,
-                {"search": to_search(query), "query": asdict(query)}, time.time())
+        with display_zone(tz, offset):
+            return _draw(api, metric, name, range_, start, end, step, group_by, filter_dim,
+                         values)
 
-    app.clientside_callback(
+    app.clientside_callback(  # the time bar's refresh and tz stay in the URL
         "function(view) {"
-        "  if (view && view.search && window.location.search !== view.search) {"
+        "  if (!view || !view.search) { return ''; }"
+        "  const kept = new URLSearchParams(window.location.search);"
+        "  const next = new URLSearchParams(view.search);"
+        "  ['refresh', 'tz'].forEach(k => { if (kept.get(k)) next.set(k, kept.get(k)); });"
+        "  const search = '?' + next.toString();"
+        "  if (window.location.search !== search) {"
         "    window.history.replaceState(window.history.state, '',"
-        "                                window.location.pathname + view.search);"
+        "                                window.location.pathname + search);"
         "  }"
-        "  return view ? view.search : '';"
+        "  return search;"
         "}",
         Output(ids.EXPLORER_URL_SINK, "children"),
         Input(ids.EXPLORER_QUERY, "data"),
@@ -292,3 +290,34 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         dims = [query.group_by] if query.group_by else []
         name = f"stratum-{metric.name}-{t0:%Y%m%dT%H%M}-{t1:%Y%m%dT%H%M}.csv"
         return dcc.send_string(csv_text(response, dims), name)  # type: ignore[no-untyped-call]
+
+
+def _draw(api: ApiClient, metric: MetricInfo, name: str | None, range_: str,
+          start: str | None, end: str | None, step: str | None, group_by: str | None,
+          filter_dim: str | None, values: list[str] | None) -> tuple[Any, ...]:
+    """Fetch and draw the view: figure, table, summary, status, URL state, curl."""
+    query = _query(name, range_, start, end, step, group_by, filter_dim, values)
+    now = datetime.now(UTC)
+    try:
+        t0, t1 = bounds(query, now)
+    except ValueError as exc:
+        return (no_update, no_update, no_update, "", banner(str(exc), "warn"),
+                {"search": to_search(query)}, time.time(), no_update)
+    query = settle(query, metric, t1 - t0, keep_step=True)
+    params = series_params(start=t0, end=t1, step=query.step or "1m",
+                           group_by=(query.group_by,) if query.group_by else (),
+                           filters=query.filters)
+    command = curl(origin(), series_path(metric.name), params)
+    try:
+        response = api.series(metric.name, start=t0, end=t1, step=query.step or "1m",
+                              group_by=(query.group_by,) if query.group_by else (),
+                              filters=query.filters)
+        jobs = api.pipeline(limit=20).jobs
+    except ApiError as exc:
+        return (no_update, no_update, no_update, "", banner(str(exc)),
+                {"search": to_search(query)}, time.time(), command)
+    return (view_figure(metric, response, jobs, now),
+            table_rows(response, additive=metric.additive, now=now),
+            table_columns(metric), summary_text(metric, response, now), None,
+            {"search": to_search(query), "query": asdict(query)}, time.time(), command)
+

@@ -1,5 +1,6 @@
 """Overview: KPI tiles (events/s, each metric, freshness) and every metric's chart over the
-last 30 minutes, refreshed every 2 s.
+time bar's range (30 minutes by default), refreshed every 2 s unless the time bar says
+otherwise (see :mod:`dashboard.timebar`).
 
 Two callbacks. The first loads the metric list once (retrying while the API is down)
 and lays out the tiles and one card per metric; the second, on the page's live interval,
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import dash
@@ -24,11 +25,14 @@ from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
-from dashboard.api_client import ApiClient
+from dashboard.api_client import ApiClient, series_params, series_path
 from dashboard.api_models import MetricInfo, Pipeline, SeriesResponse, Status
+from dashboard.api_query import curl, origin
 from dashboard.components import banner, page_header
 from dashboard.errors import ApiError, ApiUnavailableError
+from dashboard.explorer_state import default_step
 from dashboard.figures import PALETTE, message_figure, metric_figure, sparkline
+from dashboard.formatting import INGEST_WINDOW, display_zone, fmt_rate
 from dashboard.kpi_tiles import (
     freshness,
     freshness_tile,
@@ -42,24 +46,30 @@ from dashboard.kpi_tiles import (
 from dashboard.live import live_interval, too_soon
 from dashboard.metric_cards import kpi, last_point_text, legend_key, metric_card
 from dashboard.series import group_by_for, has_values, lines_of, run_marks
+from dashboard.timebar import bounds, from_params, interval_ms, time_bar
 
 dash.register_page(__name__, path="/", name="Overview", title="Stratum · Overview", order=0)  # type: ignore[no-untyped-call]
 
 PAGE = "overview"
-RANGE = timedelta(minutes=30)
+RANGES = ("15m", "30m", "1h", "6h", "24h")
+DEFAULT_RANGE = "30m"
 REFRESH_MS = 2_000
+MIN_REFRESH_MS = 2_000  # the time bar's fastest choice: the throttle's reference
 CATALOG_RETRY_MS = 5_000
 FETCH_THREADS = 6
-NO_DATA = "No data yet: no events in the last 30 minutes"
+NO_DATA = "No data in this range yet"
 
 
-def layout(**_query: str) -> Component:
+def layout(**params: Any) -> Component:
+    view = from_params(params, ranges=RANGES, default_range=DEFAULT_RANGE,
+                       default_refresh="2s")
     return html.Div([
         page_header(
             "Overview",
-            "Every metric the API serves · last 30 minutes at its finest window · times in UTC",
-            legend_key(),
+            "Every metric the API serves, at the finest window that keeps the range "
+            "readable",
         ),
+        html.Div([time_bar(PAGE, view, ranges=RANGES), legend_key()], className="page-tools"),
         html.Div(id=ids.OVERVIEW_STATUS),
         html.Div(id=ids.OVERVIEW_TILES, className="tile-row"),
         html.Div(id=ids.OVERVIEW_GRID, className="metric-grid",
@@ -67,7 +77,7 @@ def layout(**_query: str) -> Component:
         dcc.Store(id=ids.OVERVIEW_CATALOG),
         dcc.Store(id=ids.OVERVIEW_REFRESHED),
         dcc.Interval(id=ids.OVERVIEW_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
-        live_interval(PAGE, REFRESH_MS),
+        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
     ])
 
 
@@ -114,19 +124,27 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.OVERVIEW_FRESHNESS, "className"),
         Output(ids.OVERVIEW_STATUS, "children"),
         Output(ids.OVERVIEW_GRID, "className"),
+        Output(ids.metric_id(ids.OVERVIEW_API, ALL), "children"),
         Output(ids.OVERVIEW_REFRESHED, "data"),
         Input(ids.live_interval(PAGE), "n_intervals"),
         Input(ids.OVERVIEW_CATALOG, "data"),
+        Input(ids.timebar("range", PAGE), "value"),
+        Input(ids.timebar("start", PAGE), "value"),
+        Input(ids.timebar("end", PAGE), "value"),
+        Input(ids.timebar("tz", PAGE), "value"),
+        Input(ids.APP_TZ_OFFSET, "data"),
         State(ids.metric_id(ids.OVERVIEW_GRAPH, ALL), "id"),
         State(ids.OVERVIEW_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
-    def refresh(_n: int | None, catalog: list[dict[str, Any]] | None,
+    def refresh(_n: int | None, catalog: list[dict[str, Any]] | None, range_: str | None,
+                start: str | None, end: str | None, tz: str | None, offset: int | None,
                 graph_ids: list[dict[str, str]], refreshed: float | None) -> tuple[Any, ...]:
         """Fetch every series, the status and the pipeline in parallel; swap contents."""
         if not graph_ids or not catalog:
             raise PreventUpdate
-        if ctx.triggered_id != ids.OVERVIEW_CATALOG and too_soon(refreshed, REFRESH_MS):
+        if ctx.triggered_id == ids.live_interval(PAGE) and too_soon(refreshed,
+                                                                     MIN_REFRESH_MS):
             raise PreventUpdate
         known = {m["name"]: MetricInfo.model_validate(m) for m in catalog}
         metrics = [known[graph_id["metric"]] for graph_id in graph_ids if graph_id["metric"]
@@ -134,13 +152,24 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if len(metrics) != len(graph_ids):
             raise PreventUpdate  # the cards are from an older catalog; the next tick fixes it
         now = datetime.now(UTC)
+        t0, t1, problem = bounds(range_, start, end, now, DEFAULT_RANGE)
+        steps = [default_step(m, t1 - t0) for m in metrics]
         # The pool's threads have no request: they call with this person's credential.
-        results = _fetch_all(pool, api.as_current_person(), metrics, now)
-        return (*_render(metrics, results, now), time.time())
+        results = _fetch_all(pool, api.as_current_person(), metrics, steps, t0, t1)
+        base = origin()
+        queries = [curl(base, series_path(m.name), series_params(
+            start=t0, end=t1, step=step, group_by=group_by_for(m)))
+            for m, step in zip(metrics, steps, strict=True)]
+        with display_zone(tz, offset):
+            shown = _render(metrics, results, now)
+        if problem is not None and shown[11] is None:
+            shown = (*shown[:11], banner(f"{problem} Showing the last 30 min.", "warn"),
+                     *shown[12:])
+        return (*shown, queries, time.time())
 
 
 def _fetch_all(pool: ThreadPoolExecutor, api: ApiClient, metrics: list[MetricInfo],
-               now: datetime) -> list[Fetched]:
+               steps: list[str], t0: datetime, t1: datetime) -> list[Fetched]:
     def guarded(call: Any) -> Fetched:
         try:
             result: Fetched = call()
@@ -149,9 +178,9 @@ def _fetch_all(pool: ThreadPoolExecutor, api: ApiClient, metrics: list[MetricInf
         return result
 
     calls: list[Any] = [
-        (lambda m=m: api.series(m.name, start=now - RANGE, end=now, step=m.finest_window,
-                                group_by=group_by_for(m)))
-        for m in metrics
+        (lambda m=m, step=step: api.series(m.name, start=t0, end=t1, step=step,
+                                           group_by=group_by_for(m)))
+        for m, step in zip(metrics, steps, strict=True)
     ]
     calls += [api.status, lambda: api.pipeline(limit=20)]
     return list(pool.map(guarded, calls))
@@ -179,16 +208,16 @@ def _render(metrics: list[MetricInfo], results: list[Fetched], now: datetime) ->
         lines = lines_of(result, additive=metric.additive)
         figures.append(
             metric_figure(metric, lines, start=result.start, end=result.end, step=result.step,
-                          horizon=result.horizon, runs=runs)
+                          horizon=result.horizon, runs=runs, now=now)
             if has_values(lines) else message_figure(NO_DATA))
         last_points.append(last_point_text(result, now))
-        kpis.append(kpi(metric, result))
+        kpis.append(kpi(metric, result, now))
         value, note = metric_tile_text(metric, result, now)
         values.append(value)
         notes.append(note)
         xs, ys = spark_points(metric, result)
         sparks.append(sparkline(xs, ys, start=result.start, end=result.end,
-                                horizon=result.horizon))
+                                horizon=result.horizon, step=result.step, now=now))
     rate = _rate_tile(metrics, series, pipeline, now)
     fresh = freshness(status if isinstance(status, Status) else None,
                       str(status) if isinstance(status, ApiError) else None)
@@ -201,12 +230,14 @@ def _rate_tile(metrics: list[MetricInfo], series: list[Fetched], pipeline: Fetch
     counter = throughput_metric(metrics)
     ingest = pipeline.stage("ingest_accepted").per_s if isinstance(pipeline, Pipeline) else None
     if counter is None:
-        note = f"ingest now {ingest:,.1f}/s" if ingest is not None else "no count metric"
+        note = (f"ingest {fmt_rate(ingest)} ({INGEST_WINDOW})" if ingest is not None
+                else "no count metric")
         return "–", note, message_figure("")
     response = series[metrics.index(counter)]
     if not isinstance(response, SeriesResponse):
         return "–", str(response), message_figure("")
     value, note, xs, rates = rate_text(counter, response, now, ingest)
     spark = sparkline(xs, list(rates), start=response.start, end=response.end,
-                      horizon=response.horizon, colour=PALETTE[1])
+                      horizon=response.horizon, step=response.step, now=now,
+                      colour=PALETTE[4])
     return value, note, spark

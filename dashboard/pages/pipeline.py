@@ -12,17 +12,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.api_client import ApiClient
 from dashboard.api_models import JobPage
+from dashboard.api_query import curl, origin, query_details
 from dashboard.components import banner, card, page_header
 from dashboard.errors import ApiError
 from dashboard.figures import GRAPH_CONFIG, message_figure
-from dashboard.formatting import fmt_clock
+from dashboard.formatting import INGEST_WINDOW, display_zone, fmt_clock, zone_name
 from dashboard.jobs_table import jobs_table
 from dashboard.live import live_interval, too_soon
 from dashboard.pipeline_view import (
@@ -31,6 +32,7 @@ from dashboard.pipeline_view import (
     throughput_figure,
     timeline_figure,
 )
+from dashboard.timebar import from_params, interval_ms, time_bar
 
 dash.register_page(__name__, path="/pipeline", name="Pipeline", title="Stratum · Pipeline",  # type: ignore[no-untyped-call]
                    order=2)
@@ -45,17 +47,22 @@ def _graph(graph_id: str, height: str) -> dcc.Graph:
                      style={"height": height})
 
 
-def layout(**_query: str) -> Component:
+def layout(**params: Any) -> Component:
+    view = from_params(params, ranges=(), default_range="1h", default_refresh="2s")
     return html.Div([
         page_header("Pipeline health", "Ingest → log → speed layer and archive → batch · "
-                                       "stage rates are this API process's counters · UTC",
+                                       "stage rates are this API process's counters over "
+                                       f"the {INGEST_WINDOW}",
                     html.Span(id=ids.PIPELINE_UPDATED, className="muted")),
+        html.Div(time_bar(PAGE, view, ranges=None), className="page-tools"),
         html.Div(id=ids.PIPELINE_STATUS),
         html.Div(id=ids.PIPELINE_TILES, className="tile-row tile-row--pipeline",
                  children=html.Div("Loading…", className="empty-state")),
         html.Div(className="pipeline-grid", children=[
             card("Throughput per stage", _graph(ids.PIPELINE_THROUGHPUT, "280px"),
-                 subtitle="events per second, sampled when the API is asked"),
+                 query_details(ids.PIPELINE_API),
+                 subtitle="events per second between samples taken when the API is asked "
+                          "(at least 5 s apart); the range is the API's sample history"),
             card("Partitions", html.Div(id=ids.PIPELINE_PARTITIONS, className="table-slot"),
                  subtitle="speed-layer progress per log partition; lag = now − newest event"),
         ]),
@@ -63,7 +70,7 @@ def layout(**_query: str) -> Component:
              html.Div(id=ids.PIPELINE_JOBS, className="table-slot"),
              subtitle="when each job ran (wall clock) and the current batch horizon"),
         dcc.Store(id=ids.PIPELINE_REFRESHED),
-        live_interval(PAGE, REFRESH_MS),
+        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
     ])
 
 
@@ -77,21 +84,31 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         Output(ids.PIPELINE_STATUS, "children"),
         Output(ids.PIPELINE_UPDATED, "children"),
         Output(ids.PIPELINE_REFRESHED, "data"),
+        Output(ids.PIPELINE_API, "children"),
         Input(ids.live_interval(PAGE), "n_intervals"),
+        Input(ids.timebar("tz", PAGE), "value"), Input(ids.APP_TZ_OFFSET, "data"),
         State(ids.PIPELINE_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
-    def refresh(n: int | None, refreshed: float | None) -> tuple[Any, ...]:
-        if n and too_soon(refreshed, REFRESH_MS):
+    def refresh(n: int | None, tz: str | None, offset: int | None,
+                refreshed: float | None) -> tuple[Any, ...]:
+        if ctx.triggered_id == ids.live_interval(PAGE) and n and too_soon(refreshed, 2_000):
             raise PreventUpdate
-        now = datetime.now(UTC)
-        try:
-            state = api.pipeline(limit=JOBS_SHOWN)
-        except ApiError as exc:
-            message = f"{exc}. The numbers below are stale; retrying every 2 s."
-            return (*[no_update] * 5, banner(message), f"failed at {fmt_clock(now)} UTC",
-                    time.time())
-        jobs = jobs_table(JobPage(jobs=state.jobs, total=state.jobs_total), now=now)
-        return (stage_tiles(state), throughput_figure(state), partitions_table(state),
-                timeline_figure(state, now), jobs, None, f"updated {fmt_clock(now)} UTC",
-                time.time())
+        command = curl(origin(), "/v1/pipeline", [("limit", str(JOBS_SHOWN))])
+        with display_zone(tz, offset):
+            return (*_draw(api), command)
+
+
+def _draw(api: ApiClient) -> tuple[Any, ...]:
+    """Tiles, throughput, partitions, timeline, jobs, status, updated, refreshed."""
+    now = datetime.now(UTC)
+    try:
+        state = api.pipeline(limit=JOBS_SHOWN)
+    except ApiError as exc:
+        message = f"{exc}. The numbers below are stale; retrying."
+        return (*[no_update] * 5, banner(message),
+                f"failed at {fmt_clock(now)} {zone_name()}", time.time())
+    jobs = jobs_table(JobPage(jobs=state.jobs, total=state.jobs_total), now=now)
+    return (stage_tiles(state), throughput_figure(state), partitions_table(state),
+            timeline_figure(state, now), jobs, None,
+            f"updated {fmt_clock(now)} {zone_name()}", time.time())

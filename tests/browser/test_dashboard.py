@@ -33,8 +33,13 @@ SUM_SINCE_JS = """([selector, since]) => {
   const gd = document.querySelector(selector);
   let total = 0;
   for (const trace of (gd && gd.data) || []) {
+    if (trace.yaxis === 'y2') continue;  // batch-run marks, not values
     const xs = trace.x || [], ys = trace.y || [];
+    // A dotted, still-filling tail may start at the last complete point, which the solid
+    // trace holds already: that point's state is its source, not "in progress".
+    const tail = trace.line && trace.line.dash === 'dot';
     for (let i = 0; i < xs.length; i++) {
+      if (tail && (trace.customdata || [])[i] !== 'in progress') continue;
       if (String(xs[i]).replace(' ', 'T') >= since && typeof ys[i] === 'number') total += ys[i];
     }
   }

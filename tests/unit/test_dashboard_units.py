@@ -192,9 +192,11 @@ def test_lines_fold_many_groups_into_other():
     lines = lines_of(response(groups), additive=True)
     assert len(lines) == MAX_LINES and lines[-1].label == "other"
     kept = {line.label for line in lines[:-1]}
-    assert kept == {f"g{i:02d}" for i in range(5, 12)}
+    folded = 12 - (MAX_LINES - 1)  # the smallest groups
+    assert kept == {f"g{i:02d}" for i in range(folded, 12)}
     other = lines[-1]
-    assert other.y == [0 + 1 + 2 + 3 + 4, 5.0] and other.source == ["batch", "mixed"]
+    assert other.y == [sum(range(folded)), float(folded)]
+    assert other.source == ["batch", "mixed"] and other.folded == folded
     assert lines[0].x[0].tzinfo is None
 
 

@@ -106,18 +106,20 @@ def test_rate_tile_uses_the_newest_settled_window() -> None:
     data = response({"DE": [(27, 60.0), (28, 120.0), (29, 6.0)], "FR": [(28, 60.0)]})
     value, note, xs, rates = rate_text(EVENTS, data, NOW, ingest_per_s=3.25)
     assert value == "3.0"  # 10:28 (180 events / 60 s); 10:29 is still taking stragglers
-    assert note == "per 1m window · ingest 3/s now" and rates[0] == 1.0 and len(xs) == 3
+    assert note == "per 1m window · 10:28:00 · ingest 3.2/s (last 30 s)"
+    assert rates[0] == 1.0 and len(xs) == 3
     assert newest_complete([], [], "1m", NOW) is None
 
 
 def test_tiles_of_growing_aggregations_skip_the_open_window() -> None:
     """A distinct count grows while its window fills, like a count: its tile shows the
-    newest settled window; a quantile shows its newest value."""
+    newest settled window; so does a quantile, so that every headline is from the
+    same window (issue 20, finding 1)."""
     data = response({"": [(27, 900.0), (28, 910.0), (29, 400.0)]})
     users = metric_info(name="users", aggregation="distinct", field="user_id")
     p95 = metric_info(name="p95", aggregation="quantile", field="latency_ms", quantile=0.95)
     assert metric_tile_text(users, data, NOW)[1] == "per 1m · 10:28:00"
-    assert metric_tile_text(p95, data, NOW)[1] == "latest · 10:29:00"
+    assert metric_tile_text(p95, data, NOW)[1] == "per 1m · 10:28:00"
 
 
 def test_throughput_metric_prefers_an_unfiltered_count() -> None:
