@@ -106,10 +106,10 @@ class BatchScheduler:
             self._storage.close()
 
     async def _submit_scheduled(self) -> None:
-        if self.busy or self._stopping.is_set():
+        if self._stopping.is_set():
             return
         async with self._db_lock:
-            if self.busy:
+            if self.busy:  # checked under the lock: _poll starts a run while holding it
                 return
             try:
                 job = await asyncio.to_thread(self.jobs.submit, "batch", "schedule")

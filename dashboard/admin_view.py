@@ -17,7 +17,7 @@ from dash.development.base_component import Component
 
 from dashboard import ids
 from dashboard.api_models import Generation, Job
-from dashboard.components import badge, card
+from dashboard.components import attrs, badge, card
 from dashboard.formatting import fmt_count, fmt_duration, fmt_iso, fmt_rate, fmt_seconds, fmt_when
 from dashboard.job_view import (
     PHASES,
@@ -128,11 +128,11 @@ def generation_view(generation: Generation | None, building: int | None) -> list
     """"Generation currently served: N", plus the hand-off or replay under way."""
     if generation is None:
         return [html.Span("Generation currently served: ", className="generation-label"),
-                html.Span("–", className="generation-value", **{"data-generation": ""})]
+                html.Span("–", className="generation-value", **attrs({"data-generation": ""}))]
     parts: list[Component] = [
         html.Span("Generation currently served: ", className="generation-label"),
         html.Span(str(generation.live), className="generation-value",
-                  **{"data-generation": str(generation.live)}),
+                  **attrs({"data-generation": str(generation.live)})),
     ]
     if generation.handoff is not None:
         parts.append(html.Span(f"hand-off to {generation.handoff} in progress",
@@ -234,4 +234,4 @@ def job_details(job: Job | None, now: datetime) -> Component:
                      html.Span("click its row again to close", className="muted")],
                     className="details-head")
     return html.Div([head, grid, params, error], className="details",
-                    **{"data-job-id": job.job_id})
+                    **attrs({"data-job-id": job.job_id}))

@@ -185,8 +185,10 @@ class ApiClient:
             token = self._credential()
         bearer = token
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        # httpx takes pairs as a list of its own element type or as a tuple (covariant)
+        query = tuple(params) if isinstance(params, Sequence) else params
         try:
-            response = self._http.request(method, path, params=params, headers=headers,
+            response = self._http.request(method, path, params=query, headers=headers,
                                           json=json)
         except httpx.TimeoutException as exc:
             raise ApiUnavailableError(

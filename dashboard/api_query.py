@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 import flask
 from dash import dcc, html
 
+from dashboard import ids
+
 # The read token, when the API requires one (STRATUM_API__READ_TOKEN on the server).
 AUTH_HEADER = '-H "Authorization: Bearer $STRATUM_READ_TOKEN" '  # noqa: S105
 
@@ -30,7 +32,7 @@ def curl(base: str, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
     return f"curl -s {AUTH_HEADER}'{base}{path}{query}'"
 
 
-def query_details(text_id: object) -> html.Details:
+def query_details(text_id: ids.ComponentId) -> html.Details:
     """A closed "API query" disclosure: the command and a copy button."""
     return html.Details(className="api-query", children=[
         html.Summary("API query"),

@@ -76,9 +76,10 @@ def _unknown_is_not_found(app: Dash) -> None:
         return {"error": {"code": "not_found", "message": "no such dashboard resource",
                           "details": {}}}, 404
 
-    app.server.register_error_handler(DependencyException, not_found)
+    server: flask.Flask = app.server  # Dash leaves the attribute unannotated
+    server.register_error_handler(DependencyException, not_found)
 
-    @app.server.before_request
+    @server.before_request
     def _known_callback() -> tuple[dict[str, Any], int] | None:
         request = flask.request
         if request.method != "POST" or request.path != "/_dash-update-component":

@@ -15,6 +15,7 @@ import html
 
 import flask
 from flask import Flask, Response
+from flask.typing import ResponseReturnValue
 
 from stratum.settings import Settings
 from stratum.tokens import matches
@@ -43,7 +44,7 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
         return matches(token, accepted)
 
     @server.before_request
-    def _guard() -> Response | None:
+    def _guard() -> ResponseReturnValue | None:
         path = flask.request.path
         if path == SIGN_IN or valid(person_credential()):
             return None
@@ -52,10 +53,10 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
         return flask.jsonify(error={
             "code": "unauthorized", "details": {},
             "message": f"sign in at {prefix}{SIGN_IN.lstrip('/')} with the read token"}
-        ), 401  # type: ignore[return-value]
+        ), 401
 
     @server.route(SIGN_IN, methods=["GET", "POST"])
-    def _sign_in() -> Response:
+    def _sign_in() -> ResponseReturnValue:
         if flask.request.method == "GET":
             return _page(prefix, None, 200)
         token = flask.request.form.get("token", "").strip()
@@ -67,7 +68,7 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
         return response
 
     @server.route(SIGN_OUT, methods=["POST"])
-    def _sign_out() -> Response:
+    def _sign_out() -> ResponseReturnValue:
         response = flask.redirect(prefix + SIGN_IN.lstrip("/"), code=303)
         response.delete_cookie(COOKIE, path=cookie_path, httponly=True, samesite="Strict")
         return response

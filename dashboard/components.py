@@ -22,6 +22,12 @@ TONES = {"ok": "ok", "succeeded": "ok", "degraded": "warn", "running": "info",
 COMPONENT_ORDER = ("broker", "clickhouse", "worker", "scheduler")
 
 
+def attrs(attributes: dict[str, str]) -> dict[str, Any]:
+    """``data-*`` attributes to pass as ``**attrs({...})``: Dash's typed signatures check a
+    ``dict[str, str]`` against every named parameter, an ``Any`` mapping passes."""
+    return attributes
+
+
 def tone_of(status: str) -> str:
     return TONES.get(status.lower(), "muted")
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 from dash import html
+from dash.dash_table.DataTable import DataTable
 from dash.development.base_component import Component
 
 from dashboard.api_models import Drift, DriftPoint, MetricInfo
+from dashboard.components import attrs
 from dashboard.figures import GRID, MUTED, base_layout, message_figure
 from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc, zone_name
 from dashboard.series import to_naive_utc
@@ -38,7 +40,7 @@ def _tile(title: str, value: str, note: str, key: str, tone: str = "") -> html.D
                      html.Div(value, className="tile-value"),
                      html.Div(note, className="tile-note")],
                     className=f"tile {f'is-{tone}' if tone else ''}".strip(),
-                    **{"data-drift": key})
+                    **attrs({"data-drift": key}))
 
 
 def drift_tiles(drift: Drift) -> list[Component]:
@@ -119,7 +121,7 @@ def drift_rows(drift: Drift, metric: MetricInfo) -> list[dict[str, Any]]:
     } for p in off[:TABLE_ROWS]]
 
 
-def table_columns() -> list[dict[str, str]]:
+def table_columns() -> list[DataTable.Columns]:
     """The table's columns; the window's zone is the page's (UTC or local)."""
     return [{"name": n, "id": i} for n, i in (
         (f"window ({zone_name()})", "window"), ("speed", "speed"), ("batch", "batch"),

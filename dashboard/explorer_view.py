@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import plotly.graph_objects as go
+from dash.dash_table.DataTable import DataTable
 
 from dashboard.api_models import Job, MetricInfo, SeriesResponse
 from dashboard.drawing import drawn_points, split_open
@@ -26,11 +26,12 @@ def view_figure(metric: MetricInfo, response: SeriesResponse, jobs: Sequence[Job
                          now=now)
 
 
-def table_columns(metric: MetricInfo | None) -> list[dict[str, Any]]:
+def table_columns(metric: MetricInfo | None) -> list[DataTable.Columns]:
     """Values formatted as on the chart and tiles (no decimals on counts and distinct
     counts), events with thousands separators, and a note for open and missing windows."""
     unit = f" ({metric.unit})" if metric and metric.unit else ""
-    value_format = {"specifier": number_format(metric) if metric else ",.2f"}
+    value_format: DataTable.ColumnsFormat = {
+        "specifier": number_format(metric) if metric else ",.2f"}
     return [
         {"name": f"window start ({zone_name()})", "id": "window"},
         {"name": "group", "id": "group"},

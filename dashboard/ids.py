@@ -7,7 +7,9 @@ Pattern-matching ids are dicts ``{"type": <TYPE>, "metric": <name>}``.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
+
+ComponentId: TypeAlias = str | dict[str, Any]  # a constant below, or a pattern-matching dict
 
 # Shell (dashboard/app.py): nav bar and health strip on every page.
 APP_LOCATION: Final = "app-location"

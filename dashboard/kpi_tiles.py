@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeAlias
 
 from dash import dcc, html
 from dash.development.base_component import Component
 
 from dashboard import ids
 from dashboard.api_models import MetricInfo, SeriesResponse, Status
+from dashboard.components import attrs
 from dashboard.drawing import newest_complete
 from dashboard.figures import SPARK_CONFIG, message_figure
 from dashboard.formatting import INGEST_WINDOW, fmt_clock, fmt_rate, fmt_rate_number, fmt_value, utc
@@ -42,8 +44,11 @@ def throughput_metric(metrics: Sequence[MetricInfo]) -> MetricInfo | None:
     return next((m for m in counts if not m.where), counts[0] if counts else None)
 
 
-def _tile(title: str, value_id: object, note_id: object, spark_id: object | None,
-          class_name: str = "") -> html.Div:
+TileValue: TypeAlias = list[Component | str | None] | str  # a tile's value: number and unit
+
+
+def _tile(title: str, value_id: ids.ComponentId, note_id: ids.ComponentId,
+          spark_id: ids.ComponentId | None, class_name: str = "") -> html.Div:
     children: list[Component] = [
         html.Div(title, className="tile-title"),
         html.Div("–", id=value_id, className="tile-value"),
@@ -100,7 +105,7 @@ def headline_value(metric: MetricInfo, response: SeriesResponse, now: datetime
 
 
 def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
-                     ) -> tuple[list[Component] | str, str]:
+                     ) -> tuple[TileValue, str]:
     """(value, note) of a metric tile."""
     unit = html.Span(f" {metric.unit}", className="tile-unit") if metric.unit else None
     newest = headline_value(metric, response, now)
@@ -152,6 +157,6 @@ def freshness(status: Status | None, error: str | None = None) -> tuple[list[Com
         html.Div([html.Span(className=f"dot dot--{'muted' if tone == 'unknown' else tone}"),
                   f" {label}"], className="tile-value"),
         html.Div(f"event-time lag {_ago(lag)}", className="tile-note freshness-lag",
-                 **{"data-lag-s": "" if lag is None else f"{lag:.3f}"}),
+                 **attrs({"data-lag-s": "" if lag is None else f"{lag:.3f}"})),
         html.Div(horizon_text, className="tile-note freshness-horizon"),
     ], f"tile tile--freshness is-{tone}"

@@ -21,6 +21,7 @@ import time
 from dash import ALL, Dash, Input, Output, State, dcc, html
 
 from dashboard import ids
+from dashboard.components import attrs
 
 PAUSE_LABEL = "Pause auto-refresh"
 RESUME_LABEL = "Resume auto-refresh"
@@ -34,7 +35,7 @@ def pause_control() -> html.Div:
     return html.Div(className="pause-control", children=[
         dcc.Store(id=ids.APP_PAUSED, storage_type="session", data=False),
         html.Button(PAUSE_LABEL, id=ids.APP_PAUSE_BUTTON, n_clicks=0,
-                    className="button button--ghost", **{"data-paused": "false"}),
+                    className="button button--ghost", **attrs({"data-paused": "false"})),
     ])
 
 

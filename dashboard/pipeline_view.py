@@ -12,7 +12,7 @@ from dash import html
 from dash.development.base_component import Component
 
 from dashboard.api_models import Job, Pipeline
-from dashboard.components import badge
+from dashboard.components import attrs, badge
 from dashboard.figures import GRID, HORIZON_COLOR, MUTED, PALETTE, base_layout, message_figure
 from dashboard.formatting import INGEST_WINDOW, fmt_clock, fmt_count, fmt_rate, utc, zone_name
 from dashboard.kpi_tiles import FRESH_S, STALE_S
@@ -34,7 +34,7 @@ def _tile(title: str, value: str, note: str, key: str, tone: str = "") -> html.D
                      html.Div(value, className="tile-value"),
                      html.Div(note, className="tile-note")],
                     className=f"tile {f'is-{tone}' if tone else ''}".strip(),
-                    **{"data-stage": key})
+                    **attrs({"data-stage": key}))
 
 
 def _lag_tone(lag_s: float | None) -> str:
@@ -140,8 +140,8 @@ def partitions_table(p: Pipeline) -> Component:
             html.Td(fmt_clock(part.newest_event)), html.Td(fmt_clock(part.watermark)),
             html.Td(badge(lag, {"unknown": "muted"}.get(tone, tone))),
             html.Td(fmt_clock(part.updated_at)),
-        ], **{"data-partition": str(part.partition), "data-source": part.source,
-              "data-lag-s": "" if part.lag_s is None else f"{part.lag_s:.3f}"}))
+        ], **attrs({"data-partition": str(part.partition), "data-source": part.source,
+                    "data-lag-s": "" if part.lag_s is None else f"{part.lag_s:.3f}"})))
     return html.Div(html.Table([head, html.Tbody(rows)], className="table"),
                     className="table-wrap")
 

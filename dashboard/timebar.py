@@ -20,6 +20,7 @@ from dash import MATCH, Dash, Input, Output, dcc, html
 from dash.development.base_component import Component
 
 from dashboard import ids
+from dashboard.components import attrs
 from dashboard.explorer_state import parse_moment
 
 PRESETS: dict[str, timedelta] = {
@@ -130,7 +131,7 @@ def time_bar(page: str, view: TimeView, *, ranges: Sequence[str] | None) -> html
     ]
     if ranges is not None:
         parts.append(html.Div(id=ids.timebar("range-sink", page), hidden=True))
-    return html.Div(parts, className="time-bar", **{"data-page": page})
+    return html.Div(parts, className="time-bar", **attrs({"data-page": page}))
 
 
 # Merge keys into the current query string; drop empty ones (and start/end unless custom).

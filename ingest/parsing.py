@@ -81,14 +81,14 @@ def split_body(body: bytes, limits: BodyLimits | None = None) -> list[Any | Reje
                                 f"{limits.max_values} per request: split it")
     if array:
         try:
-            items = orjson.loads(stripped)
+            array_items = orjson.loads(stripped)
         except orjson.JSONDecodeError as exc:
             raise BodyError(f"the body starts like a JSON array but is not valid JSON: {exc}"
                             ) from None
-        if not isinstance(items, list):
+        if not isinstance(array_items, list):
             raise BodyError("the body must be a JSON array of events or NDJSON")
-        _check_count(len(items), limits)
-        return list(items)
+        _check_count(len(array_items), limits)
+        return list(array_items)
     lines = list(filter(str.strip, text.split("\n")))  # a C loop, not a Python one
     _check_count(len(lines), limits)
     if len(lines) == 1:

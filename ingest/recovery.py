@@ -76,9 +76,8 @@ def recover_journal(data_dir: Path, current_epoch: str) -> Recovered:
         report.journaled[epoch] = report.journaled.get(epoch, 0) + frame.height
         report.written[epoch] = report.written.get(epoch, 0) + missing.height
         if missing.height:
-            offsets = missing["offset"]
             report.files += archive.write_frame(root, epoch, partition, missing,
-                                                int(offsets.min()), int(offsets.max()))
+                                                *archive.offset_range(missing))
     for segment in segments:
         segment.unlink()
         report.segments_deleted += 1

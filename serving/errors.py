@@ -78,7 +78,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
+        detail: Any = exc.detail  # a str in Starlette's type; FastAPI's subclass takes any value
         if isinstance(detail, dict) and "code" in detail:
             body = {"error": {**detail, "details": detail.get("details") or {}}}
         elif exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:

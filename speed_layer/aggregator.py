@@ -238,7 +238,7 @@ class PartitionAggregator:
         typed = typed.with_columns(pl.Series(_WM, np.repeat(marks, np.diff(
             starts, append=offsets.size)), dtype=pl.Int64))
         lazy = self._with_hashes(typed).lazy()
-        held = bool(self.held_through) and typed["offset"].min() <= self.max_held_offset
+        held = bool(self.held_through) and int(offsets.min()) <= self.max_held_offset
         late_rows, *results = pl.collect_all([
             lazy.filter(pl.any_horizontal([plan.late() for plan in self._plans]))
                 .select(_ROW),
@@ -312,10 +312,10 @@ class PartitionAggregator:
             # writable: the KLL binding refuses read-only (zero-copy Arrow) arrays
             samples = groups[_VALUES].explode().to_numpy(writable=plan.sketch)
         sums = groups[_SUM].to_list() if plan.numeric else None
-        mins = groups[_MIN].to_list() if plan.numeric else None
-        maxs = groups[_MAX].to_list() if plan.numeric else None
+        mins: list[Any] = groups[_MIN].to_list() if plan.numeric else []  # read if sums
+        maxs: list[Any] = groups[_MAX].to_list() if plan.numeric else []
         firsts = groups[_FIRST].to_list() if plan.session else None
-        lasts = groups[_LAST].to_list() if plan.session else None
+        lasts: list[Any] = groups[_LAST].to_list() if plan.session else []  # read if firsts
         name, windows, dirty = plan.name, self.windows, self.dirty
         key_lists = [groups[k].to_list() for k in keys]
         for i, key_row in enumerate(zip(*key_lists, strict=True)):
@@ -326,13 +326,14 @@ class PartitionAggregator:
             state.count += counts[i]
             if sums is not None:
                 state.sum += sums[i]
-                if mins[i] < state.min:  # type: ignore[index]
-                    state.min = mins[i]  # type: ignore[index]
-                if maxs[i] > state.max:  # type: ignore[index]
-                    state.max = maxs[i]  # type: ignore[index]
+                if mins[i] < state.min:
+                    state.min = mins[i]
+                if maxs[i] > state.max:
+                    state.max = maxs[i]
             if firsts is not None:
                 state.first_ms = min(state.first_ms, firsts[i])
-                state.last_ms = max(state.last_ms, lasts[i])  # type: ignore[index]
+                state.last_ms = max(state.last_ms, lasts[i])
+            # The kind's new_state() made the sample its plan fills; WindowState types it optional.
             if plan.sketch:
                 state.sketch.update(samples[bounds[i]:bounds[i + 1]])  # type: ignore[union-attr]
             elif plan.distinct:

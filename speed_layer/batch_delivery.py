@@ -52,6 +52,7 @@ class BatchMessage(ConsumerMessage):
                  generation_id: int | None) -> None:
         last = records[-1]
         timestamp = last.timestamp / 1000.0 if last.timestamp is not None else None
+        # Faust's Message types timestamp as float, yet takes None (a record without one).
         super().__init__(tp.topic, tp.partition, last.offset, timestamp,  # type: ignore[arg-type]
                          last.timestamp_type, None, None, b"", None, 0, 0, tp,
                          generation_id=generation_id)

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 def retry_delay_s(failures: int) -> float:
     """Back-off after ``failures`` failed flushes in a row: 1 s, 2 s, 4 s ... 30 s."""
-    return min(30.0, 0.5 * 2 ** failures)
+    return min(30.0, 0.5 * 2.0 ** failures)
 
 
 def error_text(exc: BaseException) -> str:
@@ -300,10 +300,10 @@ class SpeedWorker:
             telemetry.SPEED_FLUSH.observe(time.perf_counter() - started)
             for p, rows in drained.items():
                 telemetry.SPEED_ROWS.inc(len(rows))
-                agg = self.partitions.get(p)  # may be revoked meanwhile
-                if agg is not None:
-                    telemetry.WATERMARK.labels(partition=str(p)).set(agg.watermark_ms)
-                    agg.evict_final()
+                owned = self.partitions.get(p)  # may be revoked meanwhile
+                if owned is not None:
+                    telemetry.WATERMARK.labels(partition=str(p)).set(owned.watermark_ms)
+                    owned.evict_final()
             await self._ack_stored()
             again = await self._follow_generation()
         if again is not None:  # switched generations: the lock is free again
@@ -474,9 +474,8 @@ class ArchiveWorker:
             if not parts:
                 continue
             frame = concat_frames(parts)
-            offsets = frame["offset"]
             written += len(archive.write_frame(self.root, self.log_epoch, partition, frame,
-                                               int(offsets.min()), int(offsets.max())))
+                                               *archive.offset_range(frame)))
         return written
 
     def forget(self, partitions: set[int]) -> None:

@@ -53,8 +53,8 @@ def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: st
             response = client.post(path, json=body)
             if response.status_code != 202:
                 raise AdminError(_explain(response))
-            accepted = response.json()
-            job_id = accepted["job_id"]
+            accepted: dict[str, Any] = response.json()
+            job_id: str = accepted["job_id"]
             click.echo(f"{label} job {job_id} queued")
             if accepted.get("rebuilds"):
                 click.echo(f"{label} {accepted['rebuilds']}")
@@ -125,8 +125,11 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
                 break
             time.sleep(0.5)
         return job
-    with click.progressbar(length=100, label=label,
-                           item_show_func=lambda _: _label(job) if job else None) as bar:
+
+    def phase(_: int | None) -> str | None:  # the bar counts percent; it shows the phase
+        return _label(job) if job else None
+
+    with click.progressbar(length=100, label=label, item_show_func=phase) as bar:
         shown = 0
         while time.monotonic() < deadline:
             job = _job(client, job_id)

@@ -100,6 +100,13 @@ def write_frame(root: Path, epoch: str, partition: int, frame: pl.DataFrame, fir
     return sorted(written)
 
 
+def offset_range(frame: pl.DataFrame) -> tuple[int, int]:
+    """The first and last log offset in a non-empty frame, its rows in any order."""
+    offset = pl.col("offset")
+    first, last = frame.select(offset.min().alias("first"), offset.max().alias("last")).row(0)
+    return int(first), int(last)
+
+
 def write_partition_range(
     root: Path, epoch: str, partition: int, events: Sequence[tuple[int, Event]]
 ) -> list[Path]:

@@ -16,11 +16,12 @@ from stratum.settings import KafkaSettings
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     if not kafka.tls:
         return None
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
         certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
         keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
     )
+    return context
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:

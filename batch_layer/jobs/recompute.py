@@ -156,8 +156,8 @@ def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, 
         if not paths:
             return -(2**62)  # consumed, nothing archived yet: no new horizon
         # Files differ in their columns: read each one's ts alone.
-        newest = max(int(pl.read_parquet(path, columns=["ts"])["ts"].dt.epoch("ms").max() or 0)
-                     for path in paths)
+        newest = max(int(pl.read_parquet(path, columns=["ts"]).select(
+                         pl.col("ts").dt.epoch("ms").max()).item() or 0) for path in paths)
         cap = min(cap, newest)
         log.info("archive of %s is behind the speed layer: horizon capped", source)
     return cap

@@ -18,6 +18,7 @@ Dash imports this module itself (``use_pages``); ``create_dash`` then calls
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ from dashboard.formatting import fmt_clock
 from dashboard.jobs_table import jobs_table
 from dashboard.live import live_interval, too_soon
 
-dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=4)  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=4)
 
 PAGE = "admin"
 REFRESH_MS = 1_000
@@ -258,7 +259,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             return (actions.refresh_error_banner(exc), *[no_update] * 7,
                     f"failed at {fmt_clock(now)} UTC", time.time(), no_update)
         building = shot.building
-        parts = {
+        parts: dict[str, tuple[str, Callable[[], Any]]] = {
             "generation": (view_key(shot.generation, building),
                            lambda: generation_view(shot.generation, building)),
             # Elapsed time and ETA move every second while a job is active.

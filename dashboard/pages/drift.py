@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import Dash, Input, Output, State, dash_table, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.dash_table.DataTable import DataTable  # the class; dash_table hides it from mypy
 from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
@@ -30,7 +31,7 @@ from dashboard.live import live_interval, too_soon
 from dashboard.metric_picker import register_metric_picker
 from dashboard.timebar import bounds, from_params, interval_ms, time_bar
 
-dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drift",  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/drift", name="Drift", title="Stratum · Drift",
                    order=3)
 
 PAGE = "drift"
@@ -55,7 +56,7 @@ def layout(**params: Any) -> Component:
                                       placeholder="Loading metrics…")),
         time_bar(PAGE, view, ranges=RANGES),
     ])
-    table = dash_table.DataTable(
+    table = DataTable(
         id=ids.DRIFT_TABLE, columns=table_columns(), data=[], page_size=10,
         style_as_list_view=True, style_table={"overflowX": "auto"},
         style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "6px 10px",

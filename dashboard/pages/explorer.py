@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dash
-from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.dash_table.DataTable import DataTable  # the class; dash_table hides it from mypy
+from dash.dcc.express import send_string  # dcc re-exports it without __all__
 from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 
@@ -49,7 +51,7 @@ from dashboard.metric_picker import register_metric_picker
 from dashboard.timebar import from_params as timebar_params
 from dashboard.timebar import interval_ms, time_bar
 
-dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer",  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer",
                    order=1)
 
 PAGE = "explorer"
@@ -103,7 +105,7 @@ def layout(**params: Any) -> Component:
                                      className="metric-graph"),
                  query_details(ids.EXPLORER_API),
                  subtitle=html.Span(id=ids.EXPLORER_SUMMARY), class_name="explorer-chart")
-    table = card("Windows", dash_table.DataTable(
+    table = card("Windows", DataTable(
         id=ids.EXPLORER_TABLE, columns=table_columns(None), data=[], page_size=12,
         sort_action="native", style_as_list_view=True,
         style_table={"overflowX": "auto"},
@@ -289,7 +291,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
                               filters=query.filters)
         dims = [query.group_by] if query.group_by else []
         name = f"stratum-{metric.name}-{t0:%Y%m%dT%H%M}-{t1:%Y%m%dT%H%M}.csv"
-        return dcc.send_string(csv_text(response, dims), name)  # type: ignore[no-untyped-call]
+        download: dict[str, Any] = send_string(csv_text(response, dims), name)
+        return download
 
 
 def _draw(api: ApiClient, metric: MetricInfo, name: str | None, range_: str,

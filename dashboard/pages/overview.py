@@ -34,6 +34,7 @@ from dashboard.explorer_state import default_step
 from dashboard.figures import PALETTE, message_figure, metric_figure, sparkline
 from dashboard.formatting import INGEST_WINDOW, display_zone, fmt_rate
 from dashboard.kpi_tiles import (
+    TileValue,
     freshness,
     freshness_tile,
     metric_tile,
@@ -48,7 +49,7 @@ from dashboard.metric_cards import kpi, last_point_text, legend_key, metric_card
 from dashboard.series import group_by_for, has_values, lines_of, run_marks
 from dashboard.timebar import bounds, from_params, interval_ms, time_bar
 
-dash.register_page(__name__, path="/", name="Overview", title="Stratum · Overview", order=0)  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/", name="Overview", title="Stratum · Overview", order=0)
 
 PAGE = "overview"
 RANGES = ("15m", "30m", "1h", "6h", "24h")
@@ -195,7 +196,9 @@ def _render(metrics: list[MetricInfo], results: list[Fetched], now: datetime) ->
         return (stale, stale, stale, stale, stale, stale, no_update, no_update, no_update,
                 *freshness(None, "API unreachable"), banner(message), "metric-grid is-stale")
     runs = run_marks(pipeline.jobs) if isinstance(pipeline, Pipeline) else []
-    figures, last_points, kpis, values, notes, sparks = [], [], [], [], [], []
+    figures, last_points, notes, sparks = [], [], [], []
+    kpis: list[list[Component] | str] = []
+    values: list[TileValue] = []
     for metric, result in zip(metrics, series, strict=True):
         if not isinstance(result, SeriesResponse):
             figures.append(message_figure(f"Cannot load {metric.name}: {result}"))

@@ -34,7 +34,7 @@ from dashboard.pipeline_view import (
 )
 from dashboard.timebar import from_params, interval_ms, time_bar
 
-dash.register_page(__name__, path="/pipeline", name="Pipeline", title="Stratum · Pipeline",  # type: ignore[no-untyped-call]
+dash.register_page(__name__, path="/pipeline", name="Pipeline", title="Stratum · Pipeline",
                    order=2)
 
 PAGE = "pipeline"

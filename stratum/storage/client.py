@@ -81,7 +81,8 @@ class Storage:
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with _translated("query"):
-            return list(self._client.query(sql, parameters=parameters).result_rows)
+            rows = self._client.query(sql, parameters=parameters).result_rows
+            return [tuple(row) for row in rows]  # tuples already; the driver types a Sequence
 
     def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None
                     ) -> list[dict[str, Any]]:
