@@ -94,12 +94,16 @@ def covered_versions(storage: Storage) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def coverage_horizons(storage: Storage) -> dict[tuple[str, int], int]:
-    """(metric, hour ms) -> the horizon (ms) its covering version is final to."""
+def coverage_horizons(storage: Storage, floors: Mapping[str, int] | None = None
+                      ) -> dict[tuple[str, int], int]:
+    """(metric, hour ms) -> the horizon (ms) its covering version is final to. Coverage
+    by a version below the metric's floor was computed with an earlier definition of it
+    (:mod:`stratum.storage.definitions`): left out, so the run recomputes those hours."""
     rows = storage.query(f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
-                         f"toUnixTimestamp64Milli(horizon) "
+                         f"toUnixTimestamp64Milli(horizon), version "
                          f"FROM {storage.database}.batch_coverage FINAL")
-    return {(str(m), int(h)): int(z) for m, h, z in rows}
+    floors = floors or {}
+    return {(str(m), int(h)): int(z) for m, h, z, v in rows if int(v) >= floors.get(str(m), 0)}
 
 
 def processed_files(storage: Storage) -> set[str]:

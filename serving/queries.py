@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.final_buckets import FinalBucketCache, Freeze, Group, ShapeKey, bucket_of
 from serving.tail_buckets import (
@@ -28,11 +28,19 @@ from serving.tail_buckets import (
 )
 from stratum import telemetry
 from stratum.aggregation import MAX_HASH
+from stratum.errors import StratumError
 from stratum.metrics import Aggregation, MetricDefinition
 from stratum.storage import Storage, epochs, generations
 from stratum.storage.jobs import JobStore
 
+if TYPE_CHECKING:
+    from serving.live_definitions import LiveDefinitions
+
 MAX_POINTS = 20_000
+
+
+class DefinitionChangedError(StratumError):
+    """The metric was redefined between choosing it and reading it: ask again (409)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +137,16 @@ DAY_MS = 86_400_000
 
 
 def build_sql(req: SeriesRequest, database: str, generation: int,
-              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False
-              ) -> tuple[str, dict[str, Any]]:
+              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False,
+              floor: int = 0) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
     speed windows everywhere else, rolled up to the step and the groups. Session metrics
     first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
     session start. ``ranges`` (default: the request's) limit the window starts read.
     ``speed_only``: the caller knows no batch coverage reaches the ranges (they start
-    after every coverage horizon), so the speed rows are read without the joins."""
+    after every coverage horizon), so the speed rows are read without the joins.
+    ``floor``: batch coverage by older versions was computed with an earlier definition
+    of the metric (:mod:`stratum.storage.definitions`) and is not used."""
     metric = req.metric
     session = metric.session_gap_ms is not None
     ranges = list(ranges or [(req.start_ms, req.end_ms)])
@@ -146,6 +156,7 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         ranges = [(req.start_ms // DAY_MS * DAY_MS, -(-req.end_ms // DAY_MS) * DAY_MS)]
     params: dict[str, Any] = {
         "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
+        "floor": floor,
         "start": _utc(min(lo for lo, _ in ranges)), "end": _utc(max(hi for _, hi in ranges)),
     }
     spans = []
@@ -201,7 +212,7 @@ WITH covered AS (
            horizon - toIntervalMillisecond({{w:UInt32}}) AS until
     FROM {database}.batch_coverage FINAL
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
-      AND hour_start < {{end:DateTime64(3)}}
+      AND hour_start < {{end:DateTime64(3)}} AND version >= {{floor:UInt64}}
 )"""
     sql = f"""{covered}
 SELECT {bucket} AS bucket
@@ -312,8 +323,10 @@ class MetricReader:
     the speed layer left alone since the last read from :class:`TailBucketCache`."""
 
     def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None,
-                 tail_cache: TailBucketCache | None = None) -> None:
+                 tail_cache: TailBucketCache | None = None,
+                 definitions: LiveDefinitions | None = None) -> None:
         self.storage = storage
+        self.definitions = definitions
         self.jobs = JobStore(storage)
         self.cache = cache if cache is not None else FinalBucketCache()
         self.tail_cache = tail_cache if tail_cache is not None else TailBucketCache()
@@ -385,8 +398,24 @@ class MetricReader:
         tail_from = None if session else self.tail_starts.earliest(metric.name)
         snapshot = self.snapshot(metric, tail_from)
         horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
+        floor = 0
+        if self.definitions is not None:  # the definition that built this generation
+            built, floor = self.definitions.resolve(generation, metric.name)
+            if built is None:
+                raise DefinitionChangedError(f"metric {metric.name} is not defined in the "
+                                             "generation being served; ask again")
+            if built != metric:
+                problem = step_problem(built, req.step_ms) or next(
+                    (f"{d} is not a dimension of {metric.name} any more"
+                     for d in (*req.group_by, *req.filters) if d not in built.dimensions),
+                    None)
+                if problem is not None or built.session_gap_ms != metric.session_gap_ms:
+                    raise DefinitionChangedError(f"metric {metric.name} was redefined "
+                                                 f"during this read: {problem}; ask again")
+                req = replace(req, metric=built)
+                metric = built
         if session:  # a session in a final bucket may grow
-            sql, params = build_sql(req, self.storage.database, generation)
+            sql, params = build_sql(req, self.storage.database, generation, floor=floor)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
@@ -404,7 +433,7 @@ class MetricReader:
             # The usual tail (after every coverage horizon) holds speed rows only.
             speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in ranges)
             sql, params = build_sql(req, self.storage.database, generation, ranges,
-                                    speed_only=speed_only)
+                                    speed_only=speed_only, floor=floor)
             fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
         if tail.buckets:

@@ -29,6 +29,7 @@ from stratum.events import Event
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import StorageError, generations
+from stratum.storage.definitions import DefinitionStore
 
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
                 "offset", "payload")
@@ -102,6 +103,7 @@ class SpeedWorker:
         self._running.set()
         self.paused_for: int | None = None
         self._paused_at = 0.0
+        self.definitions_version: int | None = None  # of the catalog computed now
 
     @property
     def stored_offsets(self) -> Mapping[int, int]:
@@ -306,8 +308,18 @@ class SpeedWorker:
         flush, so everything consumed is stored) and report offsets; switch to the new
         generation when readers do, resuming from its checkpoints."""
         state = await asyncio.to_thread(generations.read_state, self.store.storage)
-        if state.live != self.store.generation:
-            log.info("switching from generation %d to %d", self.store.generation, state.live)
+        redefined = (state.definitions is not None
+                     and state.definitions != self.definitions_version)
+        if state.live != self.store.generation or redefined:
+            if redefined:  # a new version: metrics added or deleted, or a new generation's
+                self.catalog = await asyncio.to_thread(
+                    DefinitionStore(self.store.storage).catalog, state.definitions)
+                self.definitions_version = state.definitions
+                log.info("computing definitions version %s (%d metric(s))",
+                         state.definitions, len(self.catalog.metrics))
+            if state.live != self.store.generation:
+                log.info("switching from generation %d to %d", self.store.generation,
+                         state.live)
             self.store.generation = state.live
             self.partitions.clear()  # recovered lazily from the new generation's rows
             self._written.clear()

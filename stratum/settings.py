@@ -119,6 +119,13 @@ class BatchSettings(_Group):
     enabled: bool = True
 
 
+class DefinitionsSettings(_Group):
+    poll_s: float = Field(2.0, gt=0, le=60, description="how often every process looks "
+                          "for a new version of the metric definitions")
+    deleted_retention_s: float = Field(7 * 86_400.0, ge=0, description="a deleted "
+                                       "metric's stored windows are dropped after this")
+
+
 class ApiSettings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -183,6 +190,7 @@ class Settings(BaseSettings):
     speed: SpeedSettings = SpeedSettings()
     archive: ArchiveSettings = ArchiveSettings()
     batch: BatchSettings = BatchSettings()
+    definitions: DefinitionsSettings = DefinitionsSettings()
     api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")

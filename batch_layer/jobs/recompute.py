@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -218,14 +218,15 @@ class _Progress:
 def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
               progress: ProgressCallback | None = None, *,
               mode: RecomputeMode = RecomputeMode.INCREMENTAL,
-              start_ms: int | None = None, end_ms: int | None = None) -> RecomputeResult:
+              start_ms: int | None = None, end_ms: int | None = None,
+              floors: Mapping[str, int] | None = None) -> RecomputeResult:
     """Run one batch recompute over the archive as it is now (see the module docstring):
     the dirty hours (incremental), or every hour (full), optionally within a time range.
     An exception from ``progress`` aborts the run; before coverage, it leaves no trace
     that is served."""
     started = time.perf_counter()
     file_hours = {str(p): hour_of_file(p) for p in list_files(archive_root(settings.data_dir))}
-    coverage = writer.coverage_horizons(storage)
+    coverage = writer.coverage_horizons(storage, floors)
     processed = writer.processed_files(storage)
     plan = plan_hours(file_hours, processed, coverage, catalog.metrics, mode, start_ms, end_ms)
     # The run counts what earlier runs did and the new files of the hours it recomputes.

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from stratum.storage.client import Storage
 
 LIVE = "live_generation"
@@ -23,6 +25,7 @@ POSITION = "position:"
 class GenerationState:
     live: int
     handoff: int | None
+    definitions: int | None = None  # the definitions version the live generation computes
 
 
 def _put(storage: Storage, key: str, value: str) -> None:
@@ -30,11 +33,17 @@ def _put(storage: Storage, key: str, value: str) -> None:
 
 
 def read_state(storage: Storage) -> GenerationState:
+    """The live generation, a hand-off, and the definitions version bound to the live
+    generation (``defs:<generation>``, :mod:`stratum.storage.definitions`), in one read."""
     rows = dict(storage.query(
         f"SELECT key, value FROM {storage.database}.kv FINAL "
-        "WHERE key IN ({a:String}, {b:String})", {"a": LIVE, "b": HANDOFF}))
+        "WHERE key IN ({a:String}, {b:String}) OR startsWith(key, 'defs:')",
+        {"a": LIVE, "b": HANDOFF}))
     handoff = rows.get(HANDOFF) or ""
-    return GenerationState(int(rows.get(LIVE) or 0), int(handoff) if handoff else None)
+    live = int(rows.get(LIVE) or 0)
+    binding = rows.get(f"defs:{live}") or ""
+    version = int(orjson.loads(binding)["version"]) if binding else None
+    return GenerationState(live, int(handoff) if handoff else None, version)
 
 
 def live_generation(storage: Storage) -> int:

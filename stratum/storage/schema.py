@@ -22,6 +22,8 @@ Tables (database from settings, default ``stratum``):
 - ``kv``: small platform state (e.g. the generation readers use).
 - ``side_events``: late events and dead letters as the speed layer routed them (also on
   their Kafka topics), for the API and the dashboard; kept 30 days.
+- ``definitions``: versions of the metric definitions document (who, when, why), and
+  in ``kv`` which version each generation computes (:mod:`stratum.storage.definitions`).
 - ``retired_epochs``: log epochs of the embedded broker that have ended and been retired
   (:mod:`speed_layer.recovery`): their rows are still served, their checkpoints no
   longer count as progress (:mod:`stratum.storage.epochs`).
@@ -157,4 +159,13 @@ ORDER BY key""",
     retired_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(retired_at)
 ORDER BY epoch""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.definitions (
+    version UInt64,
+    document String,
+    author String,
+    reason String,
+    change String,
+    created_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY version""",
     ]
