@@ -134,6 +134,7 @@ class SpeedWorker:
                     self.store.load_open_windows, source, agg.watermark_ms,
                     {m.name: m for m in self.catalog.metrics})
                 agg.recover(through, max_event_ms, windows)
+                self._written.setdefault(partition, through)  # stored before we took it
                 log.info("partition %d resumed after offset %d with %d open window(s)",
                          partition, through, len(windows))
             self.partitions[partition] = agg
@@ -328,6 +329,8 @@ class SpeedWorker:
             # caller queues them again (what the new generation holds is skipped by offset,
             # what the archive holds by the archiver) and then resumes.
             self._inbox, self._inbox_bytes = {}, 0
+            for partition in sorted(self.assigned):  # what they hold counts as stored
+                await self._aggregator(partition)
             return self.acks.take()
         if state.handoff is not None and self.paused_for != state.handoff:
             self._running.clear()
