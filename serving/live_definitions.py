@@ -51,18 +51,21 @@ class LiveDefinitions:
             self._fetched = time.monotonic()
         return catalog
 
-    def resolve(self, generation: int, name: str) -> tuple[MetricDefinition | None, int]:
-        """``name``'s definition in ``generation`` and its batch floor (0: every batch
-        version counts); None if that generation does not define it."""
+    def resolve(self, generation: int, metric: MetricDefinition
+                ) -> tuple[MetricDefinition | None, int]:
+        """The metric's definition in ``generation`` and its batch floor (0: every batch
+        version counts); None if that generation does not define it. A generation bound
+        to no version (built by a replay run outside a job) is read as asked."""
+        name = metric.name
         binding = self._bindings.get(generation)
-        metric = None
+        found = None
         if binding is not None:
-            metric = self.store.catalog(binding.version).get(name)
-        if metric is None:  # unknown generation, or a metric added since
+            found = self.store.catalog(binding.version).get(name)
+        if found is None:  # unknown generation, or a metric added since
             binding = self.store.binding(generation)
             if binding is None:
-                return None, 0
+                return metric, 0
             with self._lock:
                 self._bindings[generation] = binding
-            metric = self.store.catalog(binding.version).get(name)
-        return metric, binding.floors.get(name, 0)
+            found = self.store.catalog(binding.version).get(name)
+        return found, binding.floors.get(name, 0)

@@ -400,7 +400,7 @@ class MetricReader:
         horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
         floor = 0
         if self.definitions is not None:  # the definition that built this generation
-            built, floor = self.definitions.resolve(generation, metric.name)
+            built, floor = self.definitions.resolve(generation, metric)
             if built is None:
                 raise DefinitionChangedError(f"metric {metric.name} is not defined in the "
                                              "generation being served; ask again")

@@ -125,6 +125,14 @@ class DefinitionStore:
                                   "WHERE key = {k:String}", {"k": f"{BINDING}{generation}"})
         return Binding.parse(str(rows[0][0])) if rows else None
 
+    def _latest_binding_before(self, generation: int) -> Binding | None:
+        rows = self.storage.query(
+            f"SELECT value FROM {self.storage.database}.kv FINAL WHERE startsWith(key, "
+            "{p:String}) AND value != '' AND toUInt64OrZero(substring(key, 6)) <= {g:UInt64} "
+            "ORDER BY toUInt64OrZero(substring(key, 6)) DESC LIMIT 1",
+            {"p": BINDING, "g": generation})
+        return Binding.parse(str(rows[0][0])) if rows else None
+
     def bind(self, generation: int, binding: Binding) -> None:
         _put(self.storage, f"{BINDING}{generation}", binding.text())
 
@@ -142,6 +150,8 @@ class DefinitionStore:
         binding = Binding.parse(str(rows[0][1])) if rows else None
         if binding is None:  # a live generation of 0 has no kv row yet
             binding = self.binding(generation)
+        if binding is None:  # built outside a replay job: the newest older generation's
+            binding = self._latest_binding_before(generation)
         if binding is None:
             raise LookupError("no definitions are bound to the live generation yet")
         return generation, binding, self.catalog(binding.version)

@@ -9,7 +9,7 @@ every process (worker, API, replay runner) sees the same state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -25,7 +25,9 @@ POSITION = "position:"
 class GenerationState:
     live: int
     handoff: int | None
-    definitions: int | None = None  # the definitions version the live generation computes
+    # The definitions version the live generation computes; not part of the hand-off
+    # state's identity (compare=False).
+    definitions: int | None = field(default=None, compare=False)
 
 
 def _put(storage: Storage, key: str, value: str) -> None:
