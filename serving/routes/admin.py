@@ -13,7 +13,7 @@ from serving.deps import AdminOnly, JobsDep
 from serving.errors import error_responses
 from serving.routes.common import ms_of
 from serving.timeparse import parse_time_ms
-from stratum.storage.jobs import Job
+from stratum.storage.jobs import Job, JobKind
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
                    responses=error_responses(401, 422, 500, 503))
@@ -108,7 +108,7 @@ async def trigger_batch(jobs: JobsDep,
 
 @router.get("/jobs", response_model=JobList, summary="Jobs, newest first (paginated)")
 async def list_jobs(jobs: JobsDep,
-                    kind: Annotated[Literal["batch", "replay"] | None, Query()] = None,
+                    kind: Annotated[JobKind | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
                     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> JobList:
     page, total = await run_in_threadpool(jobs.list, kind, limit, offset)
