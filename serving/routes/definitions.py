@@ -33,7 +33,7 @@ from stratum.storage.definitions import DefinitionStore
 from stratum.windows import format_duration, parse_duration_ms
 
 router = APIRouter(prefix="/v1/admin", tags=["definitions"], dependencies=[AdminOnly],
-                   responses=error_responses(401, 422, 500, 503))
+                   responses=error_responses(400, 401, 422, 500, 503))
 MAX_PREVIEW_MS = 7 * 86_400_000
 
 
