@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.queries import DefinitionChangedError
+from serving.queries import AsOfError, DefinitionChangedError
 from stratum.definitions import problems_of
 from stratum.definitions_apply import DefinitionsBusyError
 from stratum.errors import cite
@@ -115,6 +115,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _redefined(_: Request, exc: DefinitionChangedError) -> JSONResponse:
         return JSONResponse(error_body("definition_changed", str(exc)), status_code=409,
                             headers={"Retry-After": "1"})
+
+    @app.exception_handler(AsOfError)
+    async def _as_of(_: Request, exc: AsOfError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_parameter", str(exc), {"parameter": "as_of"}),
+                            status_code=422)
 
     @app.exception_handler(DefinitionsBusyError)
     async def _busy(_: Request, exc: DefinitionsBusyError) -> JSONResponse:

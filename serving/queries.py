@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 MAX_POINTS = 20_000
 
 
+class AsOfError(StratumError):
+    """An as-of read that cannot be answered (422)."""
+
+
 class DefinitionChangedError(StratumError):
     """The metric was redefined between choosing it and reading it: ask again (409)."""
 
@@ -51,6 +55,7 @@ class SeriesRequest:
     step_ms: int
     group_by: tuple[str, ...] = ()
     filters: dict[str, list[str]] = field(default_factory=dict)
+    as_of_ms: int | None = None  # answer with the batch coverage served at that moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,18 @@ WITH covered AS (
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
       AND hour_start < {{end:DateTime64(3)}} AND version >= {{floor:UInt64}}
 )"""
+    if req.as_of_ms is not None and not speed_only:  # the coverage served at that moment
+        params["as_of"] = _utc(req.as_of_ms)
+        covered = f"""
+WITH covered AS (
+    SELECT hour_start, argMax(version, recorded_at) AS version,
+           argMax(horizon, recorded_at) - toIntervalMillisecond({{w:UInt32}}) AS until
+    FROM {database}.batch_coverage_log
+    WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
+      AND hour_start < {{end:DateTime64(3)}} AND recorded_at <= {{as_of:DateTime64(3)}}
+    GROUP BY hour_start
+    HAVING version >= {{floor:UInt64}}
+)"""
     sql = f"""{covered}
 SELECT {bucket} AS bucket
        {group_select},
@@ -335,6 +352,14 @@ class MetricReader:
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
 
+    def horizon_as_of(self, as_of_ms: int) -> int | None:
+        """The batch horizon served at ``as_of_ms``: the newest coverage written by then."""
+        rows = self.storage.query(
+            f"SELECT toUnixTimestamp64Milli(max(horizon)), count() FROM "
+            f"{self.storage.database}.batch_coverage_log "
+            "WHERE recorded_at <= {t:DateTime64(3)}", {"t": _utc(as_of_ms)})
+        return int(rows[0][0]) if rows and int(rows[0][1]) else None
+
     def horizon_ms(self) -> int | None:
         horizon = self.jobs.latest_horizon()
         return int(horizon.timestamp() * 1000) if horizon else None
@@ -414,6 +439,13 @@ class MetricReader:
                                                  f"during this read: {problem}; ask again")
                 req = replace(req, metric=built)
                 metric = built
+        if req.as_of_ms is not None:  # a question about the past: no caches
+            if floor > req.as_of_ms:
+                raise AsOfError(f"metric {metric.name} was redefined after as_of; as-of "
+                                "reads reach back to its current definition")
+            horizon = self.horizon_as_of(req.as_of_ms)
+            sql, params = build_sql(req, self.storage.database, generation, floor=floor)
+            return assemble(self.storage.query(sql, params), req.group_by), horizon
         if session:  # a session in a final bucket may grow
             sql, params = build_sql(req, self.storage.database, generation, floor=floor)
             return assemble(self.storage.query(sql, params), req.group_by), horizon

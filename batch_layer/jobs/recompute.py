@@ -258,7 +258,8 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
     covered_before = writer.covered_versions(storage)
     writer.write_coverage(storage, written, version, horizon_ms)
     writer.record_files(storage, (str(p) for p in files), version)
-    writer.prune_versions(storage, covered_before | writer.covered_versions(storage))
+    writer.prune_versions(storage, covered_before | writer.covered_versions(storage)
+                          | writer.versions_for_as_of(storage, settings.batch.keep_versions_s))
     tracker.report("coverage_written")
     log.info("recomputed %d hour(s) from %d file(s) (%s)",
              len(set().union(*written.values())), len(files), mode.value)

@@ -15,6 +15,8 @@ Tables (database from settings, default ``stratum``):
 - ``batch_windows``: batch-layer window state, one row per (metric, window, group,
   version); ``batch_coverage`` says which version is authoritative for each event hour,
   so a batch run that dies before writing coverage changes nothing that is served.
+  ``batch_coverage_log`` keeps every coverage row with when it was written: as-of reads
+  (``?as_of=``) and the versions a batch run keeps for them.
 - ``batch_id_index`` (per archive file, the hashes of its event ids) and
   ``batch_duplicates`` (per id found in several files, its copies): how an incremental
   run knows which copy of an id counts (:mod:`batch_layer.dedup`).
@@ -159,6 +161,14 @@ ORDER BY key""",
     retired_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(retired_at)
 ORDER BY epoch""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_coverage_log (
+    metric LowCardinality(String),
+    hour_start DateTime('UTC'),
+    version UInt64,
+    horizon DateTime64(3, 'UTC'),
+    recorded_at DateTime64(3, 'UTC')
+) ENGINE = MergeTree
+ORDER BY (metric, hour_start, recorded_at)""",
         f"""CREATE TABLE IF NOT EXISTS {db}.definitions (
     version UInt64,
     document String,
