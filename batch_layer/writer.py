@@ -136,6 +136,8 @@ def write_coverage(storage: Storage, hours: Mapping[str, set[int]], version: int
 def versions_for_as_of(storage: Storage, keep_s: float) -> set[int]:
     """Versions served at some moment of the last ``keep_s`` seconds (superseded since
     then, or still current): as-of reads that far back need their window rows."""
+    if keep_s <= 0:  # the versions coverage points at are kept anyway
+        return set()
     cutoff = time.time() - keep_s
     rows = storage.query(  # one row per metric and hour a run wrote: a small table
         f"SELECT metric, hour_start, version, toUnixTimestamp64Milli(recorded_at) "

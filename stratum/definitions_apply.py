@@ -23,23 +23,32 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from stratum.definitions import Change, diff
 from stratum.errors import StratumError
 from stratum.metrics import MetricCatalog
 from stratum.storage.client import Storage
 from stratum.storage.definitions import Binding, DefinitionStore
-from stratum.storage.jobs import Job, JobConflictError, JobStore, JobTrigger, utc_now
+from stratum.storage.jobs import (
+    INTERRUPTED,
+    Job,
+    JobConflictError,
+    JobStore,
+    JobTrigger,
+    utc_now,
+)
 
 _lock = threading.Lock()
+STALE_AFTER = timedelta(seconds=60)  # an apply takes milliseconds: its process died
 
 
 class DefinitionsBusyError(StratumError):
     """A replay is queued or running; the change waits for it (``job_id``)."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, kind: str = "replay") -> None:
         self.job_id = job_id
-        super().__init__(f"a replay job is queued or running (job {job_id}); definitions "
+        super().__init__(f"a {kind} job is queued or running (job {job_id}); definitions "
                          "change one at a time: wait for it, then apply again")
 
 
@@ -61,32 +70,57 @@ def apply_catalog(storage: Storage, edit: Callable[[MetricCatalog], MetricCatalo
         active = jobs.active("replay")
         if active is not None:
             raise DefinitionsBusyError(active.job_id)
-        generation, binding, live = store.live()
-        new = edit(live)
-        change = diff(live, new)
-        pending_delete = store.deleted()
-        rebuilds = sorted({*change.changed, *(n for n in change.added if n in pending_delete)})
-        version = store.append(new, author=author, reason=reason, change=change.summary())
-        started: list[Job] = []
-        if change.deleted:
-            store.mark_deleted(change.deleted, int(time.time() * 1000))
-        if rebuilds:
-            started.append(jobs.submit("replay", trigger, {
-                "definitions_version": version, "rebuild": rebuilds, "then_batch": True,
-                "change": change.summary()}))
-        else:
-            floors = {k: v for k, v in binding.floors.items() if new.get(k) is not None}
-            store.bind(generation, Binding(version, floors))
-            if change.added:
-                started.append(submit_batch(jobs, trigger, version))
-        store.clear_deleted([n for n in change.added if n not in rebuilds])
-        record = jobs.save(Job(kind="definitions", trigger=trigger, state="succeeded",
-                               params={"version": version, "change": change.summary(),
-                                       "author": author, "reason": reason,
-                                       "jobs": [j.job_id for j in started]},
-                               units_done=1, units_total=1, started_at=utc_now(),
-                               finished_at=utc_now()))
+        edit(store.live()[2])  # a bad draft fails here, before anything is recorded
+        stale = jobs.active("definitions")
+        if stale is not None and utc_now() - stale.created_at > STALE_AFTER:
+            jobs.save(stale.model_copy(update={"state": "failed", "finished_at": utc_now(),
+                                               "error": INTERRUPTED}))
+        try:  # the definitions job is the lock between processes (one active at a time)
+            record = jobs.submit("definitions", trigger, {"author": author,
+                                                          "reason": reason})
+        except JobConflictError as exc:
+            raise DefinitionsBusyError(exc.job_id, "definitions") from exc
+        record = jobs.save(record.model_copy(update={"state": "running",
+                                                     "started_at": utc_now()}))
+        try:
+            version, change, rebuilds, started = _apply(store, jobs, edit, author, reason,
+                                                        trigger)
+        except BaseException as exc:
+            jobs.save(record.model_copy(update={"state": "failed", "finished_at": utc_now(),
+                                                "error": f"{type(exc).__name__}: {exc}"}))
+            raise
+        record = jobs.save(record.model_copy(update={
+            "state": "succeeded", "finished_at": utc_now(), "units_done": 1,
+            "units_total": 1, "params": {**record.params, "version": version,
+                                         "change": change.summary(),
+                                         "jobs": [j.job_id for j in started]}}))
     return Applied(version, change, rebuilds, [record, *started])
+
+
+def _apply(store: DefinitionStore, jobs: JobStore,
+           edit: Callable[[MetricCatalog], MetricCatalog], author: str, reason: str,
+           trigger: JobTrigger) -> tuple[int, Change, list[str], list[Job]]:
+    """Under the definitions job: the new version, its binding or replay, its batch run."""
+    generation, binding, live = store.live()
+    new = edit(live)
+    change = diff(live, new)
+    pending_delete = store.deleted()
+    rebuilds = sorted({*change.changed, *(n for n in change.added if n in pending_delete)})
+    version = store.append(new, author=author, reason=reason, change=change.summary())
+    started: list[Job] = []
+    if change.deleted:
+        store.mark_deleted(change.deleted, int(time.time() * 1000))
+    if rebuilds:
+        started.append(jobs.submit("replay", trigger, {
+            "definitions_version": version, "rebuild": rebuilds, "then_batch": True,
+            "change": change.summary()}))
+    else:
+        floors = {k: v for k, v in binding.floors.items() if new.get(k) is not None}
+        store.bind(generation, Binding(version, floors))
+        if change.added:
+            started.append(submit_batch(jobs, trigger, version))
+    store.clear_deleted([n for n in change.added if n not in rebuilds])
+    return version, change, rebuilds, started
 
 
 def submit_batch(jobs: JobStore, trigger: JobTrigger, version: int) -> Job:

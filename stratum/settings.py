@@ -117,8 +117,8 @@ class ArchiveSettings(_Group):
 class BatchSettings(_Group):
     interval_s: float = Field(300.0, gt=0, description="seconds between scheduled batch runs")
     enabled: bool = True
-    keep_versions_s: float = Field(86_400.0, ge=0, description="superseded batch versions "
-                                   "are kept this long, for as-of reads")
+    keep_versions_s: float = Field(0.0, ge=0, description="superseded batch versions are "
+                                   "kept this long, for as-of reads (0: dropped at once)")
 
 
 class DefinitionsSettings(_Group):

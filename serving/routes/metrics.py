@@ -144,11 +144,15 @@ async def get_series(
     as_of_ms = time_param(as_of, now_ms, now_ms, "as_of") if as_of else None
     if as_of_ms is not None:
         kept_ms = int(settings.batch.keep_versions_s * 1000)
+        if kept_ms <= 0:
+            raise bad_parameter("invalid_parameter", "as-of reads are off here: superseded "
+                                "batch versions are not kept (set "
+                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
         if not now_ms - kept_ms <= as_of_ms <= now_ms:
+            kept = format_duration(max(1000, kept_ms - kept_ms % 1000))
             raise bad_parameter("invalid_parameter", "as_of must be in the past, at most "
-                                f"{format_duration(kept_ms)} ago (batch versions are kept "
-                                "that long: STRATUM_BATCH__KEEP_VERSIONS_S)",
-                                parameter="as_of")
+                                f"{kept} ago (batch versions are kept that long: "
+                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
     end_ms = time_param(end, as_of_ms or now_ms, now_ms, "end")
     if as_of_ms is not None:
         end_ms = min(end_ms, as_of_ms)

@@ -5,12 +5,14 @@ never counted), with the superseded batch version kept."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.stack import Stack, wait_until
+from tests.conftest import free_port
+from tests.stack import Stack, stack_settings, wait_until
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -18,8 +20,17 @@ HOUR = 3_600_000
 
 
 @pytest.fixture(scope="module")
-def stack(make_stack: Callable[..., Stack]) -> Stack:
-    return make_stack("asof")
+def stack(session_dir: Path, clickhouse_url: str) -> Iterator[Stack]:
+    """A stack that keeps superseded batch versions for an hour (the default keeps none)."""
+    base = stack_settings(session_dir, "asof", clickhouse_url, free_port())
+    settings = base.model_copy(update={"batch": base.batch.model_copy(
+        update={"keep_versions_s": 3600.0})})
+    stack = Stack(settings, dashboard=False)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def _read(stack: Stack, start: int, as_of: int | None = None) -> dict[str, Any]:
@@ -72,6 +83,6 @@ def test_values_before_and_after_batch_corrections(stack: Stack) -> None:
     assert _value(_read(stack, window, as_of=int(time.time() * 1000))) == (7.0, "batch")
 
     too_old = stack.client.get("/v1/metrics/events", params={
-        "start": window, "end": window + MINUTE, "as_of": "now-2d"})
+        "start": window, "end": window + MINUTE, "as_of": "now-2h"})
     assert too_old.status_code == 422
     assert "STRATUM_BATCH__KEEP_VERSIONS_S" in too_old.json()["error"]["message"]
