@@ -33,6 +33,10 @@ class LiveDefinitions:
     def version(self) -> int | None:
         return self._version
 
+    def catalog_now(self) -> MetricCatalog:
+        """What is served now, without looking for a new version."""
+        return self._catalog
+
     def current(self) -> MetricCatalog:
         if time.monotonic() - self._fetched >= self.poll_s:
             self.refresh()

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from serving.live_definitions import LiveDefinitions
+from serving.queries import MetricReader, SeriesRequest
 from stratum.definitions import catalog_document, document_toml, put_metric
 from stratum.metrics import load_catalog
 from stratum.storage import open_storage
@@ -115,6 +117,18 @@ def test_add_change_delete_without_restart(stack: Stack, tmp_path: Path) -> None
     # which caps it: the next run (scheduled in production) covers the rest.
     wait_until(lambda: stack.run_batch() and _values(stack, "purchases", *span) == counted,
                60, "the new metric's history from batch", interval_s=1.0)
+    # Another API process's reading parts (own ClickHouse client, started with the file's
+    # definitions) pick the new metric up within their poll interval, without a restart.
+    other_storage = open_storage(stack.settings)
+    try:
+        live = LiveDefinitions(other_storage, load_catalog(stack.settings.metrics_file), 0.5)
+        assert live.catalog_now().get("purchases") is None
+        metric = wait_until(lambda: live.current().get("purchases"), 10, "the other reader")
+        other_series, _ = MetricReader(other_storage, definitions=live).series(
+            SeriesRequest(metric, *span, MINUTE))
+        assert {p.t_ms: p.value for s in other_series for p in s.points} == counted
+    finally:
+        other_storage.close()
 
     # Change: a replay builds a new generation, then batch; a reader never sees a mix.
     seen: list[str] = []
@@ -175,7 +189,16 @@ def test_add_change_delete_without_restart(stack: Stack, tmp_path: Path) -> None
         "metrics"]]
     storage = open_storage(stack.settings)
     try:
+        def rows() -> int:
+            return int(storage.query(f"SELECT count() FROM {storage.database}.speed_windows "
+                                     "WHERE metric = 'purchases'")[0][0])
+        before = rows()
+        now = int(time.time() * 1000)
+        stack.post_events([{"event_id": f"after-delete-{i}", "ts": now, "type": "purchase",
+                            "country": "FR", "amount": 3.0} for i in range(20)])
+        assert rows() == before  # the worker stored the events (posted with wait), not it
         assert DefinitionStore(storage).purge_deleted(0) == ["purchases"]
+        wait_until(lambda: rows() == 0, 20, "the deleted metric's windows dropped")
     finally:
         storage.close()
     history_out = stack.client.get("/v1/admin/definitions", headers=stack.admin_headers).json()
