@@ -34,6 +34,7 @@ from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
+from stratum.storage.definitions import DefinitionStore, startup_catalog
 from stratum.storage.jobs import (
     INTERRUPTED,
     Job,
@@ -46,6 +47,7 @@ from stratum.storage.jobs import (
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 1.0
+PURGE_INTERVAL_S = 60.0  # how often deleted metrics past their retention are dropped
 
 
 class BatchScheduler:
@@ -76,6 +78,7 @@ class BatchScheduler:
         Call from inside the running event loop."""
         self._storage = open_storage(self._settings)
         self._jobs = JobStore(self._storage)
+        startup_catalog(self._storage, self._catalog, str(self._settings.metrics_file))
         for job in self._jobs.fail_stale_running("batch"):
             log.warning("batch job %s was left running by a stopped process: marked failed",
                         job.job_id)
@@ -87,6 +90,8 @@ class BatchScheduler:
                                     seconds=self._settings.batch.interval_s, **common)
         self._scheduler.add_job(self._poll, "interval", id="batch-poll",
                                 seconds=POLL_INTERVAL_S, **common)
+        self._scheduler.add_job(self._purge_deleted, "interval", id="definitions-purge",
+                                seconds=PURGE_INTERVAL_S, **common)
         self._scheduler.start()
         log.info("batch scheduler started (every %.0f s%s)", self._settings.batch.interval_s,
                  "" if self._settings.batch.enabled else ", scheduled runs disabled")
@@ -117,6 +122,21 @@ class BatchScheduler:
                 log.debug("scheduled batch skipped: job %s is active", exc.job_id)
                 return
         log.debug("scheduled batch job %s submitted", job.job_id)
+
+    async def _purge_deleted(self) -> None:
+        """Drop the windows of metrics deleted longer ago than the retention setting."""
+        if self._stopping.is_set():
+            return
+        async with self._db_lock:
+            try:
+                purged = await asyncio.to_thread(
+                    DefinitionStore(self._storage_or_fail()).purge_deleted,
+                    self._settings.definitions.deleted_retention_s)
+            except Exception:  # noqa: BLE001 - retried at the next tick
+                log.exception("dropping deleted metrics' windows failed")
+                return
+        if purged:
+            log.info("dropped the stored windows of deleted metric(s) %s", ", ".join(purged))
 
     async def _poll(self) -> None:
         if self.busy or self._stopping.is_set():
@@ -158,9 +178,11 @@ class BatchScheduler:
 
         try:
             mode, start_ms, end_ms = options_from_params(job.params)
-            result = recompute(self._settings, self._catalog, self._storage_or_fail(),
+            # The definitions the live generation serves (they move without a restart).
+            _, binding, catalog = DefinitionStore(self._storage_or_fail()).live()
+            result = recompute(self._settings, catalog, self._storage_or_fail(),
                                progress=on_progress, mode=mode, start_ms=start_ms,
-                               end_ms=end_ms)
+                               end_ms=end_ms, floors=binding.floors)
         except BatchCancelledError:
             store.save(current.model_copy(update={"state": "cancelled", "finished_at": utc_now(),
                                                   "error": "cancelled before it completed"}))

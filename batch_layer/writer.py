@@ -93,12 +93,16 @@ def covered_versions(storage: Storage) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def coverage_horizons(storage: Storage) -> dict[tuple[str, int], int]:
-    """(metric, hour ms) -> the horizon (ms) its covering version is final to."""
+def coverage_horizons(storage: Storage, floors: Mapping[str, int] | None = None
+                      ) -> dict[tuple[str, int], int]:
+    """(metric, hour ms) -> the horizon (ms) its covering version is final to. Coverage
+    by a version below the metric's floor was computed with an earlier definition of it
+    (:mod:`stratum.storage.definitions`): left out, so the run recomputes those hours."""
     rows = storage.query(f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
-                         f"toUnixTimestamp64Milli(horizon) "
+                         f"toUnixTimestamp64Milli(horizon), version "
                          f"FROM {storage.database}.batch_coverage FINAL")
-    return {(str(m), int(h)): int(z) for m, h, z in rows}
+    floors = floors or {}
+    return {(str(m), int(h)): int(z) for m, h, z, v in rows if int(v) >= floors.get(str(m), 0)}
 
 
 def processed_files(storage: Storage) -> set[str]:
@@ -122,7 +126,28 @@ def write_coverage(storage: Storage, hours: Mapping[str, set[int]], version: int
     rows = [[metric, utc_datetime(h), version, horizon]
             for metric, chosen in hours.items() for h in sorted(chosen) if h < horizon_ms]
     storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
+    now = datetime.now(tz=UTC)  # the log says since when each version was served
+    storage.insert("batch_coverage_log", [[*row, now] for row in rows],
+                   ("metric", "hour_start", "version", "horizon", "recorded_at"))
     return len(rows)
+
+
+def versions_for_as_of(storage: Storage, keep_s: float) -> set[int]:
+    """Versions served at some moment of the last ``keep_s`` seconds (superseded since
+    then, or still current): as-of reads that far back need their window rows."""
+    if keep_s <= 0:  # the versions coverage points at are kept anyway
+        return set()
+    cutoff = time.time() - keep_s
+    rows = storage.query(  # one row per metric and hour a run wrote: a small table
+        f"SELECT metric, hour_start, version, toUnixTimestamp64Milli(recorded_at) "
+        f"FROM {storage.database}.batch_coverage_log ORDER BY metric, hour_start, recorded_at")
+    keep: set[int] = set()
+    for i, (metric, hour, version, _) in enumerate(rows):
+        later = rows[i + 1] if i + 1 < len(rows) else None
+        if later is None or (later[0], later[1]) != (metric, hour) or \
+                int(later[3]) >= cutoff * 1000:
+            keep.add(int(version))
+    return keep
 
 
 def prune_versions(storage: Storage, keep: set[int]) -> None:

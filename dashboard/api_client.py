@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from dashboard.api_models import (
     Drift,
@@ -169,6 +169,13 @@ class ApiClient:
     def generation(self, admin_token: str) -> Generation:
         return self._call("GET", "/v1/admin/generation", Generation, token=admin_token)
 
+    def admin_json(self, admin_token: str, method: str, path: str, *,
+                   json: Mapping[str, Any] | None = None,
+                   params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """An admin call whose answer the caller reads as JSON (the metric editor's)."""
+        return self._call(method, path, _JsonObject, token=admin_token, json=json,
+                          params=params).root
+
     # -- plumbing --------------------------------------------------------------------
 
     def _call(
@@ -221,6 +228,10 @@ class ApiClient:
             )
         error_type = ApiConflictError if status == 409 else ApiError
         return error_type(message, status=status, code=code, details=details)
+
+
+class _JsonObject(RootModel[dict[str, Any]]):
+    """Any JSON object (the caller picks what it needs)."""
 
 
 def iso_utc(moment: datetime) -> str:

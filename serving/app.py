@@ -14,10 +14,12 @@ from fastapi_offline import FastAPIOffline
 from ingest.routes import router as ingest_router
 from serving.errors import error_responses, install_error_handlers
 from serving.health import ComponentHealth, HealthRegistry
+from serving.live_definitions import LiveDefinitions
 from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
 from serving.routes import (
     admin,
+    definitions,
     drift,
     health,
     metrics,
@@ -47,8 +49,8 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.catalog = catalog
-    app.state.reader = MetricReader(storage)
+    app.state.definitions = LiveDefinitions(storage, catalog, settings.definitions.poll_s)
+    app.state.reader = MetricReader(storage, definitions=app.state.definitions)
     app.state.health = HealthRegistry()
     app.state.producer = None
     app.state.pipeline = PipelineReader(storage)
@@ -67,6 +69,7 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
     app.include_router(status.router)
     app.include_router(pipeline.router)
     app.include_router(admin.router)
+    app.include_router(definitions.router)
     app.include_router(replay.router)
     app.include_router(health.router)
     metrics.document_catalog(app, catalog)

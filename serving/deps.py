@@ -23,7 +23,8 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_catalog(request: Request) -> MetricCatalog:
-    catalog: MetricCatalog = request.app.state.catalog
+    """The live definitions (a new version is picked up within a poll interval)."""
+    catalog: MetricCatalog = request.app.state.definitions.current()
     return catalog
 
 

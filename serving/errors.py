@@ -24,7 +24,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.queries import AsOfError, DefinitionChangedError
+from stratum.definitions import problems_of
+from stratum.definitions_apply import DefinitionsBusyError
 from stratum.errors import cite, error_detail
+from stratum.metrics import MetricDefinitionError
 from stratum.storage import StorageError, StorageUnavailableError
 from stratum.storage.jobs import JobConflictError
 
@@ -108,6 +112,26 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(_: Request, exc: JobConflictError) -> JSONResponse:
         return JSONResponse(error_body("job_conflict", str(exc), {"job_id": exc.job_id}),
                             status_code=409)
+
+    @app.exception_handler(DefinitionChangedError)
+    async def _redefined(_: Request, exc: DefinitionChangedError) -> JSONResponse:
+        return JSONResponse(error_body("definition_changed", str(exc)), status_code=409,
+                            headers={"Retry-After": "1"})
+
+    @app.exception_handler(AsOfError)
+    async def _as_of(_: Request, exc: AsOfError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_parameter", str(exc), {"parameter": "as_of"}),
+                            status_code=422)
+
+    @app.exception_handler(DefinitionsBusyError)
+    async def _busy(_: Request, exc: DefinitionsBusyError) -> JSONResponse:
+        return JSONResponse(error_body("definitions_busy", str(exc), {"job_id": exc.job_id}),
+                            status_code=409)
+
+    @app.exception_handler(MetricDefinitionError)
+    async def _bad_definition(_: Request, exc: MetricDefinitionError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_definition", str(exc),
+                                       {"problems": problems_of(exc)}), status_code=422)
 
     @app.exception_handler(StorageUnavailableError)
     async def _unavailable(_: Request, exc: StorageUnavailableError) -> JSONResponse:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.final_buckets import FinalBucketCache, Freeze, Group, ShapeKey, bucket_of
 from serving.tail_buckets import (
@@ -27,11 +27,23 @@ from serving.tail_buckets import (
     window_tokens_sql,
 )
 from stratum import telemetry
+from stratum.errors import StratumError
 from stratum.metrics import MetricDefinition
 from stratum.storage import Storage, epochs, generations
 from stratum.storage.jobs import JobStore
 
+if TYPE_CHECKING:
+    from serving.live_definitions import LiveDefinitions
+
 MAX_POINTS = 20_000
+
+
+class AsOfError(StratumError):
+    """An as-of read that cannot be answered (422)."""
+
+
+class DefinitionChangedError(StratumError):
+    """The metric was redefined between choosing it and reading it: ask again (409)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,7 @@ class SeriesRequest:
     step_ms: int
     group_by: tuple[str, ...] = ()
     filters: dict[str, list[str]] = field(default_factory=dict)
+    as_of_ms: int | None = None  # answer with the batch coverage served at that moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +120,16 @@ DAY_MS = 86_400_000
 
 
 def build_sql(req: SeriesRequest, database: str, generation: int,
-              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False
-              ) -> tuple[str, dict[str, Any]]:
+              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False,
+              floor: int = 0) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
     speed windows everywhere else, rolled up to the step and the groups. Session metrics
     first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
     session start. ``ranges`` (default: the request's) limit the window starts read.
     ``speed_only``: the caller knows no batch coverage reaches the ranges (they start
-    after every coverage horizon), so the speed rows are read without the joins."""
+    after every coverage horizon), so the speed rows are read without the joins.
+    ``floor``: batch coverage by older versions was computed with an earlier definition
+    of the metric (:mod:`stratum.storage.definitions`) and is not used."""
     metric = req.metric
     session = metric.session_gap_ms is not None
     ranges = list(ranges or [(req.start_ms, req.end_ms)])
@@ -124,6 +139,7 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         ranges = [(req.start_ms // DAY_MS * DAY_MS, -(-req.end_ms // DAY_MS) * DAY_MS)]
     params: dict[str, Any] = {
         "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
+        "floor": floor,
         "start": _utc(min(lo for lo, _ in ranges)), "end": _utc(max(hi for _, hi in ranges)),
     }
     spans = []
@@ -179,7 +195,19 @@ WITH covered AS (
            horizon - toIntervalMillisecond({{w:UInt32}}) AS until
     FROM {database}.batch_coverage FINAL
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
-      AND hour_start < {{end:DateTime64(3)}}
+      AND hour_start < {{end:DateTime64(3)}} AND version >= {{floor:UInt64}}
+)"""
+    if req.as_of_ms is not None and not speed_only:  # the coverage served at that moment
+        params["as_of"] = _utc(req.as_of_ms)
+        covered = f"""
+WITH covered AS (
+    SELECT hour_start, argMax(version, recorded_at) AS version,
+           argMax(horizon, recorded_at) - toIntervalMillisecond({{w:UInt32}}) AS until
+    FROM {database}.batch_coverage_log
+    WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
+      AND hour_start < {{end:DateTime64(3)}} AND recorded_at <= {{as_of:DateTime64(3)}}
+    GROUP BY hour_start
+    HAVING version >= {{floor:UInt64}}
 )"""
     sql = f"""{covered}
 SELECT {bucket} AS bucket
@@ -290,8 +318,10 @@ class MetricReader:
     the speed layer left alone since the last read from :class:`TailBucketCache`."""
 
     def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None,
-                 tail_cache: TailBucketCache | None = None) -> None:
+                 tail_cache: TailBucketCache | None = None,
+                 definitions: LiveDefinitions | None = None) -> None:
         self.storage = storage
+        self.definitions = definitions
         self.jobs = JobStore(storage)
         self.cache = cache if cache is not None else FinalBucketCache()
         self.tail_cache = tail_cache if tail_cache is not None else TailBucketCache()
@@ -299,6 +329,14 @@ class MetricReader:
 
     def live_generation(self) -> int:
         return generations.live_generation(self.storage)
+
+    def horizon_as_of(self, as_of_ms: int) -> int | None:
+        """The batch horizon served at ``as_of_ms``: the newest coverage written by then."""
+        rows = self.storage.query(
+            f"SELECT toUnixTimestamp64Milli(max(horizon)), count() FROM "
+            f"{self.storage.database}.batch_coverage_log "
+            "WHERE recorded_at <= {t:DateTime64(3)}", {"t": _utc(as_of_ms)})
+        return int(rows[0][0]) if rows and int(rows[0][1]) else None
 
     def horizon_ms(self) -> int | None:
         horizon = self.jobs.latest_horizon()
@@ -363,8 +401,31 @@ class MetricReader:
         tail_from = None if session else self.tail_starts.earliest(metric.name)
         snapshot = self.snapshot(metric, tail_from)
         horizon, generation, freeze = snapshot.horizon_ms, snapshot.generation, snapshot.freeze
+        floor = 0
+        if self.definitions is not None:  # the definition that built this generation
+            built, floor = self.definitions.resolve(generation, metric)
+            if built is None:
+                raise DefinitionChangedError(f"metric {metric.name} is not defined in the "
+                                             "generation being served; ask again")
+            if built != metric:
+                problem = step_problem(built, req.step_ms) or next(
+                    (f"{d} is not a dimension of {metric.name} any more"
+                     for d in (*req.group_by, *req.filters) if d not in built.dimensions),
+                    None)
+                if problem is not None or built.session_gap_ms != metric.session_gap_ms:
+                    raise DefinitionChangedError(f"metric {metric.name} was redefined "
+                                                 f"during this read: {problem}; ask again")
+                req = replace(req, metric=built)
+                metric = built
+        if req.as_of_ms is not None:  # a question about the past: no caches
+            if floor > req.as_of_ms:
+                raise AsOfError(f"metric {metric.name} was redefined after as_of; as-of "
+                                "reads reach back to its current definition")
+            horizon = self.horizon_as_of(req.as_of_ms)
+            sql, params = build_sql(req, self.storage.database, generation, floor=floor)
+            return assemble(self.storage.query(sql, params), req.group_by), horizon
         if session:  # a session in a final bucket may grow
-            sql, params = build_sql(req, self.storage.database, generation)
+            sql, params = build_sql(req, self.storage.database, generation, floor=floor)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
         key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
                tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
@@ -382,7 +443,7 @@ class MetricReader:
             # The usual tail (after every coverage horizon) holds speed rows only.
             speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in ranges)
             sql, params = build_sql(req, self.storage.database, generation, ranges,
-                                    speed_only=speed_only)
+                                    speed_only=speed_only, floor=floor)
             fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
         if tail.buckets:

@@ -124,6 +124,9 @@ class ReplayRunner:
         self.log_epoch = log_epoch
         self._mappers = {s.topic: SourceMapper(s) for s in catalog.sources
                          if s.name in catalog.source_names}
+        # Called with the new generation just before readers switch to it: binds it to
+        # the definitions version it was built with (stratum.storage.definitions).
+        self.on_switch: Callable[[int], None] | None = None
 
     async def run(self, from_ms: int | None, progress: Callable[[ReplayProgress], None],
                   cancelled: Callable[[], bool]) -> int:
@@ -298,6 +301,8 @@ class ReplayRunner:
         carried = None
         if sources.start_ms is not None:
             carried = generations.carry_over(self.storage, old, generation, sources.start_ms)
+        if self.on_switch is not None:
+            self.on_switch(generation)
         generations.set_live(self.storage, generation)
         generations.request_handoff(self.storage, None)
         generations.clear_positions(self.storage, mine)

@@ -11,11 +11,13 @@ import time
 import uuid
 
 from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
+from stratum.definitions_apply import batch_floor, submit_batch
 from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog
 from stratum.replay_range import range_params
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
+from stratum.storage.definitions import Binding, DefinitionStore
 from stratum.storage.jobs import Job, JobStore, cancel_requested, utc_now
 from stratum.storage.leases import Lease
 
@@ -52,6 +54,29 @@ class ReplayService:
                 await asyncio.sleep(POLL_S)
                 continue
             await self.run_job(job)
+
+    def _definitions_for(self, job: Job) -> bool:
+        """Point the runner at the definitions the replay builds with (a definitions
+        change names its version; any other replay rebuilds the live one) and at what
+        the switch binds; whether a batch run follows the switch."""
+        store = DefinitionStore(self.storage)
+        _, binding, catalog = store.live()
+        wanted = job.params.get("definitions_version")
+        version = int(wanted) if isinstance(wanted, int) else binding.version
+        rebuild = [str(n) for n in job.params.get("rebuild") or []]
+        if version != binding.version:
+            catalog = store.catalog(version)
+        self.runner.catalog = catalog
+
+        def bind(generation: int) -> None:
+            floors = {k: v for k, v in binding.floors.items() if catalog.get(k) is not None}
+            if rebuild:
+                floor = batch_floor(self.storage)
+                floors.update(dict.fromkeys(rebuild, floor))
+            store.bind(generation, Binding(version, floors))
+
+        self.runner.on_switch = bind
+        return bool(job.params.get("then_batch"))
 
     def _recover(self) -> None:
         """A replay left running by a stopped process: fail it, drop its generation, and
@@ -99,6 +124,7 @@ class ReplayService:
             return cancel_seen
 
         try:
+            then_batch = await asyncio.to_thread(self._definitions_for, job)
             # The callbacks touch ClickHouse at most twice a second: a few ms each.
             generation = await self.runner.run(from_ms if isinstance(from_ms, int) else None,
                                                on_progress, cancelled)
@@ -114,7 +140,11 @@ class ReplayService:
                 "state": "failed", "finished_at": utc_now(), "error": error}))
             log.exception("replay job %s failed", job.job_id)
             return
+        params = {**current.params, "generation": generation, "phase": "switched"}
+        if then_batch:  # a changed definition: batch recomputes it now that it is served
+            batch = await asyncio.to_thread(submit_batch, self.jobs, job.trigger,
+                                            int(job.params["definitions_version"]))
+            params["batch_job"] = batch.job_id
         await asyncio.to_thread(self.jobs.save, current.model_copy(update={
-            "state": "succeeded", "finished_at": utc_now(),
-            "params": {**current.params, "generation": generation, "phase": "switched"}}))
+            "state": "succeeded", "finished_at": utc_now(), "params": params}))
         log.info("replay job %s succeeded: generation %d is live", job.job_id, generation)

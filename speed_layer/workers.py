@@ -32,6 +32,7 @@ from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import StorageError, generations
+from stratum.storage.definitions import DefinitionStore
 
 SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
                 "offset", "payload")
@@ -117,6 +118,7 @@ class SpeedWorker:
         self._running.set()
         self.paused_for: int | None = None
         self._paused_at = 0.0
+        self.definitions_version: int | None = None  # of the catalog computed now
 
     @property
     def stored_offsets(self) -> Mapping[int, int]:
@@ -147,6 +149,7 @@ class SpeedWorker:
                     self.store.load_open_windows, source, agg.watermark_ms,
                     {m.name: m for m in self.catalog.metrics})
                 agg.recover(through, max_event_ms, windows)
+                self._written.setdefault(partition, through)  # stored before we took it
                 log.info("partition %d resumed after offset %d with %d open window(s)",
                          partition, through, len(windows))
             self.partitions[partition] = agg
@@ -339,8 +342,20 @@ class SpeedWorker:
         flush, so everything consumed is stored) and report offsets; switch to the new
         generation when readers do, resuming from its checkpoints."""
         state = await asyncio.to_thread(generations.read_state, self.store.storage)
-        if state.live != self.store.generation:
-            log.info("switching from generation %d to %d", self.store.generation, state.live)
+        version = state.definitions
+        redefined = version is not None and version != self.definitions_version
+        if state.live != self.store.generation or redefined:
+            if version is not None and redefined:  # metrics added or deleted, or a new
+                # generation's; a source's worker computes that source's metrics only
+                catalog = await asyncio.to_thread(
+                    DefinitionStore(self.store.storage).catalog, version)
+                self.catalog = catalog.for_source(self.source)
+                self.definitions_version = version
+                log.info("computing definitions version %s (%d metric(s))",
+                         state.definitions, len(self.catalog.metrics))
+            if state.live != self.store.generation:
+                log.info("switching from generation %d to %d", self.store.generation,
+                         state.live)
             self.store.generation = state.live
             self.partitions.clear()  # recovered lazily from the new generation's rows
             self._written.clear()
@@ -349,6 +364,8 @@ class SpeedWorker:
             # caller queues them again (what the new generation holds is skipped by offset,
             # what the archive holds by the archiver) and then resumes.
             self._inbox, self._inbox_bytes = {}, 0
+            for partition in sorted(self.assigned):  # what they hold counts as stored
+                await self._aggregator(partition)
             return self.acks.take()
         if state.handoff is not None and self.paused_for != state.handoff:
             self._running.clear()

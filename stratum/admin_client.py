@@ -141,3 +141,29 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
                 break
             time.sleep(0.5)
     return job
+
+
+def import_definitions(api_url: str, token: str, text: str, *, author: str, reason: str
+                       ) -> dict[str, Any]:
+    """``PUT /v1/admin/definitions`` with a definitions file's text: the change and jobs."""
+    body = {"toml": text, "author": author, "reason": reason}
+    return _call(api_url, token, "PUT", "/v1/admin/definitions", body, 202)
+
+
+def export_definitions(api_url: str, token: str) -> dict[str, Any]:
+    """``GET /v1/admin/definitions``: the current version (with its TOML) and history."""
+    return _call(api_url, token, "GET", "/v1/admin/definitions", None, 200)
+
+
+def _call(api_url: str, token: str, method: str, path: str, body: dict[str, Any] | None,
+          expected: int) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise AdminError(f"{api_url}: {exc}") from exc
+    if response.status_code != expected:
+        raise AdminError(_explain(response))
+    answer: dict[str, Any] = response.json()
+    return answer

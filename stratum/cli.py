@@ -239,3 +239,49 @@ def replay(url: str | None, token: str | None, from_time: str | None, wait: bool
                       from_time=from_time, wait=wait)
     except StratumError as exc:
         _fail(exc)
+
+
+@main.group()
+def definitions() -> None:
+    """Metric definitions stored in a running Stratum (versions, applied live)."""
+
+
+@definitions.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="Stratum API (default from settings).")
+@click.option("--token", default=None, help="Admin token (default from settings).")
+@click.option("--reason", default="", help="Why: kept with the version.")
+@click.option("--author", default="cli", help="Who: kept with the version.")
+def definitions_import(file: Path, url: str | None, token: str | None, reason: str,
+                       author: str) -> None:
+    """Make FILE the current definitions (a new version; changes apply without a restart)."""
+    from stratum.admin_client import import_definitions
+
+    settings = _settings()
+    try:
+        applied = import_definitions(url or settings.api_url, token or settings.api.admin_token,
+                                     file.read_text(encoding="utf-8"), author=author,
+                                     reason=reason or f"imported from {file}")
+    except StratumError as exc:
+        _fail(exc)
+    click.echo(f"version {applied['version']}: {applied['change']}")
+    for job in applied["jobs"]:
+        click.echo(f"  {job['kind']} job {job['job_id']} {job['state']}")
+
+
+@definitions.command("export")
+@click.option("--url", default=None, help="Stratum API (default from settings).")
+@click.option("--token", default=None, help="Admin token (default from settings).")
+def definitions_export(url: str | None, token: str | None) -> None:
+    """Print the current definitions as a definitions file (TOML)."""
+    from stratum.admin_client import export_definitions
+
+    settings = _settings()
+    try:
+        current = export_definitions(url or settings.api_url,
+                                     token or settings.api.admin_token)["current"]
+    except StratumError as exc:
+        _fail(exc)
+    click.echo(f"# definitions version {current['version']} ({current['created_at']}, "
+               f"{current['author']}: {current['change']})")
+    click.echo(current["toml"], nl=False)

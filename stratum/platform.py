@@ -30,6 +30,7 @@ from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog, load_catalog
 from stratum.settings import Settings
 from stratum.storage import open_storage
+from stratum.storage.definitions import startup_catalog
 from stratum.topics import ensure_topics
 
 if TYPE_CHECKING:
@@ -88,12 +89,15 @@ def create_platform_app(settings: Settings, roles: Roles,
     if catalog is None:  # the demo adds its orders source (stratum/demo_sources.toml)
         catalog = load_catalog(settings.metrics_file, *([DEMO_SOURCES] if roles.demo else []))
     storage = open_storage(settings)
+    binding, catalog = startup_catalog(storage, catalog,
+                                       str(settings.metrics_file))
     log_conn = LogConnection(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await _start_parts(app, settings, roles, catalog, log_conn, stack)
+            await _start_parts(app, settings, roles, catalog, log_conn, stack,
+                               binding.version)
             freeze_startup_objects()  # also where the speed layer does not run
             stack.callback(unfreeze)
             roles.started.set()
@@ -124,7 +128,8 @@ def create_platform_app(settings: Settings, roles: Roles,
 
 
 async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: MetricCatalog,
-                       log_conn: LogConnection, stack: AsyncExitStack) -> None:
+                       log_conn: LogConnection, stack: AsyncExitStack,
+                       definitions_version: int | None = None) -> None:
     from ingest.producer import EventProducer
     from serving.health import ComponentHealth  # noqa: F811
 
@@ -162,6 +167,7 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
 
         speed = create_speed_layer(settings, catalog, open_storage(settings),
                                    log_conn.bootstrap, log_conn.epoch)
+        speed.speed.definitions_version = definitions_version
         task = asyncio.create_task(speed.start(), name="speed-layer")  # returns after join
         stack.push_async_callback(_stop_speed, speed, task)
         from speed_layer.replay_service import ReplayService

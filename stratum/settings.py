@@ -119,6 +119,15 @@ class ArchiveSettings(_Group):
 class BatchSettings(_Group):
     interval_s: float = Field(300.0, gt=0, description="seconds between scheduled batch runs")
     enabled: bool = True
+    keep_versions_s: float = Field(0.0, ge=0, description="superseded batch versions are "
+                                   "kept this long, for as-of reads (0: dropped at once)")
+
+
+class DefinitionsSettings(_Group):
+    poll_s: float = Field(2.0, gt=0, le=60, description="how often every process looks "
+                          "for a new version of the metric definitions")
+    deleted_retention_s: float = Field(7 * 86_400.0, ge=0, description="a deleted "
+                                       "metric's stored windows are dropped after this")
 
 
 class ApiSettings(_Group):
@@ -185,6 +194,7 @@ class Settings(BaseSettings):
     speed: SpeedSettings = SpeedSettings()
     archive: ArchiveSettings = ArchiveSettings()
     batch: BatchSettings = BatchSettings()
+    definitions: DefinitionsSettings = DefinitionsSettings()
     api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from stratum.metrics import load_catalog
 from stratum.platform import LogConnection, heartbeat, retire_dead_epochs, worker_health
 from stratum.settings import Settings
 from stratum.storage import open_storage
+from stratum.storage.definitions import startup_catalog
 
 log = logging.getLogger("stratum.worker")
 
@@ -17,12 +18,15 @@ log = logging.getLogger("stratum.worker")
 async def run_worker(settings: Settings) -> None:
     from speed_layer.app import create_speed_layer
 
-    catalog = load_catalog(settings.metrics_file)
+    binding, catalog = startup_catalog(open_storage(settings),
+                                       load_catalog(settings.metrics_file),
+                                       str(settings.metrics_file))
     log_conn = LogConnection(settings)
     await log_conn.start()
     await retire_dead_epochs(settings, catalog, log_conn)
     speed = create_speed_layer(settings, catalog, open_storage(settings), log_conn.bootstrap,
                                log_conn.epoch)
+    speed.speed.definitions_version = binding.version
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

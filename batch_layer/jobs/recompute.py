@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -186,7 +186,8 @@ class _Progress:
 def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
               progress: ProgressCallback | None = None, *,
               mode: RecomputeMode = RecomputeMode.INCREMENTAL,
-              start_ms: int | None = None, end_ms: int | None = None) -> RecomputeResult:
+              start_ms: int | None = None, end_ms: int | None = None,
+              floors: Mapping[str, int] | None = None) -> RecomputeResult:
     """Run one batch recompute over the archive as it is now (see the module docstring):
     the dirty hours (incremental), or every hour (full), optionally within a time range.
     Each source's metrics are computed from that source's archive alone, one source
@@ -198,7 +199,7 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
         part = catalog.for_source(source)
         if part.metrics:
             results.append(_recompute_source(settings, part, storage, progress, mode,
-                                             start_ms, end_ms, source))
+                                             start_ms, end_ms, source, floors))
     versions = [r.version for r in results if r.version is not None]
     horizons = [r.horizon for r in results if r.horizon is not None]
     return RecomputeResult(max(versions) if versions else None,
@@ -209,14 +210,14 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
 
 def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Storage,
                       progress: ProgressCallback | None, mode: RecomputeMode,
-                      start_ms: int | None, end_ms: int | None, source: str
-                      ) -> RecomputeResult:
+                      start_ms: int | None, end_ms: int | None, source: str,
+                      floors: Mapping[str, int] | None) -> RecomputeResult:
     """:func:`recompute` of one source's metrics over its archive directory."""
     started = time.perf_counter()
     file_hours = {str(p): hour_of_file(p)
                   for p in list_files(archive_root(settings.data_dir, source))}
     names = set(catalog.names)  # another source's horizon is not this one's
-    coverage = {key: horizon for key, horizon in writer.coverage_horizons(storage).items()
+    coverage = {key: horizon for key, horizon in writer.coverage_horizons(storage, floors).items()
                 if key[0] in names}
     processed = writer.processed_files(storage)
     plan = plan_hours(file_hours, processed, coverage, catalog.metrics, mode, start_ms, end_ms)
@@ -249,7 +250,8 @@ def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Stora
     covered_before = writer.covered_versions(storage)
     writer.write_coverage(storage, written, version, horizon_ms)
     writer.record_files(storage, (str(p) for p in files), version)
-    writer.prune_versions(storage, covered_before | writer.covered_versions(storage))
+    writer.prune_versions(storage, covered_before | writer.covered_versions(storage)
+                          | writer.versions_for_as_of(storage, settings.batch.keep_versions_s))
     tracker.report("coverage_written")
     log.info("recomputed %d hour(s) from %d file(s) (%s)",
              len(set().union(*written.values())), len(files), mode.value)

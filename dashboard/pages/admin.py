@@ -46,6 +46,7 @@ from dashboard.errors import ApiConflictError, ApiError
 from dashboard.formatting import fmt_clock
 from dashboard.jobs_table import jobs_table
 from dashboard.live import live_interval, too_soon
+from dashboard.metric_editor import editor_card, register_editor_callbacks
 
 dash.register_page(__name__, path="/admin", name="Admin", title="Stratum · Admin", order=4)
 
@@ -92,6 +93,7 @@ def layout(**_query: str) -> Component:
         token_card(),
         html.Div([recompute_card(), replay_card()], className="admin-actions"),
         confirm_panel(),
+        editor_card(),
         html.Div(id=ids.ADMIN_STATUS, className="action-status"),
         active,
         history,
@@ -107,6 +109,8 @@ def layout(**_query: str) -> Component:
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
+    register_editor_callbacks(app, api)
+
     @app.callback(Output(ids.ADMIN_RANGE, "hidden"), Output(ids.ADMIN_MODE_NOTE, "children"),
                   Input(ids.ADMIN_MODE, "value"))
     def show_mode(mode: str | None) -> tuple[bool, str]:

@@ -13,7 +13,7 @@ from serving.deps import AdminOnly, JobsDep
 from serving.errors import error_responses
 from serving.routes.common import job_time_error, ms_of
 from stratum.errors import error_detail
-from stratum.storage.jobs import Job
+from stratum.storage.jobs import Job, JobKind
 from stratum.timeparse import JobTimeError, batch_range_ms
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
@@ -110,7 +110,7 @@ async def trigger_batch(jobs: JobsDep,
 
 @router.get("/jobs", response_model=JobList, summary="Jobs, newest first (paginated)")
 async def list_jobs(jobs: JobsDep,
-                    kind: Annotated[Literal["batch", "replay"] | None, Query()] = None,
+                    kind: Annotated[JobKind | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
                     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> JobList:
     page, total = await run_in_threadpool(jobs.list, kind, limit, offset)

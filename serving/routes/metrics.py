@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from serving.deps import CatalogDep, ReadAccess, ReaderDep
+from serving.deps import CatalogDep, ReadAccess, ReaderDep, SettingsDep
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
 from serving.routes.common import (
@@ -28,7 +28,7 @@ from stratum.windows import format_duration, parse_duration_ms
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
                    responses=READ_ERRORS)
-RESERVED_QUERY = {"start", "end", "step", "group_by"}
+RESERVED_QUERY = {"start", "end", "step", "group_by", "as_of"}
 MAX_STEP_MS = 366 * 86_400_000
 TIME_HELP = "ISO-8601 (2026-11-21T10:00:00Z; no zone means UTC), epoch milliseconds, or "
 
@@ -147,7 +147,7 @@ def list_metrics(catalog: CatalogDep) -> MetricList:
                         "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
             responses=error_responses(404))
 async def get_series(
-    name: str, request: Request, catalog: CatalogDep, reader: ReaderDep,
+    name: str, request: Request, catalog: CatalogDep, reader: ReaderDep, settings: SettingsDep,
     start: Annotated[str | None, Query(description=TIME_HELP + "now-1h; default end - 1h",
                                        examples=["now-1h"])] = None,
     end: Annotated[str | None, Query(description=TIME_HELP + "now; default now",
@@ -157,13 +157,32 @@ async def get_series(
                                       examples=["5m"])] = None,
     group_by: Annotated[str | None, Query(description="comma-separated dimensions",
                                           examples=["country"])] = None,
+    as_of: Annotated[str | None, Query(description=TIME_HELP + "now-1h: what was served "
+                                       "then (batch versions as of then; speed windows as "
+                                       "stored now; windows ending by then), within "
+                                       "STRATUM_BATCH__KEEP_VERSIONS_S",
+                                       examples=["now-1h"])] = None,
 ) -> SeriesResponse:
     metric = catalog.get(name)
     if metric is None:
         raise HTTPException(404, detail=error_detail(
             "unknown_metric", f"no metric named {cite(name)}", metrics=catalog.names))
     now_ms = int(time.time() * 1000)
-    end_ms = time_param(end, now_ms, now_ms, "end")
+    as_of_ms = time_param(as_of, now_ms, now_ms, "as_of") if as_of else None
+    if as_of_ms is not None:
+        kept_ms = int(settings.batch.keep_versions_s * 1000)
+        if kept_ms <= 0:
+            raise bad_parameter("invalid_parameter", "as-of reads are off here: superseded "
+                                "batch versions are not kept (set "
+                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
+        if not now_ms - kept_ms <= as_of_ms <= now_ms:
+            kept = format_duration(max(1000, kept_ms - kept_ms % 1000))
+            raise bad_parameter("invalid_parameter", "as_of must be in the past, at most "
+                                f"{kept} ago (batch versions are kept that long: "
+                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
+    end_ms = time_param(end, as_of_ms or now_ms, now_ms, "end")
+    if as_of_ms is not None:
+        end_ms = min(end_ms, as_of_ms)
     start_ms = time_param(start, end_ms - 3_600_000, now_ms, "start")
     try:
         step_ms = parse_duration_ms(step) if step else default_step_ms(metric)
@@ -198,7 +217,7 @@ async def get_series(
                    dimensions=list(metric.dimensions))
     # A value that reads as a number also finds it: tier=1.0 is the group "1".
     filters = {key: filter_texts(values) for key, values in filters.items()}
-    req = SeriesRequest(metric, start_ms, end_ms, step_ms, groups, filters)
+    req = SeriesRequest(metric, start_ms, end_ms, step_ms, groups, filters, as_of_ms)
     series, horizon = await run_in_threadpool(reader.series, req)
     return SeriesResponse(
         metric=name, aggregation=metric.aggregation.value, unit=metric.unit,

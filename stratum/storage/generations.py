@@ -9,8 +9,10 @@ every process (worker, API, replay runner) sees the same state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import orjson
 
 from stratum.storage.client import Storage
 
@@ -23,6 +25,9 @@ POSITION = "position:"
 class GenerationState:
     live: int
     handoff: int | None
+    # The definitions version the live generation computes; not part of the hand-off
+    # state's identity (compare=False).
+    definitions: int | None = field(default=None, compare=False)
 
 
 def _put(storage: Storage, key: str, value: str) -> None:
@@ -30,11 +35,17 @@ def _put(storage: Storage, key: str, value: str) -> None:
 
 
 def read_state(storage: Storage) -> GenerationState:
+    """The live generation, a hand-off, and the definitions version bound to the live
+    generation (``defs:<generation>``, :mod:`stratum.storage.definitions`), in one read."""
     rows = dict(storage.query(
         f"SELECT key, value FROM {storage.database}.kv FINAL "
-        "WHERE key IN ({a:String}, {b:String})", {"a": LIVE, "b": HANDOFF}))
+        "WHERE key IN ({a:String}, {b:String}) OR startsWith(key, 'defs:')",
+        {"a": LIVE, "b": HANDOFF}))
     handoff = rows.get(HANDOFF) or ""
-    return GenerationState(int(rows.get(LIVE) or 0), int(handoff) if handoff else None)
+    live = int(rows.get(LIVE) or 0)
+    binding = rows.get(f"defs:{live}") or ""
+    version = int(orjson.loads(binding)["version"]) if binding else None
+    return GenerationState(live, int(handoff) if handoff else None, version)
 
 
 def live_generation(storage: Storage) -> int:

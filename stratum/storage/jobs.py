@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from stratum.errors import StratumError
 from stratum.storage.client import Storage
 
-JobKind = Literal["batch", "replay"]
+JobKind = Literal["batch", "replay", "definitions"]
 JobTrigger = Literal["schedule", "api", "admin", "cli"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE_STATES: tuple[JobState, ...] = ("queued", "running")

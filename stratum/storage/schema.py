@@ -15,6 +15,8 @@ Tables (database from settings, default ``stratum``):
 - ``batch_windows``: batch-layer window state, one row per (metric, window, group,
   version); ``batch_coverage`` says which version is authoritative for each event hour,
   so a batch run that dies before writing coverage changes nothing that is served.
+  ``batch_coverage_log`` keeps every coverage row with when it was written: as-of reads
+  (``?as_of=``) and the versions a batch run keeps for them.
 - ``batch_id_index`` (per archive file, the hashes of its event ids) and
   ``batch_duplicates`` (per id found in several files, its copies): how an incremental
   run knows which copy of an id counts (:mod:`batch_layer.dedup`).
@@ -22,6 +24,8 @@ Tables (database from settings, default ``stratum``):
 - ``kv``: small platform state (e.g. the generation readers use).
 - ``side_events``: late events and dead letters as the speed layer routed them (also on
   their Kafka topics), for the API and the dashboard; kept 30 days.
+- ``definitions``: versions of the metric definitions document (who, when, why), and
+  in ``kv`` which version each generation computes (:mod:`stratum.storage.definitions`).
 - ``retired_epochs``: log epochs of the embedded broker that have ended and been retired
   (:mod:`speed_layer.recovery`): their rows are still served, their checkpoints no
   longer count as progress (:mod:`stratum.storage.epochs`).
@@ -157,4 +161,21 @@ ORDER BY key""",
     retired_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(retired_at)
 ORDER BY epoch""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.batch_coverage_log (
+    metric LowCardinality(String),
+    hour_start DateTime('UTC'),
+    version UInt64,
+    horizon DateTime64(3, 'UTC'),
+    recorded_at DateTime64(3, 'UTC')
+) ENGINE = MergeTree
+ORDER BY (metric, hour_start, recorded_at)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.definitions (
+    version UInt64,
+    document String,
+    author String,
+    reason String,
+    change String,
+    created_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY version""",
     ]
