@@ -25,6 +25,7 @@ from speed_layer.batch_delivery import message_records
 from speed_layer.replay import HANDOFF_TIMEOUT_S  # the replay runner's own deadline
 from speed_layer.store import SpeedStore
 from stratum import archive, telemetry
+from stratum.definitions_apply import bound_here
 from stratum.errors import LogUnavailableError
 from stratum.event_frames import DecodedBatch, concat_frames, decode_messages
 from stratum.events import Event
@@ -181,6 +182,10 @@ class SpeedWorker:
     async def _apply(self) -> None:
         """Aggregate and buffer for the archive every queued message (lock held: a flush
         must never store a checkpoint claiming offsets whose events its rows lack)."""
+        newer = bound_here(self.store.storage.database)
+        if (newer is not None and self.definitions_version is not None
+                and newer > self.definitions_version):
+            return  # keep them queued: the flush loads that version first, then applies
         inbox, self._inbox = self._inbox, {}
         self._inbox_bytes = 0
         now_ms = int(time.time() * 1000)

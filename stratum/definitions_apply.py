@@ -60,6 +60,18 @@ class Applied:
     jobs: list[Job]
 
 
+# The newest version this process bound to the live generation: an in-process speed
+# worker checks it before aggregating (free), so a metric deleted or added through this
+# process's API is computed by the new version from the next message on, not from the
+# next flush's poll of the stored state (what other processes rely on).
+# Keyed by database: one process may serve several (tests run many stacks in one).
+_bound_here: dict[str, int] = {}
+
+
+def bound_here(database: str) -> int | None:
+    return _bound_here.get(database)
+
+
 def apply_catalog(storage: Storage, edit: Callable[[MetricCatalog], MetricCatalog], *,
                   author: str, reason: str, trigger: JobTrigger = "api") -> Applied:
     """Store ``edit(live catalog)`` as the next version and start what makes it served.
@@ -117,6 +129,7 @@ def _apply(store: DefinitionStore, jobs: JobStore,
     else:
         floors = {k: v for k, v in binding.floors.items() if new.get(k) is not None}
         store.bind(generation, Binding(version, floors))
+        _bound_here[store.storage.database] = version
         if change.added:
             started.append(submit_batch(jobs, trigger, version))
     store.clear_deleted([n for n in change.added if n not in rebuilds])

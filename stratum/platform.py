@@ -167,7 +167,8 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
 
         speed = create_speed_layer(settings, catalog, open_storage(settings),
                                    log_conn.bootstrap, log_conn.epoch)
-        speed.speed.definitions_version = definitions_version
+        for worker in speed.sources.values():  # the built-in one and each source's
+            worker.definitions_version = definitions_version
         task = asyncio.create_task(speed.start(), name="speed-layer")  # returns after join
         stack.push_async_callback(_stop_speed, speed, task)
         from speed_layer.replay_service import ReplayService

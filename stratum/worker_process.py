@@ -26,7 +26,8 @@ async def run_worker(settings: Settings) -> None:
     await retire_dead_epochs(settings, catalog, log_conn)
     speed = create_speed_layer(settings, catalog, open_storage(settings), log_conn.bootstrap,
                                log_conn.epoch)
-    speed.speed.definitions_version = binding.version
+    for worker in speed.sources.values():  # the built-in one and each source's
+        worker.definitions_version = binding.version
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
