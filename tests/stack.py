@@ -16,7 +16,7 @@ import httpx
 import polars as pl
 
 from stratum import archive
-from stratum.platform import Roles, create_platform_app, uvicorn_server
+from stratum.app.platform import Roles, create_platform_app, uvicorn_server
 from stratum.settings import Settings
 
 
