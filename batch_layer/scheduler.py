@@ -11,7 +11,7 @@ Two scheduler jobs on an ``AsyncIOScheduler``:
 The run itself (mark running, recompute, record the outcome) is one synchronous call in
 the worker thread, so its outcome is recorded even if the awaiting task is cancelled.
 Works inside an already running loop (``stratum up``, uvicorn lifespan: ``start()`` then
-``await shutdown()``) and standalone (``stratum batch``: :func:`run_forever`).
+``await shutdown()``) and standalone (``stratum batch``: :func:`stratum.app.processes.run_batch`).
 Run one BatchScheduler per deployment: two would both pick up the same queued job.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 import time
 from datetime import UTC
@@ -31,7 +30,7 @@ from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import options_from_params
 from stratum import telemetry
 from stratum.errors import describe_failure
-from stratum.metrics import MetricCatalog, load_catalog
+from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
 from stratum.storage.definitions import DefinitionStore, startup_catalog
@@ -232,24 +231,3 @@ def _elapsed(job: Job) -> str:
     if job.started_at is None:
         return "?"
     return f"{(utc_now() - job.started_at).total_seconds():.2f} s"
-
-
-async def run_forever(settings: Settings, catalog: MetricCatalog | None = None) -> None:
-    """``stratum batch``: run the scheduler until SIGTERM/SIGINT or cancellation."""
-    scheduler = BatchScheduler(settings, catalog or load_catalog(settings.metrics_file))
-    scheduler.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass  # not the main thread, or a platform without signal handlers
-    try:
-        await stop.wait()
-    finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-        await scheduler.shutdown()

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import synthetic_events
-from ingest.producer import partition_for
 from stratum.archive import HOUR_MS, archive_root, list_files, write_partition_range
+from stratum.producer import partition_for
 
 PARTITIONS = 4
 HOURS = 24

@@ -324,7 +324,7 @@ class StratumChild:
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.log_path = workdir / f"stratum-{role}.log"
-        self.argv = [sys.executable, "-c", "from stratum.cli import main; main()", role,
+        self.argv = [sys.executable, "-c", "from stratum.app.cli import main; main()", role,
                      *args]
         base = {k: v for k, v in os.environ.items() if not k.startswith("STRATUM_")}
         self.env = {**base, "STRATUM_DATA_DIR": str(workdir / "data"),

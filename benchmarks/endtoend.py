@@ -39,7 +39,7 @@ from benchmarks.common import (
     run_child,
     synthetic_events,
 )
-from ingest.producer import pack
+from stratum.producer import pack
 
 TOPIC = "events"
 PARTITIONS = 4

@@ -32,7 +32,7 @@ from benchmarks.common import (
     median_pair,
     synthetic_events,
 )
-from ingest.producer import pack
+from stratum.producer import pack
 
 BATCH = 1000
 CONNECTIONS = 8

@@ -39,7 +39,7 @@ from benchmarks.common import (
     synthetic_events,
 )
 from benchmarks.speed_roles import AGGREGATE_FILE
-from ingest.producer import pack
+from stratum.producer import pack
 
 BATCHED_TOPIC = "bench-batched"
 SINGLE_TOPIC = "bench-single"

@@ -28,7 +28,7 @@ from benchmarks.common import (
     run_child,
     synthetic_events,
 )
-from ingest.producer import pack
+from stratum.producer import pack
 
 TARGET_S = 15.0
 

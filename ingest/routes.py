@@ -20,9 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from ingest.parsing import BodyError, BodyLimits, ParsedBatch, TooManyItemsError, parse_events
-from ingest.producer import EventProducer
 from stratum import telemetry
 from stratum.errors import LogUnavailableError, error_detail
+from stratum.producer import EventProducer
 from stratum.settings import ApiSettings, Settings
 from stratum.tokens import TokenDep, matches
 

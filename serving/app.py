@@ -1,5 +1,6 @@
-"""The FastAPI app: ingest, merged metric reads, health, admin; the Dash dashboard is
-mounted under /dashboard/ by whoever composes the process."""
+"""The FastAPI app: merged metric reads, health, admin. Ingest (``POST /v1/events``) and
+the Dash dashboard under /dashboard/ are added by whoever composes the process
+(:mod:`stratum.app.platform`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 
-from ingest.routes import router as ingest_router
-from serving.errors import error_responses, install_error_handlers
-from serving.health import ComponentHealth, HealthRegistry
+from serving.errors import install_error_handlers
 from serving.live_definitions import LiveDefinitions
 from serving.pipeline import CounterRates, PipelineReader
 from serving.queries import MetricReader
@@ -29,6 +28,7 @@ from serving.routes import (
     status,
 )
 from stratum import __version__
+from stratum.health import ComponentHealth, HealthRegistry
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage
@@ -61,8 +61,6 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
                            allow_methods=["GET", "POST"], allow_credentials=False,
                            allow_headers=["Authorization", "Content-Type", "X-Stratum-Token"])
-    app.include_router(ingest_router,
-                       responses=error_responses(400, 401, 413, 415, 422, 429, 503))
     app.include_router(metrics.router)
     app.include_router(drift.router)
     app.include_router(side_events.router)

@@ -20,13 +20,13 @@ from typing import Any
 import faust
 from faust.sensors import Monitor
 
-from ingest.producer import EventProducer
 from speed_layer.batch_delivery import QUEUE_MAXSIZE, BatchDeliveryTransport
 from speed_layer.store import SpeedStore
 from speed_layer.workers import ArchiveWorker, SpeedWorker
 from stratum.kafka_security import faust_credentials
 from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog
+from stratum.producer import EventProducer
 from stratum.settings import Settings
 from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import Storage, generations, open_storage

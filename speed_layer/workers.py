@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import orjson
 import polars as pl
 
-from ingest.producer import EventProducer
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.batch_delivery import message_records
 from speed_layer.replay import HANDOFF_TIMEOUT_S  # the replay runner's own deadline
@@ -30,6 +29,7 @@ from stratum.errors import LogUnavailableError
 from stratum.event_frames import DecodedBatch, concat_frames, decode_messages
 from stratum.events import Event
 from stratum.metrics import MetricCatalog
+from stratum.producer import EventProducer
 from stratum.settings import Settings
 from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import StorageError, generations

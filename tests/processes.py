@@ -85,7 +85,7 @@ class StratumProcess:
         self.log_path = self.workdir / f"{self.role}-{self.runs}.log"
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI
-                [sys.executable, "-c", "from stratum.cli import main; main()", self.role,
+                [sys.executable, "-c", "from stratum.app.cli import main; main()", self.role,
                  *self.args],
                 env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=self.new_session,

@@ -16,7 +16,7 @@ import httpx
 import polars as pl
 
 from stratum import archive
-from stratum.platform import Roles, create_platform_app, uvicorn_server
+from stratum.app.platform import Roles, create_platform_app, uvicorn_server
 from stratum.settings import Settings
 
 
@@ -63,14 +63,19 @@ class Stack:
         self._server: Any = None
         self._error: BaseException | None = None
         self._app: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, timeout_s: float = 60) -> None:
         app = self._app = create_platform_app(self.settings, self.roles)
         self._server = uvicorn_server(app, self.settings)
 
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await self._server.serve()
+
         def run() -> None:
             try:
-                asyncio.run(self._server.serve())
+                asyncio.run(serve())
             except BaseException as exc:  # noqa: BLE001 - reported to the test
                 self._error = exc
 
@@ -80,6 +85,13 @@ class Stack:
         if self._error:
             raise self._error
         self.wait_for_worker()
+
+    def task_names(self) -> set[str]:
+        """The names of the tasks alive in the stack's event loop (asked on that loop)."""
+        async def names() -> set[str]:
+            return {task.get_name() for task in asyncio.all_tasks()}
+        assert self._loop is not None, "the stack is not serving"
+        return asyncio.run_coroutine_threadsafe(names(), self._loop).result(timeout=10)
 
     @property
     def bootstrap(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, status
@@ -11,23 +10,14 @@ from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, JobsDep
 from serving.errors import error_responses
-from serving.routes.common import job_time_error, ms_of
+from serving.models import JobList, JobOut, job_out
+from serving.routes.common import job_time_error
 from stratum.errors import error_detail
-from stratum.storage.jobs import Job, JobKind
+from stratum.storage.jobs import JobKind
 from stratum.timeparse import JobTimeError, batch_range_ms
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[AdminOnly],
                    responses=error_responses(401, 422, 500, 503))
-
-_JOB_EXAMPLE: dict[str, Any] = {
-    "job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912", "kind": "batch", "trigger": "api",
-    "params": {"mode": "full"}, "state": "succeeded", "units_done": 3, "units_total": 3,
-    "rows_in": 360000, "rows_out": 5412, "horizon": "2026-11-21T09:55:00Z",
-    "horizon_ms": 1795254900000, "created_at": "2026-11-21T10:00:00.120Z",
-    "created_at_ms": 1795255200120, "started_at": "2026-11-21T10:00:00.410Z",
-    "started_at_ms": 1795255200410, "finished_at": "2026-11-21T10:00:02.980Z",
-    "finished_at_ms": 1795255202980, "error": ""}
-
 
 class BatchRequest(BaseModel):
     trigger: Literal["api", "admin", "cli"] = "api"
@@ -44,46 +34,6 @@ class JobAccepted(BaseModel):
 
     model_config = {"json_schema_extra": {"examples": [
         {"job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912", "state": "queued"}]}}
-
-
-class JobOut(BaseModel):
-    job_id: str
-    kind: str = Field(description="batch or replay")
-    trigger: str = Field(description="schedule, api, admin or cli")
-    params: dict[str, Any]
-    state: str = Field(description="queued, running, succeeded, failed or cancelled")
-    units_done: int
-    units_total: int
-    rows_in: int
-    rows_out: int
-    horizon: datetime | None = Field(description="batch values final up to here (batch jobs)")
-    horizon_ms: int | None
-    created_at: datetime
-    created_at_ms: int
-    started_at: datetime | None
-    started_at_ms: int | None
-    finished_at: datetime | None
-    finished_at_ms: int | None
-    error: str
-
-    model_config = {"json_schema_extra": {"examples": [_JOB_EXAMPLE]}}
-
-
-class JobList(BaseModel):
-    jobs: list[JobOut]
-    total: int = Field(description="jobs matching, over all pages")
-    limit: int
-    offset: int
-
-    model_config = {"json_schema_extra": {"examples": [
-        {"jobs": [_JOB_EXAMPLE], "total": 1, "limit": 50, "offset": 0}]}}
-
-
-def job_out(job: Job) -> JobOut:
-    data = job.model_dump()
-    for name in ("horizon", "created_at", "started_at", "finished_at"):
-        data[f"{name}_ms"] = ms_of(data[name])
-    return JobOut.model_validate(data)
 
 
 @router.post("/batch", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted,

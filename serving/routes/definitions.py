@@ -11,7 +11,6 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from batch_layer.preview import preview
 from serving.deps import AdminOnly, CatalogDep, ReaderDep, SettingsDep
 from serving.errors import error_responses
 from serving.queries import MAX_POINTS, default_step_ms, step_problem
@@ -27,7 +26,7 @@ from stratum.definitions import (
     put_metric,
 )
 from stratum.definitions_apply import apply_catalog
-from stratum.errors import cite
+from stratum.errors import cite, error_detail
 from stratum.metrics import MetricCatalog, MetricDefinitionError
 from stratum.storage.definitions import DefinitionStore
 from stratum.windows import format_duration, parse_duration_ms
@@ -173,8 +172,8 @@ def validate_definitions(draft: Draft, catalog: CatalogDep) -> ValidationOut:
              summary="A draft metric computed by the batch code over the archive",
              description="Nothing is stored. One series (all groups together); points say "
                          "`batch`. Duplicate event ids are not dropped (a batch run does).")
-async def preview_definition(body: PreviewBody, catalog: CatalogDep, settings: SettingsDep
-                             ) -> SeriesResponse:
+async def preview_definition(body: PreviewBody, catalog: CatalogDep, settings: SettingsDep,
+                             request: Request) -> SeriesResponse:
     name = body.metric.get("name")
     if not isinstance(name, str):
         raise bad_parameter("invalid_definition", "metric: name: Field required")
@@ -198,6 +197,12 @@ async def preview_definition(body: PreviewBody, catalog: CatalogDep, settings: S
             (end_ms - start_ms) // step_ms > MAX_POINTS:
         raise bad_parameter("invalid_range", "end must be after start, at most 7 days and "
                             f"{MAX_POINTS} steps later")
+    # The batch layer's code, handed in by the wiring (serving does not import a layer).
+    preview: Callable[..., list[Any]] | None = getattr(request.app.state, "previewer", None)
+    if preview is None:
+        raise HTTPException(503, detail=error_detail(
+            "preview_unavailable", "this process was started without the batch layer's "
+            "preview; use the API of `stratum up` or `stratum api`"))
     points = await run_in_threadpool(preview, settings, metric, start_ms, end_ms, step_ms)
     return SeriesResponse(
         metric=name, aggregation=metric.aggregation.value, unit=metric.unit,

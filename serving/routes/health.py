@@ -33,8 +33,8 @@ from serving.deps import (
     SettingsDep,
     may_read,
 )
-from serving.health import ComponentHealth, HealthRegistry
 from serving.routes.common import READ_ERRORS
+from stratum.health import ComponentHealth, HealthRegistry
 from stratum.storage import StorageError
 from stratum.tokens import TokenDep
 

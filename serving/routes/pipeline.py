@@ -11,8 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.deps import JobsDep, PipelineDep, RatesDep, ReadAccess, ReaderDep
+from serving.models import JobOut, job_out
 from serving.pipeline import COUNTERS, flush_seconds
-from serving.routes.admin import JobOut, job_out
 from serving.routes.common import READ_ERRORS, age_s, iso, iso_or_none
 
 router = APIRouter(tags=["status"], dependencies=[ReadAccess], responses=READ_ERRORS)

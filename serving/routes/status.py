@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from serving.deps import CatalogDep, JobsDep, PipelineDep, RatesDep, ReadAccess, ReaderDep
+from serving.models import JobOut, job_out
 from serving.pipeline import PartitionProgress, PipelineReader
-from serving.routes.admin import JobOut, job_out
 from serving.routes.common import READ_ERRORS, age_s, iso, iso_or_none
 from stratum.metrics import MetricCatalog
 

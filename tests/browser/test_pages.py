@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from dashboard import ids
 from dashboard.live import PAUSE_LABEL, RESUME_LABEL
-from ingest.producer import partition_for
+from stratum.producer import partition_for
 
 pytestmark = pytest.mark.browser
 

@@ -12,12 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.producer import EventProducer
 from speed_layer.aggregator import PartitionAggregator
 from speed_layer.store import SpeedStore
 from speed_layer.workers import SpeedWorker
+from stratum.app.roles import worker_health
 from stratum.metrics import load_catalog
-from stratum.platform import worker_health
+from stratum.producer import EventProducer
 from stratum.storage import generations, open_storage
 from tests.stack import stack_settings
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import stratum.platform
+import stratum.app.roles
 from stratum.settings import Settings
 from stratum.storage import Storage, StorageUnavailableError, open_storage
 from tests.faults.conftest import BrokerStack
@@ -83,7 +83,7 @@ def test_flushes_back_off_and_nothing_is_committed_before_it_is_stored(
         storage.outage = outage
         return storage
 
-    monkeypatch.setattr(stratum.platform, "open_storage", flaky_open)
+    monkeypatch.setattr(stratum.app.roles, "open_storage", flaky_open)
     running = broker_stack("chdown")
     stack = running.stack
     kafka = stack.settings.kafka

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ingest.producer import pack
+from stratum.producer import pack
 from tests.processes import (
     StratumProcess,
     committed_offsets,

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ingest.producer import partition_for
 from speed_layer.batch_delivery import BATCHES
 from speed_layer.delivery import DELIVERIES
+from stratum.producer import partition_for
 from tests.processes import committed_offsets
 from tests.stack import Stack, wait_until
 

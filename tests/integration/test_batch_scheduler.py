@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batch_layer.scheduler import BatchScheduler, run_forever
+from batch_layer.scheduler import BatchScheduler
+from stratum.app.processes import run_batch
 from stratum.archive import archive_root
 from stratum.metrics import load_catalog
 from stratum.settings import Settings
@@ -145,13 +146,13 @@ def test_scheduled_runs_submit_one_job_at_a_time(
     assert all(j.error in ("", INTERRUPTED) for j in jobs)
 
 
-def test_run_forever_stops_on_sigterm(settings: Settings, storage: Storage,
-                                      clean_batch: None) -> None:
+def test_run_batch_stops_on_sigterm(settings: Settings, storage: Storage,
+                                    clean_batch: None) -> None:
     write_file(settings, "e1", 0, [(0, {"event_id": "x", "ts": H0, "type": "view"})])
     store = JobStore(storage)
 
     async def scenario() -> Job:
-        runner = asyncio.create_task(run_forever(settings))
+        runner = asyncio.create_task(run_batch(settings))
         job = await asyncio.to_thread(store.submit, "batch", "cli")
         done = await _wait_done(store, job.job_id)
         os.kill(os.getpid(), signal.SIGTERM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from stratum.cli import main
+from stratum.app.cli import main
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration

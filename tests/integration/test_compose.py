@@ -23,8 +23,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from stratum.cli import main as cli
-from stratum.platform import check_health, heartbeat_path
+from stratum.app.cli import main as cli
+from stratum.app.heartbeat import check_health, heartbeat_path
 from stratum.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ def test_services_are_hardened_and_limited(base: dict[str, Any],
         assert limits.get("cpus") and limits.get("memory"), (name, limits)
     for name, service in stratum_services.items():
         assert service.get("read_only") is True, name
-        assert "/tmp" in service["tmpfs"], name  # heartbeats (stratum.platform)
+        assert "/tmp" in service["tmpfs"], name  # heartbeats (stratum.app.heartbeat)
         assert "cap_add" not in service, name
     data_dir = Path(stratum_services["worker"]["environment"]["STRATUM_DATA_DIR"])
     assert str(data_dir / "faust") in stratum_services["worker"]["tmpfs"]  # Faust's datadir

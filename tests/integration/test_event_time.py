@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.producer import partition_for
+from stratum.producer import partition_for
 from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.integration

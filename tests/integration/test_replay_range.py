@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from stratum.cli import main
+from stratum.app.cli import main
 from stratum.storage import open_storage
 from tests.stack import Stack, wait_until
 

@@ -48,7 +48,7 @@ def _events(t0: int, n: int) -> list[dict[str, Any]]:
 
 def _healthcheck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own CLI
-        [sys.executable, "-c", "from stratum.cli import main; main()", "healthcheck", *args],
+        [sys.executable, "-c", "from stratum.app.cli import main; main()", "healthcheck", *args],
         env=env, capture_output=True, text=True, timeout=30, check=False)
 
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from stratum.admin_client import AdminError, follow_batch
+from stratum.app.admin_client import AdminError, follow_batch
 
 
 class _Api(BaseHTTPRequestHandler):

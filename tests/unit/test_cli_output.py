@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from stratum.admin_client import result_lines
-from stratum.cli import main
+from stratum.app.admin_client import result_lines
+from stratum.app.cli import main
 from stratum.job_progress import progress_label, split_params
 
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from ingest.routes import require_ingest
 from serving.deps import require_admin, require_reader
-from stratum.cli import main as cli
+from stratum.app.cli import main as cli
 from stratum.settings import DEV_ADMIN_TOKEN, MIN_TOKEN_CHARS, Settings
 from stratum.tokens import bearer, presented_token
 

@@ -1,6 +1,7 @@
 """Batched producing into the log: events are grouped by partition (hash of event_id, so
 duplicates land together) and packed many to a Kafka message as NDJSON, because the
-speed layer's cost is per message, not per event."""
+speed layer's cost is per message, not per event. In the core because ingest writes the
+events topic and the speed layer the late and dead-letter topics."""
 
 from __future__ import annotations
 
@@ -9,17 +10,26 @@ import logging
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from ingest.journal import Journal
 from stratum.errors import LogUnavailableError
 from stratum.events import Event, encode_events
 from stratum.kafka_security import aiokafka_options
 from stratum.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+class AckJournal(Protocol):
+    """Where acknowledged messages go before ``send`` returns (:class:`ingest.journal.
+    Journal`, wired in by :mod:`stratum.app.durable`)."""
+
+    def append(self, messages: Sequence[tuple[int, int, bytes]]) -> int: ...
+
+    async def commit(self, sequence: int) -> None: ...
 
 
 def partition_for(event_id: str, partitions: int) -> int:
@@ -50,7 +60,7 @@ class EventProducer:
         self.timeout_s = timeout_s
         self.partitions = kafka.partitions
         self.last_error: str | None = None  # the last send failed: the log looks down
-        self.journal: Journal | None = None
+        self.journal: AckJournal | None = None
         self.acked: dict[int, int] = {}  # events topic: partition -> last offset acknowledged
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,

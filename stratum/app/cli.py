@@ -70,8 +70,12 @@ def main(verbose: bool) -> None:
     _logging(verbose)
 
 
+# The commands import what they run when they run: `stratum healthcheck` and `stratum
+# recompute` start without loading Faust, Polars or Dash.
+
+
 def _serve(settings: Settings, roles: Any, banner: bool) -> None:
-    from stratum.platform import create_platform_app, uvicorn_server
+    from stratum.app.platform import create_platform_app, uvicorn_server
 
     try:
         app = create_platform_app(settings, roles)
@@ -113,10 +117,10 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
 def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
        rate: float) -> None:
     """Run the whole platform in one process (embedded broker and chDB by default)."""
-    from stratum.platform import Roles
+    from stratum.app.platform import Roles
 
     settings = _settings(data_dir=data_dir, **{"api.port": port, "api.host": host})
-    roles = Roles(broker=True, speed=True, batch=True, demo=demo, demo_rate_per_s=rate,
+    roles = Roles(speed=True, batch=True, demo=demo, demo_rate_per_s=rate,
                   first_batch_after_s=20.0 if demo else None)
     _serve(settings, roles, banner=True)
 
@@ -126,7 +130,7 @@ def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
 @click.option("--host", default=None)
 def api(port: int | None, host: str | None) -> None:
     """Ingest, the REST API and the dashboard (against Kafka and ClickHouse)."""
-    from stratum.platform import Roles
+    from stratum.app.platform import Roles
 
     settings = _settings(**{"api.port": port, "api.host": host})
     _serve(settings, Roles(), banner=True)
@@ -135,7 +139,7 @@ def api(port: int | None, host: str | None) -> None:
 @main.command()
 def worker() -> None:
     """The speed layer and the archiver (Faust agents)."""
-    from stratum.worker_process import run_worker
+    from stratum.app.processes import run_worker
 
     try:
         asyncio.run(run_worker(_settings()))
@@ -146,20 +150,10 @@ def worker() -> None:
 @main.command()
 def batch() -> None:
     """The batch scheduler (runs scheduled and requested recomputes)."""
-    from batch_layer.scheduler import run_forever
-    from serving.health import ComponentHealth
-    from stratum.platform import heartbeat
-
-    async def run(settings: Settings) -> None:
-        beat = asyncio.create_task(heartbeat("batch", lambda: ComponentHealth(
-            status="ok", detail="scheduler running")))
-        try:
-            await run_forever(settings)
-        finally:
-            beat.cancel()
+    from stratum.app.processes import run_batch
 
     try:
-        asyncio.run(run(_settings()))
+        asyncio.run(run_batch(_settings()))
     except StratumError as exc:
         _fail(exc)
 
@@ -172,7 +166,7 @@ def batch() -> None:
               help="worker, batch: seconds after which a heartbeat counts as stale.")
 def healthcheck(role: str, url: str | None, max_age: float) -> None:
     """Exit 0 if this host's Stratum ROLE is healthy, 1 if not (container healthchecks)."""
-    from stratum.platform import check_health
+    from stratum.app.heartbeat import check_health
 
     if url is None and role == "api":
         url = f"http://127.0.0.1:{_settings().api.port}"
@@ -213,7 +207,7 @@ def generate(url: str | None, rate: float, bursts: bool, duration: float | None,
 @click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
 def recompute(url: str | None, token: str | None, full: bool, wait: bool) -> None:
     """Ask a running Stratum for a batch recompute and follow its progress."""
-    from stratum.admin_client import follow_batch
+    from stratum.app.admin_client import follow_batch
 
     settings = _settings()
     try:
@@ -231,7 +225,7 @@ def recompute(url: str | None, token: str | None, full: bool, wait: bool) -> Non
 @click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
 def replay(url: str | None, token: str | None, from_time: str | None, wait: bool) -> None:
     """Ask a running Stratum to rebuild its speed views from the log (Kappa replay)."""
-    from stratum.admin_client import follow_replay
+    from stratum.app.admin_client import follow_replay
 
     settings = _settings()
     try:
@@ -255,7 +249,7 @@ def definitions() -> None:
 def definitions_import(file: Path, url: str | None, token: str | None, reason: str,
                        author: str) -> None:
     """Make FILE the current definitions (a new version; changes apply without a restart)."""
-    from stratum.admin_client import import_definitions
+    from stratum.app.admin_client import import_definitions
 
     settings = _settings()
     try:
@@ -274,7 +268,7 @@ def definitions_import(file: Path, url: str | None, token: str | None, reason: s
 @click.option("--token", default=None, help="Admin token (default from settings).")
 def definitions_export(url: str | None, token: str | None) -> None:
     """Print the current definitions as a definitions file (TOML)."""
-    from stratum.admin_client import export_definitions
+    from stratum.app.admin_client import export_definitions
 
     settings = _settings()
     try:

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from ingest.journal import Journal, journal_dir
-from ingest.producer import EventProducer
+from ingest.recovery import recover_journal
+from stratum.producer import EventProducer
 from stratum.settings import Settings
 
 log = logging.getLogger("stratum.durable")
@@ -46,8 +47,6 @@ class StoringWorker(Protocol):
 async def recover_at_start(settings: Settings, epoch: str) -> None:
     """Journal recovery: before anything consumes or retires a dead epoch, its archive
     gets what it acknowledged (:mod:`ingest.recovery`)."""
-    from ingest.recovery import recover_journal
-
     started = time.monotonic()
     recovered = await asyncio.to_thread(recover_journal, settings.data_dir, epoch)
     if recovered.segments_deleted:
