@@ -66,9 +66,10 @@ class Snapshot:
         """FILE -> SOURCE: the rank of each file's source in log order."""
         orders = [log_order(Path(p)) for p in self.paths]
         rank = {order: i for i, order in enumerate(sorted(set(orders)))}
-        return pl.DataFrame({FILE: list(range(len(self.paths))),
-                             SOURCE: [rank[o] for o in orders]},
-                            schema={FILE: pl.UInt32, SOURCE: pl.UInt32})
+        return pl.DataFrame(
+            {FILE: list(range(len(self.paths))), SOURCE: [rank[o] for o in orders]},
+            schema={FILE: pl.UInt32, SOURCE: pl.UInt32},
+        )
 
     def hour_of(self, files: pl.Series) -> pl.Series:
         return pl.Series(self.hours, dtype=pl.Int64).gather(files)
@@ -86,9 +87,12 @@ def first_in_log_order(copies: pl.DataFrame, snapshot: Snapshot) -> pl.DataFrame
     """The first row per ``event_id`` of rows with FILE and ``offset`` (and ROW: the
     position, for rows of one file)."""
     order = [SOURCE, "offset", FILE, *([ROW] if ROW in copies.columns else [])]
-    return (copies.join(snapshot.sources, on=FILE, how="left")
-            .sort(order).unique("event_id", keep="first", maintain_order=False)
-            .drop(SOURCE))
+    return (
+        copies.join(snapshot.sources, on=FILE, how="left")
+        .sort(order)
+        .unique("event_id", keep="first", maintain_order=False)
+        .drop(SOURCE)
+    )
 
 
 def repeated_rows(events: pl.DataFrame) -> pl.Series:
@@ -101,8 +105,12 @@ def repeated_rows(events: pl.DataFrame) -> pl.Series:
     return maybe.scatter(maybe.arg_true(), exact)
 
 
-def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.Series,
-               repeated: pl.Series | None = None) -> pl.DataFrame:
+def keep_first(
+    events: pl.DataFrame,
+    snapshot: Snapshot,
+    counted_elsewhere: pl.Series,
+    repeated: pl.Series | None = None,
+) -> pl.DataFrame:
     """``events`` without the ids whose counting copy is not among them and without
     every copy but the first of the others (``repeated``: :func:`repeated_rows` of
     ``events``, if known). Duplicates are rare: only their rows are sorted."""
@@ -114,13 +122,15 @@ def keep_first(events: pl.DataFrame, snapshot: Snapshot, counted_elsewhere: pl.S
     if not repeated.any():
         return events
     rows = events.with_row_index(ROW)
-    firsts = first_in_log_order(rows.filter(repeated).select(ROW, "event_id", "offset", FILE),
-                                snapshot)[ROW]
+    firsts = first_in_log_order(
+        rows.filter(repeated).select(ROW, "event_id", "offset", FILE), snapshot
+    )[ROW]
     return rows.filter(~repeated | pl.col(ROW).is_in(firsts.implode())).drop(ROW)
 
 
-def prefetch(storage: Storage, snapshot: Snapshot, hours: set[int]
-             ) -> tuple[set[str], pl.DataFrame]:
+def prefetch(
+    storage: Storage, snapshot: Snapshot, hours: set[int]
+) -> tuple[set[str], pl.DataFrame]:
     """What :func:`resolve` needs from ClickHouse before it knows anything new: the
     indexed files and the stored copies of ids with a copy in ``hours`` (none needed
     when those are all of the snapshot's hours). Runs while the files are read."""
@@ -129,11 +139,17 @@ def prefetch(storage: Storage, snapshot: Snapshot, hours: set[int]
     return indexed_paths(storage), stored_copies(storage, hours, snapshot)
 
 
-def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Snapshot,
-            plan: HourPlan, events: pl.DataFrame, version: int, index: ThreadPoolExecutor,
-            known: tuple[set[str], pl.DataFrame],
-            read_more: Callable[[set[int]], pl.DataFrame]
-            ) -> tuple[pl.DataFrame, HourPlan, Future[None]]:
+def resolve(
+    storage: Storage,
+    metrics: Sequence[MetricDefinition],
+    snapshot: Snapshot,
+    plan: HourPlan,
+    events: pl.DataFrame,
+    version: int,
+    index: ThreadPoolExecutor,
+    known: tuple[set[str], pl.DataFrame],
+    read_more: Callable[[set[int]], pl.DataFrame],
+) -> tuple[pl.DataFrame, HourPlan, Future[None]]:
     """``events`` (the snapshot's files in the hours ``plan`` reads) reduced to the
     copies that count, without event_id, ts, offset and FILE; the plan grown by the
     hours whose counting copy moved (their events are read with ``read_more``); and the
@@ -142,14 +158,19 @@ def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Sna
     read = plan.read(metrics)
     indexed, stored = known
     unindexed = [i for i, p in enumerate(snapshot.paths) if p not in indexed]
-    fresh = sorted({i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed}
-                   | set(unindexed))
+    fresh = sorted(
+        {i for i, p in enumerate(snapshot.paths) if p not in snapshot.processed} | set(unindexed)
+    )
     everything = set(snapshot.hours) <= read
     repeated = None
     if everything:  # every copy is here: no lookup
         repeated = repeated_rows(events)
-        copies = events.filter(repeated).select("event_id", FILE, "offset").unique().filter(
-            pl.col(FILE).n_unique().over("event_id") > 1)
+        copies = (
+            events.filter(repeated)
+            .select("event_id", FILE, "offset")
+            .unique()
+            .filter(pl.col(FILE).n_unique().over("event_id") > 1)
+        )
         hashes = file_hashes(events, unindexed, snapshot)
     else:
         hashes = file_hashes(events, fresh, snapshot)
@@ -169,15 +190,16 @@ def resolve(storage: Storage, metrics: Sequence[MetricDefinition], snapshot: Sna
             stored = stored_copies(storage, read, snapshot)
     # This run's copies of an id are all of them: they replace what was stored.
     stored = pl.concat([stored.join(copies, on="event_id", how="anti"), copies])
-    outside = (pl.Series(dtype=pl.String) if everything else
-               counted_outside(stored, read, snapshot))
+    outside = pl.Series(dtype=pl.String) if everything else counted_outside(stored, read, snapshot)
     events = keep_first(events, snapshot, outside, repeated)
     return events.drop("event_id", "ts", "offset", FILE), plan, indexing
 
 
 def indexed_paths(storage: Storage) -> set[str]:
-    rows = storage.query(f"SELECT DISTINCT path FROM {storage.database}.batch_id_index "
-                         "WHERE scheme = {s:String}", {"s": SCHEME})
+    rows = storage.query(
+        f"SELECT DISTINCT path FROM {storage.database}.batch_id_index WHERE scheme = {{s:String}}",
+        {"s": SCHEME},
+    )
     return {str(row[0]) for row in rows}
 
 
@@ -186,11 +208,17 @@ def file_hashes(events: pl.DataFrame, files: Sequence[int], snapshot: Snapshot) 
     hold all their rows), else read from the files (their ids alone)."""
     wanted = set(files)
     held = set(events[FILE].unique().to_list()) & wanted
-    frames = [events.lazy().filter(pl.col(FILE).is_in(sorted(held)))
-              .select(pl.col(FILE), id_hashes(pl.col("event_id")))]
+    frames = [
+        events.lazy()
+        .filter(pl.col(FILE).is_in(sorted(held)))
+        .select(pl.col(FILE), id_hashes(pl.col("event_id")))
+    ]
     for number in sorted(wanted - held):
-        frames.append(pl.scan_parquet(snapshot.paths[number]).select(
-            pl.lit(number, dtype=pl.UInt32).alias(FILE), id_hashes(pl.col("event_id"))))
+        frames.append(
+            pl.scan_parquet(snapshot.paths[number]).select(
+                pl.lit(number, dtype=pl.UInt32).alias(FILE), id_hashes(pl.col("event_id"))
+            )
+        )
     return pl.concat(frames).collect()
 
 
@@ -200,13 +228,16 @@ def add_to_index(storage: Storage, hashes: pl.DataFrame, snapshot: Snapshot) -> 
     if per_file.is_empty():
         return
     files = per_file[FILE].to_list()
-    table = pa.table({
-        "path": pa.array([snapshot.paths[f] for f in files], pa.string()),
-        "hour_start": pa.array([snapshot.hours[f] // 1000 for f in files],
-                               pa.int64()).cast(pa.timestamp("s", tz="UTC")),
-        "scheme": pa.array([SCHEME] * len(files), pa.string()),
-        "id_hashes": per_file[HASH].to_arrow().cast(pa.list_(pa.uint64())),
-    })
+    table = pa.table(
+        {
+            "path": pa.array([snapshot.paths[f] for f in files], pa.string()),
+            "hour_start": pa.array([snapshot.hours[f] // 1000 for f in files], pa.int64()).cast(
+                pa.timestamp("s", tz="UTC")
+            ),
+            "scheme": pa.array([SCHEME] * len(files), pa.string()),
+            "id_hashes": per_file[HASH].to_arrow().cast(pa.list_(pa.uint64())),
+        }
+    )
     storage.insert_arrow("batch_id_index", table)
 
 
@@ -220,18 +251,22 @@ def files_sharing(storage: Storage, probe: pl.DataFrame, snapshot: Snapshot) -> 
         found += storage.query(
             f"SELECT path, arrayFilter(h -> has({{q:Array(UInt64)}}, h), id_hashes) AS hits "
             f"FROM {storage.database}.batch_id_index "
-            "WHERE scheme = {s:String} AND notEmpty(hits)", {"q": chunk, "s": SCHEME})
+            "WHERE scheme = {s:String} AND notEmpty(hits)",
+            {"q": chunk, "s": SCHEME},
+        )
     numbers = snapshot.number
     indexed = pl.DataFrame(
-        {FILE: [numbers[p] for p, _ in found if p in numbers],
-         HASH: [list(h) for p, h in found if p in numbers]},
-        schema={FILE: pl.UInt32, HASH: pl.List(pl.UInt64)}).explode(HASH)
+        {
+            FILE: [numbers[p] for p, _ in found if p in numbers],
+            HASH: [list(h) for p, h in found if p in numbers],
+        },
+        schema={FILE: pl.UInt32, HASH: pl.List(pl.UInt64)},
+    ).explode(HASH)
     pairs = pl.concat([indexed, probe.select(FILE, HASH)]).unique()
     return pairs.filter(pl.col(FILE).n_unique().over(HASH) > 1)
 
 
-def copies_of(events: pl.DataFrame, sharing: pl.DataFrame, snapshot: Snapshot
-              ) -> pl.DataFrame:
+def copies_of(events: pl.DataFrame, sharing: pl.DataFrame, snapshot: Snapshot) -> pl.DataFrame:
     """(event_id, FILE, offset) of every copy of the ids behind ``sharing`` (FILE, HASH),
     for ids that really are in several files, read from ``events`` or the files."""
     if sharing.is_empty():
@@ -240,11 +275,18 @@ def copies_of(events: pl.DataFrame, sharing: pl.DataFrame, snapshot: Snapshot
     frames = []
     for (number,), part in sharing.partition_by(FILE, as_dict=True).items():
         wanted = part[HASH].implode()
-        source = (events.lazy().filter(pl.col(FILE) == number) if number in held else
-                  pl.scan_parquet(snapshot.paths[number]).with_columns(
-                      pl.lit(number, dtype=pl.UInt32).alias(FILE)))
-        frames.append(source.select("event_id", FILE, "offset")
-                      .filter(id_hashes(pl.col("event_id")).is_in(wanted)))
+        source = (
+            events.lazy().filter(pl.col(FILE) == number)
+            if number in held
+            else pl.scan_parquet(snapshot.paths[number]).with_columns(
+                pl.lit(number, dtype=pl.UInt32).alias(FILE)
+            )
+        )
+        frames.append(
+            source.select("event_id", FILE, "offset").filter(
+                id_hashes(pl.col("event_id")).is_in(wanted)
+            )
+        )
     copies = pl.concat(frames).collect().unique()
     return copies.filter(pl.col(FILE).n_unique().over("event_id") > 1)
 
@@ -253,28 +295,47 @@ def store(storage: Storage, copies: pl.DataFrame, snapshot: Snapshot, version: i
     """Remember the copies of each id in ``copies`` (all its copies the snapshot has)."""
     if copies.is_empty():
         return
-    grouped = copies.sort("event_id", FILE, "offset").group_by("event_id").agg(
-        pl.col(FILE), pl.col("offset"))
-    rows = [[event_id, [snapshot.paths[f] for f in files], offsets,
-             [datetime.fromtimestamp(snapshot.hours[f] / 1000, tz=UTC) for f in files],
-             version]
-            for event_id, files, offsets in grouped.iter_rows()]
-    storage.insert("batch_duplicates", rows, ("event_id", "paths", "offsets", "hours",
-                                              "version"))
+    grouped = (
+        copies.sort("event_id", FILE, "offset")
+        .group_by("event_id")
+        .agg(pl.col(FILE), pl.col("offset"))
+    )
+    rows = [
+        [
+            event_id,
+            [snapshot.paths[f] for f in files],
+            offsets,
+            [datetime.fromtimestamp(snapshot.hours[f] / 1000, tz=UTC) for f in files],
+            version,
+        ]
+        for event_id, files, offsets in grouped.iter_rows()
+    ]
+    storage.insert("batch_duplicates", rows, ("event_id", "paths", "offsets", "hours", "version"))
 
 
 def stored_copies(storage: Storage, hours: Iterable[int], snapshot: Snapshot) -> pl.DataFrame:
     """(event_id, FILE, offset): the snapshot's copies of every stored id with a copy in
     one of ``hours``."""
     wanted = [datetime.fromtimestamp(h / 1000, tz=UTC) for h in sorted(hours)]
-    rows = storage.query(
-        f"SELECT event_id, paths, offsets FROM {storage.database}.batch_duplicates FINAL "
-        "WHERE hasAny(hours, {h:Array(DateTime('UTC'))})", {"h": wanted}) if wanted else []
+    rows = (
+        storage.query(
+            f"SELECT event_id, paths, offsets FROM {storage.database}.batch_duplicates FINAL "
+            "WHERE hasAny(hours, {h:Array(DateTime('UTC'))})",
+            {"h": wanted},
+        )
+        if wanted
+        else []
+    )
     numbers = snapshot.number
-    flat = [(event_id, numbers[p], o) for event_id, paths, offsets in rows
-            for p, o in zip(paths, offsets, strict=True) if p in numbers]
-    return pl.DataFrame(flat, schema={"event_id": pl.String, FILE: pl.UInt32,
-                                      "offset": pl.Int64}, orient="row")
+    flat = [
+        (event_id, numbers[p], o)
+        for event_id, paths, offsets in rows
+        for p, o in zip(paths, offsets, strict=True)
+        if p in numbers
+    ]
+    return pl.DataFrame(
+        flat, schema={"event_id": pl.String, FILE: pl.UInt32, "offset": pl.Int64}, orient="row"
+    )
 
 
 def counted_outside(copies: pl.DataFrame, hours: set[int], snapshot: Snapshot) -> pl.Series:
@@ -296,5 +357,6 @@ def displaced_hours(copies: pl.DataFrame, snapshot: Snapshot) -> set[int]:
     before = first_in_log_order(old, snapshot)
     now = first_in_log_order(copies, snapshot)
     moved = before.join(now, on="event_id", suffix="_now").filter(
-        (pl.col(FILE) != pl.col(f"{FILE}_now")) | (pl.col("offset") != pl.col("offset_now")))
+        (pl.col(FILE) != pl.col(f"{FILE}_now")) | (pl.col("offset") != pl.col("offset_now"))
+    )
     return set(snapshot.hour_of(moved[FILE]).to_list())

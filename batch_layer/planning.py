@@ -25,8 +25,17 @@ from pathlib import Path
 from stratum.archive import HOUR_MS, hour_of_file, parse_file_name
 from stratum.metrics import MetricDefinition
 
-__all__ = ["HourPlan", "RecomputeMode", "dirty_hours", "hour_of_file", "lagging_sources",
-           "log_order", "options_from_params", "plan_hours", "source_of_file"]
+__all__ = [
+    "HourPlan",
+    "RecomputeMode",
+    "dirty_hours",
+    "hour_of_file",
+    "lagging_sources",
+    "log_order",
+    "options_from_params",
+    "plan_hours",
+    "source_of_file",
+]
 
 
 class RecomputeMode(StrEnum):
@@ -51,8 +60,11 @@ def hours_written_for(hour: int, metric: MetricDefinition) -> set[int]:
     events changes theirs."""
     first = (hour - metric.window_ms) // metric.hop_ms * metric.hop_ms + metric.hop_ms
     last = (hour + HOUR_MS - 1) // metric.hop_ms * metric.hop_ms
-    return {h for h in range(first // HOUR_MS * HOUR_MS, last + 1, HOUR_MS)
-            if window_starts_in(h, metric.hop_ms)}
+    return {
+        h
+        for h in range(first // HOUR_MS * HOUR_MS, last + 1, HOUR_MS)
+        if window_starts_in(h, metric.hop_ms)
+    }
 
 
 def hours_read_for(hour: int, metric: MetricDefinition) -> set[int]:
@@ -88,10 +100,15 @@ class HourPlan:
         return HourPlan(self.changed | frozenset(hours), self.incomplete)
 
 
-def plan_hours(file_hours: Mapping[str, int], processed: set[str],
-               coverage: Mapping[tuple[str, int], int], metrics: Iterable[MetricDefinition],
-               mode: RecomputeMode, start_ms: int | None = None,
-               end_ms: int | None = None) -> HourPlan:
+def plan_hours(
+    file_hours: Mapping[str, int],
+    processed: set[str],
+    coverage: Mapping[tuple[str, int], int],
+    metrics: Iterable[MetricDefinition],
+    mode: RecomputeMode,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> HourPlan:
     """Changed and incomplete hours (see the module docstring), within the time range.
     ``file_hours``: archive file -> its hour; ``processed``: files earlier runs read;
     ``coverage``: (metric, hour) -> the horizon (ms) it is final to."""
@@ -111,24 +128,33 @@ def plan_hours(file_hours: Mapping[str, int], processed: set[str],
                     break
 
     def in_range(chosen: set[int]) -> frozenset[int]:
-        return frozenset(h for h in chosen if (start_ms is None or h + HOUR_MS > start_ms)
-                         and (end_ms is None or h < end_ms))
+        return frozenset(
+            h
+            for h in chosen
+            if (start_ms is None or h + HOUR_MS > start_ms) and (end_ms is None or h < end_ms)
+        )
 
     return HourPlan(in_range(changed), in_range(incomplete))
 
 
-def dirty_hours(file_hours: Mapping[str, int], processed: set[str],
-                coverage: Mapping[tuple[str, int], int], metrics: Iterable[str],
-                mode: RecomputeMode, start_ms: int | None = None,
-                end_ms: int | None = None) -> set[int]:
+def dirty_hours(
+    file_hours: Mapping[str, int],
+    processed: set[str],
+    coverage: Mapping[tuple[str, int], int],
+    metrics: Iterable[str],
+    mode: RecomputeMode,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> set[int]:
     """Changed or incomplete hours of one-minute tumbling metrics named ``metrics``."""
     defined = [MetricDefinition(name=name, aggregation="count") for name in metrics]
     plan = plan_hours(file_hours, processed, coverage, defined, mode, start_ms, end_ms)
     return set(plan.changed | plan.incomplete)
 
 
-def options_from_params(params: Mapping[str, object]) -> tuple[RecomputeMode, int | None,
-                                                                int | None]:
+def options_from_params(
+    params: Mapping[str, object],
+) -> tuple[RecomputeMode, int | None, int | None]:
     """A batch job's ``params`` (``mode``, ``start_ms``, ``end_ms``) as recompute options;
     a ValueError names the bad parameter."""
     raw_mode = params.get("mode", RecomputeMode.INCREMENTAL.value)
@@ -163,8 +189,7 @@ def source_of_file(path: Path) -> tuple[str, int]:
     return f"{epoch}:{partition}", last
 
 
-def lagging_sources(files: Iterable[Path], consumed: Mapping[str, int]
-                    ) -> dict[str, list[Path]]:
+def lagging_sources(files: Iterable[Path], consumed: Mapping[str, int]) -> dict[str, list[Path]]:
     """Sources whose archive is behind what the speed layer consumed (``consumed``: source
     -> through offset), each with the files of its newest archived range."""
     newest: dict[str, tuple[int, list[Path]]] = {}

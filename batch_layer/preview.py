@@ -31,8 +31,9 @@ class PreviewPoint:
     count: int
 
 
-def preview(settings: Settings, metric: MetricDefinition, start_ms: int, end_ms: int,
-            step_ms: int) -> list[PreviewPoint]:
+def preview(
+    settings: Settings, metric: MetricDefinition, start_ms: int, end_ms: int, step_ms: int
+) -> list[PreviewPoint]:
     """One series (all groups together) of ``metric`` from ``start_ms`` to ``end_ms``."""
     first_hour = (start_ms - metric.window_ms) // HOUR_MS * HOUR_MS
     files = [(str(p), hour_of_file(p)) for p in list_files(archive_root(settings.data_dir))]
@@ -41,11 +42,16 @@ def preview(settings: Settings, metric: MetricDefinition, start_ms: int, end_ms:
         return []
     snapshot = Snapshot([p for p, _ in files], [h for _, h in files], frozenset())
     events = read_events(snapshot, {h for _, h in files}, MetricCatalog(metrics=(metric,)))
-    rows = window_rows(events.lazy(), metric, end_ms).filter(
-        (pl.col(WINDOW_START) >= start_ms) & (pl.col(WINDOW_START) < end_ms)).with_columns(
-        (pl.col(WINDOW_START) // step_ms * step_ms).alias(BUCKET)).collect()
-    return [PreviewPoint(int(b), v, int(n)) for b, v, n in
-            roll_up(rows, metric).sort(BUCKET).iter_rows()]
+    rows = (
+        window_rows(events.lazy(), metric, end_ms)
+        .filter((pl.col(WINDOW_START) >= start_ms) & (pl.col(WINDOW_START) < end_ms))
+        .with_columns((pl.col(WINDOW_START) // step_ms * step_ms).alias(BUCKET))
+        .collect()
+    )
+    return [
+        PreviewPoint(int(b), v, int(n))
+        for b, v, n in roll_up(rows, metric).sort(BUCKET).iter_rows()
+    ]
 
 
 def roll_up(rows: pl.DataFrame, metric: MetricDefinition) -> pl.DataFrame:
@@ -74,9 +80,17 @@ def _quantiles(rows: pl.DataFrame, q: float) -> pl.DataFrame:
     weight reaches q of the total, as ClickHouse's quantileExactWeighted)."""
     counts = rows.group_by(BUCKET).agg(pl.col("count").sum().alias("n"))
     samples = rows.select(BUCKET, "q_values", "q_weights").explode("q_values", "q_weights")
-    samples = samples.drop_nulls().sort(BUCKET, "q_values").with_columns(
-        pl.col("q_weights").cum_sum().over(BUCKET).alias("cum"),
-        pl.col("q_weights").sum().over(BUCKET).alias("total"))
-    values = samples.filter(pl.col("cum") >= pl.col("total") * q).group_by(BUCKET).agg(
-        pl.col("q_values").first().alias("value"))
+    samples = (
+        samples.drop_nulls()
+        .sort(BUCKET, "q_values")
+        .with_columns(
+            pl.col("q_weights").cum_sum().over(BUCKET).alias("cum"),
+            pl.col("q_weights").sum().over(BUCKET).alias("total"),
+        )
+    )
+    values = (
+        samples.filter(pl.col("cum") >= pl.col("total") * q)
+        .group_by(BUCKET)
+        .agg(pl.col("q_values").first().alias("value"))
+    )
     return values.join(counts, on=BUCKET).select(BUCKET, "value", "n")

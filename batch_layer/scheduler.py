@@ -79,21 +79,36 @@ class BatchScheduler:
         self._jobs = JobStore(self._storage)
         startup_catalog(self._storage, self._catalog, str(self._settings.metrics_file))
         for job in self._jobs.fail_stale_running("batch"):
-            log.warning("batch job %s was left running by a stopped process: marked failed",
-                        job.job_id)
+            log.warning(
+                "batch job %s was left running by a stopped process: marked failed", job.job_id
+            )
         # APScheduler logs every execution at INFO; the 1 s poll would drown our lines.
         logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         if self._settings.batch.enabled:
-            self._scheduler.add_job(self._submit_scheduled, "interval", id="batch-schedule",
-                                    seconds=self._settings.batch.interval_s, **common)
-        self._scheduler.add_job(self._poll, "interval", id="batch-poll",
-                                seconds=POLL_INTERVAL_S, **common)
-        self._scheduler.add_job(self._purge_deleted, "interval", id="definitions-purge",
-                                seconds=PURGE_INTERVAL_S, **common)
+            self._scheduler.add_job(
+                self._submit_scheduled,
+                "interval",
+                id="batch-schedule",
+                seconds=self._settings.batch.interval_s,
+                **common,
+            )
+        self._scheduler.add_job(
+            self._poll, "interval", id="batch-poll", seconds=POLL_INTERVAL_S, **common
+        )
+        self._scheduler.add_job(
+            self._purge_deleted,
+            "interval",
+            id="definitions-purge",
+            seconds=PURGE_INTERVAL_S,
+            **common,
+        )
         self._scheduler.start()
-        log.info("batch scheduler started (every %.0f s%s)", self._settings.batch.interval_s,
-                 "" if self._settings.batch.enabled else ", scheduled runs disabled")
+        log.info(
+            "batch scheduler started (every %.0f s%s)",
+            self._settings.batch.interval_s,
+            "" if self._settings.batch.enabled else ", scheduled runs disabled",
+        )
 
     async def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop the timers; a run in progress stops at its next unit and is recorded as
@@ -130,7 +145,8 @@ class BatchScheduler:
             try:
                 purged = await asyncio.to_thread(
                     DefinitionStore(self._storage_or_fail()).purge_deleted,
-                    self._settings.definitions.deleted_retention_s)
+                    self._settings.definitions.deleted_retention_s,
+                )
             except Exception:  # noqa: BLE001 - retried at the next tick
                 log.exception("dropping deleted metrics' windows failed")
                 return
@@ -144,8 +160,9 @@ class BatchScheduler:
             job = await asyncio.to_thread(self.jobs.next_queued, "batch")
             if job is None or self._stopping.is_set():
                 return
-            self._run_task = asyncio.create_task(asyncio.to_thread(self._run_job, job),
-                                                 name=f"batch-{job.job_id}")
+            self._run_task = asyncio.create_task(
+                asyncio.to_thread(self._run_job, job), name=f"batch-{job.job_id}"
+            )
             self._run_task.add_done_callback(_log_crash)
 
     def _run_job(self, job: Job) -> None:
@@ -171,47 +188,88 @@ class BatchScheduler:
                     last_check = time.monotonic()
                     if cancel_requested(self._storage_or_fail(), job.job_id):
                         raise BatchCancelledError
-            current = store.save(current.model_copy(update={
-                "units_done": step.units_done, "units_total": step.units_total,
-                "rows_in": step.rows_in, "rows_out": step.rows_out}))
+            current = store.save(
+                current.model_copy(
+                    update={
+                        "units_done": step.units_done,
+                        "units_total": step.units_total,
+                        "rows_in": step.rows_in,
+                        "rows_out": step.rows_out,
+                    }
+                )
+            )
 
         try:
             mode, start_ms, end_ms = options_from_params(job.params)
             # The definitions the live generation serves (they move without a restart).
             _, binding, catalog = DefinitionStore(self._storage_or_fail()).live()
-            result = recompute(self._settings, catalog, self._storage_or_fail(),
-                               progress=on_progress, mode=mode, start_ms=start_ms,
-                               end_ms=end_ms, floors=binding.floors)
+            result = recompute(
+                self._settings,
+                catalog,
+                self._storage_or_fail(),
+                progress=on_progress,
+                mode=mode,
+                start_ms=start_ms,
+                end_ms=end_ms,
+                floors=binding.floors,
+            )
         except BatchCancelledError:
-            store.save(current.model_copy(update={"state": "cancelled", "finished_at": utc_now(),
-                                                  "error": "cancelled before it completed"}))
+            store.save(
+                current.model_copy(
+                    update={
+                        "state": "cancelled",
+                        "finished_at": utc_now(),
+                        "error": "cancelled before it completed",
+                    }
+                )
+            )
             log.info("batch job %s cancelled", job.job_id)
             return
         except BatchInterruptedError:
-            store.save(current.model_copy(update={"state": "failed", "error": INTERRUPTED,
-                                                  "finished_at": utc_now()}))
-            log.warning("batch job %s stopped after %s: %s", job.job_id, _elapsed(current),
-                        INTERRUPTED)
+            store.save(
+                current.model_copy(
+                    update={"state": "failed", "error": INTERRUPTED, "finished_at": utc_now()}
+                )
+            )
+            log.warning(
+                "batch job %s stopped after %s: %s", job.job_id, _elapsed(current), INTERRUPTED
+            )
             return
         except Exception as exc:
             telemetry.BATCH_RUNS.labels(state="failed").inc()
             error = describe_failure(exc)
-            store.save(current.model_copy(update={"state": "failed", "error": error,
-                                                  "finished_at": utc_now()}))
-            log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(current),
-                          error)
+            store.save(
+                current.model_copy(
+                    update={"state": "failed", "error": error, "finished_at": utc_now()}
+                )
+            )
+            log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(current), error)
             return
         telemetry.BATCH_RUNS.labels(state="succeeded").inc()
         telemetry.BATCH_DURATION.observe(result.duration_s)
         telemetry.BATCH_ROWS_IN.inc(result.rows_in)
         telemetry.BATCH_ROWS_OUT.inc(result.rows_out)
-        store.save(current.model_copy(update={
-            "state": "succeeded", "finished_at": utc_now(), "horizon": result.horizon,
-            "rows_in": result.rows_in, "rows_out": result.rows_out}))
-        log.info("batch job %s succeeded: %d events in, %d window rows out, horizon %s, "
-                 "version %s, %.2f s", job.job_id, result.rows_in, result.rows_out,
-                 result.horizon.isoformat() if result.horizon else "none (empty archive)",
-                 result.version, result.duration_s)
+        store.save(
+            current.model_copy(
+                update={
+                    "state": "succeeded",
+                    "finished_at": utc_now(),
+                    "horizon": result.horizon,
+                    "rows_in": result.rows_in,
+                    "rows_out": result.rows_out,
+                }
+            )
+        )
+        log.info(
+            "batch job %s succeeded: %d events in, %d window rows out, horizon %s, "
+            "version %s, %.2f s",
+            job.job_id,
+            result.rows_in,
+            result.rows_out,
+            result.horizon.isoformat() if result.horizon else "none (empty archive)",
+            result.version,
+            result.duration_s,
+        )
 
     def _storage_or_fail(self) -> Storage:
         if self._storage is None:
@@ -223,8 +281,9 @@ def _log_crash(task: asyncio.Task[None]) -> None:
     """The run could not even record its outcome (e.g. ClickHouse unreachable); the job
     stays queued or running and is picked up again, or failed at the next start."""
     if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("batch runner %s could not record its job: %s", task.get_name(), exc,
-                  exc_info=exc)
+        log.error(
+            "batch runner %s could not record its job: %s", task.get_name(), exc, exc_info=exc
+        )
 
 
 def _elapsed(job: Job) -> str:

@@ -24,16 +24,26 @@ from stratum.storage import Storage
 INSERT_BATCH_ROWS = 100_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-WINDOW_SCHEMA = pa.schema([
-    ("metric", pa.string()), ("window_ms", pa.uint32()),
-    ("window_start", pa.timestamp("ms", tz="UTC")),
-    ("dims", pa.map_(pa.string(), pa.string())), ("group_key", pa.string()),
-    ("count", pa.uint64()), ("sum", pa.float64()), ("min", pa.float64()),
-    ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
-    ("q_weights", pa.list_(pa.uint64())), ("d_hashes", pa.list_(pa.uint64())),
-    ("d_theta", pa.uint64()), ("first_ms", pa.int64()), ("last_ms", pa.int64()),
-    ("version", pa.uint64()),
-])
+WINDOW_SCHEMA = pa.schema(
+    [
+        ("metric", pa.string()),
+        ("window_ms", pa.uint32()),
+        ("window_start", pa.timestamp("ms", tz="UTC")),
+        ("dims", pa.map_(pa.string(), pa.string())),
+        ("group_key", pa.string()),
+        ("count", pa.uint64()),
+        ("sum", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("q_values", pa.list_(pa.float64())),
+        ("q_weights", pa.list_(pa.uint64())),
+        ("d_hashes", pa.list_(pa.uint64())),
+        ("d_theta", pa.uint64()),
+        ("first_ms", pa.int64()),
+        ("last_ms", pa.int64()),
+        ("version", pa.uint64()),
+    ]
+)
 """``batch_windows`` as Arrow, column for column (see stratum.storage.schema)."""
 
 
@@ -44,8 +54,10 @@ def utc_datetime(epoch_ms: int) -> datetime:
 def next_version(storage: Storage) -> int:
     """Newer than every version already written, even if the clock went backwards."""
     db = storage.database
-    found = storage.query(f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
-                          f"(SELECT max(version) FROM {db}.batch_coverage))")
+    found = storage.query(
+        f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
+        f"(SELECT max(version) FROM {db}.batch_coverage))"
+    )
     return max(time.time_ns() // 1_000_000, int(found[0][0] or 0) + 1)
 
 
@@ -56,15 +68,18 @@ def to_arrow(rows: pl.DataFrame, metric: MetricDefinition, version: int) -> pa.T
     if dims:
         groups = rows.select(dims).unique()
         keys = [group_key(metric.dimensions, values) for values in groups.iter_rows()]
-        rows = rows.join(groups.with_columns(pl.Series("group_key", keys, dtype=pl.String)),
-                         on=dims, how="left")
+        rows = rows.join(
+            groups.with_columns(pl.Series("group_key", keys, dtype=pl.String)), on=dims, how="left"
+        )
     else:
         rows = rows.with_columns(group_key=pl.lit(""))
     table = rows.select(
         pl.lit(metric.name).alias("metric"),
         pl.lit(metric.window_ms).alias("window_ms"),
         pl.col(WINDOW_START).cast(pl.Datetime("ms", "UTC")).alias("window_start"),
-        "group_key", *STATE_COLUMNS, pl.lit(version).alias("version"),
+        "group_key",
+        *STATE_COLUMNS,
+        pl.lit(version).alias("version"),
     ).to_arrow()
     return table.add_column(3, "dims", _dims_map(rows, metric)).cast(WINDOW_SCHEMA)
 
@@ -93,14 +108,17 @@ def covered_versions(storage: Storage) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def coverage_horizons(storage: Storage, floors: Mapping[str, int] | None = None
-                      ) -> dict[tuple[str, int], int]:
+def coverage_horizons(
+    storage: Storage, floors: Mapping[str, int] | None = None
+) -> dict[tuple[str, int], int]:
     """(metric, hour ms) -> the horizon (ms) its covering version is final to. Coverage
     by a version below the metric's floor was computed with an earlier definition of it
     (:mod:`stratum.storage.definitions`): left out, so the run recomputes those hours."""
-    rows = storage.query(f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
-                         f"toUnixTimestamp64Milli(horizon), version "
-                         f"FROM {storage.database}.batch_coverage FINAL")
+    rows = storage.query(
+        f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
+        f"toUnixTimestamp64Milli(horizon), version "
+        f"FROM {storage.database}.batch_coverage FINAL"
+    )
     floors = floors or {}
     return {(str(m), int(h)): int(z) for m, h, z, v in rows if int(v) >= floors.get(str(m), 0)}
 
@@ -114,21 +132,30 @@ def record_files(storage: Storage, paths: Iterable[str], version: int) -> None:
     """Remember which archive files a finished run read (after its coverage is in)."""
     rows = [[path, version] for path in paths]
     for start in range(0, len(rows), INSERT_BATCH_ROWS):
-        storage.insert("archive_files", rows[start:start + INSERT_BATCH_ROWS],
-                       ("path", "version"))
+        storage.insert(
+            "archive_files", rows[start : start + INSERT_BATCH_ROWS], ("path", "version")
+        )
 
 
-def write_coverage(storage: Storage, hours: Mapping[str, set[int]], version: int,
-                   horizon_ms: int) -> int:
+def write_coverage(
+    storage: Storage, hours: Mapping[str, set[int]], version: int, horizon_ms: int
+) -> int:
     """Point each metric's recomputed hours that start before the horizon at
     ``version``, final up to ``horizon_ms``."""
     horizon = utc_datetime(horizon_ms)
-    rows = [[metric, utc_datetime(h), version, horizon]
-            for metric, chosen in hours.items() for h in sorted(chosen) if h < horizon_ms]
+    rows = [
+        [metric, utc_datetime(h), version, horizon]
+        for metric, chosen in hours.items()
+        for h in sorted(chosen)
+        if h < horizon_ms
+    ]
     storage.insert("batch_coverage", rows, ("metric", "hour_start", "version", "horizon"))
     now = datetime.now(tz=UTC)  # the log says since when each version was served
-    storage.insert("batch_coverage_log", [[*row, now] for row in rows],
-                   ("metric", "hour_start", "version", "horizon", "recorded_at"))
+    storage.insert(
+        "batch_coverage_log",
+        [[*row, now] for row in rows],
+        ("metric", "hour_start", "version", "horizon", "recorded_at"),
+    )
     return len(rows)
 
 
@@ -140,12 +167,16 @@ def versions_for_as_of(storage: Storage, keep_s: float) -> set[int]:
     cutoff = time.time() - keep_s
     rows = storage.query(  # one row per metric and hour a run wrote: a small table
         f"SELECT metric, hour_start, version, toUnixTimestamp64Milli(recorded_at) "
-        f"FROM {storage.database}.batch_coverage_log ORDER BY metric, hour_start, recorded_at")
+        f"FROM {storage.database}.batch_coverage_log ORDER BY metric, hour_start, recorded_at"
+    )
     keep: set[int] = set()
     for i, (metric, hour, version, _) in enumerate(rows):
         later = rows[i + 1] if i + 1 < len(rows) else None
-        if later is None or (later[0], later[1]) != (metric, hour) or \
-                int(later[3]) >= cutoff * 1000:
+        if (
+            later is None
+            or (later[0], later[1]) != (metric, hour)
+            or int(later[3]) >= cutoff * 1000
+        ):
             keep.add(int(version))
     return keep
 
@@ -156,12 +187,15 @@ def prune_versions(storage: Storage, keep: set[int]) -> None:
     looked at coverage a moment ago. The delete is a mutation (asynchronous on a server)."""
     if not keep:
         return
-    present = {int(v) for (v,) in storage.query(
-        f"SELECT DISTINCT version FROM {storage.database}.batch_windows")}
+    present = {
+        int(v)
+        for (v,) in storage.query(f"SELECT DISTINCT version FROM {storage.database}.batch_windows")
+    }
     if present <= keep:
         # Nothing to delete. chDB runs a mutation in the foreground and it touches every
         # part, so issuing it anyway cost an incremental run over 1.5 s on 10 M events.
         return
     listed = ", ".join(str(int(v)) for v in sorted(keep))
-    storage.command(f"ALTER TABLE {storage.database}.batch_windows "
-                    f"DELETE WHERE version NOT IN ({listed})")
+    storage.command(
+        f"ALTER TABLE {storage.database}.batch_windows DELETE WHERE version NOT IN ({listed})"
+    )

@@ -49,8 +49,10 @@ def run(name: str, quick: bool, emit_to: Path, profile: bool = False) -> list[Fi
 
 def table(figures: list[Figure]) -> str:
     """The figures as a Markdown table."""
-    lines = ["| benchmark | figure | Stratum | baseline | ratio | target |",
-             "|---|---|---:|---|---:|---|"]
+    lines = [
+        "| benchmark | figure | Stratum | baseline | ratio | target |",
+        "|---|---|---:|---|---:|---|",
+    ]
     for f in figures:
         base = f"{fmt(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline_name else "-"
         ratio = "-" if f.ratio is None else f"{f.ratio:.2f}"
@@ -66,17 +68,27 @@ def latest_figures(quick: bool) -> tuple[list[Figure], list[str]]:
     """The newest complete run of every benchmark in results.jsonl (full or quick runs),
     in the usual order; and the commits they were measured at."""
     newest: dict[str, tuple[str, str]] = {}  # bench -> (timestamp, run_id)
-    records = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] \
-        if RESULTS.exists() else []
+    records = (
+        [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+        if RESULTS.exists()
+        else []
+    )
     for r in records:
         if r["quick"] != quick or r["name"] == "benchmark failed":
             continue
         if r["bench"] not in newest or r["timestamp"] >= newest[r["bench"]][0]:
             newest[r["bench"]] = (r["timestamp"], r["run_id"])
-    chosen = [r for r in records
-              if r["quick"] == quick and newest.get(r["bench"], ("", ""))[1] == r["run_id"]]
-    order = {name: i for i, name in enumerate(("startup", "ingest", "speed", "e2e", "memory",
-                                                "freshness", "batch", "query"))}
+    chosen = [
+        r
+        for r in records
+        if r["quick"] == quick and newest.get(r["bench"], ("", ""))[1] == r["run_id"]
+    ]
+    order = {
+        name: i
+        for i, name in enumerate(
+            ("startup", "ingest", "speed", "e2e", "memory", "freshness", "batch", "query")
+        )
+    }
     chosen.sort(key=lambda r: order.get(r["bench"], len(order)))
     fields = set(Figure.__dataclass_fields__)
     figures = [Figure(**{k: v for k, v in r.items() if k in fields}) for r in chosen]
@@ -94,25 +106,35 @@ def update_readme(quick: bool) -> None:
     figures, commits = latest_figures(quick)
     command = "python -m benchmarks" + (" --quick" if quick else "")
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    block = (f"{BEGIN}\n`{command}`, newest run of each benchmark as of {stamp}, commit(s) "
-             f"{', '.join(f'`{c}`' for c in commits)} (`+`: with uncommitted changes), "
-             f"2 cores:\n\n{table(figures)}\n{END}")
+    block = (
+        f"{BEGIN}\n`{command}`, newest run of each benchmark as of {stamp}, commit(s) "
+        f"{', '.join(f'`{c}`' for c in commits)} (`+`: with uncommitted changes), "
+        f"2 cores:\n\n{table(figures)}\n{END}"
+    )
     head, rest = text.split(BEGIN, 1)
     README.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
     print(f"README table updated ({len(figures)} figures)")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, single runs")
-    parser.add_argument("--only", default=",".join(BENCHES),
-                        help=f"comma-separated subset of {','.join(BENCHES)}")
-    parser.add_argument("--readme", action="store_true",
-                        help="write the newest figures of every benchmark (this run's and, "
-                             "for the others, results.jsonl's) into README.md")
-    parser.add_argument("--profile", action="store_true",
-                        help="also write profiles to benchmarks/profiles/ (not for figures)")
+    parser.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}"
+    )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the newest figures of every benchmark (this run's and, "
+        "for the others, results.jsonl's) into README.md",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write profiles to benchmarks/profiles/ (not for figures)",
+    )
     args = parser.parse_args()
     chosen = [b for b in args.only.split(",") if b]
     unknown = set(chosen) - set(BENCHES)

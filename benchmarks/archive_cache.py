@@ -69,8 +69,9 @@ def ensure_archive(events: int) -> Archive:
     for hour in range(HOURS):
         count = per_hour if hour < HOURS - 1 else events - per_hour * (HOURS - 1)
         hour_start = start_ms + hour * HOUR_MS
-        batch = synthetic_events(count, hour_start, hour_start + HOUR_MS, seed=1000 + hour,
-                                 id_prefix=f"a{hour}-")
+        batch = synthetic_events(
+            count, hour_start, hour_start + HOUR_MS, seed=1000 + hour, id_prefix=f"a{hour}-"
+        )
         chunks: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
         for event in batch:
             span = (event["ts"] - hour_start) // FILE_SPAN_MS
@@ -81,14 +82,27 @@ def ensure_archive(events: int) -> Archive:
             pairs = [(first + i // EVENTS_PER_MESSAGE, e) for i, e in enumerate(chunk)]
             offsets[partition] = pairs[-1][0] + 1
             write_partition_range(root, "bench", partition, pairs)
-        print(f"  archive: hour {hour + 1}/{HOURS} written "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"  archive: hour {hour + 1}/{HOURS} written ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
     files = len(list_files(root))
-    meta_path.write_text(json.dumps({"layout": LAYOUT_VERSION, "events": events,
-                                     "start_ms": start_ms, "end_ms": end_ms,
-                                     "files": files}))
-    print(f"  archive of {events:,} events ({files} files) written in "
-          f"{time.perf_counter() - started:.0f} s to {data_dir}", flush=True)
+    meta_path.write_text(
+        json.dumps(
+            {
+                "layout": LAYOUT_VERSION,
+                "events": events,
+                "start_ms": start_ms,
+                "end_ms": end_ms,
+                "files": files,
+            }
+        )
+    )
+    print(
+        f"  archive of {events:,} events ({files} files) written in "
+        f"{time.perf_counter() - started:.0f} s to {data_dir}",
+        flush=True,
+    )
     return Archive(data_dir, events, start_ms, end_ms, files)
 
 

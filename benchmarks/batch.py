@@ -43,10 +43,12 @@ LATE_EVENTS = 5_000
 
 def polars_job(files: Sequence[Path], catalog: MetricCatalog) -> int:
     """The direct Polars run; returns the rows it read."""
-    scan = pl.scan_parquet([str(f) for f in files], missing_columns="insert",
-                           extra_columns="ignore")
+    scan = pl.scan_parquet(
+        [str(f) for f in files], missing_columns="insert", extra_columns="ignore"
+    )
     events = scan.unique(subset=["event_id"], keep="any").with_columns(
-        (pl.col("ts").dt.epoch("ms") // 60_000 * 60_000).alias("minute"))
+        (pl.col("ts").dt.epoch("ms") // 60_000 * 60_000).alias("minute")
+    )
     frames = [events.select(pl.len())]
     for metric in catalog.metrics:
         selected = events
@@ -84,17 +86,25 @@ def chdb_job(storage: Storage, pattern: str, catalog: MetricCatalog) -> int:
     table = f"{storage.database}.staged"
     # One pass over the files into memory, duplicates dropped, as a user would stage them.
     storage.command(f"DROP TABLE IF EXISTS {table}")
-    storage.command(f"CREATE TABLE {table} ENGINE = Memory AS SELECT * FROM "
-                    f"file('{pattern}', Parquet) LIMIT 1 BY event_id")
+    storage.command(
+        f"CREATE TABLE {table} ENGINE = Memory AS SELECT * FROM "
+        f"file('{pattern}', Parquet) LIMIT 1 BY event_id"
+    )
     rows = int(storage.query(f"SELECT count() FROM {table}")[0][0])
     for metric in catalog.metrics:
-        where = " AND ".join(
-            f"{key} IN ({', '.join(repr(v) for v in (exp if isinstance(exp, list) else [exp]))})"
-            for key, exp in metric.where.items()) or "1"
+        where = (
+            " AND ".join(
+                f"{key} IN ({', '.join(repr(v) for v in _as_list(exp))})"
+                for key, exp in metric.where.items()
+            )
+            or "1"
+        )
         dims = "".join(f", {d}" for d in metric.dimensions)
-        storage.command(f"SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) AS minute{dims}, "
-                        f"{_chdb_value(metric)} FROM {table} WHERE {where} "
-                        f"GROUP BY minute{dims} FORMAT Null")
+        storage.command(
+            f"SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) AS minute{dims}, "
+            f"{_chdb_value(metric)} FROM {table} WHERE {where} "
+            f"GROUP BY minute{dims} FORMAT Null"
+        )
     storage.command(f"DROP TABLE {table}")
     return rows
 
@@ -124,8 +134,9 @@ def has_incremental() -> bool:
     return "mode" in inspect.signature(recompute).parameters
 
 
-def stratum_run(settings: Settings, catalog: MetricCatalog, storage: Storage, mode: str
-                ) -> tuple[float, int, Any]:
+def stratum_run(
+    settings: Settings, catalog: MetricCatalog, storage: Storage, mode: str
+) -> tuple[float, int, Any]:
     """One recompute; returns (seconds, rows read, result)."""
     from batch_layer.jobs.recompute import recompute
 
@@ -177,73 +188,125 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="stratum-bench-batch-") as tmp:
         workdir = Path(tmp)
         clickhouse = f"chdb://{workdir / 'clickhouse'}"
-        direct = open_storage(Settings(data_dir=workdir, clickhouse={
-            "url": clickhouse, "database": "bench_direct_db"}))
+        direct = open_storage(
+            Settings(
+                data_dir=workdir, clickhouse={"url": clickhouse, "database": "bench_direct_db"}
+            )
+        )
         for run in range(repeats):
             data_dir = mirror(archive, workdir / f"run{run}")
-            settings = Settings(data_dir=data_dir, clickhouse={
-                "url": clickhouse, "database": f"bench_batch_{run}"})
+            settings = Settings(
+                data_dir=data_dir, clickhouse={"url": clickhouse, "database": f"bench_batch_{run}"}
+            )
             storage = open_storage(settings)
             with Instrumented("batch-full", enabled=profile and run == 0):
                 seconds, rows_full, _ = stratum_run(settings, catalog, storage, "full")
             full["stratum"].append(rows_full / seconds)
             polars_s, polars_rows = timed(polars_job, files, catalog)
             full["polars"].append(polars_rows / polars_s)
-            chdb_s, chdb_rows = timed(chdb_job, direct,
-                                      f"{archive.root.resolve()}/date=*/hour=*/*.parquet",
-                                      catalog)
+            chdb_s, chdb_rows = timed(
+                chdb_job, direct, f"{archive.root.resolve()}/date=*/hour=*/*.parquet", catalog
+            )
             full["chdb"].append(chdb_rows / chdb_s)
-            print(f"  full: stratum {seconds:.2f} s ({rows_full:,} rows), polars "
-                  f"{polars_s:.2f} s ({polars_rows:,}), chdb file() {chdb_s:.2f} s "
-                  f"({chdb_rows:,})", flush=True)
+            print(
+                f"  full: stratum {seconds:.2f} s ({rows_full:,} rows), polars "
+                f"{polars_s:.2f} s ({polars_rows:,}), chdb file() {chdb_s:.2f} s "
+                f"({chdb_rows:,})",
+                flush=True,
+            )
             if has_incremental():
                 _, hour_files = add_late_hour(data_dir, archive)
                 hour_glob = f"{hour_files[0].parent}/*.parquet"
                 with Instrumented("batch-incremental", enabled=profile and run == 0):
-                    seconds, rows_hour, _ = stratum_run(settings, catalog, storage,
-                                                        "incremental")
+                    seconds, rows_hour, _ = stratum_run(settings, catalog, storage, "incremental")
                 incremental["stratum"].append(rows_hour / seconds)
                 incremental_seconds.append(seconds)
                 polars_s, polars_rows = timed(polars_job, hour_files, catalog)
                 incremental["polars"].append(polars_rows / polars_s)
                 chdb_s, chdb_rows = timed(chdb_job, direct, hour_glob, catalog)
                 incremental["chdb"].append(chdb_rows / chdb_s)
-                print(f"  incremental (1 dirty hour): stratum {seconds:.2f} s "
-                      f"({rows_hour:,} rows), polars {polars_s:.2f} s, chdb file() "
-                      f"{chdb_s:.2f} s", flush=True)
+                print(
+                    f"  incremental (1 dirty hour): stratum {seconds:.2f} s "
+                    f"({rows_hour:,} rows), polars {polars_s:.2f} s, chdb file() "
+                    f"{chdb_s:.2f} s",
+                    flush=True,
+                )
             storage.command(f"DROP DATABASE IF EXISTS bench_batch_{run}")
             shutil.rmtree(data_dir, ignore_errors=True)
     size = f"{events / 1e6:.0f} M events, {len(files)} files, 24 h"
     full_s, full_p = median_pair(full["stratum"], full["polars"])
     out = [
-        Figure("batch", "full recompute, rows/s", "rows/s", full_s, full_p,
-               "Polars, same aggregations", target=">= 0.8x baseline",
-               met=full_s >= 0.8 * full_p, note=size + "; median of paired runs"),
-        Figure("batch", "full recompute vs chDB file(), rows/s", "rows/s",
-               *median_pair(full["stratum"], full["chdb"]), "chDB file(), same aggregations"),
+        Figure(
+            "batch",
+            "full recompute, rows/s",
+            "rows/s",
+            full_s,
+            full_p,
+            "Polars, same aggregations",
+            target=">= 0.8x baseline",
+            met=full_s >= 0.8 * full_p,
+            note=size + "; median of paired runs",
+        ),
+        Figure(
+            "batch",
+            "full recompute vs chDB file(), rows/s",
+            "rows/s",
+            *median_pair(full["stratum"], full["chdb"]),
+            "chDB file(), same aggregations",
+        ),
     ]
     if incremental_seconds:
         inc_s, inc_p = median_pair(incremental["stratum"], incremental["polars"])
-        out.append(Figure(
-            "batch", "incremental recompute of 1 dirty hour, rows/s", "rows/s", inc_s, inc_p,
-            "Polars on that hour's files", target=">= 0.8x baseline", met=inc_s >= 0.8 * inc_p,
-            note=f"{median(incremental_seconds):.2f} s for {rows_hour:,} rows on top of {size}"))
-        out.append(Figure("batch", "incremental recompute vs chDB file(), rows/s", "rows/s",
-                          *median_pair(incremental["stratum"], incremental["chdb"]),
-                          "chDB file() on that hour's files"))
+        out.append(
+            Figure(
+                "batch",
+                "incremental recompute of 1 dirty hour, rows/s",
+                "rows/s",
+                inc_s,
+                inc_p,
+                "Polars on that hour's files",
+                target=">= 0.8x baseline",
+                met=inc_s >= 0.8 * inc_p,
+                note=f"{median(incremental_seconds):.2f} s for {rows_hour:,} rows on top of {size}",
+            )
+        )
+        out.append(
+            Figure(
+                "batch",
+                "incremental recompute vs chDB file(), rows/s",
+                "rows/s",
+                *median_pair(incremental["stratum"], incremental["chdb"]),
+                "chDB file() on that hour's files",
+            )
+        )
     else:
-        out.append(Figure("batch", "incremental recompute of 1 dirty hour", "rows/s", None,
-                          note="n/a (not implemented)"))
+        out.append(
+            Figure(
+                "batch",
+                "incremental recompute of 1 dirty hour",
+                "rows/s",
+                None,
+                note="n/a (not implemented)",
+            )
+        )
     return out
 
 
 def main() -> None:
     parser = bench_parser(__doc__ or "")
-    parser.add_argument("--profile", action="store_true",
-                        help="pyinstrument Stratum's first runs into benchmarks/profiles/")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="pyinstrument Stratum's first runs into benchmarks/profiles/",
+    )
     args = parser.parse_args()
     emit(measure(args.quick, args.profile), args.emit)
 
 
 if __name__ == "__main__":
     main()
+
+
+def _as_list(expected: Any) -> list[Any]:
+    """A ``where`` value: one value or a list of them."""
+    return expected if isinstance(expected, list) else [expected]

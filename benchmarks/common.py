@@ -88,40 +88,63 @@ def show(figures: Sequence[Figure]) -> None:
         if f.target:
             verdict = {True: "met", False: "MISSED", None: "-"}[f.met]
             target = f"  target {f.target}: {verdict}"
-        print(f"[{f.bench}] {f.name}: {fmt(f.stratum, f.unit)}{base}{ratio}{target}"
-              + (f"  ({f.note})" if f.note else ""), flush=True)
+        print(
+            f"[{f.bench}] {f.name}: {fmt(f.stratum, f.unit)}{base}{ratio}{target}"
+            + (f"  ({f.note})" if f.note else ""),
+            flush=True,
+        )
 
 
 def git_commit() -> tuple[str, bool]:
     """HEAD and whether the work tree differs from it (read-only git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,  # noqa: S607
-                              text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-                                    cwd=ROOT, capture_output=True, text=True,
-                                    check=True).stdout.strip())
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,  # noqa: S607
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
     return head, dirty
 
 
-def append_results(figures: Sequence[Figure], *, quick: bool, run_id: str,
-                   path: Path = RESULTS) -> None:
+def append_results(
+    figures: Sequence[Figure], *, quick: bool, run_id: str, path: Path = RESULTS
+) -> None:
     """One JSON line per figure, tagged with the commit, so runs compare over time."""
     commit, dirty = git_commit()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with path.open("a", encoding="utf-8") as out:
         for f in figures:
-            record = {"run_id": run_id, "timestamp": stamp, "commit": commit, "dirty": dirty,
-                      "quick": quick, "cpus": os.cpu_count(), "python": platform.python_version(),
-                      **f.as_dict()}
+            record = {
+                "run_id": run_id,
+                "timestamp": stamp,
+                "commit": commit,
+                "dirty": dirty,
+                "quick": quick,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                **f.as_dict(),
+            }
             out.write(json.dumps(record, sort_keys=False) + "\n")
 
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
     """The arguments every benchmark module takes when run on its own."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--emit", type=Path, help="write the figures as JSON to this file")
     return parser
@@ -207,8 +230,9 @@ TYPE_P = np.array([60, 25, 10, 5], dtype=float)
 LATENCY_BASE = np.array([110.0, 140.0, 80.0, 120.0])
 
 
-def synthetic_events(n: int, start_ms: int, end_ms: int, *, seed: int = 7,
-                     id_prefix: str = "e") -> list[dict[str, Any]]:
+def synthetic_events(
+    n: int, start_ms: int, end_ms: int, *, seed: int = 7, id_prefix: str = "e"
+) -> list[dict[str, Any]]:
     """``n`` events in event-time order between ``start_ms`` and ``end_ms``, shaped like
     the demo generator's (type, user_id, country, device, page, latency_ms, amount),
     drawn with numpy because the demo generator makes ~45 K events/s."""
@@ -221,17 +245,37 @@ def synthetic_events(n: int, start_ms: int, end_ms: int, *, seed: int = 7,
     users = rng.integers(0, 50_000, size=n)
     latency = np.round(rng.lognormal(0, 0.5, size=n) * LATENCY_BASE[device], 1)
     amount = np.round(rng.lognormal(3.3, 0.7, size=n), 2)
-    types, countries, devices = TYPES[kind].tolist(), COUNTRIES[country].tolist(), \
-        DEVICES[device].tolist()
+    types, countries, devices = (
+        TYPES[kind].tolist(),
+        COUNTRIES[country].tolist(),
+        DEVICES[device].tolist(),
+    )
     pages = PAGES[page].tolist()
     events: list[dict[str, Any]] = []
     append = events.append
-    for i, (t, k, c, d, p, u, lat, amt) in enumerate(zip(
-            ts.tolist(), types, countries, devices, pages, users.tolist(), latency.tolist(),
-            amount.tolist(), strict=True)):
-        event = {"event_id": f"{id_prefix}{i}", "ts": t, "type": k, "user_id": f"u{u}",
-                 "country": c, "device": d, "page": "/checkout" if k == "purchase" else p,
-                 "latency_ms": lat}
+    for i, (t, k, c, d, p, u, lat, amt) in enumerate(
+        zip(
+            ts.tolist(),
+            types,
+            countries,
+            devices,
+            pages,
+            users.tolist(),
+            latency.tolist(),
+            amount.tolist(),
+            strict=True,
+        )
+    ):
+        event = {
+            "event_id": f"{id_prefix}{i}",
+            "ts": t,
+            "type": k,
+            "user_id": f"u{u}",
+            "country": c,
+            "device": d,
+            "page": "/checkout" if k == "purchase" else p,
+            "latency_ms": lat,
+        }
         if k == "purchase":
             event["amount"] = amt
         append(event)
@@ -240,9 +284,9 @@ def synthetic_events(n: int, start_ms: int, end_ms: int, *, seed: int = 7,
 
 # --- the log -----------------------------------------------------------------------------
 
+
 @contextmanager
-def broker(workdir: Path, topics: Sequence[str] = (), partitions: int = 4
-           ) -> Iterator[str]:
+def broker(workdir: Path, topics: Sequence[str] = (), partitions: int = 4) -> Iterator[str]:
     """An embedded tansu broker with Stratum's topics (and ``topics``) created explicitly;
     stopped on exit. Yields the bootstrap address."""
     from stratum.broker import EmbeddedBroker
@@ -254,23 +298,30 @@ def broker(workdir: Path, topics: Sequence[str] = (), partitions: int = 4
     try:
         asyncio.run(ensure_topics(KafkaSettings(partitions=partitions), tansu.bootstrap))
         for topic in topics:
-            asyncio.run(ensure_topics(KafkaSettings(topic=topic, partitions=partitions),
-                                      tansu.bootstrap))
+            asyncio.run(
+                ensure_topics(KafkaSettings(topic=topic, partitions=partitions), tansu.bootstrap)
+            )
         yield tansu.bootstrap
     finally:
         tansu.stop()
 
 
-async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[int, bytes]]
-                  ) -> dict[int, int]:
+async def produce(
+    bootstrap: str, topic: str, messages: Sequence[tuple[int, bytes]]
+) -> dict[int, int]:
     """Produce ``(partition, value)`` messages; returns the last offset written per
     partition, from the produce acknowledgements (tansu's end offsets are wrong for
     batched writes, its acknowledgements are not)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
-                                enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        enable_idempotence=False,
+    )
     await producer.start()
     last: dict[int, int] = {}
     try:
@@ -284,15 +335,28 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[int, byte
     return last
 
 
-def run_child(module: str, *args: str, timeout_s: float, env: dict[str, str] | None = None,
-              profile: str | None = None) -> dict[str, Any]:
+def run_child(
+    module: str,
+    *args: str,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    profile: str | None = None,
+) -> dict[str, Any]:
     """Run ``python -m module args``; its last stdout line is a JSON result. With
     ``profile``, py-spy samples the child into ``benchmarks/profiles/<profile>.*``."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,  # noqa: S603
-                                stdout=out, stderr=err, env={**os.environ, **(env or {})})
-        spy = Profile(proc.pid, profile, f"python -m {module} {' '.join(args)[:200]}") \
-            if profile else None
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,  # noqa: S603
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+        spy = (
+            Profile(proc.pid, profile, f"python -m {module} {' '.join(args)[:200]}")
+            if profile
+            else None
+        )
         try:
             code = proc.wait(timeout=timeout_s)
         finally:
@@ -306,38 +370,49 @@ def run_child(module: str, *args: str, timeout_s: float, env: dict[str, str] | N
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if code != 0 or not lines:
-        raise RuntimeError(f"{module} {' '.join(args)} failed ({code}):\n"
-                           f"{stdout[-2000:]}\n{stderr[-4000:]}")
+        raise RuntimeError(
+            f"{module} {' '.join(args)} failed ({code}):\n{stdout[-2000:]}\n{stderr[-4000:]}"
+        )
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
 # --- Stratum as a child process ------------------------------------------------------------
 
+
 class StratumChild:
     """``stratum <role>`` in a child process with its own data dir and port; stopped (and
     its broker with it) on exit. ``peak_rss_mib()`` reads its VmHWM while it lives."""
 
-    def __init__(self, role: str, workdir: Path, *args: str, env: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(
+        self, role: str, workdir: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
         self.log_path = workdir / f"stratum-{role}.log"
-        self.argv = [sys.executable, "-c", "from stratum.app.cli import main; main()", role,
-                     *args]
+        self.argv = [sys.executable, "-c", "from stratum.app.cli import main; main()", role, *args]
         base = {k: v for k, v in os.environ.items() if not k.startswith("STRATUM_")}
-        self.env = {**base, "STRATUM_DATA_DIR": str(workdir / "data"),
-                    "STRATUM_API__PORT": str(self.port), **(env or {})}
+        self.env = {
+            **base,
+            "STRATUM_DATA_DIR": str(workdir / "data"),
+            "STRATUM_API__PORT": str(self.port),
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
     def __enter__(self) -> StratumChild:
         self.started_at = time.perf_counter()
         with self.log_path.open("wb") as out:
-            self.process = subprocess.Popen(self.argv, cwd=self.workdir, env=self.env,  # noqa: S603
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=self.workdir,
+                env=self.env,  # noqa: S603
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -358,8 +433,10 @@ class StratumChild:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"stratum exited early; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"stratum exited early; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             try:
                 if httpx.get(f"{self.url}/v1/health", timeout=1.0).status_code < 600:
                     return time.perf_counter() - self.started_at
@@ -398,6 +475,7 @@ class StratumChild:
 
 # --- profiles ------------------------------------------------------------------------------
 
+
 class Profile:
     """py-spy (``pip install py-spy``; not a project dependency) sampling a process and
     all its threads until :meth:`finish`, which writes a summary next to the stacks."""
@@ -408,9 +486,22 @@ class Profile:
         self.summary = PROFILES / f"{name}.txt"
         self.title = title
         self.process = subprocess.Popen(  # noqa: S603
-            ["py-spy", "record", "--pid", str(pid), "--rate", "100", "--threads",  # noqa: S607
-             "--format", "raw", "--output", str(self.collapsed)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "py-spy",
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "100",
+                "--threads",  # noqa: S607
+                "--format",
+                "raw",
+                "--output",
+                str(self.collapsed),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def finish(self) -> None:
         if self.process.poll() is None:
@@ -427,19 +518,28 @@ class Profile:
 
 # Where a sample's time goes, first match wins (a substring of the whole stack).
 BUCKETS = (
-    ("idle: waiting (event loop select, thread pools, locks)",
-     ("EpollSelector.select", "Condition.wait", "_worker (concurrent/futures/thread.py)$",
-      "Event.wait")),
+    (
+        "idle: waiting (event loop select, thread pools, locks)",
+        (
+            "EpollSelector.select",
+            "Condition.wait",
+            "_worker (concurrent/futures/thread.py)$",
+            "Event.wait",
+        ),
+    ),
     ("start-up: imports, app and engine set-up", ("_find_and_load", "create_speed_layer (")),
-    ("archive: write Parquet", ("ArchiveWorker._write", "write_frame",
-                                "write_partition_range")),
+    ("archive: write Parquet", ("ArchiveWorker._write", "write_frame", "write_partition_range")),
     ("decode messages (once, for both sinks)", ("decode_messages", "decode_message")),
-    ("speed: dedup and distinct hashes", ("PartitionAggregator._unseen",
-                                          "PartitionAggregator._with_hashes")),
+    (
+        "speed: dedup and distinct hashes",
+        ("PartitionAggregator._unseen", "PartitionAggregator._with_hashes"),
+    ),
     ("speed: fold groups into windows (Python)", ("PartitionAggregator._apply_groups",)),
     ("speed: aggregate (Polars)", ("PartitionAggregator.add_frame",)),
-    ("speed: flush, build rows (drain, Arrow)", ("PartitionAggregator.drain",
-                                                "SpeedStore.prepare", "SpeedStore.window_table")),
+    (
+        "speed: flush, build rows (drain, Arrow)",
+        ("PartitionAggregator.drain", "SpeedStore.prepare", "SpeedStore.window_table"),
+    ),
     ("speed: flush, ClickHouse inserts", ("SpeedStore.commit", "SpeedWorker._write")),
     ("speed: other per-message work (queue, telemetry, acks, late)", ("SpeedWorker",)),
     ("serving: API reads", ("MetricReader", "serving/")),
@@ -483,10 +583,18 @@ def summarize_profile(collapsed: Path, out: Path, title: str, top: int = 40) -> 
             own[frames[-1]] += samples
         buckets[_bucket(stack, frames)] += samples
     busy = total - sum(n for b, n in buckets.items() if b.startswith("idle"))
-    lines = [title, f"{total} samples at 100 Hz over all threads", "",
-             "by component (share of all samples; of the busy ones):"]
-    lines += [f"{n / total:6.1%} {n / max(busy, 1):6.1%}  {b}" if not b.startswith("idle")
-              else f"{n / total:6.1%}      -  {b}" for b, n in buckets.most_common()]
+    lines = [
+        title,
+        f"{total} samples at 100 Hz over all threads",
+        "",
+        "by component (share of all samples; of the busy ones):",
+    ]
+    lines += [
+        f"{n / total:6.1%} {n / max(busy, 1):6.1%}  {b}"
+        if not b.startswith("idle")
+        else f"{n / total:6.1%}      -  {b}"
+        for b, n in buckets.most_common()
+    ]
     lines += ["", "inclusive:"] + [f"{n / total:6.1%}  {f}" for f, n in inclusive.most_common(top)]
     lines += ["", "self:"] + [f"{n / total:6.1%}  {f}" for f, n in own.most_common(top)]
     out.write_text("\n".join(lines) + "\n")

@@ -48,8 +48,9 @@ ID_MARK = b"@@@@@@@@"
 
 
 def api_total(client: httpx.Client, start_ms: int, end_ms: int) -> float:
-    response = client.get("/v1/metrics/events", params={"start": start_ms, "end": end_ms,
-                                                        "step": "1h"})
+    response = client.get(
+        "/v1/metrics/events", params={"start": start_ms, "end": end_ms, "step": "1h"}
+    )
     response.raise_for_status()
     return sum(p["value"] or 0 for s in response.json()["series"] for p in s["points"])
 
@@ -62,8 +63,9 @@ def speed_events(client: httpx.Client) -> float:
     return 0.0
 
 
-def backlog(api: StratumChild, events: int, start_ms: int, end_ms: int, timeout_s: float
-            ) -> dict[str, Any]:
+def backlog(
+    api: StratumChild, events: int, start_ms: int, end_ms: int, timeout_s: float
+) -> dict[str, Any]:
     """Wait until the API counts every pre-loaded event. The rate runs from the speed
     layer's first aggregated event (its own counter) to the API counting them all."""
     client = httpx.Client(base_url=api.url, timeout=30.0)
@@ -80,8 +82,12 @@ def backlog(api: StratumChild, events: int, start_ms: int, end_ms: int, timeout_
     done = time.perf_counter()
     client.close()
     rate = events / (done - first) if first is not None and total >= events else None
-    return {"total": total, "rate": rate, "since_start_s": done - api.started_at,
-            "rss_mib": peak_rss_mib(api.pid)}
+    return {
+        "total": total,
+        "rate": rate,
+        "since_start_s": done - api.started_at,
+        "rss_mib": peak_rss_mib(api.pid),
+    }
 
 
 def templates(count: int) -> list[bytes]:
@@ -93,14 +99,20 @@ def templates(count: int) -> list[bytes]:
     return [value for _, value in pack(events, 1, 500)]
 
 
-async def freshness(api_url: str, bootstrap: str, rate: float, duration_s: float,
-                    pool: list[bytes]) -> dict[str, Any]:
+async def freshness(
+    api_url: str, bootstrap: str, rate: float, duration_s: float, pool: list[bytes]
+) -> dict[str, Any]:
     """Load at ``rate`` events/s with probes; returns probe latencies in ms."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
-                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
-                                enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        enable_idempotence=False,
+    )
     await producer.start()
     outstanding: dict[str, float] = {}
     latencies: list[float] = []
@@ -117,9 +129,11 @@ async def freshness(api_url: str, bootstrap: str, rate: float, duration_s: float
             due = int((time.perf_counter() - started) * rate / 500)
             while sent < due:
                 counter += 1
-                value = pool[counter % len(pool)].replace(
-                    TS_MARK, str(int(time.time() * 1000)).encode()).replace(
-                    ID_MARK, f"{(salt + counter) % 16**8:08x}".encode())
+                value = (
+                    pool[counter % len(pool)]
+                    .replace(TS_MARK, str(int(time.time() * 1000)).encode())
+                    .replace(ID_MARK, f"{(salt + counter) % 16**8:08x}".encode())
+                )
                 await producer.send(TOPIC, value, partition=counter % PARTITIONS)
                 sent += 1
             await asyncio.sleep(0.01)
@@ -129,8 +143,14 @@ async def freshness(api_url: str, bootstrap: str, rate: float, duration_s: float
         while not stop.is_set():
             index += 1
             name = f"probe-{tag}-{index}"  # unique per run: the API keeps old probes
-            value = orjson.dumps({"event_id": f"{name}-{time.time_ns()}",
-                                  "ts": int(time.time() * 1000), "type": name, "country": "ZZ"})
+            value = orjson.dumps(
+                {
+                    "event_id": f"{name}-{time.time_ns()}",
+                    "ts": int(time.time() * 1000),
+                    "type": name,
+                    "country": "ZZ",
+                }
+            )
             outstanding[name] = time.perf_counter()
             await producer.send(TOPIC, value, partition=index % PARTITIONS)
             await asyncio.sleep(0.1)
@@ -141,8 +161,12 @@ async def freshness(api_url: str, bootstrap: str, rate: float, duration_s: float
             if names:
                 now_ms = int(time.time() * 1000)
                 params: list[tuple[str, str | int]] = [
-                    ("start", now_ms - 600_000), ("end", now_ms + 60_000),
-                    ("step", "10m"), ("group_by", "type"), *(("type", n) for n in names)]
+                    ("start", now_ms - 600_000),
+                    ("end", now_ms + 60_000),
+                    ("step", "10m"),
+                    ("group_by", "type"),
+                    *(("type", n) for n in names),
+                ]
                 response = await client.get("/v1/metrics/events", params=params)
                 seen = time.perf_counter()
                 if response.status_code == 200:
@@ -164,8 +188,12 @@ async def freshness(api_url: str, bootstrap: str, rate: float, duration_s: float
             pass
     lost = len(outstanding)
     await producer.stop()
-    return {"latencies": latencies, "lost": lost, "events": sent * 500,
-            "rate": sent * 500 / duration_s}
+    return {
+        "latencies": latencies,
+        "lost": lost,
+        "events": sent * 500,
+        "rate": sent * 500 / duration_s,
+    }
 
 
 def measure(quick: bool, profile: bool = False) -> list[Figure]:
@@ -179,20 +207,42 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
             loaded = synthetic_events(events, start_ms, end_ms, id_prefix="m")
             last = asyncio.run(produce(bootstrap, TOPIC, pack(loaded, PARTITIONS, 500)))
             del loaded
-            plain = run_child("benchmarks.speed_roles", "plain", "--bootstrap", bootstrap,
-                              "--topic", TOPIC, "--events", str(events),
-                              "--expect", json.dumps(last), "--workdir", tmp, timeout_s=300)
+            plain = run_child(
+                "benchmarks.speed_roles",
+                "plain",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                TOPIC,
+                "--events",
+                str(events),
+                "--expect",
+                json.dumps(last),
+                "--workdir",
+                tmp,
+                timeout_s=300,
+            )
             env = {"STRATUM_KAFKA__URL": bootstrap, "STRATUM_BATCH__ENABLED": "false"}
             with StratumChild("up", workdir, env=env) as api:
                 api.wait_http()
-                spy = Profile(api.pid, "endtoend-backlog", "stratum up consuming a pre-loaded "
-                              f"log of {events:,} events") if profile else None
+                spy = (
+                    Profile(
+                        api.pid,
+                        "endtoend-backlog",
+                        f"stratum up consuming a pre-loaded log of {events:,} events",
+                    )
+                    if profile
+                    else None
+                )
                 found = backlog(api, events, start_ms, end_ms, timeout_s=600)
                 if spy:
                     spy.finish()
-                print(f"  stratum up: {found['total']:,.0f}/{events:,} events visible, "
-                      f"{found['rate'] or 0:,.0f} ev/s log to API, peak RSS "
-                      f"{found['rss_mib']:.0f} MiB", flush=True)
+                print(
+                    f"  stratum up: {found['total']:,.0f}/{events:,} events visible, "
+                    f"{found['rate'] or 0:,.0f} ev/s log to API, peak RSS "
+                    f"{found['rss_mib']:.0f} MiB",
+                    flush=True,
+                )
                 levels: dict[int, dict[str, Any]] = {}
                 pool = templates(40)
                 for share in (50, 90):
@@ -200,42 +250,80 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                     # Settle at this rate first (windows of the backlog close, the archive
                     # catches up), then measure the steady state.
                     asyncio.run(freshness(api.url, bootstrap, target, duration_s / 2, pool))
-                    spy = Profile(api.pid, f"endtoend-freshness-{share}", "stratum up at "
-                                  f"{share} % of its maximum rate") if profile else None
-                    levels[share] = asyncio.run(freshness(api.url, bootstrap, target, duration_s,
-                                                          pool))
+                    spy = (
+                        Profile(
+                            api.pid,
+                            f"endtoend-freshness-{share}",
+                            f"stratum up at {share} % of its maximum rate",
+                        )
+                        if profile
+                        else None
+                    )
+                    levels[share] = asyncio.run(
+                        freshness(api.url, bootstrap, target, duration_s, pool)
+                    )
                     if spy:
                         spy.finish()
                     lat = levels[share]["latencies"]
-                    print(f"  freshness at {share} % ({target:,.0f} ev/s): p50 "
-                          f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
-                          f" ms over {len(lat)} probes, {levels[share]['lost']} not seen",
-                          flush=True)
+                    print(
+                        f"  freshness at {share} % ({target:,.0f} ev/s): p50 "
+                        f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
+                        f" ms over {len(lat)} probes, {levels[share]['lost']} not seen",
+                        flush=True,
+                    )
                 rss_after = peak_rss_mib(api.pid)
     complete = found["total"] >= events
     out = [
-        Figure("e2e", "stratum up: log to API, max events/s", "ev/s", found["rate"],
-               plain["rate"], "plain aiokafka consumer (no storage)",
-               note=f"{events:,} pre-loaded events, 500/message"
-                    + ("" if complete else "; INCOMPLETE")),
-        Figure("memory", "stratum up peak RSS under the speed-layer load", "MiB",
-               found["rss_mib"], plain["peak_rss_mib"], "plain aiokafka consumer",
-               note=f"after {events:,} events; {rss_after or 0:.0f} MiB after freshness too"),
+        Figure(
+            "e2e",
+            "stratum up: log to API, max events/s",
+            "ev/s",
+            found["rate"],
+            plain["rate"],
+            "plain aiokafka consumer (no storage)",
+            note=f"{events:,} pre-loaded events, 500/message"
+            + ("" if complete else "; INCOMPLETE"),
+        ),
+        Figure(
+            "memory",
+            "stratum up peak RSS under the speed-layer load",
+            "MiB",
+            found["rss_mib"],
+            plain["peak_rss_mib"],
+            "plain aiokafka consumer",
+            note=f"after {events:,} events; {rss_after or 0:.0f} MiB after freshness too",
+        ),
     ]
     for share, level in levels.items():
         lat = level["latencies"]
         note = f"{level['rate']:,.0f} ev/s offered, {len(lat)} probes, {level['lost']} not seen"
-        out.append(Figure("freshness", f"produced -> visible in API at {share} % of max, p50",
-                          "ms", percentile(lat, 50), note=note))
-        out.append(Figure("freshness", f"produced -> visible in API at {share} % of max, p99",
-                          "ms", percentile(lat, 99)))
+        out.append(
+            Figure(
+                "freshness",
+                f"produced -> visible in API at {share} % of max, p50",
+                "ms",
+                percentile(lat, 50),
+                note=note,
+            )
+        )
+        out.append(
+            Figure(
+                "freshness",
+                f"produced -> visible in API at {share} % of max, p99",
+                "ms",
+                percentile(lat, 99),
+            )
+        )
     return out
 
 
 def main() -> None:
     parser = bench_parser(__doc__ or "")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the stratum up process into benchmarks/profiles/")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the stratum up process into benchmarks/profiles/",
+    )
     args = parser.parse_args()
     emit(measure(args.quick, args.profile), args.emit)
 

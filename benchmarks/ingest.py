@@ -41,7 +41,7 @@ CONNECTIONS = 8
 def bodies(count: int) -> list[list[dict[str, object]]]:
     now = int(time.time() * 1000)
     events = synthetic_events(count * BATCH, now - 60_000, now, id_prefix="i")
-    return [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
+    return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
 
 async def post_all(url: str, batches: list[bytes], duration_s: float) -> tuple[int, float, int]:
@@ -49,8 +49,9 @@ async def post_all(url: str, batches: list[bytes], duration_s: float) -> tuple[i
     returns (accepted events, seconds, non-202 answers)."""
     accepted = failed = 0
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits,
-                                 headers={"content-type": "application/json"}) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30.0, limits=limits, headers={"content-type": "application/json"}
+    ) as client:
         started = time.perf_counter()
         deadline = started + duration_s
 
@@ -82,8 +83,10 @@ def measure(quick: bool) -> list[Figure]:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="stratum-bench-ingest-") as tmp:
         workdir = Path(tmp)
-        with broker(workdir) as bootstrap, StratumChild(
-                "api", workdir, env={"STRATUM_KAFKA__URL": bootstrap}) as api:
+        with (
+            broker(workdir) as bootstrap,
+            StratumChild("api", workdir, env={"STRATUM_KAFKA__URL": bootstrap}) as api,
+        ):
             api.wait_http()
             asyncio.run(post_all(api.url, encoded[:8], 1.0))  # warm-up: connections, JIT-free
             for _ in range(repeats):
@@ -92,8 +95,11 @@ def measure(quick: bool) -> list[Figure]:
                 stratum_rates.append(accepted / seconds)
                 stratum_cpu.append(accepted / max(api.cpu_seconds() - cpu_before, 1e-9))
                 failures += failed
-                print(f"  POST /v1/events  {accepted / seconds:>10,.0f} ev/s "
-                      f"({accepted:,} in {seconds:.1f} s, {failed} non-202)", flush=True)
+                print(
+                    f"  POST /v1/events  {accepted / seconds:>10,.0f} ev/s "
+                    f"({accepted:,} in {seconds:.1f} s, {failed} non-202)",
+                    flush=True,
+                )
                 rate, per_cpu = asyncio.run(direct(bootstrap, raw, duration_s))
                 baseline_rates.append(rate)
                 baseline_cpu.append(per_cpu)
@@ -105,31 +111,55 @@ def measure(quick: bool) -> list[Figure]:
             for _ in range(repeats):
                 accepted, seconds, failed = asyncio.run(post_all(up.url, encoded, duration_s))
                 up_rates.append(accepted / seconds)
-                print(f"  stratum up       {accepted / seconds:>10,.0f} ev/s "
-                      f"({accepted:,} in {seconds:.1f} s, {failed} non-202)", flush=True)
+                print(
+                    f"  stratum up       {accepted / seconds:>10,.0f} ev/s "
+                    f"({accepted:,} in {seconds:.1f} s, {failed} non-202)",
+                    flush=True,
+                )
     note = f"{CONNECTIONS} connections, JSON arrays of {BATCH} events, 4 partitions"
     if failures:
         note += f"; {failures} non-202 answers"
     return [
-        Figure("ingest", "events/s accepted by stratum up (embedded log, journal fsync'd)",
-               "ev/s", median(up_rates), note="speed layer in the same process"),
-        Figure("ingest", "events/s accepted through to the log", "ev/s",
-               *median_pair(stratum_rates, baseline_rates), "aiokafka producing the same events",
-               note=note),
-        Figure("ingest", "events per CPU-second of the ingest process", "ev/CPU-s",
-               *median_pair(stratum_cpu, baseline_cpu), "aiokafka producer process"),
+        Figure(
+            "ingest",
+            "events/s accepted by stratum up (embedded log, journal fsync'd)",
+            "ev/s",
+            median(up_rates),
+            note="speed layer in the same process",
+        ),
+        Figure(
+            "ingest",
+            "events/s accepted through to the log",
+            "ev/s",
+            *median_pair(stratum_rates, baseline_rates),
+            "aiokafka producing the same events",
+            note=note,
+        ),
+        Figure(
+            "ingest",
+            "events per CPU-second of the ingest process",
+            "ev/CPU-s",
+            *median_pair(stratum_cpu, baseline_cpu),
+            "aiokafka producer process",
+        ),
     ]
 
 
-async def direct(bootstrap: str, batches: list[list[dict[str, object]]], duration_s: float
-                 ) -> tuple[float, float]:
+async def direct(
+    bootstrap: str, batches: list[list[dict[str, object]]], duration_s: float
+) -> tuple[float, float]:
     """The baseline: pack and produce ``CONNECTIONS`` batches at a time straight to the
     log, waiting for the acknowledgements as ingest does, for ``duration_s``."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024,
-                                enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        enable_idempotence=False,
+    )
     await producer.start()
     sent = index = 0
     cpu_before = cpu_seconds()

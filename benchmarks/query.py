@@ -84,26 +84,34 @@ def load(settings: Settings, storage: Storage, catalog: MetricCatalog, archive: 
         user_id String, country LowCardinality(String), device LowCardinality(String),
         page LowCardinality(String), latency_ms Float64, amount Nullable(Float64)
     ) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY ts""")
-    storage.command(f"INSERT INTO {db}.raw_events SELECT event_id, ts, type, user_id, country, "
-                    f"device, page, latency_ms, amount FROM file("
-                    f"'{archive.root.resolve()}/date=*/hour=*/*.parquet', Parquet)")
+    storage.command(
+        f"INSERT INTO {db}.raw_events SELECT event_id, ts, type, user_id, country, "
+        f"device, page, latency_ms, amount FROM file("
+        f"'{archive.root.resolve()}/date=*/hour=*/*.parquet', Parquet)"
+    )
     storage.command(f"OPTIMIZE TABLE {db}.raw_events FINAL")
     recent = storage.query_dicts(
         f"SELECT event_id, toUnixTimestamp64Milli(ts) AS ts_ms, type, user_id, country, device, "
         f"page, latency_ms, amount FROM {db}.raw_events "
         f"WHERE ts >= fromUnixTimestamp64Milli({{lo:Int64}}) ORDER BY ts",
-        {"lo": archive.end_ms - 2 * HOUR_MS})
+        {"lo": archive.end_ms - 2 * HOUR_MS},
+    )
     store = SpeedStore(storage, generation=0)
     aggs = {p: PartitionAggregator(catalog.metrics, 300_000) for p in range(PARTITIONS)}
     for start in range(0, len(recent), 5_000):
-        chunk = [{"ts": e.pop("ts_ms"), **{k: v for k, v in e.items() if v is not None}}
-                 for e in recent[start:start + 5_000]]
+        chunk = [
+            {"ts": e.pop("ts_ms"), **{k: v for k, v in e.items() if v is not None}}
+            for e in recent[start : start + 5_000]
+        ]
         for p, agg in aggs.items():
             agg.add(start // 5_000, chunk[p::PARTITIONS], archive.end_ms)
             store.write(f"bench:{p}", agg.drain(), agg.checkpoint())
             agg.evict_final()
-    print(f"  loaded: batch windows, {len(recent):,} events through the speed path, raw "
-          f"events; {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"  loaded: batch windows, {len(recent):,} events through the speed path, raw "
+        f"events; {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
 
 
 def timed_events(profile: str, n: int, now_ms: int, seed: int) -> list[dict[str, Any]]:
@@ -117,8 +125,11 @@ def timed_events(profile: str, n: int, now_ms: int, seed: int) -> list[dict[str,
     rng = np.random.default_rng(seed)
     roll = rng.random(n)
     late = demo.out_of_order + (1 - demo.out_of_order) * demo.late
-    shift = np.where(roll < demo.out_of_order, rng.integers(2_000, 45_000, n),
-                     np.where(roll < late, rng.integers(6 * 60_000, 20 * 60_000, n), 0))
+    shift = np.where(
+        roll < demo.out_of_order,
+        rng.integers(2_000, 45_000, n),
+        np.where(roll < late, rng.integers(6 * 60_000, 20 * 60_000, n), 0),
+    )
     for event, back in zip(events, shift.tolist(), strict=True):
         event["ts"] -= back
     return events
@@ -133,8 +144,7 @@ def clock_ms(clock: tuple[int, float]) -> int:
     return clock[0] + int((time.time() - clock[1]) * 1000)
 
 
-def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_per_s: int
-            ) -> None:
+def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_per_s: int) -> None:
     """In a process of its own, as producers are: every second, that second's events as
     log messages of 500 JSON events per partition (``profile.value``: which
     :data:`PROFILES`)."""
@@ -147,7 +157,7 @@ def produce(out: Any, stop: Any, profile: Any, clock: tuple[int, float], events_
         messages = []
         for p in range(PARTITIONS):
             mine = [orjson.dumps(e) for e in events[p::PARTITIONS]]
-            messages.append([b"\n".join(mine[i:i + 500]) for i in range(0, len(mine), 500)])
+            messages.append([b"\n".join(mine[i : i + 500]) for i in range(0, len(mine), 500)])
         out.put((now_ms, messages))
         stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
 
@@ -158,8 +168,9 @@ class LiveSpeedLayer(threading.Thread):
     the archive's end at wall-clock pace (:meth:`now_ms`), and windows the watermark
     passed are evicted, as in a worker."""
 
-    def __init__(self, settings: Settings, catalog: MetricCatalog, end_ms: int,
-                 events_per_s: int) -> None:
+    def __init__(
+        self, settings: Settings, catalog: MetricCatalog, end_ms: int, events_per_s: int
+    ) -> None:
         super().__init__(name="live-speed", daemon=True)
         self.storage = open_storage(settings, migrate=False)
         self.store = SpeedStore(self.storage, generation=0)
@@ -172,9 +183,11 @@ class LiveSpeedLayer(threading.Thread):
         self._stop_producer = context.Event()
         self._profile = context.Value("b", 0)
         self._producer = context.Process(
-            target=produce, name="live-producer", daemon=True,
-            args=(self._messages, self._stop_producer, self._profile, self.clock,
-                  events_per_s))
+            target=produce,
+            name="live-producer",
+            daemon=True,
+            args=(self._messages, self._stop_producer, self._profile, self.clock, events_per_s),
+        )
 
     def use_profile(self, profile: str) -> None:
         """Event times from now on: one of :data:`PROFILES` (see :func:`timed_events`)."""
@@ -206,11 +219,11 @@ class LiveSpeedLayer(threading.Thread):
                     continue
                 for p, agg in aggs.items():
                     # As the worker does: a fetch's messages decoded as one batch.
-                    frame = decode_messages([(offset, m) for m in messages[p]],
-                                            now_ms=now_ms).frame
+                    frame = decode_messages([(offset, m) for m in messages[p]], now_ms=now_ms).frame
                     agg.add_frame(frame, offset, now_ms)
-                self.store.write_many([(f"bench:{p}", agg.drain(), agg.checkpoint())
-                                       for p, agg in aggs.items()])  # as a worker flushes
+                self.store.write_many(
+                    [(f"bench:{p}", agg.drain(), agg.checkpoint()) for p, agg in aggs.items()]
+                )  # as a worker flushes
                 for agg in aggs.values():
                     agg.evict_final()
                 offset += 1
@@ -234,19 +247,31 @@ def direct_sql(metric: MetricDefinition, db: str) -> str:
     }[metric.aggregation]
     where = "".join(
         f" AND {key} IN ({', '.join(repr(v) for v in (exp if isinstance(exp, list) else [exp]))})"
-        for key, exp in metric.where.items())
+        for key, exp in metric.where.items()
+    )
     if metric.field:
         where += f" AND {metric.field} IS NOT NULL"
-    return (f"SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) * 60000 AS bucket, "
-            f"{GROUP_BY}, {value} AS value, count() AS n FROM {db}.raw_events "
-            "WHERE ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}" + where +
-            f" GROUP BY bucket, {GROUP_BY} ORDER BY {GROUP_BY}, bucket")
+    return (
+        f"SELECT intDiv(toUnixTimestamp64Milli(ts), 60000) * 60000 AS bucket, "
+        f"{GROUP_BY}, {value} AS value, count() AS n FROM {db}.raw_events "
+        "WHERE ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}"
+        + where
+        + f" GROUP BY bucket, {GROUP_BY} ORDER BY {GROUP_BY}, bucket"
+    )
 
 
-def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinition,
-                 live: LiveSpeedLayer, iterations: int, *, direct: bool = True,
-                 profile: Instrumented | None = None, cold: MetricReader | None = None,
-                 every: int = 1) -> tuple[list[float], list[float], list[float]]:
+def time_queries(
+    reader: MetricReader,
+    storage: Storage,
+    metric: MetricDefinition,
+    live: LiveSpeedLayer,
+    iterations: int,
+    *,
+    direct: bool = True,
+    profile: Instrumented | None = None,
+    cold: MetricReader | None = None,
+    every: int = 1,
+) -> tuple[list[float], list[float], list[float]]:
     """Milliseconds of the merged read of the last 24 h (``reader``, with its caches), of
     the same read without caches (``cold``, if given) and of the direct chDB query (those
     two every ``every``-th round: they are slow, and a p99 wants many merged reads). Each
@@ -281,8 +306,10 @@ def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinitio
             if i >= 2:
                 uncached.append((time.perf_counter() - started) * 1000)
         if direct:
-            params = {"start": datetime.fromtimestamp((end_ms - DAY_MS) / 1000, tz=UTC),
-                      "end": datetime.fromtimestamp(end_ms / 1000, tz=UTC)}
+            params = {
+                "start": datetime.fromtimestamp((end_ms - DAY_MS) / 1000, tz=UTC),
+                "end": datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+            }
             started = time.perf_counter()
             rows = storage.query(sql, params)
             elapsed = time.perf_counter() - started
@@ -290,8 +317,11 @@ def time_queries(reader: MetricReader, storage: Storage, metric: MetricDefinitio
                 raw.append(elapsed * 1000)
         if i == 0:
             points = sum(len(s.points) for s in series)
-            print(f"  {metric.name}: {len(series)} series, {points:,} points"
-                  + (f"; direct {len(rows):,} rows" if direct else ""), flush=True)
+            print(
+                f"  {metric.name}: {len(series)} series, {points:,} points"
+                + (f"; direct {len(rows):,} rows" if direct else ""),
+                flush=True,
+            )
     if profile is not None:
         profile.__exit__()
     return merged, uncached, raw
@@ -302,15 +332,21 @@ def grow_history(storage: Storage, archive: Archive, days: int) -> None:
     db = storage.database
     for day in range(1, days + 1):
         shift = f"toIntervalDay({day})"
-        columns = ("metric, window_ms, window_start, dims, group_key, count, sum, min, max, "
-                   "q_values, q_weights, d_hashes, d_theta, first_ms, last_ms, version")
-        storage.command(f"INSERT INTO {db}.batch_windows ({columns}) SELECT "
-                        f"{columns.replace('window_start', f'window_start - {shift}')} "
-                        f"FROM {db}.batch_windows "
-                        f"WHERE window_start >= fromUnixTimestamp64Milli({archive.start_ms})")
-        storage.command(f"INSERT INTO {db}.batch_coverage SELECT metric, hour_start - {shift}, "
-                        f"version, horizon - {shift} FROM {db}.batch_coverage FINAL "
-                        f"WHERE hour_start >= fromUnixTimestamp64Milli({archive.start_ms})")
+        columns = (
+            "metric, window_ms, window_start, dims, group_key, count, sum, min, max, "
+            "q_values, q_weights, d_hashes, d_theta, first_ms, last_ms, version"
+        )
+        storage.command(
+            f"INSERT INTO {db}.batch_windows ({columns}) SELECT "
+            f"{columns.replace('window_start', f'window_start - {shift}')} "
+            f"FROM {db}.batch_windows "
+            f"WHERE window_start >= fromUnixTimestamp64Milli({archive.start_ms})"
+        )
+        storage.command(
+            f"INSERT INTO {db}.batch_coverage SELECT metric, hour_start - {shift}, "
+            f"version, horizon - {shift} FROM {db}.batch_coverage FINAL "
+            f"WHERE hour_start >= fromUnixTimestamp64Milli({archive.start_ms})"
+        )
 
 
 def measure(quick: bool, profile: bool = False) -> list[Figure]:
@@ -320,76 +356,128 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
     catalog = load_catalog(Settings().metrics_file)
     out: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="stratum-bench-query-") as tmp:
-        settings = Settings(data_dir=mirror(archive, Path(tmp) / "data"), clickhouse={
-            "url": f"chdb://{Path(tmp) / 'clickhouse'}", "database": "bench_query"})
+        settings = Settings(
+            data_dir=mirror(archive, Path(tmp) / "data"),
+            clickhouse={"url": f"chdb://{Path(tmp) / 'clickhouse'}", "database": "bench_query"},
+        )
         storage = open_storage(settings)
         load(settings, storage, catalog, archive)
         reader = MetricReader(open_storage(settings, migrate=False))
-        cold = MetricReader(open_storage(settings, migrate=False),
-                            cache=FinalBucketCache(capacity=0),
-                            tail_cache=TailBucketCache(capacity=0))
+        cold = MetricReader(
+            open_storage(settings, migrate=False),
+            cache=FinalBucketCache(capacity=0),
+            tail_cache=TailBucketCache(capacity=0),
+        )
         freeze_startup_objects()  # as a Stratum process does once started
         live = LiveSpeedLayer(settings, catalog, archive.end_ms, 5_000 if quick else 20_000)
         live.start()
         try:
             for metric in catalog.metrics:
                 spy = Instrumented(f"query-{metric.name}") if profile else None
-                merged, uncached, raw = time_queries(reader, storage, metric, live,
-                                                     2 * iterations, profile=spy, cold=cold,
-                                                     every=2)
+                merged, uncached, raw = time_queries(
+                    reader, storage, metric, live, 2 * iterations, profile=spy, cold=cold, every=2
+                )
                 m50, m99 = percentile(merged, 50), percentile(merged, 99)
                 r50, r99 = percentile(raw, 50), percentile(raw, 99)
                 met = m99 is not None and r99 is not None and m99 <= 2 * r99 and m99 < 50
-                note = (f"{events / 1e6:.0f} M raw events; live upserts during the reads "
-                        f"(demo generator's event times)")
-                out.append(Figure("query", f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p50",
-                                  "ms", m50, r50, "chDB over raw events", note=note))
-                out.append(Figure("query", f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p99",
-                                  "ms", m99, r99, "chDB over raw events",
-                                  target="<= 2x baseline and < 50 ms", met=met))
-                out.append(Figure("query", f"{metric.name}, same read without the cache, p99",
-                                  "ms", percentile(uncached, 99), r99, "chDB over raw events",
-                                  note=f"p50 {percentile(uncached, 50) or 0:.0f} ms"))
+                note = (
+                    f"{events / 1e6:.0f} M raw events; live upserts during the reads "
+                    f"(demo generator's event times)"
+                )
+                out.append(
+                    Figure(
+                        "query",
+                        f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p50",
+                        "ms",
+                        m50,
+                        r50,
+                        "chDB over raw events",
+                        note=note,
+                    )
+                )
+                out.append(
+                    Figure(
+                        "query",
+                        f"{metric.name} by {GROUP_BY}, 24 h / 1 min, p99",
+                        "ms",
+                        m99,
+                        r99,
+                        "chDB over raw events",
+                        target="<= 2x baseline and < 50 ms",
+                        met=met,
+                    )
+                )
+                out.append(
+                    Figure(
+                        "query",
+                        f"{metric.name}, same read without the cache, p99",
+                        "ms",
+                        percentile(uncached, 99),
+                        r99,
+                        "chDB over raw events",
+                        note=f"p50 {percentile(uncached, 50) or 0:.0f} ms",
+                    )
+                )
             # The worst case for the tail cache: every open window changes every second.
             live.use_profile("spread")
             for metric in catalog.metrics:
-                spread, _, _ = time_queries(reader, storage, metric, live,
-                                            max(10, iterations // 3), direct=False)
-                out.append(Figure(
-                    "query", f"{metric.name}, events spread over the last 4 minutes, p99",
-                    "ms", percentile(spread, 99), None, "",
-                    note=f"p50 {percentile(spread, 50) or 0:.0f} ms; every open window "
-                         "upserted every second"))
+                spread, _, _ = time_queries(
+                    reader, storage, metric, live, max(10, iterations // 3), direct=False
+                )
+                out.append(
+                    Figure(
+                        "query",
+                        f"{metric.name}, events spread over the last 4 minutes, p99",
+                        "ms",
+                        percentile(spread, 99),
+                        None,
+                        "",
+                        note=f"p50 {percentile(spread, 50) or 0:.0f} ms; every open window "
+                        "upserted every second",
+                    )
+                )
             live.use_profile("demo")
             # History growth, measured back to back, in the same conditions.
             metric = catalog.metrics[0]
-            before, _, _ = time_queries(cold, storage, metric, live, iterations,
-                                        direct=False)
+            before, _, _ = time_queries(cold, storage, metric, live, iterations, direct=False)
             grow_history(storage, archive, days=6)
-            after, _, _ = time_queries(cold, storage, metric, live, iterations,
-                                       direct=False)
-            out.append(Figure("query", f"{metric.name} p50 with 7 days of batch history "
-                              "(no cache)",
-                              "ms", percentile(after, 50), percentile(before, 50),
-                              "same query just before, 1 day of history",
-                              note=f"p99 {percentile(after, 99) or 0:.0f} ms vs "
-                                   f"{percentile(before, 99) or 0:.0f} ms"))
+            after, _, _ = time_queries(cold, storage, metric, live, iterations, direct=False)
+            out.append(
+                Figure(
+                    "query",
+                    f"{metric.name} p50 with 7 days of batch history (no cache)",
+                    "ms",
+                    percentile(after, 50),
+                    percentile(before, 50),
+                    "same query just before, 1 day of history",
+                    note=f"p99 {percentile(after, 99) or 0:.0f} ms vs "
+                    f"{percentile(before, 99) or 0:.0f} ms",
+                )
+            )
         finally:
             live.stop.set()
             live.join(timeout=30)
             unfreeze()
-        parts = storage.query("SELECT count() FROM system.parts WHERE active AND "
-                              "database = {db:String} AND table = 'speed_windows'",
-                              {"db": storage.database})[0][0]
-        print(f"  live speed layer: {live.flushes} flushes during the reads; speed_windows "
-              f"has {parts} active parts", flush=True)
+        parts = storage.query(
+            "SELECT count() FROM system.parts WHERE active AND "
+            "database = {db:String} AND table = 'speed_windows'",
+            {"db": storage.database},
+        )[0][0]
+        print(
+            f"  live speed layer: {live.flushes} flushes during the reads; speed_windows "
+            f"has {parts} active parts",
+            flush=True,
+        )
     return out
 
 
 def main() -> None:
     parser = bench_parser(__doc__ or "")
-    parser.add_argument("--profile", action="store_true",
-                        help="pyinstrument the merged reads into benchmarks/profiles/")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="pyinstrument the merged reads into benchmarks/profiles/",
+    )
     args = parser.parse_args()
     emit(measure(args.quick, args.profile), args.emit)
 

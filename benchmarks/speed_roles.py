@@ -53,15 +53,24 @@ class Clock:
         first = self.first if self.first is not None else done
         seconds = max(done - first, 1e-9)
         cpu = max(done_cpu - self.first_cpu, 1e-9)
-        threads = {name: round(spent - self.first_threads.get(name, 0.0), 2)
-                   for name, spent in thread_cpu_seconds().items()}
-        return {"events": events, "seconds": seconds, "join_s": first - self.start,
-                "cpu_s": cpu, "rate": events / seconds, "rate_per_cpu_s": events / cpu,
-                "first_wall": self.first_wall,
-                "peak_rss_mib": peak_rss_mib(),
-                "thread_cpu_s": dict(sorted(((n, s) for n, s in threads.items() if s > 0),
-                                            key=lambda item: -item[1])),
-                **extra}
+        threads = {
+            name: round(spent - self.first_threads.get(name, 0.0), 2)
+            for name, spent in thread_cpu_seconds().items()
+        }
+        return {
+            "events": events,
+            "seconds": seconds,
+            "join_s": first - self.start,
+            "cpu_s": cpu,
+            "rate": events / seconds,
+            "rate_per_cpu_s": events / cpu,
+            "first_wall": self.first_wall,
+            "peak_rss_mib": peak_rss_mib(),
+            "thread_cpu_s": dict(
+                sorted(((n, s) for n, s in threads.items() if s > 0), key=lambda item: -item[1])
+            ),
+            **extra,
+        }
 
 
 def aggregate_line(line: bytes, agg: dict[tuple[int, str, str], list[float]]) -> None:
@@ -81,7 +90,8 @@ AGGREGATE_FILE = "aggregate.json"
 SAME_JOB_SQL = (
     "SELECT toUnixTimestamp64Milli(window_start), dims['type'], dims['country'], metric, "
     "sum(count), sum(sum) FROM bench.speed_windows FINAL "
-    "WHERE metric IN ('events', 'latency_total') GROUP BY 1, 2, 3, 4")
+    "WHERE metric IN ('events', 'latency_total') GROUP BY 1, 2, 3, 4"
+)
 
 
 def dump_aggregate(workdir: str, agg: dict[tuple[int, str, str], list[float]]) -> None:
@@ -109,10 +119,13 @@ async def plain_consumer(args: argparse.Namespace) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     clock = Clock()
-    consumer = AIOKafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024,
-                                fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     agg: dict[tuple[int, str, str], list[float]] = {}
     count = 0
@@ -140,12 +153,20 @@ async def plain_faust(args: argparse.Namespace) -> dict[str, Any]:
     import faust
 
     clock = Clock()
-    app = faust.App(f"bench-faust-{os.getpid()}", broker=f"kafka://{args.bootstrap}",
-                    value_serializer="raw", datadir=str(Path(args.workdir) / "faust"),
-                    web_enabled=False, topic_allow_declare=False, topic_disable_leader=True,
-                    consumer_auto_offset_reset="earliest", broker_session_timeout=4.0,
-                    broker_heartbeat_interval=1.0, stream_wait_empty=False,
-                    autodiscover=False)
+    app = faust.App(
+        f"bench-faust-{os.getpid()}",
+        broker=f"kafka://{args.bootstrap}",
+        value_serializer="raw",
+        datadir=str(Path(args.workdir) / "faust"),
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=4.0,
+        broker_heartbeat_interval=1.0,
+        stream_wait_empty=False,
+        autodiscover=False,
+    )
     topic = app.topic(args.topic, value_serializer="raw", partitions=len(args.expect))
     agg: dict[tuple[int, str, str], list[float]] = {}
     state = {"count": 0}
@@ -166,8 +187,7 @@ async def plain_faust(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.wait_for(done.wait(), timeout=args.timeout)
     except TimeoutError:
         pass
-    result = clock.result(state["count"], groups=len(agg),
-                          complete=state["count"] >= args.events)
+    result = clock.result(state["count"], groups=len(agg), complete=state["count"] >= args.events)
     dump_aggregate(args.workdir, agg)
     await app.stop()
     task.cancel()
@@ -199,8 +219,9 @@ async def stratum_worker(args: argparse.Namespace) -> dict[str, Any]:
     expect = {int(p): int(o) for p, o in args.expect.items()}
     wanted = {f"bench:{p}": o for p, o in expect.items()}
     deadline = time.monotonic() + args.timeout
-    checkpoint_sql = ("SELECT source_id, max(through_offset) FROM bench.speed_checkpoints "
-                      "GROUP BY source_id")
+    checkpoint_sql = (
+        "SELECT source_id, max(through_offset) FROM bench.speed_checkpoints GROUP BY source_id"
+    )
     count_sql = "SELECT sum(count) FROM bench.speed_windows FINAL WHERE metric = 'events'"
     stored = layer.speed.stored_offsets
     while time.monotonic() < deadline:
@@ -244,8 +265,12 @@ def main() -> None:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, required=True)
-    parser.add_argument("--expect", type=json.loads, required=True,
-                        help="partition -> last offset, from the produce acknowledgements")
+    parser.add_argument(
+        "--expect",
+        type=json.loads,
+        required=True,
+        help="partition -> last offset, from the produce acknowledgements",
+    )
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--metrics", help="Stratum's metrics file (default: the shipped one)")

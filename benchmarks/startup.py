@@ -43,7 +43,8 @@ def first_data(timeout_s: float, workdir: Path) -> tuple[float, float]:
             while time.monotonic() < deadline:
                 response = client.get("/v1/metrics/events", params={"start": "now-1h"})
                 if response.status_code == 200 and any(
-                        p["value"] for s in response.json()["series"] for p in s["points"]):
+                    p["value"] for s in response.json()["series"] for p in s["points"]
+                ):
                     return time.perf_counter() - up.started_at, http_s
                 time.sleep(0.1)
         finally:
@@ -55,12 +56,25 @@ def faust_first_event(workdir: Path) -> float:
     """Seconds from spawning a plain Faust agent to its first event."""
     with broker(workdir) as bootstrap:
         now = int(time.time() * 1000)
-        last = asyncio.run(produce(bootstrap, "events", pack(
-            synthetic_events(100, now - 1000, now), 4, 500)))
+        last = asyncio.run(
+            produce(bootstrap, "events", pack(synthetic_events(100, now - 1000, now), 4, 500))
+        )
         spawned = time.time()
-        result = run_child("benchmarks.speed_roles", "faust", "--bootstrap", bootstrap,
-                           "--topic", "events", "--events", "100", "--expect", json.dumps(last),
-                           "--workdir", str(workdir), timeout_s=120)
+        result = run_child(
+            "benchmarks.speed_roles",
+            "faust",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            "events",
+            "--events",
+            "100",
+            "--expect",
+            json.dumps(last),
+            "--workdir",
+            str(workdir),
+            timeout_s=120,
+        )
         return float(result["first_wall"]) - spawned
 
 
@@ -76,12 +90,24 @@ def measure(quick: bool) -> list[Figure]:
             http.append(http_s)
         with tempfile.TemporaryDirectory(prefix="stratum-bench-faust-") as tmp:
             faust.append(faust_first_event(Path(tmp)))
-        print(f"  run {run + 1}: stratum up --demo first data {stratum[-1]:.1f} s (HTTP after "
-              f"{http[-1]:.1f} s); plain Faust first event {faust[-1]:.1f} s", flush=True)
-    return [Figure("startup", "stratum up --demo to first data in the API", "s", median(stratum),
-                   median(faust), "plain Faust agent: spawn to first event",
-                   target=f"<= {TARGET_S:.0f} s", met=median(stratum) <= TARGET_S,
-                   note=f"HTTP served after {median(http):.1f} s")]
+        print(
+            f"  run {run + 1}: stratum up --demo first data {stratum[-1]:.1f} s (HTTP after "
+            f"{http[-1]:.1f} s); plain Faust first event {faust[-1]:.1f} s",
+            flush=True,
+        )
+    return [
+        Figure(
+            "startup",
+            "stratum up --demo to first data in the API",
+            "s",
+            median(stratum),
+            median(faust),
+            "plain Faust agent: spawn to first event",
+            target=f"<= {TARGET_S:.0f} s",
+            met=median(stratum) <= TARGET_S,
+            note=f"HTTP served after {median(http):.1f} s",
+        )
+    ]
 
 
 def main() -> None:

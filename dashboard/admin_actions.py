@@ -21,9 +21,11 @@ from stratum.timeparse import JobTimeError, batch_range_ms, replay_from_ms
 
 TRIGGER = "admin"
 TIMES = "Times: ISO-8601 such as 2026-11-21T10:00:00Z (UTC), epoch ms, or now-6h."
-AUTH_HINT = ("Enter the admin token in the “Admin token” field above: it is the API's "
-              "STRATUM_API__ADMIN_TOKEN setting, and the page sends it as "
-              "“Authorization: Bearer <token>” with each admin call.")
+AUTH_HINT = (
+    "Enter the admin token in the “Admin token” field above: it is the API's "
+    "STRATUM_API__ADMIN_TOKEN setting, and the page sends it as "
+    "“Authorization: Bearer <token>” with each admin call."
+)
 
 
 class Action(BaseModel):
@@ -80,21 +82,33 @@ def describe(action: Action) -> str:
     if action.kind == "batch":
         if action.start or action.end:
             span = f"from {action.start or 'the first event'} to {action.end or 'now'} (UTC)"
-            return (f"Recompute every event hour {span} from the archive and move the batch "
-                    f"horizon forward? {safe}")
+            return (
+                f"Recompute every event hour {span} from the archive and move the batch "
+                f"horizon forward? {safe}"
+            )
         if action.mode == "full":
-            return ("Recompute every event hour in the archive (full)? It reads the whole "
-                    f"archive and can take a while. {safe}")
-        return ("Recompute the event hours changed since the last run (incremental), then "
-                f"move the batch horizon forward? {safe}")
+            return (
+                "Recompute every event hour in the archive (full)? It reads the whole "
+                f"archive and can take a while. {safe}"
+            )
+        return (
+            "Recompute the event hours changed since the last run (incremental), then "
+            f"move the batch horizon forward? {safe}"
+        )
     span = f"from {action.from_time}" if action.from_time else "from the start of the log"
-    kept = ("It rebuilds the windows from that time (aligned down to a window start); the "
-            "older windows stay served, from batch or carried over from the current "
-            "generation. " if action.from_time else "")
-    return (f"Replay {span} into a new generation of the speed views? {kept}Queries keep "
-            "reading the current generation until the new one has caught up, then switch "
-            "at once and the old one is dropped. Cancel at any time leaves the current one "
-            "untouched.")
+    kept = (
+        "It rebuilds the windows from that time (aligned down to a window start); the "
+        "older windows stay served, from batch or carried over from the current "
+        "generation. "
+        if action.from_time
+        else ""
+    )
+    return (
+        f"Replay {span} into a new generation of the speed views? {kept}Queries keep "
+        "reading the current generation until the new one has caught up, then switch "
+        "at once and the old one is dropped. Cancel at any time leaves the current one "
+        "untouched."
+    )
 
 
 def confirm_label(action: Action) -> str:
@@ -106,8 +120,9 @@ def confirm_label(action: Action) -> str:
 def send(api: ApiClient, token: str, action: Action) -> str:
     """Start the job; returns its id. Raises ApiError (ApiConflictError on 409)."""
     if action.kind == "batch":
-        return api.start_batch(token, mode=action.mode, start=action.start, end=action.end,
-                               trigger=TRIGGER)
+        return api.start_batch(
+            token, mode=action.mode, start=action.start, end=action.end, trigger=TRIGGER
+        )
     return api.start_replay(token, from_time=action.from_time, trigger=TRIGGER)
 
 
@@ -126,11 +141,16 @@ def error_banner(exc: ApiError, doing: str) -> html.Div:
         return banner(f"The API refused the admin token while {doing}. {AUTH_HINT}", "warn")
     if isinstance(exc, ApiConflictError) and exc.job_id:
         noun = "A replay" if "replay" in doing else "A batch recompute"
-        return banner(job_message(f"{noun} is already running: ", exc.job_id)
-                      + [". Wait for it to finish (progress below) or cancel it."], "warn")
+        return banner(
+            job_message(f"{noun} is already running: ", exc.job_id)
+            + [". Wait for it to finish (progress below) or cancel it."],
+            "warn",
+        )
     if isinstance(exc, ApiUnavailableError):
-        return banner(f"{exc}. Nothing is known to have happened while {doing}: check the "
-                      "job history below before trying again.")
+        return banner(
+            f"{exc}. Nothing is known to have happened while {doing}: check the "
+            "job history below before trying again."
+        )
     if exc.status == 422:
         return banner(f"The API could not read the request while {doing}: {exc}", "warn")
     return banner(f"Failed while {doing}: {exc}")
@@ -162,6 +182,8 @@ def cancel(api: ApiClient, token: str, job_id: str) -> html.Div:
         return error_banner(exc, "cancelling the job")
     if state == "cancelled":
         return banner(job_message("Cancelled ", job_id), "info")
-    return banner(job_message("Cancel requested for ", job_id)
-                  + [": it stops at its next check, and the live generation stays as it is."],
-                  "info")
+    return banner(
+        job_message("Cancel requested for ", job_id)
+        + [": it stops at its next check, and the live generation stays as it is."],
+        "info",
+    )

@@ -33,8 +33,9 @@ class AdminSnapshot:
         return next((g for j in self.active if (g := generation_of(j)) is not None), None)
 
 
-def fetch_snapshot(api: ApiClient, token: str, *, kind: str | None, offset: int, limit: int,
-                   selected: str | None) -> AdminSnapshot:
+def fetch_snapshot(
+    api: ApiClient, token: str, *, kind: str | None, offset: int, limit: int, selected: str | None
+) -> AdminSnapshot:
     """Active jobs are asked per kind (the newest of each, as at most one of a kind is
     active), since the history page on screen may be filtered or paged away from them."""
     newest = [job for k in KINDS for job in api.jobs(token, kind=k, limit=1).jobs]
@@ -46,8 +47,7 @@ def fetch_snapshot(api: ApiClient, token: str, *, kind: str | None, offset: int,
     chosen = next((job for job in page.jobs if job.job_id == selected), None)
     if selected and chosen is None:
         chosen = latest.get(selected) or api.job(token, selected)
-    return AdminSnapshot(api.generation(token), [j for j in newest if is_active(j)], page,
-                         chosen)
+    return AdminSnapshot(api.generation(token), [j for j in newest if is_active(j)], page, chosen)
 
 
 def view_key(*parts: Any) -> str:

@@ -107,8 +107,7 @@ class ApiClient:
         filters: Mapping[str, str | Sequence[str]] | None = None,
     ) -> SeriesResponse:
         """``filters`` maps a dimension to one value or several (any of them matches)."""
-        params = series_params(start=start, end=end, step=step, group_by=group_by,
-                               filters=filters)
+        params = series_params(start=start, end=end, step=step, group_by=group_by, filters=filters)
         return self._call("GET", series_path(name), SeriesResponse, params=params)
 
     def drift(self, name: str, *, start: datetime, end: datetime) -> Drift:
@@ -128,31 +127,41 @@ class ApiClient:
 
     # -- admin -----------------------------------------------------------------------
 
-    def start_batch(self, admin_token: str, *, mode: str | None = None,
-                    start: str | None = None, end: str | None = None,
-                    trigger: str | None = None) -> str:
+    def start_batch(
+        self,
+        admin_token: str,
+        *,
+        mode: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        trigger: str | None = None,
+    ) -> str:
         """Start a batch recompute; returns its job id. 409 raises ApiConflictError.
 
         ``start`` / ``end`` are passed as typed (ISO-8601, epoch ms or now-6h): the API
         parses them, so its 422 message is the one the user reads."""
         body = _present(mode=mode, start=start, end=end, trigger=trigger)
-        return self._call("POST", "/v1/admin/batch", JobCreated, token=admin_token,
-                          json=body or None).job_id
+        return self._call(
+            "POST", "/v1/admin/batch", JobCreated, token=admin_token, json=body or None
+        ).job_id
 
-    def start_replay(self, admin_token: str, *, from_time: str | None = None,
-                     trigger: str | None = None) -> str:
+    def start_replay(
+        self, admin_token: str, *, from_time: str | None = None, trigger: str | None = None
+    ) -> str:
         """Start a Kappa replay (from ``from_time``, or all of history); returns its job id."""
         body = _present(trigger=trigger, **{"from": from_time})
-        return self._call("POST", "/v1/admin/replay", JobCreated, token=admin_token,
-                          json=body or None).job_id
+        return self._call(
+            "POST", "/v1/admin/replay", JobCreated, token=admin_token, json=body or None
+        ).job_id
 
     def cancel_job(self, admin_token: str, job_id: str) -> str:
         """Ask a queued or running job to stop; returns the state the API reports."""
         path = f"/v1/admin/jobs/{quote(job_id, safe='')}/cancel"
         return self._call("POST", path, JobCreated, token=admin_token).state
 
-    def jobs(self, admin_token: str, *, kind: str | None = None, limit: int = 20,
-             offset: int = 0) -> JobPage:
+    def jobs(
+        self, admin_token: str, *, kind: str | None = None, limit: int = 20, offset: int = 0
+    ) -> JobPage:
         """One page of jobs, newest first; ``kind`` None means batch runs and replays."""
         params = {"limit": str(limit), "offset": str(offset)}
         if kind:
@@ -169,12 +178,19 @@ class ApiClient:
     def generation(self, admin_token: str) -> Generation:
         return self._call("GET", "/v1/admin/generation", Generation, token=admin_token)
 
-    def admin_json(self, admin_token: str, method: str, path: str, *,
-                   json: Mapping[str, Any] | None = None,
-                   params: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def admin_json(
+        self,
+        admin_token: str,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
         """An admin call whose answer the caller reads as JSON (the metric editor's)."""
-        return self._call(method, path, _JsonObject, token=admin_token, json=json,
-                          params=params).root
+        return self._call(
+            method, path, _JsonObject, token=admin_token, json=json, params=params
+        ).root
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -195,8 +211,7 @@ class ApiClient:
         # httpx takes pairs as a list of its own element type or as a tuple (covariant)
         query = tuple(params) if isinstance(params, Sequence) else params
         try:
-            response = self._http.request(method, path, params=query, headers=headers,
-                                          json=json)
+            response = self._http.request(method, path, params=query, headers=headers, json=json)
         except httpx.TimeoutException as exc:
             raise ApiUnavailableError(
                 f"API unreachable at {self.base_url}: no answer within {self.timeout:g} s"
@@ -224,7 +239,9 @@ class ApiClient:
         if status >= 500:
             return ApiUnavailableError(
                 f"API at {self.base_url} failed on {call} (HTTP {status}): {message}",
-                status=status, code=code, details=details,
+                status=status,
+                code=code,
+                details=details,
             )
         error_type = ApiConflictError if status == 409 else ApiError
         return error_type(message, status=status, code=code, details=details)
@@ -275,17 +292,26 @@ def series_path(name: str) -> str:
     return f"/v1/metrics/{quote(name, safe='')}"
 
 
-def series_params(*, start: datetime, end: datetime, step: str, group_by: Sequence[str] = (),
-                  filters: Mapping[str, str | Sequence[str]] | None = None
-                  ) -> list[tuple[str, str]]:
+def series_params(
+    *,
+    start: datetime,
+    end: datetime,
+    step: str,
+    group_by: Sequence[str] = (),
+    filters: Mapping[str, str | Sequence[str]] | None = None,
+) -> list[tuple[str, str]]:
     """The query of a series request; the panels' "API query" shows the same one."""
-    params: list[tuple[str, str]] = [("start", iso_utc(start)), ("end", iso_utc(end)),
-                                     ("step", step)]
+    params: list[tuple[str, str]] = [
+        ("start", iso_utc(start)),
+        ("end", iso_utc(end)),
+        ("step", step),
+    ]
     if group_by:
         params.append(("group_by", ",".join(group_by)))
     for dimension, wanted in (filters or {}).items():
         values = [wanted] if isinstance(wanted, str) else list(wanted)
         # The API splits a value at commas; "\\," and "\\\\" are the literal ones.
-        params.extend((dimension, value.replace("\\", "\\\\").replace(",", "\\,"))
-                      for value in values)
+        params.extend(
+            (dimension, value.replace("\\", "\\\\").replace(",", "\\,")) for value in values
+        )
     return params

@@ -34,11 +34,18 @@ def curl(base: str, path: str, params: Sequence[tuple[str, str]] = ()) -> str:
 
 def query_details(text_id: ids.ComponentId) -> html.Details:
     """A closed "API query" disclosure: the command and a copy button."""
-    return html.Details(className="api-query", children=[
-        html.Summary("API query"),
-        html.Div(className="api-query-body", children=[
-            html.Pre("–", id=text_id, className="api-query-text"),
-            dcc.Clipboard(target_id=text_id, title="Copy the curl command",
-                          className="api-copy"),
-        ]),
-    ])
+    return html.Details(
+        className="api-query",
+        children=[
+            html.Summary("API query"),
+            html.Div(
+                className="api-query-body",
+                children=[
+                    html.Pre("–", id=text_id, className="api-query-text"),
+                    dcc.Clipboard(
+                        target_id=text_id, title="Copy the curl command", className="api-copy"
+                    ),
+                ],
+            ),
+        ],
+    )

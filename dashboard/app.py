@@ -72,9 +72,11 @@ def create_dash(settings: Settings, *, requests_pathname_prefix: str = "/dashboa
 def _unknown_is_not_found(app: Dash) -> None:
     """An asset path Dash does not serve (``..%2f`` included) and a callback it does not
     have are 404s, not Dash's 500s: a client's mistake, not the server's failure."""
+
     def not_found(_exc: Exception) -> tuple[dict[str, Any], int]:
-        return {"error": {"code": "not_found", "message": "no such dashboard resource",
-                          "details": {}}}, 404
+        return {
+            "error": {"code": "not_found", "message": "no such dashboard resource", "details": {}}
+        }, 404
 
     server: flask.Flask = app.server  # Dash leaves the attribute unannotated
     server.register_error_handler(DependencyException, not_found)
@@ -103,32 +105,47 @@ def _nav_links(pathname: str | None, prefix: str) -> list[Component]:
     for page in _pages():
         href = prefix.rstrip("/") + page["path"] if page["path"] != "/" else prefix
         active = current == href.rstrip("/")
-        links.append(dcc.Link(page["name"], href=href,
-                              className="nav-link is-active" if active else "nav-link"))
+        links.append(
+            dcc.Link(
+                page["name"], href=href, className="nav-link is-active" if active else "nav-link"
+            )
+        )
     return links
 
 
 def _shell(prefix: str) -> html.Div:
-    brand = html.A(className="brand", href=prefix, children=[
-        html.Span(className="brand-mark"),
-        html.Span("Stratum", className="brand-name"),
-        html.Span("real-time analytics", className="brand-tag"),
-    ])
-    return html.Div(className="app", children=[
-        dcc.Location(id=ids.APP_LOCATION),
-        dcc.Store(id=ids.APP_TZ_OFFSET),
-        html.Header(className="topbar", children=[
-            brand,
-            html.Nav(_nav_links(None, prefix), id=ids.APP_NAV, className="nav"),
-            pause_control(),
-        ]),
-        html.Div(
-            [html.Span(className="dot dot--muted"), html.Span("Checking the API…")],
-            id=ids.APP_HEALTH_STRIP, className="health-strip", role="status",
-        ),
-        dcc.Interval(id=ids.APP_HEALTH_INTERVAL, interval=HEALTH_REFRESH_MS),
-        html.Main(dash.page_container, className="page"),
-    ])
+    brand = html.A(
+        className="brand",
+        href=prefix,
+        children=[
+            html.Span(className="brand-mark"),
+            html.Span("Stratum", className="brand-name"),
+            html.Span("real-time analytics", className="brand-tag"),
+        ],
+    )
+    return html.Div(
+        className="app",
+        children=[
+            dcc.Location(id=ids.APP_LOCATION),
+            dcc.Store(id=ids.APP_TZ_OFFSET),
+            html.Header(
+                className="topbar",
+                children=[
+                    brand,
+                    html.Nav(_nav_links(None, prefix), id=ids.APP_NAV, className="nav"),
+                    pause_control(),
+                ],
+            ),
+            html.Div(
+                [html.Span(className="dot dot--muted"), html.Span("Checking the API…")],
+                id=ids.APP_HEALTH_STRIP,
+                className="health-strip",
+                role="status",
+            ),
+            dcc.Interval(id=ids.APP_HEALTH_INTERVAL, interval=HEALTH_REFRESH_MS),
+            html.Main(dash.page_container, className="page"),
+        ],
+    )
 
 
 def _register_shell_callbacks(app: Dash, api: ApiClient, prefix: str) -> None:

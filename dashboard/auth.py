@@ -50,9 +50,12 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
             return None
         if flask.request.method == "GET" and not path.startswith(("/_dash", "/assets")):
             return flask.redirect(prefix + SIGN_IN.lstrip("/"), code=303)
-        return flask.jsonify(error={
-            "code": "unauthorized", "details": {},
-            "message": f"sign in at {prefix}{SIGN_IN.lstrip('/')} with the read token"}
+        return flask.jsonify(
+            error={
+                "code": "unauthorized",
+                "details": {},
+                "message": f"sign in at {prefix}{SIGN_IN.lstrip('/')} with the read token",
+            }
         ), 401
 
     @server.route(SIGN_IN, methods=["GET", "POST"])
@@ -63,8 +66,9 @@ def install_sign_in(server: Flask, settings: Settings, prefix: str) -> None:
         if not valid(token):  # a page again, not a 401: the browser shows it as is
             return _page(prefix, "That is not the read token (nor the admin token).", 200)
         response = flask.redirect(prefix, code=303)
-        response.set_cookie(COOKIE, token, path=cookie_path, httponly=True,
-                            samesite="Strict", secure=_secure())
+        response.set_cookie(
+            COOKIE, token, path=cookie_path, httponly=True, samesite="Strict", secure=_secure()
+        )
         return response
 
     @server.route(SIGN_OUT, methods=["POST"])
@@ -83,8 +87,12 @@ def _secure() -> bool:
 def _page(prefix: str, error: str | None, status: int) -> Response:
     problem = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     body = _PAGE.format(action=html.escape(prefix + SIGN_IN.lstrip("/")), problem=problem)
-    return Response(body, status=status, mimetype="text/html",
-                    headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return Response(
+        body,
+        status=status,
+        mimetype="text/html",
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+    )
 
 
 _PAGE = """<!DOCTYPE html>

@@ -16,9 +16,19 @@ from dash.development.base_component import Component
 from dashboard.api_models import Health
 from dashboard.formatting import fmt_clock
 
-TONES = {"ok": "ok", "succeeded": "ok", "degraded": "warn", "running": "info",
-         "queued": "muted", "pending": "muted", "down": "bad", "failed": "bad",
-         "error": "bad", "cancelled": "muted", "unknown": "muted"}
+TONES = {
+    "ok": "ok",
+    "succeeded": "ok",
+    "degraded": "warn",
+    "running": "info",
+    "queued": "muted",
+    "pending": "muted",
+    "down": "bad",
+    "failed": "bad",
+    "error": "bad",
+    "cancelled": "muted",
+    "unknown": "muted",
+}
 COMPONENT_ORDER = ("broker", "clickhouse", "worker", "scheduler")
 
 
@@ -54,10 +64,12 @@ def card(
     header = html.Div(
         className="card-header",
         children=[
-            html.Div([
-                html.H2(title, className="card-title"),
-                html.Div(subtitle, className="card-subtitle") if subtitle is not None else None,
-            ]),
+            html.Div(
+                [
+                    html.H2(title, className="card-title"),
+                    html.Div(subtitle, className="card-subtitle") if subtitle is not None else None,
+                ]
+            ),
             aside,
         ],
     )
@@ -87,8 +99,11 @@ def health_strip(health: Health | None, error: str | None, now: datetime) -> lis
     """
     checked = html.Span(f"checked {fmt_clock(now)} UTC", className="strip-checked")
     if health is None:
-        return [dot("bad"), html.Span(error or "API status unknown", className="strip-error"),
-                checked]
+        return [
+            dot("bad"),
+            html.Span(error or "API status unknown", className="strip-error"),
+            checked,
+        ]
     overall = "ok" if health.status == "ok" else "degraded"
     names = [n for n in COMPONENT_ORDER if n in health.components]
     names += sorted(set(health.components) - set(COMPONENT_ORDER))
@@ -101,8 +116,13 @@ def health_strip(health: Health | None, error: str | None, now: datetime) -> lis
             text.append(html.Span(component.status, className="pill-status"))
         if component.detail and tone != "ok":
             text.append(html.Span(component.detail, className="pill-detail"))
-        pills.append(html.Span(text, className=f"pill pill--{tone}",
-                               title=f"{name}: {component.status}. {component.detail}".strip()))
+        pills.append(
+            html.Span(
+                text,
+                className=f"pill pill--{tone}",
+                title=f"{name}: {component.status}. {component.detail}".strip(),
+            )
+        )
     label = "All systems operational" if overall == "ok" else "Degraded"
     return [
         dot(tone_of(overall)),

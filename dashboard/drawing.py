@@ -20,8 +20,18 @@ from stratum.windows import parse_duration_ms
 
 # Colour-blind-safe hues (Okabe-Ito, completed with Paul Tol's "muted"), most distinct
 # first; "other" is always grey so it never reads as one more group.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#332288",
-           "#999933", "#882255", "#44AA99")
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#332288",
+    "#999933",
+    "#882255",
+    "#44AA99",
+)
 OTHER_COLOUR = "#8c96a5"
 MAX_GRACE = timedelta(minutes=1)
 
@@ -51,9 +61,13 @@ class Pieces:
 
 
 def _subset(line: Line, keep: Sequence[int]) -> Line:
-    return replace(line, x=[line.x[i] for i in keep], y=[line.y[i] for i in keep],
-                   source=[line.source[i] for i in keep],
-                   counts=[line.counts[i] for i in keep] if line.counts else [])
+    return replace(
+        line,
+        x=[line.x[i] for i in keep],
+        y=[line.y[i] for i in keep],
+        source=[line.source[i] for i in keep],
+        counts=[line.counts[i] for i in keep] if line.counts else [],
+    )
 
 
 def with_gaps(line: Line, step: str) -> tuple[Line, int]:
@@ -106,8 +120,9 @@ def drawn_points(pieces: Sequence[Pieces]) -> int:
     return total
 
 
-def newest_complete(xs: Sequence[datetime], ys: Sequence[float | None], step: str,
-                    now: datetime) -> tuple[datetime, float | None] | None:
+def newest_complete(
+    xs: Sequence[datetime], ys: Sequence[float | None], step: str, now: datetime
+) -> tuple[datetime, float | None] | None:
     """The newest complete window with a value: the headline of tiles and cards."""
     cut = complete_before(step, now)
     done = [(x, y) for x, y in zip(xs, ys, strict=True) if x <= cut and y is not None]

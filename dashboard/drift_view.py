@@ -17,8 +17,13 @@ from dashboard.formatting import fmt_clock, fmt_count, fmt_value, utc, zone_name
 from dashboard.series import to_naive_utc
 from stratum.windows import parse_duration_ms
 
-REASON_COLOURS = {"late events": "#f59e0b", "duplicates": "#8b5cf6",
-                  "sketch error": "#0ea5e9", "rounding": "#94a3b8", "none": "#10b981"}
+REASON_COLOURS = {
+    "late events": "#f59e0b",
+    "duplicates": "#8b5cf6",
+    "sketch error": "#0ea5e9",
+    "rounding": "#94a3b8",
+    "none": "#10b981",
+}
 REASON_NOTES = {
     "late events": "after the watermark: only batch has them",
     "duplicates": "re-sent event ids speed counted twice",
@@ -26,8 +31,10 @@ REASON_NOTES = {
     "rounding": "sums added in another order",
 }
 TABLE_ROWS = 100
-NO_DRIFT_YET = ("No window is held by both layers yet: drift appears once a batch run "
-                "has covered windows the speed layer also wrote.")
+NO_DRIFT_YET = (
+    "No window is held by both layers yet: drift appears once a batch run "
+    "has covered windows the speed layer also wrote."
+)
 
 
 def reason_of(point: DriftPoint) -> str:
@@ -36,11 +43,15 @@ def reason_of(point: DriftPoint) -> str:
 
 
 def _tile(title: str, value: str, note: str, key: str, tone: str = "") -> html.Div:
-    return html.Div([html.Div(title, className="tile-title"),
-                     html.Div(value, className="tile-value"),
-                     html.Div(note, className="tile-note")],
-                    className=f"tile {f'is-{tone}' if tone else ''}".strip(),
-                    **attrs({"data-drift": key}))
+    return html.Div(
+        [
+            html.Div(title, className="tile-title"),
+            html.Div(value, className="tile-value"),
+            html.Div(note, className="tile-note"),
+        ],
+        className=f"tile {f'is-{tone}' if tone else ''}".strip(),
+        **attrs({"data-drift": key}),
+    )
 
 
 def drift_tiles(drift: Drift) -> list[Component]:
@@ -48,19 +59,34 @@ def drift_tiles(drift: Drift) -> list[Component]:
     off_share = s.windows_off / s.windows_compared if s.windows_compared else 0.0
     # The API's maxima skip windows the speed layer never held: those were 100 % off.
     largest = max((abs(_percent_off(p)) / 100 for p in drift.points), default=0.0)
-    absolute = max([s.max_abs_difference, *(abs(p.batch or 0.0) for p in drift.points
-                                            if p.speed is None)])
+    absolute = max(
+        [s.max_abs_difference, *(abs(p.batch or 0.0) for p in drift.points if p.speed is None)]
+    )
     causes = sorted(((n, r) for r, n in s.by_reason.items() if r != "none"), reverse=True)
     main = causes[0][1] if causes else "none"
     return [
-        _tile("windows compared", fmt_count(s.windows_compared),
-              "held by both layers in the range", "compared"),
-        _tile("windows off", fmt_count(s.windows_off), f"{off_share:.1%} of those compared",
-              "off", "warn" if s.windows_off else "ok"),
-        _tile("largest difference", f"{largest:.2%}",
-              f"relative to batch · absolute {absolute:,.4g}", "largest"),
-        _tile("main cause", main, REASON_NOTES.get(main, "speed matched batch everywhere"),
-              "cause"),
+        _tile(
+            "windows compared",
+            fmt_count(s.windows_compared),
+            "held by both layers in the range",
+            "compared",
+        ),
+        _tile(
+            "windows off",
+            fmt_count(s.windows_off),
+            f"{off_share:.1%} of those compared",
+            "off",
+            "warn" if s.windows_off else "ok",
+        ),
+        _tile(
+            "largest difference",
+            f"{largest:.2%}",
+            f"relative to batch · absolute {absolute:,.4g}",
+            "largest",
+        ),
+        _tile(
+            "main cause", main, REASON_NOTES.get(main, "speed matched batch everywhere"), "cause"
+        ),
     ]
 
 
@@ -87,20 +113,43 @@ def drift_figure(drift: Drift, metric: MetricInfo) -> go.Figure:
         fig.add_bar(
             x=[to_naive_utc(p.t) for p in points],
             y=[_percent_off(p) for p in points],
-            name=reason, marker_color=REASON_COLOURS.get(reason, MUTED),
-            width=[width_ms] * len(points), offset=0,
-            customdata=[[fmt_value(p.speed, metric), fmt_value(p.batch, metric),
-                         p.speed_count, p.batch_count, p.reason] for p in points],
-            hovertemplate=(f"%{{x|%H:%M}} {zone_name()}<br>speed %{{customdata[0]}} · batch "
-                           "%{customdata[1]}<br>events: speed %{customdata[2]}, batch "
-                           "%{customdata[3]}<br>%{customdata[4]}<extra>%{y:.3f} %</extra>"))
+            name=reason,
+            marker_color=REASON_COLOURS.get(reason, MUTED),
+            width=[width_ms] * len(points),
+            offset=0,
+            customdata=[
+                [
+                    fmt_value(p.speed, metric),
+                    fmt_value(p.batch, metric),
+                    p.speed_count,
+                    p.batch_count,
+                    p.reason,
+                ]
+                for p in points
+            ],
+            hovertemplate=(
+                f"%{{x|%H:%M}} {zone_name()}<br>speed %{{customdata[0]}} · batch "
+                "%{customdata[1]}<br>events: speed %{customdata[2]}, batch "
+                "%{customdata[3]}<br>%{customdata[4]}<extra>%{y:.3f} %</extra>"
+            ),
+        )
     fig.update_layout(
-        barmode="overlay", bargap=0.15, showlegend=True,
+        barmode="overlay",
+        bargap=0.15,
+        showlegend=True,
         legend={"orientation": "h", "y": 1.12, "x": 0},
-        xaxis={"gridcolor": GRID, "title": None, "type": "date",
-               "range": [to_naive_utc(drift.start), to_naive_utc(drift.end)]},
-        yaxis={"gridcolor": GRID, "zerolinecolor": MUTED, "ticksuffix": " %",
-               "title": {"text": "speed − batch, % of batch", "font": {"color": MUTED}}},
+        xaxis={
+            "gridcolor": GRID,
+            "title": None,
+            "type": "date",
+            "range": [to_naive_utc(drift.start), to_naive_utc(drift.end)],
+        },
+        yaxis={
+            "gridcolor": GRID,
+            "zerolinecolor": MUTED,
+            "ticksuffix": " %",
+            "title": {"text": "speed − batch, % of batch", "font": {"color": MUTED}},
+        },
     )
     return fig
 
@@ -109,21 +158,33 @@ def drift_rows(drift: Drift, metric: MetricInfo) -> list[dict[str, Any]]:
     """The windows that were off, largest relative difference first."""
     off = [p for p in drift.points if reason_of(p) != "none"]
     off.sort(key=lambda p: abs(p.relative or 0.0), reverse=True)
-    return [{
-        "window": fmt_clock(utc(p.t)),
-        "speed": fmt_value(p.speed, metric),
-        "batch": fmt_value(p.batch, metric),
-        "difference": f"{p.difference:+,.4g}" if p.difference is not None else
-        ("not held by speed" if p.speed is None else "–"),
-        "relative": f"{_percent_off(p) / 100:+.3%}",
-        "events": f"{p.speed_count:,} / {p.batch_count:,}",
-        "reason": p.reason,
-    } for p in off[:TABLE_ROWS]]
+    return [
+        {
+            "window": fmt_clock(utc(p.t)),
+            "speed": fmt_value(p.speed, metric),
+            "batch": fmt_value(p.batch, metric),
+            "difference": f"{p.difference:+,.4g}"
+            if p.difference is not None
+            else ("not held by speed" if p.speed is None else "–"),
+            "relative": f"{_percent_off(p) / 100:+.3%}",
+            "events": f"{p.speed_count:,} / {p.batch_count:,}",
+            "reason": p.reason,
+        }
+        for p in off[:TABLE_ROWS]
+    ]
 
 
 def table_columns() -> list[DataTable.Columns]:
     """The table's columns; the window's zone is the page's (UTC or local)."""
-    return [{"name": n, "id": i} for n, i in (
-        (f"window ({zone_name()})", "window"), ("speed", "speed"), ("batch", "batch"),
-        ("speed − batch", "difference"), ("relative", "relative"),
-        ("events speed / batch", "events"), ("why", "reason"))]
+    return [
+        {"name": n, "id": i}
+        for n, i in (
+            (f"window ({zone_name()})", "window"),
+            ("speed", "speed"),
+            ("batch", "batch"),
+            ("speed − batch", "difference"),
+            ("relative", "relative"),
+            ("events speed / batch", "events"),
+            ("why", "reason"),
+        )
+    ]

@@ -22,8 +22,12 @@ from dashboard.formatting import utc
 from dashboard.series import Line, lines_of, to_naive_utc
 from stratum.windows import parse_duration_ms
 
-PRESETS: dict[str, timedelta] = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1),
-                                 "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+PRESETS: dict[str, timedelta] = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 PRESET_LABELS = {"15m": "15 min", "1h": "1 h", "24h": "24 h", "7d": "7 d", "custom": "custom"}
 CUSTOM = "custom"
 DEFAULT_RANGE = "1h"
@@ -62,8 +66,10 @@ def from_params(params: Mapping[str, Any]) -> ExplorerQuery:
     return ExplorerQuery(
         metric=_text(params, "metric") or None,
         range=range_ if range_ in PRESETS or range_ == CUSTOM else DEFAULT_RANGE,
-        start=_text(params, "start"), end=_text(params, "end"),
-        step=_text(params, "step") or None, group_by=_text(params, "group_by") or None,
+        start=_text(params, "start"),
+        end=_text(params, "end"),
+        step=_text(params, "step") or None,
+        group_by=_text(params, "group_by") or None,
         filter_dim=_text(params, "filter_dim") or None,
         filter_values=tuple(v for v in values.split(",") if v),
     )
@@ -93,8 +99,10 @@ def parse_moment(text: str) -> datetime:
     try:
         return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
-        raise ValueError(f"{text!r} is not a time: use ISO-8601 such as 2026-11-21T10:00 "
-                         "(UTC) or epoch milliseconds") from None
+        raise ValueError(
+            f"{text!r} is not a time: use ISO-8601 such as 2026-11-21T10:00 "
+            "(UTC) or epoch milliseconds"
+        ) from None
 
 
 def bounds(query: ExplorerQuery, now: datetime) -> tuple[datetime, datetime]:
@@ -119,20 +127,25 @@ def default_step(metric: MetricInfo, span: timedelta) -> str:
     return metric.windows[-1] if metric.windows else "1m"
 
 
-def settle(query: ExplorerQuery, metric: MetricInfo, span: timedelta,
-           *, keep_step: bool) -> ExplorerQuery:
+def settle(
+    query: ExplorerQuery, metric: MetricInfo, span: timedelta, *, keep_step: bool
+) -> ExplorerQuery:
     """Make the view valid for ``metric``: a step it has, dimensions it has."""
     step = query.step if keep_step and query.step in metric.windows else None
     dims = metric.dimensions
     group_by = query.group_by if query.group_by in dims else None
     filter_dim = query.filter_dim if query.filter_dim in dims else None
-    return replace(query, metric=metric.name, step=step or default_step(metric, span),
-                   group_by=group_by, filter_dim=filter_dim,
-                   filter_values=query.filter_values if filter_dim else ())
+    return replace(
+        query,
+        metric=metric.name,
+        step=step or default_step(metric, span),
+        group_by=group_by,
+        filter_dim=filter_dim,
+        filter_values=query.filter_values if filter_dim else (),
+    )
 
 
-def dropped_note(before: ExplorerQuery, after: ExplorerQuery, metric: MetricInfo
-                 ) -> str | None:
+def dropped_note(before: ExplorerQuery, after: ExplorerQuery, metric: MetricInfo) -> str | None:
     """What switching to ``metric`` removed from the view, said on screen (a filter
     kept silently, or dropped silently, changes the numbers without a word)."""
     lost = []
@@ -144,8 +157,10 @@ def dropped_note(before: ExplorerQuery, after: ExplorerQuery, metric: MetricInfo
     if not lost:
         return None
     dims = ", ".join(metric.dimensions) or "none"
-    return (f"Removed {' and '.join(lost)}: {metric.name} has no such dimension "
-            f"(its dimensions: {dims}).")
+    return (
+        f"Removed {' and '.join(lost)}: {metric.name} has no such dimension "
+        f"(its dimensions: {dims})."
+    )
 
 
 def _group_text(line: Line) -> str:
@@ -154,8 +169,9 @@ def _group_text(line: Line) -> str:
     return " · ".join(f"{k}={v}" for k, v in line.group.items()) or "total"
 
 
-def table_rows(response: SeriesResponse, *, additive: bool = True,
-               now: datetime | None = None) -> list[dict[str, Any]]:
+def table_rows(
+    response: SeriesResponse, *, additive: bool = True, now: datetime | None = None
+) -> list[dict[str, Any]]:
     """One row per drawn (window, line), newest first: the same lines as the chart's
     legend (top N + other), a window still filling noted "in progress", and the first
     window after missing ones noted with the gap's length."""
@@ -170,11 +186,19 @@ def table_rows(response: SeriesResponse, *, additive: bool = True,
             note = "in progress" if x in tail and (cut is None or x > cut) else ""
             if i and x - line.x[i - 1] > size:
                 missing = int((x - line.x[i - 1]) / size) - 1
-                note = ", ".join(p for p in (note, f"after {missing} missing window"
-                                             f"{'s' * (missing != 1)}") if p)
-            rows.append({"window": x.strftime("%Y-%m-%d %H:%M:%S"), "group": _group_text(line),
-                         "value": line.y[i], "source": line.source[i],
-                         "events": line.counts[i] if line.counts else None, "note": note})
+                note = ", ".join(
+                    p for p in (note, f"after {missing} missing window{'s' * (missing != 1)}") if p
+                )
+            rows.append(
+                {
+                    "window": x.strftime("%Y-%m-%d %H:%M:%S"),
+                    "group": _group_text(line),
+                    "value": line.y[i],
+                    "source": line.source[i],
+                    "events": line.counts[i] if line.counts else None,
+                    "note": note,
+                }
+            )
     return sorted(rows, key=lambda r: (r["window"], r["group"]), reverse=True)
 
 
@@ -182,14 +206,18 @@ def csv_text(response: SeriesResponse, dimensions: Sequence[str]) -> str:
     """Long format, one column per grouped dimension, times as ISO-8601 UTC and epoch ms."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["window_start", "window_start_ms", *dimensions, "value", "source",
-                     "events"])
+    writer.writerow(["window_start", "window_start_ms", *dimensions, "value", "source", "events"])
     for series in response.series:
         for point in series.points:
             moment = utc(point.t)
-            writer.writerow([moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                             int(moment.timestamp() * 1000),
-                             *(series.group.get(d, "") for d in dimensions),
-                             "" if point.value is None else repr(point.value), point.source,
-                             "" if point.count is None else point.count])
+            writer.writerow(
+                [
+                    moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    int(moment.timestamp() * 1000),
+                    *(series.group.get(d, "") for d in dimensions),
+                    "" if point.value is None else repr(point.value),
+                    point.source,
+                    "" if point.count is None else point.count,
+                ]
+            )
     return out.getvalue()

@@ -36,7 +36,7 @@ def display_offset() -> timedelta:
 
 
 def zone_name() -> str:
-    """"UTC", or "UTC+01:00" for a browser's local time (even when that is UTC+00:00)."""
+    """ "UTC", or "UTC+01:00" for a browser's local time (even when that is UTC+00:00)."""
     if not _LOCAL.get():
         return "UTC"
     minutes = _OFFSET_MIN.get()
@@ -47,7 +47,6 @@ def zone_name() -> str:
 def shown(moment: datetime) -> datetime:
     """``moment`` in the display zone (aware)."""
     return utc(moment).astimezone(timezone(display_offset()))
-
 
 
 def number_format(metric: MetricInfo) -> str:

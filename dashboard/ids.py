@@ -125,6 +125,7 @@ ADMIN_DETAILS: Final = "admin-details"
 ADMIN_REFRESHED: Final = "admin-refreshed"  # dcc.Store: epoch s of the last refresh
 ADMIN_VIEW_KEYS: Final = "admin-view-keys"  # dcc.Store: what each part last showed
 
+
 def live_interval(page: Any) -> dict[str, Any]:
     """The auto-refresh interval of ``page`` (or ``dash.ALL``): the pause control stops
     every one of them at once."""

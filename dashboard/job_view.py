@@ -76,8 +76,11 @@ def progress_of(job: Job, now: datetime) -> JobProgress:
         percent, label = None, "catching up on the log"
     elif total:
         percent = 100 * min(done, total) / total
-        label = (f"archive {done}/{total}" if phase == "archive" else
-                 progress_label(job.kind, job.state, done, total, phase))
+        label = (
+            f"archive {done}/{total}"
+            if phase == "archive"
+            else progress_label(job.kind, job.state, done, total, phase)
+        )
     else:
         percent, label = None, "starting" if job.state == "running" else "–"
     eta = None
@@ -87,7 +90,7 @@ def progress_of(job: Job, now: datetime) -> JobProgress:
 
 
 def params_summary(job: Job, now: datetime | None = None) -> str:
-    """"full", "full, 08:00 → 10:00", "whole history", "from 11-20 10:00" (UTC; the date
+    """ "full", "full, 08:00 → 10:00", "whole history", "from 11-20 10:00" (UTC; the date
     only when it is not ``now``'s day, or always without ``now``). A replay says from where
     it rebuilds (the asked time aligned down) and that it keeps the older windows."""
     params = job.params or {}
@@ -135,8 +138,10 @@ def progress_bar(job: Job, now: datetime, *, wide: bool = False) -> Component:
         className=" ".join(classes),
         title=f"{job.units_done or 0} of {job.units_total or 0} units",
         children=[
-            html.Div(html.Div(className="progress-fill", style={"width": f"{width:.1f}%"}),
-                     className="progress-track"),
+            html.Div(
+                html.Div(className="progress-fill", style={"width": f"{width:.1f}%"}),
+                className="progress-track",
+            ),
             html.Span(text, className="progress-text"),
         ],
         **data,

@@ -47,34 +47,60 @@ def throughput_metric(metrics: Sequence[MetricInfo]) -> MetricInfo | None:
 TileValue: TypeAlias = list[Component | str | None] | str  # a tile's value: number and unit
 
 
-def _tile(title: str, value_id: ids.ComponentId, note_id: ids.ComponentId,
-          spark_id: ids.ComponentId | None, class_name: str = "") -> html.Div:
+def _tile(
+    title: str,
+    value_id: ids.ComponentId,
+    note_id: ids.ComponentId,
+    spark_id: ids.ComponentId | None,
+    class_name: str = "",
+) -> html.Div:
     children: list[Component] = [
         html.Div(title, className="tile-title"),
         html.Div("–", id=value_id, className="tile-value"),
         html.Div("", id=note_id, className="tile-note"),
     ]
     if spark_id is not None:
-        children.append(dcc.Graph(id=spark_id, figure=message_figure(""), config=SPARK_CONFIG,
-                                  style={"height": SPARK_HEIGHT}, className="tile-spark"))
+        children.append(
+            dcc.Graph(
+                id=spark_id,
+                figure=message_figure(""),
+                config=SPARK_CONFIG,
+                style={"height": SPARK_HEIGHT},
+                className="tile-spark",
+            )
+        )
     return html.Div(children, className=f"tile {class_name}".strip())
 
 
 def rate_tile() -> html.Div:
-    return _tile("events / s", ids.OVERVIEW_RATE_VALUE, ids.OVERVIEW_RATE_NOTE,
-                 ids.OVERVIEW_RATE_SPARK, "tile--rate")
+    return _tile(
+        "events / s",
+        ids.OVERVIEW_RATE_VALUE,
+        ids.OVERVIEW_RATE_NOTE,
+        ids.OVERVIEW_RATE_SPARK,
+        "tile--rate",
+    )
 
 
 def metric_tile(metric: MetricInfo) -> html.Div:
-    return _tile(metric.name, ids.metric_id(ids.OVERVIEW_TILE_VALUE, metric.name),
-                 ids.metric_id(ids.OVERVIEW_TILE_NOTE, metric.name),
-                 ids.metric_id(ids.OVERVIEW_TILE_SPARK, metric.name), "tile--metric")
+    return _tile(
+        metric.name,
+        ids.metric_id(ids.OVERVIEW_TILE_VALUE, metric.name),
+        ids.metric_id(ids.OVERVIEW_TILE_NOTE, metric.name),
+        ids.metric_id(ids.OVERVIEW_TILE_SPARK, metric.name),
+        "tile--metric",
+    )
 
 
 def freshness_tile() -> html.Div:
-    return html.Div(id=ids.OVERVIEW_FRESHNESS, className="tile tile--freshness is-unknown",
-                    children=[html.Div("freshness", className="tile-title"),
-                              html.Div("–", className="tile-value")])
+    return html.Div(
+        id=ids.OVERVIEW_FRESHNESS,
+        className="tile tile--freshness is-unknown",
+        children=[
+            html.Div("freshness", className="tile-title"),
+            html.Div("–", className="tile-value"),
+        ],
+    )
 
 
 def window_totals(response: SeriesResponse) -> tuple[list[datetime], list[float]]:
@@ -88,8 +114,9 @@ def window_totals(response: SeriesResponse) -> tuple[list[datetime], list[float]
     return xs, [totals[x] for x in xs]
 
 
-def spark_points(metric: MetricInfo, response: SeriesResponse
-                 ) -> tuple[list[datetime], list[float | None]]:
+def spark_points(
+    metric: MetricInfo, response: SeriesResponse
+) -> tuple[list[datetime], list[float | None]]:
     if metric.additive:
         xs, ys = window_totals(response)
         return xs, list(ys)
@@ -97,15 +124,17 @@ def spark_points(metric: MetricInfo, response: SeriesResponse
     return [utc(p.t) for p in points], [p.value for p in points]
 
 
-def headline_value(metric: MetricInfo, response: SeriesResponse, now: datetime
-                   ) -> tuple[datetime, float | None] | None:
+def headline_value(
+    metric: MetricInfo, response: SeriesResponse, now: datetime
+) -> tuple[datetime, float | None] | None:
     """(window, value) of the newest complete window: tiles and cards both show it."""
     xs, ys = spark_points(metric, response)
     return newest_complete(xs, ys, response.step, now)
 
 
-def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
-                     ) -> tuple[TileValue, str]:
+def metric_tile_text(
+    metric: MetricInfo, response: SeriesResponse, now: datetime
+) -> tuple[TileValue, str]:
     """(value, note) of a metric tile."""
     unit = html.Span(f" {metric.unit}", className="tile-unit") if metric.unit else None
     newest = headline_value(metric, response, now)
@@ -114,18 +143,23 @@ def metric_tile_text(metric: MetricInfo, response: SeriesResponse, now: datetime
     return [fmt_value(newest[1], metric), unit], f"per {response.step} · {fmt_clock(newest[0])}"
 
 
-def rate_text(metric: MetricInfo, response: SeriesResponse, now: datetime,
-              ingest_per_s: float | None) -> tuple[str, str, list[datetime], list[float]]:
+def rate_text(
+    metric: MetricInfo, response: SeriesResponse, now: datetime, ingest_per_s: float | None
+) -> tuple[str, str, list[datetime], list[float]]:
     """(value, note, x, y): events per second per window, and the ingest rate now."""
     seconds = parse_duration_ms(response.step) / 1000
     xs, totals = window_totals(response)
     rates = [t / seconds for t in totals]
     newest = newest_complete(xs, rates, response.step, now)
     value = fmt_rate_number(newest[1]) if newest and newest[1] is not None else "–"
-    ingest = (f"ingest {fmt_rate(ingest_per_s)} ({INGEST_WINDOW})"
-              if ingest_per_s is not None else "")
-    window = f"per {response.step} window · {fmt_clock(newest[0])}" if newest else \
-        f"per {response.step} window"
+    ingest = (
+        f"ingest {fmt_rate(ingest_per_s)} ({INGEST_WINDOW})" if ingest_per_s is not None else ""
+    )
+    window = (
+        f"per {response.step} window · {fmt_clock(newest[0])}"
+        if newest
+        else f"per {response.step} window"
+    )
     return value, " · ".join(p for p in (window, ingest) if p), xs, rates
 
 
@@ -143,20 +177,35 @@ def freshness(status: Status | None, error: str | None = None) -> tuple[list[Com
     """The badge: lag (tone from thresholds), the horizon and its age."""
     title = html.Div("freshness", className="tile-title")
     if status is None:
-        return [title, html.Div("unknown", className="tile-value"),
-                html.Div(error or "", className="tile-note")], "tile tile--freshness is-bad"
+        return [
+            title,
+            html.Div("unknown", className="tile-value"),
+            html.Div(error or "", className="tile-note"),
+        ], "tile tile--freshness is-bad"
     lag = status.speed.lag_s
-    tone = ("unknown" if lag is None else "ok" if lag < FRESH_S
-            else "warn" if lag < STALE_S else "bad")
+    tone = (
+        "unknown" if lag is None else "ok" if lag < FRESH_S else "warn" if lag < STALE_S else "bad"
+    )
     label = {"ok": "live", "warn": "lagging", "bad": "stale", "unknown": "no events yet"}[tone]
     horizon = status.batch.horizon
-    horizon_text = (f"horizon {fmt_clock(horizon)} · {_ago(status.batch.horizon_age_s)} ago"
-                    if horizon else "no batch run yet")
+    horizon_text = (
+        f"horizon {fmt_clock(horizon)} · {_ago(status.batch.horizon_age_s)} ago"
+        if horizon
+        else "no batch run yet"
+    )
     return [
         title,
-        html.Div([html.Span(className=f"dot dot--{'muted' if tone == 'unknown' else tone}"),
-                  f" {label}"], className="tile-value"),
-        html.Div(f"event-time lag {_ago(lag)}", className="tile-note freshness-lag",
-                 **attrs({"data-lag-s": "" if lag is None else f"{lag:.3f}"})),
+        html.Div(
+            [
+                html.Span(className=f"dot dot--{'muted' if tone == 'unknown' else tone}"),
+                f" {label}",
+            ],
+            className="tile-value",
+        ),
+        html.Div(
+            f"event-time lag {_ago(lag)}",
+            className="tile-note freshness-lag",
+            **attrs({"data-lag-s": "" if lag is None else f"{lag:.3f}"}),
+        ),
         html.Div(horizon_text, className="tile-note freshness-horizon"),
     ], f"tile tile--freshness is-{tone}"

@@ -32,15 +32,22 @@ def live_interval(page: str, interval_ms: int) -> dcc.Interval:
 
 
 def pause_control() -> html.Div:
-    return html.Div(className="pause-control", children=[
-        dcc.Store(id=ids.APP_PAUSED, storage_type="session", data=False),
-        html.Button(PAUSE_LABEL, id=ids.APP_PAUSE_BUTTON, n_clicks=0,
-                    className="button button--ghost", **attrs({"data-paused": "false"})),
-    ])
+    return html.Div(
+        className="pause-control",
+        children=[
+            dcc.Store(id=ids.APP_PAUSED, storage_type="session", data=False),
+            html.Button(
+                PAUSE_LABEL,
+                id=ids.APP_PAUSE_BUTTON,
+                n_clicks=0,
+                className="button button--ghost",
+                **attrs({"data-paused": "false"}),
+            ),
+        ],
+    )
 
 
-def too_soon(last_refresh_s: float | None, interval_ms: int,
-             now_s: float | None = None) -> bool:
+def too_soon(last_refresh_s: float | None, interval_ms: int, now_s: float | None = None) -> bool:
     """True when the previous refresh finished less than half an interval ago."""
     if last_refresh_s is None:
         return False

@@ -23,32 +23,50 @@ from dashboard.series import group_by_for, latest_point
 
 def legend_key() -> html.Div:
     """What the shading, the dashed line and the markers mean, once per page."""
-    return html.Div(className="legend-key", children=[
-        html.Span([html.Span(className="swatch swatch--batch"), "batch (authoritative)"]),
-        html.Span([html.Span(className="swatch swatch--speed"), "speed (fresh)"]),
-        html.Span([html.Span(className="swatch swatch--horizon"), "batch horizon"]),
-        html.Span([html.Span(className="swatch swatch--open"), "in progress (still filling)"]),
-        html.Span("● batch point  ○ speed point  ◆ mixed  ▲ batch run",
-                  className="legend-markers"),
-    ])
+    return html.Div(
+        className="legend-key",
+        children=[
+            html.Span([html.Span(className="swatch swatch--batch"), "batch (authoritative)"]),
+            html.Span([html.Span(className="swatch swatch--speed"), "speed (fresh)"]),
+            html.Span([html.Span(className="swatch swatch--horizon"), "batch horizon"]),
+            html.Span([html.Span(className="swatch swatch--open"), "in progress (still filling)"]),
+            html.Span(
+                "● batch point  ○ speed point  ◆ mixed  ▲ batch run", className="legend-markers"
+            ),
+        ],
+    )
 
 
 def metric_card(metric: MetricInfo) -> html.Section:
     """A card whose graph, headline and last-point text have ids the refresh targets."""
     grouping = group_by_for(metric)
     kind = metric.aggregation if metric.quantile is None else f"p{metric.quantile * 100:g}"
-    facts = [kind, f"{', '.join(metric.windows)} windows",
-             f"by {', '.join(grouping)}" if grouping else "total"]
+    facts = [
+        kind,
+        f"{', '.join(metric.windows)} windows",
+        f"by {', '.join(grouping)}" if grouping else "total",
+    ]
     return card(
         metric.name,
-        dcc.Graph(id=ids.metric_id(ids.OVERVIEW_GRAPH, metric.name),
-                  figure=message_figure("Loading…"), config=GRAPH_CONFIG, responsive=True,
-                  style={"height": GRAPH_HEIGHT}, className="metric-graph"),
-        html.Div(className="card-footer", children=[
-            html.Span(" · ".join(facts), className="muted"),
-            html.Span("–", id=ids.metric_id(ids.OVERVIEW_LAST_POINT, metric.name),
-                      className="last-point"),
-        ]),
+        dcc.Graph(
+            id=ids.metric_id(ids.OVERVIEW_GRAPH, metric.name),
+            figure=message_figure("Loading…"),
+            config=GRAPH_CONFIG,
+            responsive=True,
+            style={"height": GRAPH_HEIGHT},
+            className="metric-graph",
+        ),
+        html.Div(
+            className="card-footer",
+            children=[
+                html.Span(" · ".join(facts), className="muted"),
+                html.Span(
+                    "–",
+                    id=ids.metric_id(ids.OVERVIEW_LAST_POINT, metric.name),
+                    className="last-point",
+                ),
+            ],
+        ),
         query_details(ids.metric_id(ids.OVERVIEW_API, metric.name)),
         subtitle=metric.description or None,
         aside=html.Div("–", id=ids.metric_id(ids.OVERVIEW_KPI, metric.name), className="kpi"),
@@ -61,11 +79,13 @@ def kpi(metric: MetricInfo, response: SeriesResponse, now: datetime) -> list[Com
     """The card's headline: the newest complete window, as on its tile, with its time."""
     newest = headline_value(metric, response, now)
     unit = html.Span(f" {metric.unit}", className="kpi-unit") if metric.unit else None
-    label = (f"per {response.step} · {fmt_clock(newest[0])}" if newest
-             else f"no complete {response.step} window yet")
+    label = (
+        f"per {response.step} · {fmt_clock(newest[0])}"
+        if newest
+        else f"no complete {response.step} window yet"
+    )
     return [
-        html.Div([fmt_value(newest[1] if newest else None, metric), unit],
-                 className="kpi-value"),
+        html.Div([fmt_value(newest[1] if newest else None, metric), unit], className="kpi-value"),
         html.Div(label, className="kpi-label"),
     ]
 

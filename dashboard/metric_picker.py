@@ -18,14 +18,17 @@ from dashboard.components import banner
 from dashboard.errors import ApiError
 
 
-def register_metric_picker(app: Dash, api: ApiClient, *, picker: str, catalog: str,
-                           retry: str, status: str) -> None:
+def register_metric_picker(
+    app: Dash, api: ApiClient, *, picker: str, catalog: str, retry: str, status: str
+) -> None:
     """``picker``: the dcc.Dropdown; ``catalog``: the dcc.Store; ``retry``: the
     dcc.Interval that retries until the API answers; ``status``: where problems show."""
 
     @app.callback(
-        Output(picker, "options"), Output(picker, "value"),
-        Output(catalog, "data"), Output(retry, "disabled"),
+        Output(picker, "options"),
+        Output(picker, "value"),
+        Output(catalog, "data"),
+        Output(retry, "disabled"),
         Output(status, "children", allow_duplicate=True),
         Input(retry, "n_intervals"),
         State(picker, "value"),

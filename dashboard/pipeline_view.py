@@ -18,10 +18,20 @@ from dashboard.formatting import INGEST_WINDOW, fmt_clock, fmt_count, fmt_rate, 
 from dashboard.kpi_tiles import FRESH_S, STALE_S
 from dashboard.series import to_naive_utc
 
-THROUGHPUT_STAGES = ("ingest_accepted", "speed_events", "archive_events", "speed_late",
-                     "dead_letters")
-STATE_COLOURS = {"succeeded": "#10b981", "failed": "#ef4444", "running": "#2563eb",
-                 "queued": "#94a3b8", "cancelled": "#cbd5e1"}
+THROUGHPUT_STAGES = (
+    "ingest_accepted",
+    "speed_events",
+    "archive_events",
+    "speed_late",
+    "dead_letters",
+)
+STATE_COLOURS = {
+    "succeeded": "#10b981",
+    "failed": "#ef4444",
+    "running": "#2563eb",
+    "queued": "#94a3b8",
+    "cancelled": "#cbd5e1",
+}
 MIN_TIMELINE_SPAN = timedelta(minutes=5)
 
 
@@ -30,11 +40,15 @@ def _rate(per_s: float | None) -> str:
 
 
 def _tile(title: str, value: str, note: str, key: str, tone: str = "") -> html.Div:
-    return html.Div([html.Div(title, className="tile-title"),
-                     html.Div(value, className="tile-value"),
-                     html.Div(note, className="tile-note")],
-                    className=f"tile {f'is-{tone}' if tone else ''}".strip(),
-                    **attrs({"data-stage": key}))
+    return html.Div(
+        [
+            html.Div(title, className="tile-title"),
+            html.Div(value, className="tile-value"),
+            html.Div(note, className="tile-note"),
+        ],
+        className=f"tile {f'is-{tone}' if tone else ''}".strip(),
+        **attrs({"data-stage": key}),
+    )
 
 
 def _lag_tone(lag_s: float | None) -> str:
@@ -52,26 +66,64 @@ def stage_tiles(p: Pipeline) -> list[Component]:
     worst = max(lags, default=None)
     runs = p.batch.runs
     horizon = fmt_clock(p.batch.horizon) if p.batch.horizon else "none yet"
-    age = (f"{p.batch.horizon_age_s / 60:,.1f} min behind now"
-           if p.batch.horizon_age_s is not None else "no successful batch run")
-    mean = (f" · mean run {p.batch.mean_duration_s:.1f} s"
-            if p.batch.mean_duration_s is not None else "")
+    age = (
+        f"{p.batch.horizon_age_s / 60:,.1f} min behind now"
+        if p.batch.horizon_age_s is not None
+        else "no successful batch run"
+    )
+    mean = (
+        f" · mean run {p.batch.mean_duration_s:.1f} s"
+        if p.batch.mean_duration_s is not None
+        else ""
+    )
     flush = f"flush {p.flush_mean_ms:.1f} ms" if p.flush_mean_ms is not None else "no flush yet"
     return [
-        _tile("ingest", _rate(ingest.per_s), f"{INGEST_WINDOW} · {fmt_count(int(ingest.total))}"
-              f" accepted · {fmt_count(int(rejected.total))} rejected", "ingest"),
-        _tile("speed layer", _rate(speed.per_s), f"{fmt_count(int(speed.total))} aggregated · "
-              f"{flush}", "speed"),
-        _tile("late events", fmt_count(int(late.total)), f"{_rate(late.per_s)} · sent to "
-              "the late topic, fixed by batch", "late", "warn" if late.total else ""),
-        _tile("dead letters", fmt_count(int(dead.total)), f"{_rate(dead.per_s)} · malformed "
-              "records", "dead_letters", "bad" if dead.total else ""),
-        _tile("archive", _rate(archive.per_s), f"{fmt_count(int(archive.total))} events · "
-              f"{fmt_count(int(files.total))} files", "archive"),
-        _tile("event-time lag", "–" if worst is None else f"{worst:,.1f} s",
-              f"worst of {len(p.partitions)} partition(s)", "lag", _lag_tone(worst)),
-        _tile("batch horizon", horizon, f"{age}{mean} · {runs.get('succeeded', 0)} ok, "
-              f"{runs.get('failed', 0)} failed", "batch"),
+        _tile(
+            "ingest",
+            _rate(ingest.per_s),
+            f"{INGEST_WINDOW} · {fmt_count(int(ingest.total))}"
+            f" accepted · {fmt_count(int(rejected.total))} rejected",
+            "ingest",
+        ),
+        _tile(
+            "speed layer",
+            _rate(speed.per_s),
+            f"{fmt_count(int(speed.total))} aggregated · {flush}",
+            "speed",
+        ),
+        _tile(
+            "late events",
+            fmt_count(int(late.total)),
+            f"{_rate(late.per_s)} · sent to the late topic, fixed by batch",
+            "late",
+            "warn" if late.total else "",
+        ),
+        _tile(
+            "dead letters",
+            fmt_count(int(dead.total)),
+            f"{_rate(dead.per_s)} · malformed records",
+            "dead_letters",
+            "bad" if dead.total else "",
+        ),
+        _tile(
+            "archive",
+            _rate(archive.per_s),
+            f"{fmt_count(int(archive.total))} events · {fmt_count(int(files.total))} files",
+            "archive",
+        ),
+        _tile(
+            "event-time lag",
+            "–" if worst is None else f"{worst:,.1f} s",
+            f"worst of {len(p.partitions)} partition(s)",
+            "lag",
+            _lag_tone(worst),
+        ),
+        _tile(
+            "batch horizon",
+            horizon,
+            f"{age}{mean} · {runs.get('succeeded', 0)} ok, {runs.get('failed', 0)} failed",
+            "batch",
+        ),
     ]
 
 
@@ -92,58 +144,107 @@ def clip_top(values: Sequence[float | None]) -> tuple[float, float | None]:
 
 def throughput_figure(p: Pipeline) -> go.Figure:
     if len(p.history) < 2:
-        return message_figure("Collecting throughput: the API samples its counters each "
-                              "time it is asked")
+        return message_figure(
+            "Collecting throughput: the API samples its counters each time it is asked"
+        )
     fig = go.Figure(layout=base_layout())
     xs = [to_naive_utc(point.t) for point in p.history]
     everything: list[float | None] = []
     for index, key in enumerate(THROUGHPUT_STAGES):
         ys = [point.per_s.get(key) for point in p.history]
         everything += ys
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, name=p.stage(key).label or key, mode="lines",
-            line={"color": PALETTE[index % len(PALETTE)], "width": 2},
-            hovertemplate="%{fullData.name}: %{y:,.1f}/s<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                name=p.stage(key).label or key,
+                mode="lines",
+                line={"color": PALETTE[index % len(PALETTE)], "width": 2},
+                hovertemplate="%{fullData.name}: %{y:,.1f}/s<extra></extra>",
+            )
+        )
     top, peak = clip_top(everything)
     fig.update_layout(
-        xaxis={"gridcolor": GRID, "tickformat": "%H:%M:%S",
-               "hoverformat": f"%H:%M:%S {zone_name()}"},
-        yaxis={"gridcolor": GRID, "range": [0, top],
-               "title": {"text": "events / s", "font": {"size": 11, "color": MUTED}}},
-        hovermode="x unified", margin={"b": 64},
+        xaxis={
+            "gridcolor": GRID,
+            "tickformat": "%H:%M:%S",
+            "hoverformat": f"%H:%M:%S {zone_name()}",
+        },
+        yaxis={
+            "gridcolor": GRID,
+            "range": [0, top],
+            "title": {"text": "events / s", "font": {"size": 11, "color": MUTED}},
+        },
+        hovermode="x unified",
+        margin={"b": 64},
         legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"},
-        uirevision="throughput")
+        uirevision="throughput",
+    )
     if peak is not None:
-        fig.add_annotation(text=f"axis clipped: peak {fmt_rate(peak)} (back-fill)",
-                           xref="paper", yref="paper", x=1, y=1, xanchor="right",
-                           yanchor="bottom", showarrow=False,
-                           font={"size": 11, "color": MUTED})
+        fig.add_annotation(
+            text=f"axis clipped: peak {fmt_rate(peak)} (back-fill)",
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 11, "color": MUTED},
+        )
     return fig
 
 
 def partitions_table(p: Pipeline) -> Component:
     if not p.partitions:
-        return html.Div("No partition has been flushed yet: the speed layer writes its "
-                        "progress after its first events.", className="empty-state")
-    head = html.Thead(html.Tr([html.Th(c, className="num" if c == "Offset" else None) for c in
-                               ("Partition", "Offset", "Newest event", "Watermark",
-                                "Event-time lag", "Last flush")]))
+        return html.Div(
+            "No partition has been flushed yet: the speed layer writes its "
+            "progress after its first events.",
+            className="empty-state",
+        )
+    head = html.Thead(
+        html.Tr(
+            [
+                html.Th(c, className="num" if c == "Offset" else None)
+                for c in (
+                    "Partition",
+                    "Offset",
+                    "Newest event",
+                    "Watermark",
+                    "Event-time lag",
+                    "Last flush",
+                )
+            ]
+        )
+    )
     rows = []
     for part in p.partitions:
         tone = _lag_tone(part.lag_s)
         lag = "–" if part.lag_s is None else f"{part.lag_s:,.1f} s"
         label = str(part.partition if part.partition is not None else part.source_id)
-        rows.append(html.Tr([
-            # a [[source]]'s partitions carry its name: "orders 2"
-            html.Td(html.Code(label if part.source == "events" else f"{part.source} {label}")),
-            html.Td(fmt_count(part.through_offset), className="num"),
-            html.Td(fmt_clock(part.newest_event)), html.Td(fmt_clock(part.watermark)),
-            html.Td(badge(lag, {"unknown": "muted"}.get(tone, tone))),
-            html.Td(fmt_clock(part.updated_at)),
-        ], **attrs({"data-partition": str(part.partition), "data-source": part.source,
-                    "data-lag-s": "" if part.lag_s is None else f"{part.lag_s:.3f}"})))
-    return html.Div(html.Table([head, html.Tbody(rows)], className="table"),
-                    className="table-wrap")
+        rows.append(
+            html.Tr(
+                [
+                    # a [[source]]'s partitions carry its name: "orders 2"
+                    html.Td(
+                        html.Code(label if part.source == "events" else f"{part.source} {label}")
+                    ),
+                    html.Td(fmt_count(part.through_offset), className="num"),
+                    html.Td(fmt_clock(part.newest_event)),
+                    html.Td(fmt_clock(part.watermark)),
+                    html.Td(badge(lag, {"unknown": "muted"}.get(tone, tone))),
+                    html.Td(fmt_clock(part.updated_at)),
+                ],
+                **attrs(
+                    {
+                        "data-partition": str(part.partition),
+                        "data-source": part.source,
+                        "data-lag-s": "" if part.lag_s is None else f"{part.lag_s:.3f}",
+                    }
+                ),
+            )
+        )
+    return html.Div(html.Table([head, html.Tbody(rows)], className="table"), className="table-wrap")
 
 
 def _bar(job: Job, now: datetime) -> tuple[datetime, float] | None:
@@ -170,28 +271,57 @@ def timeline_figure(p: Pipeline, now: datetime) -> go.Figure:
         chosen = [(job, bar) for job, bar in bars if job.state == state]
         if not chosen:
             continue
-        fig.add_trace(go.Bar(
-            orientation="h", name=state, marker={"color": colour},
-            y=[job.kind for job, _ in chosen], x=[max(bar[1], visible_ms) for _, bar in chosen],
-            base=[to_naive_utc(bar[0]) for _, bar in chosen],
-            customdata=[_hover(job, bar[1]) for job, bar in chosen],
-            hovertemplate="%{customdata}<extra></extra>", width=0.5))
+        fig.add_trace(
+            go.Bar(
+                orientation="h",
+                name=state,
+                marker={"color": colour},
+                y=[job.kind for job, _ in chosen],
+                x=[max(bar[1], visible_ms) for _, bar in chosen],
+                base=[to_naive_utc(bar[0]) for _, bar in chosen],
+                customdata=[_hover(job, bar[1]) for job, bar in chosen],
+                hovertemplate="%{customdata}<extra></extra>",
+                width=0.5,
+            )
+        )
     layout: dict[str, Any] = {
-        "barmode": "overlay", "showlegend": True, "bargap": 0.4,
-        "xaxis": {"type": "date", "range": [to_naive_utc(x0), to_naive_utc(now)],
-                  "gridcolor": GRID, "tickformat": "%H:%M"},
+        "barmode": "overlay",
+        "showlegend": True,
+        "bargap": 0.4,
+        "xaxis": {
+            "type": "date",
+            "range": [to_naive_utc(x0), to_naive_utc(now)],
+            "gridcolor": GRID,
+            "tickformat": "%H:%M",
+        },
         "yaxis": {"categoryorder": "array", "categoryarray": ["replay", "batch"]},
         "legend": {"orientation": "h", "x": 0, "y": -0.25, "yanchor": "top"},
-        "margin": {"l": 64, "r": 16, "t": 28, "b": 56}, "uirevision": "timeline"}
+        "margin": {"l": 64, "r": 16, "t": 28, "b": 56},
+        "uirevision": "timeline",
+    }
     fig.update_layout(**layout)
     horizon = p.batch.horizon
     if horizon is not None and x0 < utc(horizon) < utc(now):
-        fig.add_shape(type="line", xref="x", yref="paper", x0=to_naive_utc(horizon),
-                      x1=to_naive_utc(horizon), y0=0, y1=1,
-                      line={"color": HORIZON_COLOR, "width": 1.5, "dash": "dash"})
-        fig.add_annotation(text=f"batch horizon {fmt_clock(horizon)}", xref="x", yref="paper",
-                           x=to_naive_utc(horizon), y=1, yanchor="bottom", showarrow=False,
-                           font={"size": 11, "color": HORIZON_COLOR})
+        fig.add_shape(
+            type="line",
+            xref="x",
+            yref="paper",
+            x0=to_naive_utc(horizon),
+            x1=to_naive_utc(horizon),
+            y0=0,
+            y1=1,
+            line={"color": HORIZON_COLOR, "width": 1.5, "dash": "dash"},
+        )
+        fig.add_annotation(
+            text=f"batch horizon {fmt_clock(horizon)}",
+            xref="x",
+            yref="paper",
+            x=to_naive_utc(horizon),
+            y=1,
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 11, "color": HORIZON_COLOR},
+        )
     return fig
 
 
@@ -199,6 +329,8 @@ def _hover(job: Job, duration_ms: float) -> str:
     rows = f"{fmt_count(job.rows_in)} rows in → {fmt_count(job.rows_out)} out"
     horizon = f"<br>horizon → {fmt_clock(job.horizon)}" if job.horizon else ""
     error = f"<br>error: {job.error[:120]}" if job.error else ""
-    return (f"{job.kind} {job.job_id[:8]} · {job.state} ({job.trigger or '–'})<br>"
-            f"{fmt_clock(job.started_at)} for {duration_ms / 1000:,.1f} s · {rows}"
-            f"{horizon}{error}")
+    return (
+        f"{job.kind} {job.job_id[:8]} · {job.state} ({job.trigger or '–'})<br>"
+        f"{fmt_clock(job.started_at)} for {duration_ms / 1000:,.1f} s · {rows}"
+        f"{horizon}{error}"
+    )

@@ -24,11 +24,23 @@ from dashboard.components import attrs
 from dashboard.explorer_state import parse_moment
 
 PRESETS: dict[str, timedelta] = {
-    "15m": timedelta(minutes=15), "30m": timedelta(minutes=30), "1h": timedelta(hours=1),
-    "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+    "15m": timedelta(minutes=15),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
 CUSTOM = "custom"
-REFRESH: dict[str, int] = {"2s": 2_000, "5s": 5_000, "10s": 10_000, "30s": 30_000,
-                           "1m": 60_000, "5m": 300_000, "off": 0}
+REFRESH: dict[str, int] = {
+    "2s": 2_000,
+    "5s": 5_000,
+    "10s": 10_000,
+    "30s": 30_000,
+    "1m": 60_000,
+    "5m": 300_000,
+    "off": 0,
+}
 NEVER_MS = 2**31 - 1  # the longest interval a browser timer takes: "off"
 ZONES = {"utc": "UTC", "local": "Local"}
 CUSTOM_SHOWN = {"display": "flex"}
@@ -36,7 +48,7 @@ HIDDEN = {"display": "none"}
 
 
 def label(key: str) -> str:
-    """"15m" -> "15 min", "1h" -> "1 h"."""
+    """ "15m" -> "15 min", "1h" -> "1 h"."""
     if key in (CUSTOM, "off"):
         return key
     number, unit = key[:-1], key[-1]
@@ -59,18 +71,23 @@ def _text(params: Mapping[str, Any], key: str) -> str:
     return str(value).strip() if value is not None else ""
 
 
-def from_params(params: Mapping[str, Any], *, ranges: Sequence[str], default_range: str,
-                default_refresh: str) -> TimeView:
+def from_params(
+    params: Mapping[str, Any], *, ranges: Sequence[str], default_range: str, default_refresh: str
+) -> TimeView:
     """Whatever the URL says, made safe: unknown values fall back to the page's defaults."""
     range_, refresh, tz = _text(params, "range"), _text(params, "refresh"), _text(params, "tz")
-    return TimeView(range=range_ if range_ in (*ranges, CUSTOM) else default_range,
-                    start=_text(params, "start"), end=_text(params, "end"),
-                    refresh=refresh if refresh in REFRESH else default_refresh,
-                    tz=tz if tz in ZONES else "utc")
+    return TimeView(
+        range=range_ if range_ in (*ranges, CUSTOM) else default_range,
+        start=_text(params, "start"),
+        end=_text(params, "end"),
+        refresh=refresh if refresh in REFRESH else default_refresh,
+        tz=tz if tz in ZONES else "utc",
+    )
 
 
-def bounds(range_: str | None, start: str | None, end: str | None, now: datetime,
-           fallback: str) -> tuple[datetime, datetime, str | None]:
+def bounds(
+    range_: str | None, start: str | None, end: str | None, now: datetime, fallback: str
+) -> tuple[datetime, datetime, str | None]:
     """(start, end, problem): a custom range that does not parse falls back to
     ``fallback`` and says why, so the page still shows something."""
     if range_ in PRESETS:
@@ -97,8 +114,10 @@ def interval_ms(refresh: str | None, default_ms: int) -> int:
 
 
 def _field(text: str, control: Component, class_name: str = "") -> html.Div:
-    return html.Div([html.Label(text, className="field-label"), control],
-                    className=f"field {class_name}".strip())
+    return html.Div(
+        [html.Label(text, className="field-label"), control],
+        className=f"field {class_name}".strip(),
+    )
 
 
 def time_bar(page: str, view: TimeView, *, ranges: Sequence[str] | None) -> html.Div:
@@ -106,27 +125,66 @@ def time_bar(page: str, view: TimeView, *, ranges: Sequence[str] | None) -> html
     parts: list[Component] = []
     if ranges is not None:
         parts += [
-            _field("Range", dcc.RadioItems(
-                id=ids.timebar("range", page), value=view.range, inline=True,
-                className="segmented",
-                options=[{"label": label(k), "value": k} for k in (*ranges, CUSTOM)])),
-            html.Div(id=ids.timebar("custom", page), className="custom-range",
-                     style=CUSTOM_SHOWN if view.range == CUSTOM else HIDDEN, children=[
-                _field("From", dcc.Input(id=ids.timebar("start", page), value=view.start,
-                                         debounce=True, className="input",
-                                         placeholder="2026-11-21T10:00 or epoch ms")),
-                _field("To", dcc.Input(id=ids.timebar("end", page), value=view.end,
-                                       debounce=True, className="input", placeholder="now")),
-            ]),
+            _field(
+                "Range",
+                dcc.RadioItems(
+                    id=ids.timebar("range", page),
+                    value=view.range,
+                    inline=True,
+                    className="segmented",
+                    options=[{"label": label(k), "value": k} for k in (*ranges, CUSTOM)],
+                ),
+            ),
+            html.Div(
+                id=ids.timebar("custom", page),
+                className="custom-range",
+                style=CUSTOM_SHOWN if view.range == CUSTOM else HIDDEN,
+                children=[
+                    _field(
+                        "From",
+                        dcc.Input(
+                            id=ids.timebar("start", page),
+                            value=view.start,
+                            debounce=True,
+                            className="input",
+                            placeholder="2026-11-21T10:00 or epoch ms",
+                        ),
+                    ),
+                    _field(
+                        "To",
+                        dcc.Input(
+                            id=ids.timebar("end", page),
+                            value=view.end,
+                            debounce=True,
+                            className="input",
+                            placeholder="now",
+                        ),
+                    ),
+                ],
+            ),
         ]
     parts += [
-        _field("Refresh", dcc.Dropdown(
-            id=ids.timebar("refresh", page), value=view.refresh, clearable=False,
-            searchable=False, options=[{"label": label(k), "value": k} for k in REFRESH]),
-            "field--refresh"),
-        _field("Times", dcc.RadioItems(
-            id=ids.timebar("tz", page), value=view.tz, inline=True, className="segmented",
-            options=[{"label": text, "value": key} for key, text in ZONES.items()])),
+        _field(
+            "Refresh",
+            dcc.Dropdown(
+                id=ids.timebar("refresh", page),
+                value=view.refresh,
+                clearable=False,
+                searchable=False,
+                options=[{"label": label(k), "value": k} for k in REFRESH],
+            ),
+            "field--refresh",
+        ),
+        _field(
+            "Times",
+            dcc.RadioItems(
+                id=ids.timebar("tz", page),
+                value=view.tz,
+                inline=True,
+                className="segmented",
+                options=[{"label": text, "value": key} for key, text in ZONES.items()],
+            ),
+        ),
         html.Div(id=ids.timebar("sink", page), hidden=True),
     ]
     if ranges is not None:
@@ -158,9 +216,7 @@ function(values, keys) {
 def register_timebar_callbacks(app: Dash) -> None:
     """Clientside, once for every page: URL, interval, custom row, browser offset."""
     app.clientside_callback(
-        "function(refresh, tz) {"
-        f"  return ({_WRITE_URL})([refresh, tz], ['refresh', 'tz']);"
-        "}",
+        f"function(refresh, tz) {{  return ({_WRITE_URL})([refresh, tz], ['refresh', 'tz']);}}",
         Output(ids.timebar("sink", MATCH), "children"),
         Input(ids.timebar("refresh", MATCH), "value"),
         Input(ids.timebar("tz", MATCH), "value"),
@@ -182,8 +238,7 @@ def register_timebar_callbacks(app: Dash) -> None:
     )
     refresh_ms = json.dumps(REFRESH)
     app.clientside_callback(
-        f"function(refresh) {{ const ms = {refresh_ms}[refresh];"
-        f"  return ms ? ms : {NEVER_MS}; }}",
+        f"function(refresh) {{ const ms = {refresh_ms}[refresh];  return ms ? ms : {NEVER_MS}; }}",
         Output(ids.live_interval(MATCH), "interval"),
         Input(ids.timebar("refresh", MATCH), "value"),
     )

@@ -40,10 +40,19 @@ async def create_topic(kafka: KafkaSettings, bootstrap: str, topic: str) -> None
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_options(kafka))
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(
-            topic, num_partitions=PARTITIONS, replication_factor=kafka.replication_factor,
-            topic_configs={"retention.ms": str(kafka.retention_ms),
-                           "cleanup.policy": "delete"})])
+        await admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=PARTITIONS,
+                    replication_factor=kafka.replication_factor,
+                    topic_configs={
+                        "retention.ms": str(kafka.retention_ms),
+                        "cleanup.policy": "delete",
+                    },
+                )
+            ]
+        )
     except TopicAlreadyExistsError:
         pass
     finally:
@@ -64,17 +73,25 @@ class OrderTable:
         roll = rng.random()
         if snapshot or roll < 0.75 or not self.rows:
             order_id, self.next_id = self.next_id, self.next_id + 1
-            row = {"id": order_id, "status": "new", "customer": {
-                "country": rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]},
-                "total": {"amount": round(rng.lognormvariate(3.3, 0.7), 2), "currency": "EUR"}}
+            row = {
+                "id": order_id,
+                "status": "new",
+                "customer": {"country": rng.choices(COUNTRIES, COUNTRY_WEIGHTS)[0]},
+                "total": {"amount": round(rng.lognormvariate(3.3, 0.7), 2), "currency": "EUR"},
+            }
             self.rows[order_id] = row
             return order_id, _envelope("r" if snapshot else "c", ts_ms, None, row)
         order_id = rng.choice(list(self.rows)[-500:])
         before = self.rows[order_id]
         if roll < 0.95:
-            after = {**before, "status": "paid",
-                     "total": {**before["total"], "amount": round(
-                         before["total"]["amount"] * rng.uniform(0.9, 1.0), 2)}}
+            after = {
+                **before,
+                "status": "paid",
+                "total": {
+                    **before["total"],
+                    "amount": round(before["total"]["amount"] * rng.uniform(0.9, 1.0), 2),
+                },
+            }
             self.rows[order_id] = after
             return order_id, _envelope("u", ts_ms, before, after)
         del self.rows[order_id]
@@ -82,20 +99,34 @@ class OrderTable:
 
 
 def _envelope(op: str, ts_ms: int, before: Any, after: Any) -> bytes:
-    return orjson.dumps({"schema": {"type": "struct", "name": "shop.public.orders.Envelope"},
-                         "payload": {"before": before, "after": after, "op": op,
-                                     "ts_ms": ts_ms, "source": {
-                                         "connector": "postgresql", "db": "shop",
-                                         "table": "orders"}}})
+    return orjson.dumps(
+        {
+            "schema": {"type": "struct", "name": "shop.public.orders.Envelope"},
+            "payload": {
+                "before": before,
+                "after": after,
+                "op": op,
+                "ts_ms": ts_ms,
+                "source": {"connector": "postgresql", "db": "shop", "table": "orders"},
+            },
+        }
+    )
 
 
-async def run_orders(kafka: KafkaSettings, bootstrap: str, topic: str, *,
-                     rate_per_s: float = 5.0, backfill_s: float = 0.0,
-                     stop: asyncio.Event | None = None) -> int:
+async def run_orders(
+    kafka: KafkaSettings,
+    bootstrap: str,
+    topic: str,
+    *,
+    rate_per_s: float = 5.0,
+    backfill_s: float = 0.0,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Write change events until ``stop``; the history first. Returns how many."""
     table = OrderTable()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50,
-                                **aiokafka_options(kafka))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, **aiokafka_options(kafka)
+    )
     await producer.start()
     sent = 0
     try:
@@ -104,8 +135,9 @@ async def run_orders(kafka: KafkaSettings, bootstrap: str, topic: str, *,
             if stop is not None and stop.is_set():
                 return sent
             if table.rng.random() < rate_per_s / 10:  # a tenth of the live rate
-                order_id, value = table.change(now_ms - int(backfill_s * 1000) + second * 1000,
-                                               snapshot=True)
+                order_id, value = table.change(
+                    now_ms - int(backfill_s * 1000) + second * 1000, snapshot=True
+                )
                 await producer.send(topic, value, key=str(order_id).encode())
                 sent += 1
         while stop is None or not stop.is_set():

@@ -157,19 +157,26 @@ class EventFactory:
         return ["not", "an", "object"]
 
 
-def backfill(factory: EventFactory, pacer: Pacer, until_ms: int
-             ) -> Iterator[list[dict[str, Any]]]:
+def backfill(factory: EventFactory, pacer: Pacer, until_ms: int) -> Iterator[list[dict[str, Any]]]:
     """In-order history from the pacer's cursor to ``until_ms``, one second per batch."""
     while pacer.cursor_ms < until_ms:
-        second = [factory.event(start + factory.rng.randrange(1000))
-                  for start, count in pacer.due(min(until_ms, pacer.cursor_ms + 1000), 1000)
-                  for _ in range(count)]
+        second = [
+            factory.event(start + factory.rng.randrange(1000))
+            for start, count in pacer.due(min(until_ms, pacer.cursor_ms + 1000), 1000)
+            for _ in range(count)
+        ]
         if second:
             yield second
 
 
-async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: float | None = None,
-                        token: str | None = None, stop: asyncio.Event | None = None) -> int:
+async def run_generator(
+    api_url: str,
+    config: GeneratorConfig,
+    *,
+    duration_s: float | None = None,
+    token: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
     """Post events to ``api_url`` until ``duration_s`` passes or ``stop`` is set."""
     factory = EventFactory(config)
     headers = {"content-type": "application/json"}
@@ -203,8 +210,7 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
                         chunk = []
                 if not stopped():
                     sent += await _post(client, chunk)
-            log.info("generator: backfilled %.0f s of history (%d events)",
-                     config.backfill_s, sent)
+            log.info("generator: backfilled %.0f s of history (%d events)", config.backfill_s, sent)
         started = time.monotonic()
         tick = 0.25
         pacer.cursor_ms = max(pacer.cursor_ms, now_ms() - 1000)
@@ -219,8 +225,9 @@ async def run_generator(api_url: str, config: GeneratorConfig, *, duration_s: fl
     return sent
 
 
-async def _wait_ready(client: httpx.AsyncClient, stopped: Callable[[], bool],
-                      timeout_s: float = 30.0) -> None:
+async def _wait_ready(
+    client: httpx.AsyncClient, stopped: Callable[[], bool], timeout_s: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stopped():
         try:

@@ -72,7 +72,7 @@ class Record:
 def _decode_body(body: bytes) -> Record:
     (length,) = _EPOCH.unpack_from(body, 0)
     at = _EPOCH.size
-    epoch = body[at:at + length].decode()
+    epoch = body[at : at + length].decode()
     at += length
     (count,) = _COUNT.unpack_from(body, at)
     at += _COUNT.size
@@ -80,7 +80,7 @@ def _decode_body(body: bytes) -> Record:
     for _ in range(count):
         partition, offset, size = _MESSAGE.unpack_from(body, at)
         at += _MESSAGE.size
-        messages.append((partition, offset, body[at:at + size]))
+        messages.append((partition, offset, body[at : at + size]))
         at += size
     return Record(epoch, messages)
 
@@ -93,14 +93,18 @@ def read_segment(path: Path) -> Iterator[Record]:
         if len(data) - at < _HEADER.size:
             break
         magic, length, crc = _HEADER.unpack_from(data, at)
-        body = data[at + _HEADER.size:at + _HEADER.size + length]
+        body = data[at + _HEADER.size : at + _HEADER.size + length]
         if magic != MAGIC or len(body) != length or zlib.crc32(body) != crc:
             break
         yield _decode_body(body)
         at += _HEADER.size + length
     if at < len(data):
-        log.warning("journal %s: ignoring %d byte(s) after the last intact record (a write "
-                    "cut short by a crash; never acknowledged)", path.name, len(data) - at)
+        log.warning(
+            "journal %s: ignoring %d byte(s) after the last intact record (a write "
+            "cut short by a crash; never acknowledged)",
+            path.name,
+            len(data) - at,
+        )
 
 
 def list_segments(directory: Path) -> list[Path]:
@@ -123,8 +127,14 @@ class Journal:
     closed only when it is deleted or the journal closes, never while an fsync may be
     running on it."""
 
-    def __init__(self, directory: Path, epoch: str, *, segment_bytes: int = SEGMENT_BYTES,
-                 segment_age_s: float = SEGMENT_AGE_S) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        epoch: str,
+        *,
+        segment_bytes: int = SEGMENT_BYTES,
+        segment_age_s: float = SEGMENT_AGE_S,
+    ) -> None:
         self.directory = directory
         self.epoch = epoch
         self.segment_bytes = segment_bytes
@@ -152,14 +162,17 @@ class Journal:
         if self.broken:
             raise JournalError(f"the journal is broken ({self.broken}); restart Stratum")
         segment = self._current
-        if segment is None or segment.size >= self.segment_bytes or (
-                time.monotonic() - segment.opened >= self.segment_age_s):
+        if (
+            segment is None
+            or segment.size >= self.segment_bytes
+            or (time.monotonic() - segment.opened >= self.segment_age_s)
+        ):
             segment = self._roll()
         record = encode_record(self.epoch, messages)
         data = memoryview(record)
         try:
             while data:
-                data = data[os.write(segment.fd, data):]
+                data = data[os.write(segment.fd, data) :]
         except OSError as exc:
             self.broken = str(exc)
             raise JournalError(f"could not write the journal {segment.path}: {exc}") from exc
@@ -223,7 +236,8 @@ class Journal:
         behind. Returns how many went."""
         current = self._current
         if current is not None and (
-                closing or time.monotonic() - current.opened >= self.segment_age_s):
+            closing or time.monotonic() - current.opened >= self.segment_age_s
+        ):
             self._current = None
         busy = self._dirty + self._in_sync
         removed = 0

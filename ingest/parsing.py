@@ -48,8 +48,10 @@ def values_bound(body: bytes, *, ndjson: bool) -> int:
 
 def _check_count(count: int, limits: BodyLimits) -> None:
     if count > limits.max_items:
-        raise TooManyItemsError(f"the body holds {count} items; the limit is "
-                                f"{limits.max_items} events per request: split it")
+        raise TooManyItemsError(
+            f"the body holds {count} items; the limit is "
+            f"{limits.max_items} events per request: split it"
+        )
 
 
 @dataclass(slots=True)
@@ -77,14 +79,17 @@ def split_body(body: bytes, limits: BodyLimits | None = None) -> list[Any | Reje
     array = stripped.startswith("[")
     bound = values_bound(body, ndjson=not array)
     if bound > limits.max_values:
-        raise TooManyItemsError(f"the body holds up to {bound} JSON values; the limit is "
-                                f"{limits.max_values} per request: split it")
+        raise TooManyItemsError(
+            f"the body holds up to {bound} JSON values; the limit is "
+            f"{limits.max_values} per request: split it"
+        )
     if array:
         try:
             array_items = orjson.loads(stripped)
         except orjson.JSONDecodeError as exc:
-            raise BodyError(f"the body starts like a JSON array but is not valid JSON: {exc}"
-                            ) from None
+            raise BodyError(
+                f"the body starts like a JSON array but is not valid JSON: {exc}"
+            ) from None
         if not isinstance(array_items, list):
             raise BodyError("the body must be a JSON array of events or NDJSON")
         _check_count(len(array_items), limits)
@@ -105,8 +110,13 @@ def split_body(body: bytes, limits: BodyLimits | None = None) -> list[Any | Reje
     return items
 
 
-def parse_events(body: bytes, *, now_ms: int | None = None, max_age_ms: int | None = None,
-                 limits: BodyLimits | None = None) -> ParsedBatch:
+def parse_events(
+    body: bytes,
+    *,
+    now_ms: int | None = None,
+    max_age_ms: int | None = None,
+    limits: BodyLimits | None = None,
+) -> ParsedBatch:
     """Each item validated alone; ``max_age_ms``: how far before ``now_ms`` the oldest
     accepted event time is (None: back to 1970)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms

@@ -35,8 +35,7 @@ class Recovered:
     segments_deleted: int = 0
 
 
-def archived_pairs(root: Path, epoch: str, partition: int, first: int, last: int
-                   ) -> pl.DataFrame:
+def archived_pairs(root: Path, epoch: str, partition: int, first: int, last: int) -> pl.DataFrame:
     """``(offset, event_id)`` of the archived events of one epoch's partition whose file
     ranges meet ``first..last``."""
     files = []
@@ -46,7 +45,8 @@ def archived_pairs(root: Path, epoch: str, partition: int, first: int, last: int
         except ValueError:
             continue  # not an archive file's name
         if (file_epoch, file_partition) == (epoch, partition) and (
-                file_first <= last and file_last >= first):
+            file_first <= last and file_last >= first
+        ):
             files.append(path)
     if not files:
         return pl.DataFrame(schema={"offset": pl.Int64, "event_id": pl.String})
@@ -57,8 +57,11 @@ def recover_journal(data_dir: Path, current_epoch: str) -> Recovered:
     """Archive what the journal holds of epochs other than ``current_epoch`` and is not
     archived yet, then delete those segments. Safe to run again after a crash midway."""
     report = Recovered()
-    segments = [s for s in list_segments(journal_dir(data_dir))
-                if not s.name.startswith(f"{current_epoch}-")]
+    segments = [
+        s
+        for s in list_segments(journal_dir(data_dir))
+        if not s.name.startswith(f"{current_epoch}-")
+    ]
     if not segments:
         return report
     messages: dict[tuple[str, int], dict[int, bytes]] = defaultdict(dict)
@@ -71,19 +74,24 @@ def recover_journal(data_dir: Path, current_epoch: str) -> Recovered:
         decoded = decode_messages(sorted(by_offset.items()))
         frame = decoded.frame
         have = archived_pairs(root, epoch, partition, min(by_offset), max(by_offset))
-        missing = frame.join(have, on=["offset", "event_id"], how="anti",
-                             maintain_order="left")
+        missing = frame.join(have, on=["offset", "event_id"], how="anti", maintain_order="left")
         report.journaled[epoch] = report.journaled.get(epoch, 0) + frame.height
         report.written[epoch] = report.written.get(epoch, 0) + missing.height
         if missing.height:
-            report.files += archive.write_frame(root, epoch, partition, missing,
-                                                *archive.offset_range(missing))
+            report.files += archive.write_frame(
+                root, epoch, partition, missing, *archive.offset_range(missing)
+            )
     for segment in segments:
         segment.unlink()
         report.segments_deleted += 1
     for epoch in sorted(report.journaled):
         level = logging.WARNING if report.written[epoch] else logging.INFO
-        log.log(level, "journal recovery: epoch %s: %d acknowledged event(s) journaled, %d "
-                "of them were not archived and now are", epoch, report.journaled[epoch],
-                report.written[epoch])
+        log.log(
+            level,
+            "journal recovery: epoch %s: %d acknowledged event(s) journaled, %d "
+            "of them were not archived and now are",
+            epoch,
+            report.journaled[epoch],
+            report.written[epoch],
+        )
     return report

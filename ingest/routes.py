@@ -40,8 +40,10 @@ class RejectedEvent(BaseModel):
 
 class IngestResult(BaseModel):
     accepted: int
-    rejected: list[RejectedEvent] = Field(description="the first rejected events (up to "
-                                          "STRATUM_API__MAX_REJECTIONS_LISTED) with reasons")
+    rejected: list[RejectedEvent] = Field(
+        description="the first rejected events (up to "
+        "STRATUM_API__MAX_REJECTIONS_LISTED) with reasons"
+    )
     rejected_count: int = Field(0, description="all rejected events, listed or not")
 
 
@@ -50,8 +52,11 @@ def get_producer(request: Request) -> EventProducer:
     if getattr(state, "shutting_down", False):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=error_detail("shutting_down", "Stratum is stopping: it drains what it "
-                                "accepted and takes no more; retry after it restarts"),
+            detail=error_detail(
+                "shutting_down",
+                "Stratum is stopping: it drains what it "
+                "accepted and takes no more; retry after it restarts",
+            ),
             headers={"Retry-After": "5"},
         )
     producer: EventProducer | None = getattr(state, "producer", None)
@@ -101,10 +106,15 @@ def require_ingest(request: Request, token: TokenDep) -> None:
     if expected is None:
         return
     if not matches(token, (expected, settings.api.admin_token)):
-        raise HTTPException(401, detail=error_detail(
-            "unauthorized", "ingest is token-protected here: send 'Authorization: Bearer "
-            "<token>' with the ingest token (setting STRATUM_API__INGEST_TOKEN)"),
-            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            detail=error_detail(
+                "unauthorized",
+                "ingest is token-protected here: send 'Authorization: Bearer "
+                "<token>' with the ingest token (setting STRATUM_API__INGEST_TOKEN)",
+            ),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def _parse_lock(request: Request) -> asyncio.Semaphore:
@@ -120,11 +130,17 @@ def _check_content_type(request: Request) -> None:
     declared = request.headers.get("content-type", "")
     media = declared.split(";", 1)[0].strip().lower()
     if media not in CONTENT_TYPES:
-        raise HTTPException(415, detail=error_detail(
-            "unsupported_media_type",
-            f"send events as {' or '.join(CONTENT_TYPES)} (Content-Type header); got "
-            f"{media[:60]!r}" if media else f"send events with a Content-Type header: "
-            f"{' or '.join(CONTENT_TYPES)}", accepted=list(CONTENT_TYPES)))
+        raise HTTPException(
+            415,
+            detail=error_detail(
+                "unsupported_media_type",
+                f"send events as {' or '.join(CONTENT_TYPES)} (Content-Type header); got "
+                f"{media[:60]!r}"
+                if media
+                else f"send events with a Content-Type header: {' or '.join(CONTENT_TYPES)}",
+                accepted=list(CONTENT_TYPES),
+            ),
+        )
 
 
 @router.post(
@@ -133,12 +149,25 @@ def _check_content_type(request: Request) -> None:
     response_model=IngestResult,
     dependencies=[Depends(require_ingest)],
     summary="Ingest events (JSON array or NDJSON)",
-    openapi_extra={"requestBody": {"content": {
-        "application/json": {"example": [{"event_id": "e1", "ts": "2026-11-21T10:00:00Z",
-                                          "type": "purchase", "country": "DE",
-                                          "amount": 12.5}]},
-        "application/x-ndjson": {"schema": {"type": "string"}},
-    }, "required": True}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": [
+                        {
+                            "event_id": "e1",
+                            "ts": "2026-11-21T10:00:00Z",
+                            "type": "purchase",
+                            "country": "DE",
+                            "amount": 12.5,
+                        }
+                    ]
+                },
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            },
+            "required": True,
+        }
+    },
 )
 async def post_events(
     request: Request, producer: Annotated[EventProducer, Depends(get_producer)]
@@ -147,24 +176,36 @@ async def post_events(
     limit: int = request.app.state.settings.api.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, detail=error_detail(
-            "body_too_large", f"the body is larger than {limit} bytes; split it into "
-            "smaller batches"))
+        raise HTTPException(
+            413,
+            detail=error_detail(
+                "body_too_large",
+                f"the body is larger than {limit} bytes; split it into smaller batches",
+            ),
+        )
     budget = _budget(request)
     body = bytearray()
     try:
         async for chunk in request.stream():
             if not budget.take(len(chunk)):
-                raise HTTPException(429, detail=error_detail(
-                    "ingest_saturated",
-                    f"ingest already holds {budget.used_bytes} bytes of events waiting for "
-                    f"the log (limit {budget.limit_bytes}); retry shortly"),
-                    headers={"Retry-After": "1"})
+                raise HTTPException(
+                    429,
+                    detail=error_detail(
+                        "ingest_saturated",
+                        f"ingest already holds {budget.used_bytes} bytes of events waiting for "
+                        f"the log (limit {budget.limit_bytes}); retry shortly",
+                    ),
+                    headers={"Retry-After": "1"},
+                )
             body.extend(chunk)
             if len(body) > limit:
-                raise HTTPException(413, detail=error_detail(
-                    "body_too_large", f"the body is larger than {limit} bytes; split it "
-                    "into smaller batches"))
+                raise HTTPException(
+                    413,
+                    detail=error_detail(
+                        "body_too_large",
+                        f"the body is larger than {limit} bytes; split it into smaller batches",
+                    ),
+                )
         async with _parse_lock(request):
             batch = await asyncio.to_thread(_parse, bytes(body), request.app.state.settings)
         return await _ingest(batch, producer, request.app.state.settings.api)
@@ -177,35 +218,51 @@ def _parse(body: bytes, settings: Settings) -> ParsedBatch:
     api = settings.api
     limits = BodyLimits(max_items=api.max_events_per_body)
     try:
-        return parse_events(body, limits=limits,
-                            max_age_ms=int(api.max_event_age_days * 86_400_000))
+        return parse_events(
+            body, limits=limits, max_age_ms=int(api.max_event_age_days * 86_400_000)
+        )
     except TooManyItemsError as exc:
-        raise HTTPException(413, detail=error_detail(
-            "too_many_events", str(exc), max_events=limits.max_items)) from exc
+        raise HTTPException(
+            413, detail=error_detail("too_many_events", str(exc), max_events=limits.max_items)
+        ) from exc
     except BodyError as exc:
         raise HTTPException(400, detail=error_detail("unreadable_body", str(exc))) from exc
 
 
-async def _ingest(batch: ParsedBatch, producer: EventProducer, api: ApiSettings
-                  ) -> IngestResult:
+async def _ingest(batch: ParsedBatch, producer: EventProducer, api: ApiSettings) -> IngestResult:
     count = len(batch.rejected)
-    rejected = [RejectedEvent(index=r.index, error=_short(r.error))
-                for r in batch.rejected[:api.max_rejections_listed]]
+    rejected = [
+        RejectedEvent(index=r.index, error=_short(r.error))
+        for r in batch.rejected[: api.max_rejections_listed]
+    ]
     if not batch.events and not count:
-        raise HTTPException(422, detail=error_detail(
-            "empty_batch", "the body holds no events: send a JSON array (or NDJSON) of at "
-            "least one event", rejected=[], rejected_count=0))
+        raise HTTPException(
+            422,
+            detail=error_detail(
+                "empty_batch",
+                "the body holds no events: send a JSON array (or NDJSON) of at least one event",
+                rejected=[],
+                rejected_count=0,
+            ),
+        )
     if not batch.events:
         telemetry.EVENTS_REJECTED.inc(count)
-        raise HTTPException(422, detail=error_detail(
-            "no_valid_events", f"all {count} event(s) were rejected"
-            + (f"; the first {len(rejected)} are listed" if len(rejected) < count else ""),
-            rejected=[r.model_dump() for r in rejected], rejected_count=count))
+        raise HTTPException(
+            422,
+            detail=error_detail(
+                "no_valid_events",
+                f"all {count} event(s) were rejected"
+                + (f"; the first {len(rejected)} are listed" if len(rejected) < count else ""),
+                rejected=[r.model_dump() for r in rejected],
+                rejected_count=count,
+            ),
+        )
     try:
         await producer.send(batch.events)
     except LogUnavailableError as exc:
-        raise HTTPException(503, detail=error_detail("log_unavailable", str(exc)),
-                            headers={"Retry-After": "5"}) from exc
+        raise HTTPException(
+            503, detail=error_detail("log_unavailable", str(exc)), headers={"Retry-After": "5"}
+        ) from exc
     telemetry.EVENTS_ACCEPTED.inc(len(batch.events))
     telemetry.EVENTS_REJECTED.inc(count)
     return IngestResult(accepted=len(batch.events), rejected=rejected, rejected_count=count)

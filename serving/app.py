@@ -37,8 +37,9 @@ from stratum.storage.client import redact_url
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
-               lifespan: Lifespan | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, catalog: MetricCatalog, storage: Storage, lifespan: Lifespan | None = None
+) -> FastAPI:
     # Swagger UI and ReDoc from the fastapi-offline package's own copies of their assets
     # (under /static-offline-docs): FastAPI's defaults load them from a CDN, so /docs was
     # blank without internet.
@@ -58,9 +59,13 @@ def create_app(settings: Settings, catalog: MetricCatalog, storage: Storage,
     app.state.health.register("clickhouse", lambda: _clickhouse_probe(storage))
     install_error_handlers(app)
     if settings.api.cors_origins:  # off unless configured: no other origin may call
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
-                           allow_methods=["GET", "POST"], allow_credentials=False,
-                           allow_headers=["Authorization", "Content-Type", "X-Stratum-Token"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_credentials=False,
+            allow_headers=["Authorization", "Content-Type", "X-Stratum-Token"],
+        )
     app.include_router(metrics.router)
     app.include_router(drift.router)
     app.include_router(side_events.router)

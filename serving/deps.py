@@ -55,22 +55,31 @@ def may_read(token: str | None, settings: Settings) -> bool:
     return matches(token, (settings.api.read_token, settings.api.admin_token))
 
 
-def require_admin(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]
-                  ) -> None:
+def require_admin(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]) -> None:
     if not matches(token, (settings.api.admin_token,)):
-        raise HTTPException(401, detail=error_detail(
-            "unauthorized", "admin endpoints need the admin token: send the header "
-            "'Authorization: Bearer <token>' (the token is the setting "
-            "STRATUM_API__ADMIN_TOKEN)"), headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            detail=error_detail(
+                "unauthorized",
+                "admin endpoints need the admin token: send the header "
+                "'Authorization: Bearer <token>' (the token is the setting "
+                "STRATUM_API__ADMIN_TOKEN)",
+            ),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
-def require_reader(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]
-                   ) -> None:
+def require_reader(token: TokenDep, settings: Annotated[Settings, Depends(get_settings)]) -> None:
     if not may_read(token, settings):
-        raise HTTPException(401, detail=error_detail(
-            "unauthorized", "reads are token-protected here: send 'Authorization: Bearer "
-            "<token>' with the read token (setting STRATUM_API__READ_TOKEN)"),
-            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            detail=error_detail(
+                "unauthorized",
+                "reads are token-protected here: send 'Authorization: Bearer "
+                "<token>' with the read token (setting STRATUM_API__READ_TOKEN)",
+            ),
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -39,8 +39,13 @@ class DriftPoint:
         return diff / abs(self.batch)
 
 
-def explain(metric: MetricDefinition, speed: float | None, batch: float | None,
-            speed_count: int, batch_count: int) -> str:
+def explain(
+    metric: MetricDefinition,
+    speed: float | None,
+    batch: float | None,
+    speed_count: int,
+    batch_count: int,
+) -> str:
     if batch_count > speed_count:
         return f"late events: {batch_count - speed_count} arrived after the watermark"
     if speed_count > batch_count:
@@ -49,8 +54,11 @@ def explain(metric: MetricDefinition, speed: float | None, batch: float | None,
         return "none"
     if metric.kind.approximate:
         return "sketch error"
-    return "rounding" if abs((speed or 0) - (batch or 0)) < 1e-6 * max(1.0, abs(batch)) \
+    return (
+        "rounding"
+        if abs((speed or 0) - (batch or 0)) < 1e-6 * max(1.0, abs(batch))
         else "unexplained"
+    )
 
 
 def _utc_param(ms: int) -> float:
@@ -61,13 +69,20 @@ class DriftReader:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def drift(self, metric: MetricDefinition, start_ms: int, end_ms: int, generation: int
-              ) -> list[DriftPoint]:
+    def drift(
+        self, metric: MetricDefinition, start_ms: int, end_ms: int, generation: int
+    ) -> list[DriftPoint]:
         db = self.storage.database
-        params: dict[str, Any] = {"m": metric.name, "w": metric.window_ms, "g": generation,
-                                  "start": _utc_param(start_ms), "end": _utc_param(end_ms)}
+        params: dict[str, Any] = {
+            "m": metric.name,
+            "w": metric.window_ms,
+            "g": generation,
+            "start": _utc_param(start_ms),
+            "end": _utc_param(end_ms),
+        }
         value = value_sql(metric)
-        batch = self.storage.query(f"""
+        batch = self.storage.query(
+            f"""
             SELECT toUnixTimestamp64Milli(t.window_start) AS t, {value}, sum(count)
             FROM {db}.batch_windows AS t
             INNER JOIN (SELECT hour_start, version,
@@ -77,22 +92,35 @@ class DriftReader:
             WHERE t.metric = {{m:String}} AND t.window_ms = {{w:UInt32}}
               AND t.window_start >= {{start:DateTime64(3)}}
               AND t.window_start < {{end:DateTime64(3)}} AND t.window_start <= c.until
-            GROUP BY t ORDER BY t""", params)
-        speed = self.storage.query(f"""
+            GROUP BY t ORDER BY t""",
+            params,
+        )
+        speed = self.storage.query(
+            f"""
             SELECT toUnixTimestamp64Milli(window_start) AS t, {value}, sum(count)
             FROM {db}.speed_windows FINAL
             WHERE generation = {{g:UInt32}} AND metric = {{m:String}}
               AND window_ms = {{w:UInt32}} AND window_start >= {{start:DateTime64(3)}}
               AND window_start < {{end:DateTime64(3)}}
             GROUP BY t ORDER BY t
-            SETTINGS do_not_merge_across_partitions_select_final = 1""", params)
+            SETTINGS do_not_merge_across_partitions_select_final = 1""",
+            params,
+        )
         speed_by_t = {int(t): (_num(v), int(n)) for t, v, n in speed}
         points = []
         for t, v, n in batch:
             s_value, s_count = speed_by_t.get(int(t), (None, 0))
             b_value, b_count = _num(v), int(n)
-            points.append(DriftPoint(int(t), s_value, b_value, s_count, b_count,
-                                     explain(metric, s_value, b_value, s_count, b_count)))
+            points.append(
+                DriftPoint(
+                    int(t),
+                    s_value,
+                    b_value,
+                    s_count,
+                    b_count,
+                    explain(metric, s_value, b_value, s_count, b_count),
+                )
+            )
         return points
 
 

@@ -62,8 +62,9 @@ class Plan:
     store_to: int
 
 
-def final_span(start_ms: int, end_ms: int, step_ms: int, until_ms: int | None
-               ) -> tuple[int, int] | None:
+def final_span(
+    start_ms: int, end_ms: int, step_ms: int, until_ms: int | None
+) -> tuple[int, int] | None:
     """Buckets ``[lo, hi)`` that lie wholly in the request and end by ``until_ms``."""
     if until_ms is None:
         return None
@@ -87,11 +88,9 @@ class FinalBucketCache:
         self.hits = self.misses = 0
 
     def _between(self, rows: list[Row], lo: int, hi: int) -> list[Row]:
-        return rows[bisect_left(rows, lo, key=bucket_of):
-                    bisect_left(rows, hi, key=bucket_of)]
+        return rows[bisect_left(rows, lo, key=bucket_of) : bisect_left(rows, hi, key=bucket_of)]
 
-    def plan(self, key: ShapeKey, freeze: Freeze, start_ms: int, end_ms: int, step_ms: int
-             ) -> Plan:
+    def plan(self, key: ShapeKey, freeze: Freeze, start_ms: int, end_ms: int, step_ms: int) -> Plan:
         span = final_span(start_ms, end_ms, step_ms, freeze.until_ms)
         if span is None:
             return Plan({}, [(start_ms, end_ms)], 0, 0)
@@ -106,40 +105,61 @@ class FinalBucketCache:
             self.hits += 1
             telemetry.SERVING_FINAL_CACHE.labels("hit").inc()
             cached_hi = min(entry.hi, hi)
-            cached = {group: found for group, rows in entry.groups.items()
-                      if (found := self._between(rows, lo, cached_hi))}
+            cached = {
+                group: found
+                for group, rows in entry.groups.items()
+                if (found := self._between(rows, lo, cached_hi))
+            }
         ranges = [(start_ms, lo)] if start_ms < lo else []
         if cached_hi < end_ms:
             ranges.append((cached_hi, end_ms))
         return Plan(cached, ranges, cached_hi, hi)
 
-    def store(self, key: ShapeKey, freeze: Freeze, plan: Plan, rows: Mapping[Group, list[Row]],
-              start_ms: int, step_ms: int) -> None:
+    def store(
+        self,
+        key: ShapeKey,
+        freeze: Freeze,
+        plan: Plan,
+        rows: Mapping[Group, list[Row]],
+        start_ms: int,
+        step_ms: int,
+    ) -> None:
         """Keep the final buckets of a read (``rows``: per group, in bucket order); the
         entry slides forward with the request."""
         if plan.store_to <= plan.store_from:
             return
         lo = -(-start_ms // step_ms) * step_ms
-        new = {group: found for group, read in rows.items()
-               if (found := self._between(read, plan.store_from, plan.store_to))}
+        new = {
+            group: found
+            for group, read in rows.items()
+            if (found := self._between(read, plan.store_from, plan.store_to))
+        }
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is not None:
                 self._rows -= entry.size
-            if plan.cached and entry is not None and entry.token == freeze.token \
-                    and entry.hi == plan.store_from:
-                groups = {group: kept for group, old in entry.groups.items()
-                          if (kept := old[bisect_left(old, lo, key=bucket_of):]
-                              + new.get(group, []))}
-                groups.update((group, found) for group, found in new.items()
-                              if group not in entry.groups)
+            if (
+                plan.cached
+                and entry is not None
+                and entry.token == freeze.token
+                and entry.hi == plan.store_from
+            ):
+                groups = {
+                    group: kept
+                    for group, old in entry.groups.items()
+                    if (kept := old[bisect_left(old, lo, key=bucket_of) :] + new.get(group, []))
+                }
+                groups.update(
+                    (group, found) for group, found in new.items() if group not in entry.groups
+                )
                 entry = _Entry(entry.token, max(entry.lo, lo), plan.store_to, groups, 0)
             else:
                 entry = _Entry(freeze.token, plan.store_from, plan.store_to, new, 0)
             entry.size = sum(len(found) for found in entry.groups.values())
             self._entries[key] = entry
             self._rows += entry.size
-            while self._entries and (len(self._entries) > self.capacity
-                                     or self._rows > self.max_rows):
+            while self._entries and (
+                len(self._entries) > self.capacity or self._rows > self.max_rows
+            ):
                 _, gone = self._entries.popitem(last=False)
                 self._rows -= gone.size

@@ -55,8 +55,9 @@ class LiveDefinitions:
             self._fetched = time.monotonic()
         return catalog
 
-    def resolve(self, generation: int, metric: MetricDefinition
-                ) -> tuple[MetricDefinition | None, int]:
+    def resolve(
+        self, generation: int, metric: MetricDefinition
+    ) -> tuple[MetricDefinition | None, int]:
         """The metric's definition in ``generation`` and its batch floor (0: every batch
         version counts); None if that generation does not define it. A generation bound
         to no version (built by a replay run outside a job) is read as asked."""

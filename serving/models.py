@@ -12,13 +12,25 @@ from serving.routes.common import ms_of
 from stratum.storage.jobs import Job
 
 _JOB_EXAMPLE: dict[str, Any] = {
-    "job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912", "kind": "batch", "trigger": "api",
-    "params": {"mode": "full"}, "state": "succeeded", "units_done": 3, "units_total": 3,
-    "rows_in": 360000, "rows_out": 5412, "horizon": "2026-11-21T09:55:00Z",
-    "horizon_ms": 1795254900000, "created_at": "2026-11-21T10:00:00.120Z",
-    "created_at_ms": 1795255200120, "started_at": "2026-11-21T10:00:00.410Z",
-    "started_at_ms": 1795255200410, "finished_at": "2026-11-21T10:00:02.980Z",
-    "finished_at_ms": 1795255202980, "error": ""}
+    "job_id": "5f0c2d8e9b2a4e51a3c7d1e0f4b6a912",
+    "kind": "batch",
+    "trigger": "api",
+    "params": {"mode": "full"},
+    "state": "succeeded",
+    "units_done": 3,
+    "units_total": 3,
+    "rows_in": 360000,
+    "rows_out": 5412,
+    "horizon": "2026-11-21T09:55:00Z",
+    "horizon_ms": 1795254900000,
+    "created_at": "2026-11-21T10:00:00.120Z",
+    "created_at_ms": 1795255200120,
+    "started_at": "2026-11-21T10:00:00.410Z",
+    "started_at_ms": 1795255200410,
+    "finished_at": "2026-11-21T10:00:02.980Z",
+    "finished_at_ms": 1795255202980,
+    "error": "",
+}
 
 
 class JobOut(BaseModel):
@@ -50,8 +62,11 @@ class JobList(BaseModel):
     limit: int
     offset: int
 
-    model_config = {"json_schema_extra": {"examples": [
-        {"jobs": [_JOB_EXAMPLE], "total": 1, "limit": 50, "offset": 0}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"jobs": [_JOB_EXAMPLE], "total": 1, "limit": 50, "offset": 0}]
+        }
+    }
 
 
 def job_out(job: Job) -> JobOut:

@@ -49,8 +49,7 @@ NEWEST_WITHIN_DAYS = 7  # /v1/status looks this far back for a metric's newest w
 
 def counter_totals() -> dict[str, float]:
     """Current value of every pipeline counter in this process (0 when never touched)."""
-    return {stage: REGISTRY.get_sample_value(sample) or 0.0
-            for stage, sample in COUNTERS.items()}
+    return {stage: REGISTRY.get_sample_value(sample) or 0.0 for stage, sample in COUNTERS.items()}
 
 
 def flush_seconds() -> tuple[float, float]:
@@ -93,8 +92,10 @@ class CounterRates:
             if len(self._samples) < 2:
                 return dict.fromkeys(COUNTERS)
             newest = self._samples[-1]
-            oldest = next((s for s in self._samples if newest.wall_s - s.wall_s <= window_s),
-                          self._samples[-2])
+            oldest = next(
+                (s for s in self._samples if newest.wall_s - s.wall_s <= window_s),
+                self._samples[-2],
+            )
             if oldest is newest:
                 oldest = self._samples[-2]
             return _rate(oldest, newest)
@@ -119,8 +120,10 @@ def _rate(old: RateSample, new: RateSample) -> dict[str, float | None]:
     if elapsed <= 0:
         return dict.fromkeys(COUNTERS)
     # A counter that went down was reset (a restart): count from zero.
-    return {stage: max(0.0, new.totals[stage] - old.totals.get(stage, 0.0)) / elapsed
-            for stage in COUNTERS}
+    return {
+        stage: max(0.0, new.totals[stage] - old.totals.get(stage, 0.0)) / elapsed
+        for stage in COUNTERS
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,9 @@ class PipelineReader:
         rows = self.storage.query(
             "SELECT source_id, through_offset, watermark_ms, max_event_ms, updated_at "
             f"FROM {self.db}.speed_checkpoints FINAL WHERE generation = {{g:UInt32}} "
-            f"AND {epochs.live_sources_sql(self.db)}", {"g": generation})
+            f"AND {epochs.live_sources_sql(self.db)}",
+            {"g": generation},
+        )
         if not rows:
             return []
         newest: dict[str, tuple[Any, str]] = {}  # source -> (updated, its newest epoch)
@@ -186,13 +191,27 @@ class PipelineReader:
             source = source_of_id(str(source_id))
             if epoch != newest[source][1]:
                 continue
-            found.append(PartitionProgress(
-                source_id=str(source_id),
-                partition=int(partition) if partition.isdigit() else None, source=source,
-                through_offset=int(through), watermark_ms=_event_ms(int(watermark)),
-                max_event_ms=_event_ms(int(max_event)), updated_at_ms=_ms(updated) or 0))
-        return sorted(found, key=lambda p: (p.source != "events", p.source,
-                                            p.partition is None, p.partition, p.source_id))
+            found.append(
+                PartitionProgress(
+                    source_id=str(source_id),
+                    partition=int(partition) if partition.isdigit() else None,
+                    source=source,
+                    through_offset=int(through),
+                    watermark_ms=_event_ms(int(watermark)),
+                    max_event_ms=_event_ms(int(max_event)),
+                    updated_at_ms=_ms(updated) or 0,
+                )
+            )
+        return sorted(
+            found,
+            key=lambda p: (
+                p.source != "events",
+                p.source,
+                p.partition is None,
+                p.partition,
+                p.source_id,
+            ),
+        )
 
     def newest_windows(self, generation: int) -> dict[tuple[str, int], NewestWindows]:
         """Per (metric, window_ms): newest speed window, newest final speed window, and
@@ -203,16 +222,20 @@ class PipelineReader:
         speed = self.storage.query(
             "SELECT metric, window_ms, max(window_start), maxIf(window_start, final = 1) "
             f"FROM {self.db}.speed_windows WHERE generation = {{g:UInt32}} AND {recent} "
-            "GROUP BY metric, window_ms", {"g": generation})
+            "GROUP BY metric, window_ms",
+            {"g": generation},
+        )
         batch = self.storage.query(
             f"SELECT metric, window_ms, max(window_start) FROM {self.db}.batch_windows "
             f"WHERE {recent} AND (metric, toStartOfHour(window_start), version) IN "
             f"(SELECT metric, hour_start, version FROM {self.db}.batch_coverage FINAL) "
-            "GROUP BY metric, window_ms")
+            "GROUP BY metric, window_ms"
+        )
         found: dict[tuple[str, int], NewestWindows] = {}
         for metric, window_ms, newest, newest_final in speed:
-            found[(str(metric), int(window_ms))] = NewestWindows(_ms(newest), _ms(newest_final),
-                                                                 None)
+            found[(str(metric), int(window_ms))] = NewestWindows(
+                _ms(newest), _ms(newest_final), None
+            )
         for metric, window_ms, newest in batch:
             key = (str(metric), int(window_ms))
             old = found.get(key, NewestWindows(None, None, None))
@@ -222,7 +245,8 @@ class PipelineReader:
     def job_counts(self) -> dict[str, dict[str, int]]:
         """kind -> state -> number of jobs, over the whole history."""
         rows = self.storage.query(
-            f"SELECT kind, state, count() FROM {self.db}.jobs FINAL GROUP BY kind, state")
+            f"SELECT kind, state, count() FROM {self.db}.jobs FINAL GROUP BY kind, state"
+        )
         counts: dict[str, dict[str, int]] = {}
         for kind, state, n in rows:
             counts.setdefault(str(kind), {})[str(state)] = int(n)
@@ -234,6 +258,8 @@ class PipelineReader:
             "SELECT avg(d) FROM (SELECT dateDiff('millisecond', started_at, finished_at) AS d "
             f"FROM {self.db}.jobs FINAL WHERE kind = 'batch' AND state = 'succeeded' "
             "AND started_at IS NOT NULL AND finished_at IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT {n:UInt32})", {"n": last})
+            "ORDER BY finished_at DESC LIMIT {n:UInt32})",
+            {"n": last},
+        )
         value: Any = rows[0][0] if rows else None
         return None if value is None or value != value else float(value) / 1000

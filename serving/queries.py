@@ -89,8 +89,10 @@ def step_problem(metric: MetricDefinition, step_ms: int) -> str | None:
     overlap, so adding them up would count events several times: their step is the hop."""
     if metric.hop is not None:
         if step_ms != metric.hop_ms:
-            return (f"{metric.name} has hopping windows ({metric.windows[0]} every "
-                    f"{metric.hop}): the step must be {metric.hop}")
+            return (
+                f"{metric.name} has hopping windows ({metric.windows[0]} every "
+                f"{metric.hop}): the step must be {metric.hop}"
+            )
         return None
     if step_ms % metric.window_ms:
         return f"step must be a multiple of {metric.windows[0]}"
@@ -103,8 +105,7 @@ def source_of(all_batch: int, any_batch: int) -> str:
     return "mixed" if any_batch else "speed"
 
 
-def with_window_starts(ranges: Sequence[tuple[int, int]], hop_ms: int
-                       ) -> list[tuple[int, int]]:
+def with_window_starts(ranges: Sequence[tuple[int, int]], hop_ms: int) -> list[tuple[int, int]]:
     """The ranges ``[lo, hi)`` that hold a window start (windows start at multiples of
     the hop): a dashboard's 24 h reaches back to a moment inside a bucket, and the sliver
     before the first whole bucket holds none, yet would cost a statement with the batch
@@ -119,9 +120,15 @@ def _utc(ms: int) -> datetime:
 DAY_MS = 86_400_000
 
 
-def build_sql(req: SeriesRequest, database: str, generation: int,
-              ranges: Sequence[tuple[int, int]] | None = None, *, speed_only: bool = False,
-              floor: int = 0) -> tuple[str, dict[str, Any]]:
+def build_sql(
+    req: SeriesRequest,
+    database: str,
+    generation: int,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    *,
+    speed_only: bool = False,
+    floor: int = 0,
+) -> tuple[str, dict[str, Any]]:
     """One statement: batch windows where their hour's coverage makes them final, live
     speed windows everywhere else, rolled up to the step and the groups. Session metrics
     first chain each group's windows into sessions (:func:`_sessions_sql`) and roll up by
@@ -138,15 +145,21 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         # until its end: read whole days.
         ranges = [(req.start_ms // DAY_MS * DAY_MS, -(-req.end_ms // DAY_MS) * DAY_MS)]
     params: dict[str, Any] = {
-        "m": metric.name, "w": metric.window_ms, "g": generation, "step": req.step_ms,
+        "m": metric.name,
+        "w": metric.window_ms,
+        "g": generation,
+        "step": req.step_ms,
         "floor": floor,
-        "start": _utc(min(lo for lo, _ in ranges)), "end": _utc(max(hi for _, hi in ranges)),
+        "start": _utc(min(lo for lo, _ in ranges)),
+        "end": _utc(max(hi for _, hi in ranges)),
     }
     spans = []
     for i, (lo, hi) in enumerate(ranges):
         params[f"s{i}"], params[f"e{i}"] = _utc(lo), _utc(hi)
-        spans.append(f"(t.window_start >= {{s{i}:DateTime64(3)}} "
-                     f"AND t.window_start < {{e{i}:DateTime64(3)}})")
+        spans.append(
+            f"(t.window_start >= {{s{i}:DateTime64(3)}} "
+            f"AND t.window_start < {{e{i}:DateTime64(3)}})"
+        )
     filters = []
     for i, (dim, values) in enumerate(sorted(req.filters.items())):
         params[f"fk{i}"], params[f"fv{i}"] = dim, list(values)
@@ -158,18 +171,36 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
         groups.append(f"dims[{{gk{i}:String}}] AS g{i}")
     group_select = "".join(f", {g}" for g in groups)
     group_names = "".join(f", g{i}" for i in range(len(req.group_by)))
-    state = ", ".join(f"t.{c} AS {c}" for c in (
-        "window_start", "dims", "count", "sum", "min", "max", "q_values", "q_weights",
-        "d_hashes", "d_theta", *(("group_key", "first_ms", "last_ms") if session else ())))
-    range_where = ("t.metric = {m:String} AND t.window_ms = {w:UInt32} "
-                   "AND t.window_start >= {start:DateTime64(3)} "
-                   "AND t.window_start < {end:DateTime64(3)}")
+    state = ", ".join(
+        f"t.{c} AS {c}"
+        for c in (
+            "window_start",
+            "dims",
+            "count",
+            "sum",
+            "min",
+            "max",
+            "q_values",
+            "q_weights",
+            "d_hashes",
+            "d_theta",
+            *(("group_key", "first_ms", "last_ms") if session else ()),
+        )
+    )
+    range_where = (
+        "t.metric = {m:String} AND t.window_ms = {w:UInt32} "
+        "AND t.window_start >= {start:DateTime64(3)} "
+        "AND t.window_start < {end:DateTime64(3)}"
+    )
     if len(spans) > 1:
         range_where += f" AND ({' OR '.join(spans)})"
-    rows = f"""
+    rows = (
+        f"""
     SELECT {state}, 0 AS is_batch
     FROM {database}.speed_windows AS t FINAL
-    WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}""" if speed_only else f"""
+    WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}"""
+        if speed_only
+        else f"""
     SELECT {state}, 1 AS is_batch
     FROM {database}.batch_windows AS t
     INNER JOIN covered AS c
@@ -181,6 +212,7 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
     LEFT JOIN covered AS c ON c.hour_start = toStartOfHour(t.window_start)
     WHERE t.generation = {{g:UInt32}} AND {range_where}{where_filters}
       AND NOT (c.version != 0 AND t.window_start <= c.until)"""
+    )
     if session:
         params.update(gap=metric.session_gap_ms, lo=req.start_ms, hi=req.end_ms)
         rows = _sessions_sql(rows)
@@ -189,7 +221,10 @@ def build_sql(req: SeriesRequest, database: str, generation: int,
     else:
         bucket = "intDiv(toUnixTimestamp64Milli(window_start), {step:Int64}) * {step:Int64}"
         sessions = ""
-    covered = "" if speed_only else f"""
+    covered = (
+        ""
+        if speed_only
+        else f"""
 WITH covered AS (
     SELECT hour_start, version,
            horizon - toIntervalMillisecond({{w:UInt32}}) AS until
@@ -197,6 +232,7 @@ WITH covered AS (
     WHERE metric = {{m:String}} AND hour_start >= toStartOfHour({{start:DateTime64(3)}})
       AND hour_start < {{end:DateTime64(3)}} AND version >= {{floor:UInt64}}
 )"""
+    )
     if req.as_of_ms is not None and not speed_only:  # the coverage served at that moment
         params["as_of"] = _utc(req.as_of_ms)
         covered = f"""
@@ -267,26 +303,33 @@ def grouped_points(rows: Sequence[Sequence[Any]], width: int) -> dict[Group, lis
     each group's points in time order (the form the final-bucket cache keeps)."""
     out: dict[Group, list[Point]] = {}
     for row in rows:
-        value, all_batch, any_batch, n = row[1 + width:5 + width]
+        value, all_batch, any_batch, n = row[1 + width : 5 + width]
         sessions = int(row[5 + width]) if len(row) > 5 + width else None
         bucket = int(row[0])
-        group = tuple(str(v) for v in row[1:1 + width])
+        group = tuple(str(v) for v in row[1 : 1 + width])
         points = out.get(group)
         if points is None:
             points = out[group] = []
         number = None if value is None else float(value)
         overflow = number is not None and not math.isfinite(number)
-        points.append(Point(bucket, None if overflow else number,
-                            source_of(int(all_batch), int(any_batch)), int(n), sessions,
-                            overflow))
+        points.append(
+            Point(
+                bucket,
+                None if overflow else number,
+                source_of(int(all_batch), int(any_batch)),
+                int(n),
+                sessions,
+                overflow,
+            )
+        )
     for points in out.values():
         points.sort(key=bucket_of)
     return out
 
 
-
-def merge_series(cached: Mapping[Group, list[Point]], fresh: Mapping[Group, list[Point]],
-                 group_by: Sequence[str]) -> list[Series]:
+def merge_series(
+    cached: Mapping[Group, list[Point]], fresh: Mapping[Group, list[Point]], group_by: Sequence[str]
+) -> list[Series]:
     """Cached and freshly read points (each group's in time order) -> series by group."""
     out = []
     for group in sorted(cached.keys() | fresh.keys()):
@@ -317,9 +360,14 @@ class MetricReader:
     Final buckets of repeated queries come from :class:`FinalBucketCache`, tail buckets
     the speed layer left alone since the last read from :class:`TailBucketCache`."""
 
-    def __init__(self, storage: Storage, *, cache: FinalBucketCache | None = None,
-                 tail_cache: TailBucketCache | None = None,
-                 definitions: LiveDefinitions | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        cache: FinalBucketCache | None = None,
+        tail_cache: TailBucketCache | None = None,
+        definitions: LiveDefinitions | None = None,
+    ) -> None:
         self.storage = storage
         self.definitions = definitions
         self.jobs = JobStore(storage)
@@ -335,15 +383,16 @@ class MetricReader:
         rows = self.storage.query(
             f"SELECT toUnixTimestamp64Milli(max(horizon)), count() FROM "
             f"{self.storage.database}.batch_coverage_log "
-            "WHERE recorded_at <= {t:DateTime64(3)}", {"t": _utc(as_of_ms)})
+            "WHERE recorded_at <= {t:DateTime64(3)}",
+            {"t": _utc(as_of_ms)},
+        )
         return int(rows[0][0]) if rows and int(rows[0][1]) else None
 
     def horizon_ms(self) -> int | None:
         horizon = self.jobs.latest_horizon()
         return int(horizon.timestamp() * 1000) if horizon else None
 
-    def snapshot(self, metric: MetricDefinition, tail_from_ms: int | None = None
-                 ) -> ReadSnapshot:
+    def snapshot(self, metric: MetricDefinition, tail_from_ms: int | None = None) -> ReadSnapshot:
         """The state a read of ``metric`` depends on, in one statement: its small reads
         run side by side instead of one round trip each (a cached read is mostly these).
         With ``tail_from_ms``, also the tokens of the metric's speed windows from then on
@@ -357,7 +406,8 @@ class MetricReader:
             windows = f"""
             UNION ALL
             SELECT 'window', * FROM ({window_tokens_sql(db)})"""
-        rows = self.storage.query(f"""
+        rows = self.storage.query(
+            f"""
             SELECT 'horizon' AS part, 0 AS generation,
                    toUnixTimestamp64Milli(assumeNotNull(horizon)) AS a, 0 AS b, 0 AS c
             FROM ({self.jobs.latest_horizon_sql()})
@@ -374,7 +424,9 @@ class MetricReader:
             -- Retired epochs' watermarks stand still: they bound nothing.
             SELECT 'sources', generation, toInt64(count()), min(watermark_ms), 0
             FROM {db}.speed_checkpoints FINAL WHERE {epochs.live_sources_sql(db)}
-            GROUP BY generation{windows}""", params)
+            GROUP BY generation{windows}""",
+            params,
+        )
         found: dict[tuple[str, int], tuple[int, int]] = {}
         tokens: dict[int, WindowTokens] = {}
         for part, generation, a, b, c in rows:
@@ -386,10 +438,17 @@ class MetricReader:
         live = int(found.get(("live", 0), (0, 0))[0])
         version, batch_horizon = found.get(("coverage", 0), (0, 0))
         sources, watermark = found.get(("sources", live), (0, 0))
-        freeze = Freeze((live, int(version or 0), int(sources)),
-                        int(watermark) if sources else None, int(batch_horizon or 0))
-        return ReadSnapshot(int(horizon[0]) if horizon else None, live, freeze,
-                            tokens.get(live, {}) if tail_from_ms is not None else None)
+        freeze = Freeze(
+            (live, int(version or 0), int(sources)),
+            int(watermark) if sources else None,
+            int(batch_horizon or 0),
+        )
+        return ReadSnapshot(
+            int(horizon[0]) if horizon else None,
+            live,
+            freeze,
+            tokens.get(live, {}) if tail_from_ms is not None else None,
+        )
 
     def series(self, req: SeriesRequest) -> tuple[list[Series], int | None]:
         with telemetry.SERVING_READ.time():
@@ -405,50 +464,64 @@ class MetricReader:
         if self.definitions is not None:  # the definition that built this generation
             built, floor = self.definitions.resolve(generation, metric)
             if built is None:
-                raise DefinitionChangedError(f"metric {metric.name} is not defined in the "
-                                             "generation being served; ask again")
+                raise DefinitionChangedError(
+                    f"metric {metric.name} is not defined in the generation being served; ask again"
+                )
             if built != metric:
                 problem = step_problem(built, req.step_ms) or next(
-                    (f"{d} is not a dimension of {metric.name} any more"
-                     for d in (*req.group_by, *req.filters) if d not in built.dimensions),
-                    None)
+                    (
+                        f"{d} is not a dimension of {metric.name} any more"
+                        for d in (*req.group_by, *req.filters)
+                        if d not in built.dimensions
+                    ),
+                    None,
+                )
                 if problem is not None or built.session_gap_ms != metric.session_gap_ms:
-                    raise DefinitionChangedError(f"metric {metric.name} was redefined "
-                                                 f"during this read: {problem}; ask again")
+                    raise DefinitionChangedError(
+                        f"metric {metric.name} was redefined during this read: {problem}; ask again"
+                    )
                 req = replace(req, metric=built)
                 metric = built
         if req.as_of_ms is not None:  # a question about the past: no caches
             if floor > req.as_of_ms:
-                raise AsOfError(f"metric {metric.name} was redefined after as_of; as-of "
-                                "reads reach back to its current definition")
+                raise AsOfError(
+                    f"metric {metric.name} was redefined after as_of; as-of "
+                    "reads reach back to its current definition"
+                )
             horizon = self.horizon_as_of(req.as_of_ms)
             sql, params = build_sql(req, self.storage.database, generation, floor=floor)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
         if session:  # a session in a final bucket may grow
             sql, params = build_sql(req, self.storage.database, generation, floor=floor)
             return assemble(self.storage.query(sql, params), req.group_by), horizon
-        key = (metric.name, metric.window_ms, req.step_ms, req.group_by,
-               tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())))
+        key = (
+            metric.name,
+            metric.window_ms,
+            req.step_ms,
+            req.group_by,
+            tuple(sorted((dim, tuple(values)) for dim, values in req.filters.items())),
+        )
         plan = self.cache.plan(key, freeze, req.start_ms, req.end_ms, req.step_ms)
         ranges = plan.ranges
         tail = _Tail([], {}, {})
         if ranges and plan.store_to and self.tail_cache.capacity > 0:
             tail = self._open_buckets(req, key, snapshot, tail_from, plan.store_to)
             ranges = [(lo, min(hi, plan.store_to)) for lo, hi in ranges if lo < plan.store_to]
-            ranges += bucket_ranges([b for b in tail.buckets if b not in tail.reused],
-                                    req.step_ms, req.end_ms)
+            ranges += bucket_ranges(
+                [b for b in tail.buckets if b not in tail.reused], req.step_ms, req.end_ms
+            )
         fresh: dict[Group, list[Point]] = {}
         ranges = with_window_starts(ranges, metric.hop_ms)
         if ranges:
             # The usual tail (after every coverage horizon) holds speed rows only.
             speed_only = all(lo >= freeze.batch_horizon_ms for lo, _ in ranges)
-            sql, params = build_sql(req, self.storage.database, generation, ranges,
-                                    speed_only=speed_only, floor=floor)
+            sql, params = build_sql(
+                req, self.storage.database, generation, ranges, speed_only=speed_only, floor=floor
+            )
             fresh = grouped_points(self.storage.query(sql, params), len(req.group_by))
             self.cache.store(key, freeze, plan, fresh, req.start_ms, req.step_ms)
         if tail.buckets:
-            self.tail_cache.store(key, freeze.token, tail.tokens, tail.buckets, tail.reused,
-                                  fresh)
+            self.tail_cache.store(key, freeze.token, tail.tokens, tail.buckets, tail.reused, fresh)
             for by_group in tail.reused.values():
                 for group, point in by_group.items():
                     fresh.setdefault(group, []).append(point)
@@ -456,8 +529,14 @@ class MetricReader:
                 points.sort(key=bucket_of)
         return merge_series(plan.cached, fresh, req.group_by), horizon
 
-    def _open_buckets(self, req: SeriesRequest, key: ShapeKey, snapshot: ReadSnapshot,
-                      tail_from: int | None, lo_ms: int) -> _Tail:
+    def _open_buckets(
+        self,
+        req: SeriesRequest,
+        key: ShapeKey,
+        snapshot: ReadSnapshot,
+        tail_from: int | None,
+        lo_ms: int,
+    ) -> _Tail:
         """The buckets from ``lo_ms`` (after the final ones) to the request's end, their
         tokens, and those the tail cache holds unchanged (serving.tail_buckets)."""
         metric = req.metric
@@ -470,11 +549,15 @@ class MetricReader:
         reused = self.tail_cache.unchanged(key, snapshot.freeze.token, tokens, buckets)
         return _Tail(buckets, tokens, reused)
 
-    def window_tokens(self, metric: MetricDefinition, generation: int, tail_from_ms: int
-                      ) -> WindowTokens:
+    def window_tokens(
+        self, metric: MetricDefinition, generation: int, tail_from_ms: int
+    ) -> WindowTokens:
         """The tokens of the live generation's speed windows from ``tail_from_ms`` on,
         for a read whose tail the snapshot's did not cover (the first of a metric)."""
-        rows = self.storage.query(window_tokens_sql(self.storage.database), {
-            "m": metric.name, "w": metric.window_ms, "tail_from": _utc(tail_from_ms)})
-        return {int(start): (int(n), int(digest))
-                for gen, start, n, digest in rows if gen == generation}
+        rows = self.storage.query(
+            window_tokens_sql(self.storage.database),
+            {"m": metric.name, "w": metric.window_ms, "tail_from": _utc(tail_from_ms)},
+        )
+        return {
+            int(start): (int(n), int(digest)) for gen, start, n, digest in rows if gen == generation
+        }

@@ -50,8 +50,9 @@ WHERE metric = {{m:String}} AND window_ms = {{w:UInt32}}
 GROUP BY generation, window_start"""
 
 
-def bucket_tokens(windows: WindowTokens, lo_ms: int, hi_ms: int, step_ms: int
-                  ) -> dict[int, BucketToken]:
+def bucket_tokens(
+    windows: WindowTokens, lo_ms: int, hi_ms: int, step_ms: int
+) -> dict[int, BucketToken]:
     """The tokens of the buckets in ``[lo_ms, hi_ms)``: their windows' (starting before
     ``hi_ms``) combined."""
     out: dict[int, BucketToken] = {}
@@ -79,9 +80,13 @@ class TailBucketCache:
         self._lock = threading.Lock()
         self.reused = self.reread = 0  # tail buckets answered from the cache / read again
 
-    def unchanged(self, key: ShapeKey, freeze_token: tuple[int, int, int],
-                  tokens: Mapping[int, BucketToken], buckets: Sequence[int]
-                  ) -> dict[int, dict[Group, Row]]:
+    def unchanged(
+        self,
+        key: ShapeKey,
+        freeze_token: tuple[int, int, int],
+        tokens: Mapping[int, BucketToken],
+        buckets: Sequence[int],
+    ) -> dict[int, dict[Group, Row]]:
         """Of ``buckets``, those cached with the token they have now -> rows by group."""
         found: dict[int, dict[Group, Row]] = {}
         with self._lock:
@@ -98,10 +103,15 @@ class TailBucketCache:
         telemetry.SERVING_TAIL_BUCKETS.labels("read").inc(len(buckets) - len(found))
         return found
 
-    def store(self, key: ShapeKey, freeze_token: tuple[int, int, int],
-              tokens: Mapping[int, BucketToken], buckets: Sequence[int],
-              reused: Mapping[int, dict[Group, Row]], read: Mapping[Group, list[Row]]
-              ) -> None:
+    def store(
+        self,
+        key: ShapeKey,
+        freeze_token: tuple[int, int, int],
+        tokens: Mapping[int, BucketToken],
+        buckets: Sequence[int],
+        reused: Mapping[int, dict[Group, Row]],
+        read: Mapping[Group, list[Row]],
+    ) -> None:
         """The tail as it is now: ``buckets``, each either reused or among the rows just
         ``read`` (per group, any order); buckets that left the tail are dropped."""
         if self.capacity <= 0:

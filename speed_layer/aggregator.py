@@ -65,8 +65,18 @@ NO_WATERMARK = -(2**62)
 
 
 _ROW, _WM, _N, _SUM, _MIN, _MAX, _VALUES, _HELD, _HASH, _FIRST, _LAST = (
-    "__row", "__wm", "__n", "__sum", "__min", "__max", "__values", "__held", "__hash",
-    "__first", "__last")
+    "__row",
+    "__wm",
+    "__n",
+    "__sum",
+    "__min",
+    "__max",
+    "__values",
+    "__held",
+    "__hash",
+    "__first",
+    "__last",
+)
 
 
 _value_hashes = ValueHashCache()  # every partition of the process, replays included
@@ -98,11 +108,20 @@ class _Plan:
     def of(cls, metric: MetricDefinition) -> _Plan:
         kind = metric.kind
         filtered = bool(metric.where) or metric.field is not None
-        return cls(metric, kind, metric.name, metric.window_ms,
-                   where_expr(metric) if filtered else None,
-                   dimension_exprs(metric), dim_columns(metric), kind.numeric,
-                   kind.sample == Sample.VALUES, kind.sample == Sample.HASHES,
-                   metric.hop is not None, metric.session_gap is not None)
+        return cls(
+            metric,
+            kind,
+            metric.name,
+            metric.window_ms,
+            where_expr(metric) if filtered else None,
+            dimension_exprs(metric),
+            dim_columns(metric),
+            kind.numeric,
+            kind.sample == Sample.VALUES,
+            kind.sample == Sample.HASHES,
+            metric.hop is not None,
+            metric.session_gap is not None,
+        )
 
     def starts(self) -> pl.Expr:
         """Tumbling: one start (no list to explode); hopping: the batch layer's list."""
@@ -125,11 +144,15 @@ class _Plan:
         """(row, offset, window start, dimensions, value) of every event and open window
         it counts in."""
         field = self.metric.field
-        value = [] if field is None else [
-            pl.col(f"{_HASH}_{field}" if self.distinct else field).alias(VALUE)]
+        value = (
+            []
+            if field is None
+            else [pl.col(f"{_HASH}_{field}" if self.distinct else field).alias(VALUE)]
+        )
         times = [TS_MS] if self.session else []
         rows = (lazy if self.where is None else lazy.filter(self.where)).select(
-            _ROW, "offset", _WM, self.starts(), *self.dims, *value, *times)
+            _ROW, "offset", _WM, self.starts(), *self.dims, *value, *times
+        )
         if self.hop:
             rows = rows.explode(WINDOW_START)
         return rows.filter(pl.col(WINDOW_START) + self.window_ms > pl.col(_WM))
@@ -138,8 +161,11 @@ class _Plan:
         """Per (window start, dimensions): the state this batch adds."""
         aggs = [pl.len().alias(_N)]
         if self.numeric:
-            aggs += [pl.col(VALUE).sum().alias(_SUM), pl.col(VALUE).min().alias(_MIN),
-                     pl.col(VALUE).max().alias(_MAX)]
+            aggs += [
+                pl.col(VALUE).sum().alias(_SUM),
+                pl.col(VALUE).min().alias(_MIN),
+                pl.col(VALUE).max().alias(_MAX),
+            ]
         if self.sketch:
             aggs.append(pl.col(VALUE).alias(_VALUES))
         elif self.distinct:
@@ -174,8 +200,9 @@ class AddResult:
 
 
 class PartitionAggregator:
-    def __init__(self, metrics: Sequence[MetricDefinition], lateness_ms: int,
-                 dedup_capacity: int = 0) -> None:
+    def __init__(
+        self, metrics: Sequence[MetricDefinition], lateness_ms: int, dedup_capacity: int = 0
+    ) -> None:
         self._plans = [_Plan.of(m) for m in metrics]
         self._by_name = {m.name: m for m in metrics}
         self._numeric, self._strings = needed_fields(list(metrics))
@@ -192,8 +219,9 @@ class PartitionAggregator:
         self._ids_before = pl.Series(dtype=pl.String)
         self._hashes_now = pl.Series(dtype=pl.UInt64)  # of the ids, in the same order
         self._hashes_before = pl.Series(dtype=pl.UInt64)
-        self._distinct_fields = sorted({p.metric.field for p in self._plans
-                                        if p.distinct and p.metric.field})
+        self._distinct_fields = sorted(
+            {p.metric.field for p in self._plans if p.distinct and p.metric.field}
+        )
 
     @property
     def watermark_ms(self) -> int:
@@ -220,8 +248,12 @@ class PartitionAggregator:
         if frame.is_empty():
             self.through_offset = max(self.through_offset, through_offset)
             return AddResult([], 0, 0, duplicates)
-        typed = frame.select("offset", pl.col("ts").alias(TS_MS), "type",
-                             *typed_fields(frame.schema, self._numeric, self._strings))
+        typed = frame.select(
+            "offset",
+            pl.col("ts").alias(TS_MS),
+            "type",
+            *typed_fields(frame.schema, self._numeric, self._strings),
+        )
         # Each message's watermark: the newest event time before it (capped at the wall
         # clock) minus the lateness. Rows are in offset order, so a message is a run of
         # rows: its newest event by a reduce over runs, its mark repeated along the run.
@@ -235,15 +267,20 @@ class PartitionAggregator:
         running = np.maximum.accumulate(np.concatenate(([self.max_event_ms], newest)))
         before = running[:-1]
         marks = np.where(before == NO_WATERMARK, NO_WATERMARK, before - self.lateness_ms)
-        typed = typed.with_columns(pl.Series(_WM, np.repeat(marks, np.diff(
-            starts, append=offsets.size)), dtype=pl.Int64))
+        typed = typed.with_columns(
+            pl.Series(_WM, np.repeat(marks, np.diff(starts, append=offsets.size)), dtype=pl.Int64)
+        )
         lazy = self._with_hashes(typed).lazy()
         held = bool(self.held_through) and int(offsets.min()) <= self.max_held_offset
-        late_rows, *results = pl.collect_all([
-            lazy.filter(pl.any_horizontal([plan.late() for plan in self._plans]))
-                .select(_ROW),
-            *[plan.rows(lazy) if held else plan.groups(plan.rows(lazy))
-              for plan in self._plans]])
+        late_rows, *results = pl.collect_all(
+            [
+                lazy.filter(pl.any_horizontal([plan.late() for plan in self._plans])).select(_ROW),
+                *[
+                    plan.rows(lazy) if held else plan.groups(plan.rows(lazy))
+                    for plan in self._plans
+                ],
+            ]
+        )
         skipped = 0
         for plan, result in zip(self._plans, results, strict=True):
             if held:  # a recovered partition's first batches: skip what state holds
@@ -263,16 +300,15 @@ class PartitionAggregator:
             for row in frame.filter(pl.Series(marked)).iter_rows(named=True):
                 late_offsets.append(row.pop("offset"))
                 late_events.append({k: v for k, v in row.items() if v is not None})
-        return AddResult(late_events, frame.height - len(late_events), skipped, duplicates,
-                         late_offsets)
+        return AddResult(
+            late_events, frame.height - len(late_events), skipped, duplicates, late_offsets
+        )
 
     def _with_hashes(self, typed: pl.DataFrame) -> pl.DataFrame:
         """Each distinct metric's field hashed (``__hash_<field>``), through the cache."""
         for name in self._distinct_fields:
-            hashes = _value_hashes.lookup(typed[name]).rename(
-                {HASH: f"{_HASH}_{name}"})
-            typed = typed.join(hashes, left_on=name, right_on=HASH_VALUE, how="left",
-                               coalesce=True)
+            hashes = _value_hashes.lookup(typed[name]).rename({HASH: f"{_HASH}_{name}"})
+            typed = typed.join(hashes, left_on=name, right_on=HASH_VALUE, how="left", coalesce=True)
         return typed
 
     def _unseen(self, ids: pl.Series) -> pl.Series:
@@ -283,8 +319,10 @@ class PartitionAggregator:
         keep = ids.is_first_distinct()
         hashes = _id_hashes(ids)
         batch = hashes.implode()
-        for recent, recent_hashes in ((self._ids_before, self._hashes_before),
-                                      (self._ids_now, self._hashes_now)):
+        for recent, recent_hashes in (
+            (self._ids_before, self._hashes_before),
+            (self._ids_now, self._hashes_now),
+        ):
             if recent.len():
                 seen = recent.filter(recent_hashes.is_in(batch))
                 if seen.len():
@@ -307,8 +345,7 @@ class PartitionAggregator:
         bounds: list[int] = []
         samples: Any = None
         if plan.sketch or plan.distinct:
-            bounds = [0, *np.cumsum(groups[_VALUES].list.len().to_numpy(),
-                                    dtype=np.int64).tolist()]
+            bounds = [0, *np.cumsum(groups[_VALUES].list.len().to_numpy(), dtype=np.int64).tolist()]
             # writable: the KLL binding refuses read-only (zero-copy Arrow) arrays
             samples = groups[_VALUES].explode().to_numpy(writable=plan.sketch)
         sums = groups[_SUM].to_list() if plan.numeric else None
@@ -335,24 +372,37 @@ class PartitionAggregator:
                 state.last_ms = max(state.last_ms, lasts[i])
             # The kind's new_state() made the sample its plan fills; WindowState types it optional.
             if plan.sketch:
-                state.sketch.update(samples[bounds[i]:bounds[i + 1]])  # type: ignore[union-attr]
+                state.sketch.update(samples[bounds[i] : bounds[i + 1]])  # type: ignore[union-attr]
             elif plan.distinct:
                 state.distinct.add_hash_array(  # type: ignore[union-attr]
-                    samples[bounds[i]:bounds[i + 1]])
+                    samples[bounds[i] : bounds[i + 1]]
+                )
             dirty.add(key)
 
     def _skip_held(self, plan: _Plan, rows: pl.DataFrame) -> tuple[pl.DataFrame, int]:
         """Drop (event, window) pairs at offsets the recovered window already holds."""
-        held = [(start, *group, offset) for (name, start, group), offset
-                in self.held_through.items() if name == plan.name]
+        held = [
+            (start, *group, offset)
+            for (name, start, group), offset in self.held_through.items()
+            if name == plan.name
+        ]
         if not held:
             return rows, 0
         keys = [WINDOW_START, *plan.dim_names]
-        table = pl.DataFrame(held, schema={WINDOW_START: pl.Int64,
-                                           **dict.fromkeys(plan.dim_names, pl.String),
-                                           _HELD: pl.Int64}, orient="row")
-        kept = rows.join(table, on=keys, how="left").filter(
-            pl.col(_HELD).is_null() | (pl.col("offset") > pl.col(_HELD))).drop(_HELD)
+        table = pl.DataFrame(
+            held,
+            schema={
+                WINDOW_START: pl.Int64,
+                **dict.fromkeys(plan.dim_names, pl.String),
+                _HELD: pl.Int64,
+            },
+            orient="row",
+        )
+        kept = (
+            rows.join(table, on=keys, how="left")
+            .filter(pl.col(_HELD).is_null() | (pl.col("offset") > pl.col(_HELD)))
+            .drop(_HELD)
+        )
         return kept, rows.height - kept.height
 
     def advance_idle(self, now_ms: int, idle_timeout_ms: int) -> bool:
@@ -372,13 +422,21 @@ class PartitionAggregator:
         windows stay in memory until :meth:`evict_final`, so a failed write can be
         retried with :meth:`restore`."""
         watermark = self.watermark_ms
-        closing = {key for key in self.windows
-                   if key[1] + self._by_name[key[0]].window_ms <= watermark}
+        closing = {
+            key for key in self.windows if key[1] + self._by_name[key[0]].window_ms <= watermark
+        }
         rows = []
         for key in self.dirty | closing:
             metric = self._by_name[key[0]]
-            rows.append(WindowRow(key, metric.window_ms, metric.dimensions, self.windows[key],
-                                  final=key in closing))
+            rows.append(
+                WindowRow(
+                    key,
+                    metric.window_ms,
+                    metric.dimensions,
+                    self.windows[key],
+                    final=key in closing,
+                )
+            )
         self.dirty = set()
         return rows
 
@@ -389,7 +447,8 @@ class PartitionAggregator:
         """Forget windows the watermark has passed and that are already written."""
         watermark = self.watermark_ms
         gone = [
-            key for key in self.windows
+            key
+            for key in self.windows
             if key not in self.dirty and key[1] + self._by_name[key[0]].window_ms <= watermark
         ]
         for key in gone:
@@ -397,8 +456,12 @@ class PartitionAggregator:
             self.held_through.pop(key, None)
         return len(gone)
 
-    def recover(self, through_offset: int, max_event_ms: int,
-                rows: Iterable[tuple[WindowKey, WindowState, int]]) -> None:
+    def recover(
+        self,
+        through_offset: int,
+        max_event_ms: int,
+        rows: Iterable[tuple[WindowKey, WindowState, int]],
+    ) -> None:
         """Resume from a checkpoint plus the stored windows, each with its offset."""
         self.through_offset = through_offset
         self.max_event_ms = max_event_ms
@@ -410,5 +473,8 @@ class PartitionAggregator:
             self.max_held_offset = max(self.max_held_offset, held)
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"through_offset": self.through_offset, "watermark_ms": self.watermark_ms,
-                "max_event_ms": self.max_event_ms}
+        return {
+            "through_offset": self.through_offset,
+            "watermark_ms": self.watermark_ms,
+            "max_event_ms": self.max_event_ms,
+        }

@@ -46,8 +46,9 @@ class QuietMonitor(Monitor):
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
         return None
 
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
-                            state: Any = None) -> None:
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
         return None
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
@@ -78,9 +79,14 @@ class SpeedLayer:
             unfreeze()
 
 
-def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Storage,
-                       bootstrap: str, log_epoch: str, generation: int | None = None
-                       ) -> SpeedLayer:
+def create_speed_layer(
+    settings: Settings,
+    catalog: MetricCatalog,
+    storage: Storage,
+    bootstrap: str,
+    log_epoch: str,
+    generation: int | None = None,
+) -> SpeedLayer:
     speed_settings = settings.speed
     app = faust.App(
         speed_settings.consumer_group,
@@ -106,27 +112,45 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
     if generation is None:
         generation = generations.live_generation(storage)
     archiver = ArchiveWorker(settings, log_epoch)
-    speed = SpeedWorker(settings, catalog.for_source(BUILTIN), SpeedStore(storage, generation),
-                        producer, log_epoch, archiver)
+    speed = SpeedWorker(
+        settings,
+        catalog.for_source(BUILTIN),
+        SpeedStore(storage, generation),
+        producer,
+        log_epoch,
+        archiver,
+    )
     workers = {BUILTIN: speed}
     topics = {settings.kafka.topic: speed}
     for name in catalog.source_names[1:]:
         source = catalog.source(name)
         assert source is not None
-        if source.topic in (settings.kafka.topic, settings.kafka.late_topic,
-                            settings.kafka.dead_letter_topic):
+        if source.topic in (
+            settings.kafka.topic,
+            settings.kafka.late_topic,
+            settings.kafka.dead_letter_topic,
+        ):
             raise ValueError(f"source {name!r}: topic {source.topic!r} is one of Stratum's own")
         # its own ClickHouse client: each client serialises its calls (FIELD-NOTES)
-        worker = SpeedWorker(settings, catalog.for_source(name),
-                             SpeedStore(open_storage(settings), generation), producer,
-                             source.log_id(log_epoch if settings.kafka.embedded else None),
-                             mapper=SourceMapper(source))
+        worker = SpeedWorker(
+            settings,
+            catalog.for_source(name),
+            SpeedStore(open_storage(settings), generation),
+            producer,
+            source.log_id(log_epoch if settings.kafka.embedded else None),
+            mapper=SourceMapper(source),
+        )
         workers[name] = topics[source.topic] = worker
 
     for topic_name, worker in topics.items():
         partitions = settings.kafka.partitions if worker is speed else None
-        _agent(app, app.topic(topic_name, value_serializer="raw", maxsize=QUEUE_MAXSIZE,
-                              partitions=partitions), worker)
+        _agent(
+            app,
+            app.topic(
+                topic_name, value_serializer="raw", maxsize=QUEUE_MAXSIZE, partitions=partitions
+            ),
+            worker,
+        )
 
     # An exception escaping a Faust timer crashes the whole app: contain and log it.
     # Faust's timer() returns a bare Callable: mypy cannot see the function kept its type.
@@ -136,8 +160,10 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
             try:
                 await worker.flush()
             except Exception:
-                log.exception("speed flush of %s failed unexpectedly; retrying at the next "
-                              "tick", worker.source)
+                log.exception(
+                    "speed flush of %s failed unexpectedly; retrying at the next tick",
+                    worker.source,
+                )
 
     @app.timer(interval=settings.archive.flush_interval_s)  # type: ignore[untyped-decorator]
     async def flush_archive() -> None:
@@ -145,8 +171,10 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
             try:
                 await worker.flush_archive()
             except Exception:
-                log.exception("archive flush of %s failed unexpectedly; retrying at the "
-                              "next tick", worker.source)
+                log.exception(
+                    "archive flush of %s failed unexpectedly; retrying at the next tick",
+                    worker.source,
+                )
 
     # mode types a handler as taking any positionals; Faust sends exactly one, the set.
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
@@ -163,8 +191,7 @@ def create_speed_layer(settings: Settings, catalog: MetricCatalog, storage: Stor
                 await worker.flush_archive()
                 worker.forget(mine)
 
-    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer,
-                      sources=workers)
+    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer, sources=workers)
 
 
 def _agent(app: faust.App, topic: Any, worker: SpeedWorker) -> None:

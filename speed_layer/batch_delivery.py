@@ -48,26 +48,39 @@ class BatchMessage(ConsumerMessage):
     (offsets between the previous batch and this one that hold no record, such as
     compacted or transaction-marker offsets, are this batch's to acknowledge)."""
 
-    def __init__(self, tp: TP, records: Sequence[Any], first_offset: int,
-                 generation_id: int | None) -> None:
+    def __init__(
+        self, tp: TP, records: Sequence[Any], first_offset: int, generation_id: int | None
+    ) -> None:
         last = records[-1]
         timestamp = last.timestamp / 1000.0 if last.timestamp is not None else None
         # Faust's Message types timestamp as float, yet takes None (a record without one).
-        super().__init__(tp.topic, tp.partition, last.offset, timestamp,  # type: ignore[arg-type]
-                         last.timestamp_type, None, None, b"", None, 0, 0, tp,
-                         generation_id=generation_id)
+        super().__init__(
+            tp.topic,
+            tp.partition,
+            last.offset,
+            timestamp,  # type: ignore[arg-type]
+            last.timestamp_type,
+            None,
+            None,
+            b"",
+            None,
+            0,
+            0,
+            tp,
+            generation_id=generation_id,
+        )
         self.records = records
         self.first_offset = first_offset
 
 
-def message_records(message: Any, value: bytes | None
-                    ) -> list[tuple[int, bytes, int | None]]:
+def message_records(message: Any, value: bytes | None) -> list[tuple[int, bytes, int | None]]:
     """``(offset, value, Kafka timestamp in ms)`` of every log message a delivered
     message stands for: a batch's records, or the message itself (Faust's own path;
     tests)."""
     if isinstance(message, BatchMessage):
-        return [(record.offset, record.value or b"", record.timestamp)
-                for record in message.records]
+        return [
+            (record.offset, record.value or b"", record.timestamp) for record in message.records
+        ]
     stamp = message.timestamp
     return [(message.offset, value or b"", None if stamp is None else int(stamp * 1000))]
 
@@ -96,8 +109,11 @@ class BatchDeliveryConsumer(EagerDeliveryConsumer):
                 batches = await self._fetch_batches(timeout=1.0)
                 await self.sleep(0)  # as Faust: a fetch that returns at once never yields
                 for message in batches:
-                    if (self.should_stop or not self.flow_active
-                            or message.generation_id != self.app.consumer_generation_id):
+                    if (
+                        self.should_stop
+                        or not self.flow_active
+                        or message.generation_id != self.app.consumer_generation_id
+                    ):
                         break  # a rebalance: what was fetched is fetched again after it
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
@@ -141,8 +157,9 @@ class BatchDeliveryConsumer(EagerDeliveryConsumer):
         batches = []
         for key, fetched in records.items():
             tp = TP(key.topic, key.partition)
-            if not fetched or (active is not None and tp not in active
-                               and tp not in self._buffered_partitions):
+            if not fetched or (
+                active is not None and tp not in active and tp not in self._buffered_partitions
+            ):
                 continue
             read = self._read_offset[tp]
             if read is not None and fetched[0].offset < read:
@@ -151,8 +168,11 @@ class BatchDeliveryConsumer(EagerDeliveryConsumer):
                     continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             first = fetched[0].offset
-            batches.append(BatchMessage(tp, fetched, first if read is None
-                                        else min(first, read), generation_id))
+            batches.append(
+                BatchMessage(
+                    tp, fetched, first if read is None else min(first, read), generation_id
+                )
+            )
         return batches
 
     def ack(self, message: Message) -> bool:
@@ -168,8 +188,11 @@ class BatchDeliveryConsumer(EagerDeliveryConsumer):
                 return False
             try:
                 committed = self._committed_offset[tp]
-                low = message.first_offset if committed is None \
+                low = (
+                    message.first_offset
+                    if committed is None
                     else max(message.first_offset, committed)
+                )
                 index = self._acked_index[tp]
                 fresh = set(range(low, message.offset + 1)).difference(index)
                 if not fresh:

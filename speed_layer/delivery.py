@@ -67,8 +67,9 @@ class _Resumed:
                 return finished.value
 
 
-async def wait_until_worked_down(queues: Sequence[FlowControlQueue[Any]],
-                                 interrupted: Callable[[], bool]) -> None:
+async def wait_until_worked_down(
+    queues: Sequence[FlowControlQueue[Any]], interrupted: Callable[[], bool]
+) -> None:
     """Until every queue holds no more than its pressure-drop level (where Faust resumes
     fetching its partitions), or ``interrupted()``."""
     while not interrupted() and any(q.qsize() > q.pressure_drop_size for q in queues):
@@ -78,8 +79,7 @@ async def wait_until_worked_down(queues: Sequence[FlowControlQueue[Any]],
 class EagerDeliveryConsumer(faust_aiokafka.Consumer):
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         first = coros[0] if coros else None
-        if (not asyncio.iscoroutine(first) or self._stopped.is_set()
-                or self._crashed.is_set()):
+        if not asyncio.iscoroutine(first) or self._stopped.is_set() or self._crashed.is_set():
             DELIVERIES["faust"] += 1
             return await super().wait_first(*coros, timeout=timeout)
         finished, result = start_eagerly(first)
@@ -94,8 +94,9 @@ class EagerDeliveryConsumer(faust_aiokafka.Consumer):
         # The delivery waited for room in a stream's buffer: let the stream work it down
         # before delivering more, or each further message waits for one free slot in step
         # with the stream (a sixth of all messages did, working through a backlog).
-        await wait_until_worked_down([channel.queue for channel in self.app.topics],
-                                     self._flow_interrupted)
+        await wait_until_worked_down(
+            [channel.queue for channel in self.app.topics], self._flow_interrupted
+        )
         return results
 
     def _flow_interrupted(self) -> bool:

@@ -65,8 +65,9 @@ class Retirement:
     events: int  # archived events read into the rebuild
 
 
-def dead_sources(sources: Iterable[str], current_epoch: str, retired: set[str]
-                 ) -> dict[str, list[str]]:
+def dead_sources(
+    sources: Iterable[str], current_epoch: str, retired: set[str]
+) -> dict[str, list[str]]:
     """Epoch -> its source ids, for every epoch that is neither current nor retired.
     A ``[[source]]``'s ids (``orders:0``) are no epoch: its topic outlives Stratum."""
     found: dict[str, set[str]] = defaultdict(set)
@@ -90,8 +91,9 @@ def archived_through(ranges: Iterable[tuple[int, int]]) -> int:
     return through
 
 
-def hours_to_read(windows: Iterable[tuple[int, int]], open_after_ms: int,
-                  file_hours: Iterable[int]) -> set[int]:
+def hours_to_read(
+    windows: Iterable[tuple[int, int]], open_after_ms: int, file_hours: Iterable[int]
+) -> set[int]:
     """Event hours (epoch ms) of the files a rebuild reads: every hour overlapping one of
     ``windows`` (``(start_ms, length_ms)``), and every hour that can hold a window ending
     after ``open_after_ms`` (the longest window before it, onwards)."""
@@ -102,8 +104,9 @@ def hours_to_read(windows: Iterable[tuple[int, int]], open_after_ms: int,
     return hours
 
 
-def select_rows(rows: Iterable[WindowRow], watermark_ms: int, window_ms: dict[str, int],
-                at_risk: set[WindowId]) -> tuple[list[WindowRow], set[WindowId]]:
+def select_rows(
+    rows: Iterable[WindowRow], watermark_ms: int, window_ms: dict[str, int], at_risk: set[WindowId]
+) -> tuple[list[WindowRow], set[WindowId]]:
     """The rebuilt rows to write (open at death, or at risk), marked final, and the
     windows at risk that the archive has no event for (to delete)."""
     kept = []
@@ -125,21 +128,28 @@ class _Source:
 
 
 class _EpochRebuild:
-    def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
-                 generation: int) -> None:
+    def __init__(
+        self, settings: Settings, catalog: MetricCatalog, storage: Storage, generation: int
+    ) -> None:
         self.settings = settings
         self.metrics: dict[str, MetricDefinition] = {
-            m.name: m for m in catalog.for_source(BUILTIN).metrics}
+            m.name: m for m in catalog.for_source(BUILTIN).metrics
+        }
         self.storage = storage
         self.store = SpeedStore(storage, generation)
         self.generation = generation
 
     def newest_rows(self, epoch: str) -> dict[str, int]:
         """Source -> the highest version (``through_offset``) of its rows, for an epoch."""
-        return {str(s): int(o) for s, o in self.storage.query(
-            f"SELECT source_id, max(through_offset) FROM {self.storage.database}.speed_windows "
-            "WHERE generation = {g:UInt32} AND startsWith(source_id, {e:String}) "
-            "GROUP BY source_id", {"g": self.generation, "e": f"{epoch}:"})}
+        return {
+            str(s): int(o)
+            for s, o in self.storage.query(
+                f"SELECT source_id, max(through_offset) FROM {self.storage.database}.speed_windows "
+                "WHERE generation = {g:UInt32} AND startsWith(source_id, {e:String}) "
+                "GROUP BY source_id",
+                {"g": self.generation, "e": f"{epoch}:"},
+            )
+        }
 
     def at_risk(self, epoch: str, archived: dict[str, int]) -> dict[str, set[WindowId]]:
         """Per source, the windows whose newest row is past its archived prefix (only of
@@ -151,40 +161,60 @@ class _EpochRebuild:
             "GROUP BY source_id, metric, window_ms, window_start, group_key "
             "HAVING max(through_offset) > "
             "transform(toString(source_id), {s:Array(String)}, {a:Array(Int64)}, toInt64(-1))",
-            {"g": self.generation, "e": f"{epoch}:", "s": list(archived),
-             "a": list(archived.values())})
+            {
+                "g": self.generation,
+                "e": f"{epoch}:",
+                "s": list(archived),
+                "a": list(archived.values()),
+            },
+        )
         found: dict[str, set[WindowId]] = defaultdict(set)
         for source, name, window_ms, start, key, dims in rows:
             metric = self.metrics.get(str(name))
-            if metric is None or metric.window_ms != int(window_ms) \
-                    or set(dims) != set(metric.dimensions):
+            if (
+                metric is None
+                or metric.window_ms != int(window_ms)
+                or set(dims) != set(metric.dimensions)
+            ):
                 continue  # the definition changed since: a replay rebuilds it
             found[str(source)].add((metric.name, int(start), str(key)))
         return found
 
-    def rebuild(self, part: _Source, at_risk: set[WindowId]
-                ) -> tuple[pa.Table | None, set[tuple[str, str, int, str]], int]:
+    def rebuild(
+        self, part: _Source, at_risk: set[WindowId]
+    ) -> tuple[pa.Table | None, set[tuple[str, str, int, str]], int]:
         """One source's windows rebuilt from its archive: the rows to write, the windows
         to delete (source first) and the archived events read."""
         longest = max((m.window_ms for m in self.metrics.values()), default=0)
-        open_after = NO_WATERMARK if part.watermark_ms == NO_WATERMARK \
-            else part.watermark_ms - longest
+        open_after = (
+            NO_WATERMARK if part.watermark_ms == NO_WATERMARK else part.watermark_ms - longest
+        )
         file_hours = {archive.hour_of_file(p) for _, paths in part.ranges for p in paths}
-        hours = hours_to_read(((start, self.metrics[m].window_ms) for m, start, _ in at_risk),
-                              open_after, file_hours)
-        agg = PartitionAggregator(list(self.metrics.values()), NEVER_LATE_MS,
-                                  dedup_capacity=self.settings.speed.dedup_ids)
+        hours = hours_to_read(
+            ((start, self.metrics[m].window_ms) for m, start, _ in at_risk), open_after, file_hours
+        )
+        agg = PartitionAggregator(
+            list(self.metrics.values()), NEVER_LATE_MS, dedup_capacity=self.settings.speed.dedup_ids
+        )
         events = 0
         for _, paths in part.ranges:
             wanted = [p for p in paths if archive.hour_of_file(p) in hours]
             frame = read_range(wanted) if wanted else None
             if frame is not None and frame.height:
-                events += agg.add_frame(frame, int(frame["offset"][-1]),
-                                        now_ms=int(time.time() * 1000)).aggregated
-        rows, missing = select_rows(agg.drain(), part.watermark_ms,
-                                    {n: m.window_ms for n, m in self.metrics.items()}, at_risk)
-        table = self.store.window_table(part.source, rows, part.newest + 1,
-                                        int(time.time() * 1000)) if rows else None
+                events += agg.add_frame(
+                    frame, int(frame["offset"][-1]), now_ms=int(time.time() * 1000)
+                ).aggregated
+        rows, missing = select_rows(
+            agg.drain(),
+            part.watermark_ms,
+            {n: m.window_ms for n, m in self.metrics.items()},
+            at_risk,
+        )
+        table = (
+            self.store.window_table(part.source, rows, part.newest + 1, int(time.time() * 1000))
+            if rows
+            else None
+        )
         return table, {(part.source, *ident) for ident in missing}, events
 
     def write(self, tables: list[pa.Table], missing: set[tuple[str, str, int, str]]) -> None:
@@ -198,20 +228,27 @@ class _EpochRebuild:
                 "WHERE generation = {g:UInt32} AND (source_id, metric, "
                 "toUnixTimestamp64Milli(window_start), group_key) IN "
                 "{k:Array(Tuple(String, String, Int64, String))} SETTINGS mutations_sync = 1",
-                {"g": self.generation, "k": sorted(missing)})
+                {"g": self.generation, "k": sorted(missing)},
+            )
 
 
-def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Storage,
-                       current_epoch: str) -> list[Retirement]:
+def retire_dead_epochs(
+    settings: Settings, catalog: MetricCatalog, storage: Storage, current_epoch: str
+) -> list[Retirement]:
     """Reconcile and retire every ended epoch of the embedded broker (module docstring);
     nothing with an external Kafka, whose log outlives Stratum (its epoch is always "0").
     Run it before the speed layer consumes; running it again changes nothing."""
     if not settings.kafka.embedded:
         return []
     generation = generations.live_generation(storage)
-    checkpoints = {str(s): int(w) for s, w in storage.query(
-        f"SELECT source_id, watermark_ms FROM {storage.database}.speed_checkpoints FINAL "
-        "WHERE generation = {g:UInt32}", {"g": generation})}
+    checkpoints = {
+        str(s): int(w)
+        for s, w in storage.query(
+            f"SELECT source_id, watermark_ms FROM {storage.database}.speed_checkpoints FINAL "
+            "WHERE generation = {g:UInt32}",
+            {"g": generation},
+        )
+    }
     ranges = archive_ranges(archive.list_files(archive.archive_root(settings.data_dir)))
     dead = dead_sources([*checkpoints, *ranges], current_epoch, epochs.retired(storage))
     rebuild = _EpochRebuild(settings, catalog, storage, generation)
@@ -220,8 +257,10 @@ def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Stor
         started = time.perf_counter()
         newest_rows = rebuild.newest_rows(epoch)
         sources = sorted({*known, *newest_rows})  # rows of a flush killed before its checkpoint
-        spans = {s: [archive.parse_file_name(p)[2:] for _, paths in ranges.get(s, [])
-                     for p in paths] for s in sources}
+        spans = {
+            s: [archive.parse_file_name(p)[2:] for _, paths in ranges.get(s, []) for p in paths]
+            for s in sources
+        }
         archived = {s: archived_through(spans[s]) for s in sources}
         at_risk = rebuild.at_risk(epoch, archived)
         tables: list[pa.Table] = []
@@ -229,8 +268,9 @@ def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Stor
         events = 0
         for source in sources:
             newest = max([newest_rows.get(source, -1), *(last for _, last in spans[source])])
-            part = _Source(source, checkpoints.get(source, NO_WATERMARK), newest,
-                           ranges.get(source, []))
+            part = _Source(
+                source, checkpoints.get(source, NO_WATERMARK), newest, ranges.get(source, [])
+            )
             table, gone, read = rebuild.rebuild(part, at_risk.get(source, set()))
             tables += [table] if table is not None else []
             missing |= gone
@@ -239,8 +279,14 @@ def retire_dead_epochs(settings: Settings, catalog: MetricCatalog, storage: Stor
         written, removed = sum(t.num_rows for t in tables), len(missing)
         epochs.record_retired(storage, epoch, len(sources), written, events)
         done.append(Retirement(epoch, len(sources), written, removed, events))
-        log.info("retired log epoch %s (%d partition(s)) in %.2f s: %d window(s) rebuilt "
-                 "from %d archived event(s), %d window(s) with no archived event removed",
-                 epoch, len(sources), time.perf_counter() - started, written, events, removed)
+        log.info(
+            "retired log epoch %s (%d partition(s)) in %.2f s: %d window(s) rebuilt "
+            "from %d archived event(s), %d window(s) with no archived event removed",
+            epoch,
+            len(sources),
+            time.perf_counter() - started,
+            written,
+            events,
+            removed,
+        )
     return done
-

@@ -84,7 +84,8 @@ class _Sources:
             agg = self.aggregators[source] = PartitionAggregator(
                 self.catalog.for_source(source_of_id(source)).metrics,
                 self.settings.speed.allowed_lateness_ms,
-                dedup_capacity=self.settings.speed.dedup_ids)
+                dedup_capacity=self.settings.speed.dedup_ids,
+            )
         return agg
 
     def add(self, source: str, frame: pl.DataFrame, through_offset: int) -> None:
@@ -110,26 +111,41 @@ def read_range(paths: list[Path]) -> pl.DataFrame:
     frames = [pl.read_parquet(path).drop("payload", strict=False) for path in paths]
     frame = concat_frames(frames)
     return frame.sort("offset", maintain_order=True).select(
-        "offset", "event_id", pl.col("ts").dt.epoch("ms"), "type",
-        pl.exclude("offset", "event_id", "ts", "type"))
+        "offset",
+        "event_id",
+        pl.col("ts").dt.epoch("ms"),
+        "type",
+        pl.exclude("offset", "event_id", "ts", "type"),
+    )
 
 
 class ReplayRunner:
-    def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
-                 bootstrap: str, log_epoch: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: MetricCatalog,
+        storage: Storage,
+        bootstrap: str,
+        log_epoch: str,
+    ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.storage = storage
         self.bootstrap = bootstrap
         self.log_epoch = log_epoch
-        self._mappers = {s.topic: SourceMapper(s) for s in catalog.sources
-                         if s.name in catalog.source_names}
+        self._mappers = {
+            s.topic: SourceMapper(s) for s in catalog.sources if s.name in catalog.source_names
+        }
         # Called with the new generation just before readers switch to it: binds it to
         # the definitions version it was built with (stratum.storage.definitions).
         self.on_switch: Callable[[int], None] | None = None
 
-    async def run(self, from_ms: int | None, progress: Callable[[ReplayProgress], None],
-                  cancelled: Callable[[], bool]) -> int:
+    async def run(
+        self,
+        from_ms: int | None,
+        progress: Callable[[ReplayProgress], None],
+        cancelled: Callable[[], bool],
+    ) -> int:
         """Rebuild from ``from_ms`` (aligned down), or all of history; the new generation."""
         generation = await asyncio.to_thread(generations.next_generation, self.storage)
         store = SpeedStore(self.storage, generation)
@@ -145,9 +161,14 @@ class ReplayRunner:
             raise
         return generation
 
-    async def _archive(self, sources: _Sources, store: SpeedStore, generation: int,
-                       progress: Callable[[ReplayProgress], None],
-                       cancelled: Callable[[], bool]) -> None:
+    async def _archive(
+        self,
+        sources: _Sources,
+        store: SpeedStore,
+        generation: int,
+        progress: Callable[[ReplayProgress], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
         ranges: dict[str, list[tuple[int, list[Path]]]] = {}
         for name in self.catalog.source_names:  # each source's own directory
             root = archive.archive_root(self.settings.data_dir, name)
@@ -162,14 +183,26 @@ class ReplayRunner:
                 if frame.height:
                     sources.add(source, frame, int(frame["offset"][-1]))
                 done += 1
-                progress(ReplayProgress("archive", done, total, sources.events, generation,
-                                        sources.start_ms))
+                progress(
+                    ReplayProgress(
+                        "archive", done, total, sources.events, generation, sources.start_ms
+                    )
+                )
             await asyncio.to_thread(self._flush, sources, store, [source])
-        log.info("replay into generation %d: %d archived range(s), %d events", generation,
-                 total, sources.events)
+        log.info(
+            "replay into generation %d: %d archived range(s), %d events",
+            generation,
+            total,
+            sources.events,
+        )
 
-    def _flush(self, sources: _Sources, store: SpeedStore, only: list[str] | None = None,
-               resume_after: dict[str, int] | None = None) -> None:
+    def _flush(
+        self,
+        sources: _Sources,
+        store: SpeedStore,
+        only: list[str] | None = None,
+        resume_after: dict[str, int] | None = None,
+    ) -> None:
         """Write changed windows that start at or after the replay's start (those before
         hold only part of their events). Until the switch (``resume_after`` None) the
         checkpoints say :data:`BUILDING`: the switch then stores the offsets to resume
@@ -185,17 +218,29 @@ class ReplayRunner:
             if rows or agg.through_offset >= 0:
                 flushes.append((source, rows, agg.checkpoint()))
             agg.evict_final()
-        resume = resume_after if resume_after is not None else {
-            source: BUILDING for source, _, _ in flushes}
+        resume = (
+            resume_after
+            if resume_after is not None
+            else {source: BUILDING for source, _, _ in flushes}
+        )
         if flushes:
             store.write_many(flushes, resume)
 
-    async def _log(self, sources: _Sources, store: SpeedStore, generation: int,
-                   progress: Callable[[ReplayProgress], None],
-                   cancelled: Callable[[], bool]) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    group_id=None, auto_offset_reset="earliest",
-                                    **aiokafka_options(self.settings.kafka))
+    async def _log(
+        self,
+        sources: _Sources,
+        store: SpeedStore,
+        generation: int,
+        progress: Callable[[ReplayProgress], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            **aiokafka_options(self.settings.kafka),
+        )
         await consumer.start()
         try:
             tps, mine = [], []
@@ -214,10 +259,16 @@ class ReplayRunner:
         finally:
             await consumer.stop()
 
-    async def _follow(self, consumer: AIOKafkaConsumer, sources: _Sources, store: SpeedStore,
-                      generation: int, mine: list[str],
-                      progress: Callable[[ReplayProgress], None],
-                      cancelled: Callable[[], bool]) -> None:
+    async def _follow(
+        self,
+        consumer: AIOKafkaConsumer,
+        sources: _Sources,
+        store: SpeedStore,
+        generation: int,
+        mine: list[str],
+        progress: Callable[[ReplayProgress], None],
+        cancelled: Callable[[], bool],
+    ) -> None:
         """Read the log until caught up, hand off, switch."""
         last_flush = time.monotonic()
         handoff_at: float | None = None
@@ -232,36 +283,53 @@ class ReplayRunner:
                     continue
                 # Bad items: the live worker dead-letters them; nothing to count here.
                 mapper = self._mappers.get(tp.topic)
-                decoded = mapper.decode(tp.partition, [
-                    (r.offset, r.value, r.timestamp) for r in records]) if mapper else \
-                    decode_messages([(r.offset, r.value or b"") for r in records])
-                sources.add(f"{topics[tp.topic]}:{tp.partition}", decoded.frame,
-                            records[-1].offset)
+                decoded = (
+                    mapper.decode(tp.partition, [(r.offset, r.value, r.timestamp) for r in records])
+                    if mapper
+                    else decode_messages([(r.offset, r.value or b"") for r in records])
+                )
+                sources.add(f"{topics[tp.topic]}:{tp.partition}", decoded.frame, records[-1].offset)
             if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                 await asyncio.to_thread(self._flush, sources, store)
                 last_flush = time.monotonic()
             live = await asyncio.to_thread(self._live_progress)
-            lag = max((through - sources.get(s).through_offset
-                       for s, (through, _) in live.items() if s in mine), default=0)
+            lag = max(
+                (
+                    through - sources.get(s).through_offset
+                    for s, (through, _) in live.items()
+                    if s in mine
+                ),
+                default=0,
+            )
             progress(ReplayProgress("log", 1, 1, sources.events, generation, sources.start_ms))
             if handoff_at is None and lag <= CATCH_UP_OFFSETS:
                 await asyncio.to_thread(generations.request_handoff, self.storage, generation)
                 handoff_at = time.monotonic()
-                log.info("replay generation %d caught up (%d message(s) behind): handing off",
-                         generation, max(lag, 0))
+                log.info(
+                    "replay generation %d caught up (%d message(s) behind): handing off",
+                    generation,
+                    max(lag, 0),
+                )
             if handoff_at is not None:
                 if time.monotonic() - handoff_at > HANDOFF_TIMEOUT_S:
-                    raise TimeoutError("the hand-off did not complete within "
-                                       f"{HANDOFF_TIMEOUT_S:.0f} s (live workers paused: "
-                                       f"{targets is not None}); the live generation stays")
+                    raise TimeoutError(
+                        "the hand-off did not complete within "
+                        f"{HANDOFF_TIMEOUT_S:.0f} s (live workers paused: "
+                        f"{targets is not None}); the live generation stays"
+                    )
                 if targets is None:
                     targets = await asyncio.to_thread(self._reported, live, mine)
                 if targets is not None and all(
-                        sources.get(s).through_offset >= off for s, off in targets.items()):
-                    carried = await asyncio.to_thread(self._switch, sources, store, generation,
-                                                      mine, targets)
-                    progress(ReplayProgress("switched", 1, 1, sources.events, generation,
-                                            sources.start_ms, carried))
+                    sources.get(s).through_offset >= off for s, off in targets.items()
+                ):
+                    carried = await asyncio.to_thread(
+                        self._switch, sources, store, generation, mine, targets
+                    )
+                    progress(
+                        ReplayProgress(
+                            "switched", 1, 1, sources.events, generation, sources.start_ms, carried
+                        )
+                    )
                     return
 
     def _topics(self) -> dict[str, str]:
@@ -272,7 +340,8 @@ class ReplayRunner:
             source = self.catalog.source(name)
             if source is not None:
                 found[source.topic] = source.log_id(
-                    self.log_epoch if self.settings.kafka.embedded else None)
+                    self.log_epoch if self.settings.kafka.embedded else None
+                )
         return found
 
     def _live_progress(self) -> dict[str, tuple[int, int]]:
@@ -280,11 +349,12 @@ class ReplayRunner:
         live = generations.live_generation(self.storage)
         rows = self.storage.query(
             f"SELECT source_id, through_offset, max_event_ms FROM {self.storage.database}"
-            ".speed_checkpoints FINAL WHERE generation = {g:UInt32}", {"g": live})
+            ".speed_checkpoints FINAL WHERE generation = {g:UInt32}",
+            {"g": live},
+        )
         return {str(s): (int(o), int(m)) for s, o, m in rows}
 
-    def _reported(self, live: dict[str, tuple[int, int]], mine: list[str]
-                  ) -> dict[str, int] | None:
+    def _reported(self, live: dict[str, tuple[int, int]], mine: list[str]) -> dict[str, int] | None:
         """Offsets paused workers reported, once every live source of this log has."""
         reported = generations.positions(self.storage)
         wanted = [s for s in live if s in mine]
@@ -292,8 +362,14 @@ class ReplayRunner:
             return {s: reported[s] for s in wanted}
         return None
 
-    def _switch(self, sources: _Sources, store: SpeedStore, generation: int,
-                mine: list[str], targets: dict[str, int]) -> int | None:
+    def _switch(
+        self,
+        sources: _Sources,
+        store: SpeedStore,
+        generation: int,
+        mine: list[str],
+        targets: dict[str, int],
+    ) -> int | None:
         """Live workers are paused: write the rest, carry the older windows over, switch.
         Returns how many windows were carried over (None: a replay of all history)."""
         self._flush(sources, store, resume_after=targets)
@@ -307,6 +383,11 @@ class ReplayRunner:
         generations.request_handoff(self.storage, None)
         generations.clear_positions(self.storage, mine)
         generations.drop_generation(self.storage, old)
-        log.info("replay: readers and workers switched to generation %d (dropped %d, "
-                 "carried %s window row(s) over)", generation, old, carried)
+        log.info(
+            "replay: readers and workers switched to generation %d (dropped %d, "
+            "carried %s window row(s) over)",
+            generation,
+            old,
+            carried,
+        )
         return carried

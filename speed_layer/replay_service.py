@@ -28,15 +28,22 @@ STANDBY_POLL_S = 5.0  # how often a worker without the replay lease tries to tak
 
 
 class ReplayService:
-    def __init__(self, settings: Settings, catalog: MetricCatalog, storage: Storage,
-                 bootstrap: str, log_epoch: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: MetricCatalog,
+        storage: Storage,
+        bootstrap: str,
+        log_epoch: str,
+    ) -> None:
         self.jobs = JobStore(storage)
         self.storage = storage
         self.runner = ReplayRunner(settings, catalog, storage, bootstrap, log_epoch)
         # Every worker may run this service; the lease makes exactly one of them the
         # replay runner, and another takes over within its TTL if that one dies.
-        self.lease = Lease(storage, "replay-runner",
-                           f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        self.lease = Lease(
+            storage, "replay-runner", f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
         self._recovered = False
 
     async def run_forever(self) -> None:
@@ -106,12 +113,21 @@ class ReplayService:
             if now - last_save < SAVE_EVERY_S and step.units_done != step.units_total:
                 return
             last_save = now
-            current = self.jobs.save(current.model_copy(update={
-                "units_done": step.units_done, "units_total": step.units_total,
-                "rows_in": step.events,
-                "params": {**current.params,
-                           **range_params(step.rebuild_from_ms, step.carried_rows),
-                           "generation": step.generation, "phase": step.phase}}))
+            current = self.jobs.save(
+                current.model_copy(
+                    update={
+                        "units_done": step.units_done,
+                        "units_total": step.units_total,
+                        "rows_in": step.events,
+                        "params": {
+                            **current.params,
+                            **range_params(step.rebuild_from_ms, step.carried_rows),
+                            "generation": step.generation,
+                            "phase": step.phase,
+                        },
+                    }
+                )
+            )
 
         def cancelled() -> bool:
             nonlocal last_check, cancel_seen
@@ -126,25 +142,42 @@ class ReplayService:
         try:
             then_batch = await asyncio.to_thread(self._definitions_for, job)
             # The callbacks touch ClickHouse at most twice a second: a few ms each.
-            generation = await self.runner.run(from_ms if isinstance(from_ms, int) else None,
-                                               on_progress, cancelled)
+            generation = await self.runner.run(
+                from_ms if isinstance(from_ms, int) else None, on_progress, cancelled
+            )
         except ReplayCancelledError:
-            await asyncio.to_thread(self.jobs.save, current.model_copy(update={
-                "state": "cancelled", "finished_at": utc_now(),
-                "error": "cancelled: the live generation was left untouched"}))
+            await asyncio.to_thread(
+                self.jobs.save,
+                current.model_copy(
+                    update={
+                        "state": "cancelled",
+                        "finished_at": utc_now(),
+                        "error": "cancelled: the live generation was left untouched",
+                    }
+                ),
+            )
             log.info("replay job %s cancelled", job.job_id)
             return
         except Exception as exc:
             error = describe_failure(exc)  # one line; the traceback goes to the log
-            await asyncio.to_thread(self.jobs.save, current.model_copy(update={
-                "state": "failed", "finished_at": utc_now(), "error": error}))
+            await asyncio.to_thread(
+                self.jobs.save,
+                current.model_copy(
+                    update={"state": "failed", "finished_at": utc_now(), "error": error}
+                ),
+            )
             log.exception("replay job %s failed", job.job_id)
             return
         params = {**current.params, "generation": generation, "phase": "switched"}
         if then_batch:  # a changed definition: batch recomputes it now that it is served
-            batch = await asyncio.to_thread(submit_batch, self.jobs, job.trigger,
-                                            int(job.params["definitions_version"]))
+            batch = await asyncio.to_thread(
+                submit_batch, self.jobs, job.trigger, int(job.params["definitions_version"])
+            )
             params["batch_job"] = batch.job_id
-        await asyncio.to_thread(self.jobs.save, current.model_copy(update={
-            "state": "succeeded", "finished_at": utc_now(), "params": params}))
+        await asyncio.to_thread(
+            self.jobs.save,
+            current.model_copy(
+                update={"state": "succeeded", "finished_at": utc_now(), "params": params}
+            ),
+        )
         log.info("replay job %s succeeded: generation %d is live", job.job_id, generation)

@@ -25,21 +25,39 @@ from stratum.metrics import MetricDefinition
 from stratum.storage import Storage
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
-WINDOW_SCHEMA = pa.schema([
-    ("generation", pa.uint32()), ("metric", pa.string()), ("window_ms", pa.uint32()),
-    ("window_start", UTC_MS),
-    ("dims", pa.map_(pa.string(), pa.string())), ("group_key", pa.string()),
-    ("source_id", pa.string()), ("count", pa.uint64()), ("sum", pa.float64()),
-    ("min", pa.float64()), ("max", pa.float64()), ("q_values", pa.list_(pa.float64())),
-    ("q_weights", pa.list_(pa.uint64())), ("d_hashes", pa.list_(pa.uint64())),
-    ("d_theta", pa.uint64()), ("first_ms", pa.int64()), ("last_ms", pa.int64()),
-    ("through_offset", pa.int64()), ("final", pa.uint8()),
-    ("updated_at", UTC_MS),
-])
+WINDOW_SCHEMA = pa.schema(
+    [
+        ("generation", pa.uint32()),
+        ("metric", pa.string()),
+        ("window_ms", pa.uint32()),
+        ("window_start", UTC_MS),
+        ("dims", pa.map_(pa.string(), pa.string())),
+        ("group_key", pa.string()),
+        ("source_id", pa.string()),
+        ("count", pa.uint64()),
+        ("sum", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("q_values", pa.list_(pa.float64())),
+        ("q_weights", pa.list_(pa.uint64())),
+        ("d_hashes", pa.list_(pa.uint64())),
+        ("d_theta", pa.uint64()),
+        ("first_ms", pa.int64()),
+        ("last_ms", pa.int64()),
+        ("through_offset", pa.int64()),
+        ("final", pa.uint8()),
+        ("updated_at", UTC_MS),
+    ]
+)
 """``speed_windows`` as Arrow, column for column (see stratum.storage.schema)."""
 
 CHECKPOINT_COLUMNS = [
-    "generation", "source_id", "through_offset", "watermark_ms", "max_event_ms", "updated_at",
+    "generation",
+    "source_id",
+    "through_offset",
+    "watermark_ms",
+    "max_event_ms",
+    "updated_at",
 ]
 _KLL_EMPTY, _KLL_SINGLE = 1, 4  # flag bits of a serialised DataSketches KLL sketch
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
@@ -66,8 +84,7 @@ def kll_sample(sketch: Any) -> tuple[np.ndarray, np.ndarray]:
     starts = np.frombuffer(buf, np.uint32, levels_n, 20).astype(np.int64)
     items = np.frombuffer(buf, np.float64, offset=20 + 4 * levels_n + 16)
     sizes = np.diff(starts, append=starts[0] + len(items))
-    weights = np.repeat(np.left_shift(np.uint64(1), np.arange(levels_n, dtype=np.uint64)),
-                        sizes)
+    weights = np.repeat(np.left_shift(np.uint64(1), np.arange(levels_n, dtype=np.uint64)), sizes)
     return items, weights
 
 
@@ -101,14 +118,16 @@ class SpeedStore:
         # now rather than in the first flush, which holds the lock the agent waits on.
         pa.array(np.zeros(1, dtype=np.int64))
 
-    def write(self, source_id: str, rows: Sequence[WindowRow], checkpoint: dict[str, Any]
-              ) -> None:
+    def write(self, source_id: str, rows: Sequence[WindowRow], checkpoint: dict[str, Any]) -> None:
         """Window rows first, then the checkpoint: a crash between the two leaves rows
         that say which offsets they hold, so nothing is counted twice on resume."""
         self.write_many([(source_id, rows, checkpoint)])
 
-    def write_many(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
-                   resume_after: Mapping[str, int] | None = None) -> None:
+    def write_many(
+        self,
+        flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
+        resume_after: Mapping[str, int] | None = None,
+    ) -> None:
         """One flush of several source partitions: every window row in one insert, then
         every checkpoint in one insert. Each insert makes a new part per day it touches,
         and chDB spends milliseconds per part whatever its size, so fewer, larger inserts
@@ -116,8 +135,11 @@ class SpeedStore:
         as :meth:`write`: no checkpoint is stored before the rows it vouches for."""
         self.commit(self.prepare(flushes, resume_after))
 
-    def prepare(self, flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
-                resume_after: Mapping[str, int] | None = None) -> PreparedFlush:
+    def prepare(
+        self,
+        flushes: Sequence[tuple[str, Sequence[WindowRow], dict[str, Any]]],
+        resume_after: Mapping[str, int] | None = None,
+    ) -> PreparedFlush:
         """Snapshot a flush (rows as Arrow, checkpoints as values) without touching
         ClickHouse. Call it where the aggregators cannot change underneath (on the event
         loop, or under the worker's lock); the snapshot then no longer refers to the live
@@ -128,16 +150,25 @@ class SpeedStore:
         hand-off stores where the live worker paused): a worker taking the source over
         reads again from there, and each window's own offset skips what it already holds."""
         now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
-        tables = [self.window_table(source_id, rows, checkpoint["through_offset"], now_ms)
-                  for source_id, rows, checkpoint in flushes if rows]
+        tables = [
+            self.window_table(source_id, rows, checkpoint["through_offset"], now_ms)
+            for source_id, rows, checkpoint in flushes
+            if rows
+        ]
         stamp = _utc(now_ms)
         resume = resume_after or {}
-        checkpoints = [[self.generation, source_id,
-                        resume.get(source_id, checkpoint["through_offset"]),
-                        checkpoint["watermark_ms"], checkpoint["max_event_ms"], stamp]
-                       for source_id, _, checkpoint in flushes]
-        windows = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables \
-            else None
+        checkpoints = [
+            [
+                self.generation,
+                source_id,
+                resume.get(source_id, checkpoint["through_offset"]),
+                checkpoint["watermark_ms"],
+                checkpoint["max_event_ms"],
+                stamp,
+            ]
+            for source_id, _, checkpoint in flushes
+        ]
+        windows = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]) if tables else None
         return PreparedFlush(windows, checkpoints)
 
     def commit(self, prepared: PreparedFlush) -> None:
@@ -147,8 +178,9 @@ class SpeedStore:
         if prepared.checkpoints:
             self.storage.insert("speed_checkpoints", prepared.checkpoints, CHECKPOINT_COLUMNS)
 
-    def window_table(self, source_id: str, rows: Sequence[WindowRow], through: int,
-                     now_ms: int) -> pa.Table:
+    def window_table(
+        self, source_id: str, rows: Sequence[WindowRow], through: int, now_ms: int
+    ) -> pa.Table:
         """The rows of one flush as one Arrow table in :data:`WINDOW_SCHEMA`; state
         columns as :data:`stratum.aggregations.STATE_COLUMNS` names them."""
         n = len(rows)
@@ -210,8 +242,11 @@ class SpeedStore:
                 thetas[i] = state.distinct.theta
             else:
                 d_hashes.append(_EMPTY_U64)
-        dims = pa.MapArray.from_arrays(pa.array(dim_offsets), pa.array(dim_names, pa.string()),
-                                       pa.array(dim_values, pa.string()))
+        dims = pa.MapArray.from_arrays(
+            pa.array(dim_offsets),
+            pa.array(dim_names, pa.string()),
+            pa.array(dim_values, pa.string()),
+        )
         # Typed at construction: cast() to a zoned timestamp costs ~2.5 ms a call.
         stamp = pa.array(np.full(n, now_ms, dtype=np.int64), type=UTC_MS)
         columns = [
@@ -222,11 +257,16 @@ class SpeedStore:
             dims,
             pa.array(group_keys, pa.string()),
             pa.array([source_id] * n, pa.string()),
-            pa.array(counts), pa.array(sums), pa.array(mins), pa.array(maxs),
+            pa.array(counts),
+            pa.array(sums),
+            pa.array(mins),
+            pa.array(maxs),
             _list_array(q_values, np.float64, pa.float64()),
             _list_array(q_weights, np.uint64, pa.uint64()),
             _list_array(d_hashes, np.uint64, pa.uint64()),
-            pa.array(thetas), pa.array(firsts), pa.array(lasts),
+            pa.array(thetas),
+            pa.array(firsts),
+            pa.array(lasts),
             pa.array(np.full(n, through, dtype=np.int64)),
             pa.array(finals),
             stamp,
@@ -242,9 +282,9 @@ class SpeedStore:
         )
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
-    def load_open_windows(self, source_id: str, watermark_ms: int,
-                          metrics: dict[str, MetricDefinition]
-                          ) -> list[tuple[WindowKey, WindowState, int]]:
+    def load_open_windows(
+        self, source_id: str, watermark_ms: int, metrics: dict[str, MetricDefinition]
+    ) -> list[tuple[WindowKey, WindowState, int]]:
         """Windows of a source partition that the watermark has not passed, with the
         offset each is complete through (the newest row of each, by ReplacingMergeTree)."""
         if watermark_ms == NO_WATERMARK:
@@ -261,8 +301,12 @@ class SpeedStore:
             "WHERE generation = {g:UInt32} AND source_id = {s:String} "
             "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
             "AND toUnixTimestamp64Milli(window_start) + window_ms > {w:Int64}",
-            {"g": self.generation, "s": source_id, "w": watermark_ms,
-             "lo": max(0, watermark_ms - longest_ms)},
+            {
+                "g": self.generation,
+                "s": source_id,
+                "w": watermark_ms,
+                "lo": max(0, watermark_ms - longest_ms),
+            },
         )
         recovered = []
         for row in rows:

@@ -35,8 +35,17 @@ from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import StorageError, generations
 from stratum.storage.definitions import DefinitionStore
 
-SIDE_COLUMNS = ("kind", "recorded_at", "ts", "event_id", "reason", "topic", "partition",
-                "offset", "payload")
+SIDE_COLUMNS = (
+    "kind",
+    "recorded_at",
+    "ts",
+    "event_id",
+    "reason",
+    "topic",
+    "partition",
+    "offset",
+    "payload",
+)
 Origin = tuple[str, int, int]  # topic, partition, offset of a log message
 # Queued messages are aggregated at each flush, or as soon as this many bytes wait (about
 # 100,000 demo events): big enough to amortise the columnar work (Arrow's JSON reader
@@ -53,7 +62,7 @@ log = logging.getLogger(__name__)
 
 def retry_delay_s(failures: int) -> float:
     """Back-off after ``failures`` failed flushes in a row: 1 s, 2 s, 4 s ... 30 s."""
-    return min(30.0, 0.5 * 2.0 ** failures)
+    return min(30.0, 0.5 * 2.0**failures)
 
 
 def error_text(exc: BaseException) -> str:
@@ -83,10 +92,16 @@ class _Acks:
 
 
 class SpeedWorker:
-    def __init__(self, settings: Settings, catalog: MetricCatalog, store: SpeedStore,
-                 producer: EventProducer, log_epoch: str,
-                 archiver: ArchiveWorker | None = None,
-                 mapper: SourceMapper | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: MetricCatalog,
+        store: SpeedStore,
+        producer: EventProducer,
+        log_epoch: str,
+        archiver: ArchiveWorker | None = None,
+        mapper: SourceMapper | None = None,
+    ) -> None:
         """``mapper``: a ``[[source]]``'s mapping (``log_epoch`` is then its name);
         None: the built-in topic."""
         self.settings = settings
@@ -139,20 +154,30 @@ class SpeedWorker:
     async def _aggregator(self, partition: int) -> PartitionAggregator:
         agg = self.partitions.get(partition)
         if agg is None:
-            agg = PartitionAggregator(self.catalog.metrics, self.settings.speed.allowed_lateness_ms,
-                                      dedup_capacity=self.settings.speed.dedup_ids)
+            agg = PartitionAggregator(
+                self.catalog.metrics,
+                self.settings.speed.allowed_lateness_ms,
+                dedup_capacity=self.settings.speed.dedup_ids,
+            )
             source = self.source_id(partition)
             checkpoint = await asyncio.to_thread(self.store.load_checkpoint, source)
             if checkpoint is not None:
                 through, max_event_ms = checkpoint
                 agg.max_event_ms = max_event_ms
                 windows = await asyncio.to_thread(
-                    self.store.load_open_windows, source, agg.watermark_ms,
-                    {m.name: m for m in self.catalog.metrics})
+                    self.store.load_open_windows,
+                    source,
+                    agg.watermark_ms,
+                    {m.name: m for m in self.catalog.metrics},
+                )
                 agg.recover(through, max_event_ms, windows)
                 self._written.setdefault(partition, through)  # stored before we took it
-                log.info("partition %d resumed after offset %d with %d open window(s)",
-                         partition, through, len(windows))
+                log.info(
+                    "partition %d resumed after offset %d with %d open window(s)",
+                    partition,
+                    through,
+                    len(windows),
+                )
             self.partitions[partition] = agg
         return agg
 
@@ -160,8 +185,10 @@ class SpeedWorker:
         if not self._running.is_set():  # paused: backpressure, or a replay's hand-off
             await self._running.wait()
         self._receive(event)
-        if (self._inbox_bytes >= APPLY_AT_BYTES
-                or time.monotonic() - self._inbox_since >= APPLY_AFTER_S):
+        if (
+            self._inbox_bytes >= APPLY_AT_BYTES
+            or time.monotonic() - self._inbox_since >= APPLY_AFTER_S
+        ):
             async with self._lock:
                 await self._apply()
 
@@ -183,8 +210,11 @@ class SpeedWorker:
         """Aggregate and buffer for the archive every queued message (lock held: a flush
         must never store a checkpoint claiming offsets whose events its rows lack)."""
         newer = bound_here(self.store.storage.database)
-        if (newer is not None and self.definitions_version is not None
-                and newer > self.definitions_version):
+        if (
+            newer is not None
+            and self.definitions_version is not None
+            and newer > self.definitions_version
+        ):
             return  # keep them queued: the flush loads that version first, then applies
         inbox, self._inbox = self._inbox, {}
         self._inbox_bytes = 0
@@ -202,8 +232,9 @@ class SpeedWorker:
                 # checkpoint and the log delivers these messages again.
                 self.broken = f"{type(exc).__name__}: {exc}"
                 self._running.clear()  # the agent stops taking messages: backpressure
-                log.critical("speed aggregation failed; storing nothing until restarted",
-                             exc_info=exc)
+                log.critical(
+                    "speed aggregation failed; storing nothing until restarted", exc_info=exc
+                )
                 raise
             self.archiver.add(partition, decoded.frame, last)
             telemetry.SPEED_EVENTS.inc(result.aggregated)
@@ -211,37 +242,54 @@ class SpeedWorker:
             telemetry.SPEED_DUPLICATES.inc(result.duplicates)
             for bad in decoded.bad:
                 offset, value, _ = messages[bad.message]
-                await self._dead_letter((topic, partition, offset), bad.index, bad.reason,
-                                        value)
+                await self._dead_letter((topic, partition, offset), bad.index, bad.reason, value)
             if result.late:
                 telemetry.SPEED_LATE.inc(len(result.late))
                 watermark = agg.watermark_ms
                 for late_event, offset in zip(result.late, result.late_offsets, strict=True):
-                    self._record("late", (topic, partition, offset), f"its window had closed "
-                                 f"(watermark {watermark})", late_event,
-                                 orjson.dumps(late_event).decode())
+                    self._record(
+                        "late",
+                        (topic, partition, offset),
+                        f"its window had closed (watermark {watermark})",
+                        late_event,
+                        orjson.dumps(late_event).decode(),
+                    )
                 await self._send_late(result.late)
 
-    def _decode(self, partition: int, messages: list[tuple[int, bytes, int | None]],
-                now_ms: int) -> DecodedBatch:
+    def _decode(
+        self, partition: int, messages: list[tuple[int, bytes, int | None]], now_ms: int
+    ) -> DecodedBatch:
         """One partition's queued messages as a frame: the built-in topic's NDJSON, or a
         source's mapping (which also reads the Kafka timestamp)."""
         if self.mapper is None:
-            return decode_messages([(offset, value) for offset, value, _ in messages],
-                                   now_ms=now_ms)
-        return self.mapper.decode(partition, [
-            (offset, value, stamp or 0) for offset, value, stamp in messages], now_ms=now_ms)
+            return decode_messages(
+                [(offset, value) for offset, value, _ in messages], now_ms=now_ms
+            )
+        return self.mapper.decode(
+            partition,
+            [(offset, value, stamp or 0) for offset, value, stamp in messages],
+            now_ms=now_ms,
+        )
 
-    def _record(self, kind: str, origin: Origin, reason: str, event: Event | None,
-                payload: str) -> None:
+    def _record(
+        self, kind: str, origin: Origin, reason: str, event: Event | None, payload: str
+    ) -> None:
         """Keep a side event for ``side_events`` (written with the next flush)."""
         ts = event.get("ts") if event else None
         topic, partition, offset = origin
-        self._side.append([
-            kind, datetime.now(tz=UTC),
-            datetime.fromtimestamp(ts / 1000, tz=UTC) if isinstance(ts, int) else None,
-            str(event.get("event_id", "")) if event else "", reason[:1000], topic,
-            partition, offset, payload[:4096]])
+        self._side.append(
+            [
+                kind,
+                datetime.now(tz=UTC),
+                datetime.fromtimestamp(ts / 1000, tz=UTC) if isinstance(ts, int) else None,
+                str(event.get("event_id", "")) if event else "",
+                reason[:1000],
+                topic,
+                partition,
+                offset,
+                payload[:4096],
+            ]
+        )
 
     async def _send_late(self, late: list[Event]) -> None:
         try:
@@ -249,19 +297,30 @@ class SpeedWorker:
         except LogUnavailableError as exc:  # still archived; batch corrects the window
             log.warning("could not send %d late event(s): %s", len(late), exc)
 
-    async def _dead_letter(self, origin: Origin, index: int | None, reason: str, value: bytes
-                           ) -> None:
+    async def _dead_letter(
+        self, origin: Origin, index: int | None, reason: str, value: bytes
+    ) -> None:
         telemetry.DEAD_LETTERS.inc()
-        self._record("dead_letter", origin, reason if index is None else f"item {index}: "
-                     f"{reason}", None, value[:4096].decode("utf-8", errors="replace"))
+        self._record(
+            "dead_letter",
+            origin,
+            reason if index is None else f"item {index}: {reason}",
+            None,
+            value[:4096].decode("utf-8", errors="replace"),
+        )
         topic, partition, offset = origin
-        log.warning("dead letter: %s[%d]@%d item %s: %s", topic, partition, offset, index,
-                    reason)
-        record = orjson.dumps({
-            "reason": reason, "source": self.source, "topic": topic,
-            "partition": partition, "offset": offset, "index": index,
-            "value": value[:65536].decode("utf-8", errors="replace"),
-        })
+        log.warning("dead letter: %s[%d]@%d item %s: %s", topic, partition, offset, index, reason)
+        record = orjson.dumps(
+            {
+                "reason": reason,
+                "source": self.source,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "index": index,
+                "value": value[:65536].decode("utf-8", errors="replace"),
+            }
+        )
         try:
             await self.producer.send_raw(self.settings.kafka.dead_letter_topic, record)
         except LogUnavailableError as exc:
@@ -281,8 +340,11 @@ class SpeedWorker:
                 agg.advance_idle(now_ms, idle_ms)
             side, self._side = self._side, []
             drained = {p: agg.drain() for p, agg in self.partitions.items()}
-            changed = {p: rows for p, rows in drained.items()
-                       if rows or self.partitions[p].through_offset != self._written.get(p)}
+            changed = {
+                p: rows
+                for p, rows in drained.items()
+                if rows or self.partitions[p].through_offset != self._written.get(p)
+            }
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(self._write, changed, side)
@@ -299,8 +361,12 @@ class SpeedWorker:
                 self._backoff_until = time.monotonic() + delay
                 self.last_flush_error = error_text(exc)
                 telemetry.SPEED_FLUSH_ERRORS.inc()
-                log.error("speed flush failed (retry in %.1f s): %s", delay,
-                          self.last_flush_error, exc_info=not isinstance(exc, StorageError))
+                log.error(
+                    "speed flush failed (retry in %.1f s): %s",
+                    delay,
+                    self.last_flush_error,
+                    exc_info=not isinstance(exc, StorageError),
+                )
                 return
             self._failures = 0
             self.last_flush_error = None
@@ -353,14 +419,17 @@ class SpeedWorker:
             if version is not None and redefined:  # metrics added or deleted, or a new
                 # generation's; a source's worker computes that source's metrics only
                 catalog = await asyncio.to_thread(
-                    DefinitionStore(self.store.storage).catalog, version)
+                    DefinitionStore(self.store.storage).catalog, version
+                )
                 self.catalog = catalog.for_source(self.source)
                 self.definitions_version = version
-                log.info("computing definitions version %s (%d metric(s))",
-                         state.definitions, len(self.catalog.metrics))
+                log.info(
+                    "computing definitions version %s (%d metric(s))",
+                    state.definitions,
+                    len(self.catalog.metrics),
+                )
             if state.live != self.store.generation:
-                log.info("switching from generation %d to %d", self.store.generation,
-                         state.live)
+                log.info("switching from generation %d to %d", self.store.generation, state.live)
             self.store.generation = state.live
             self.partitions.clear()  # recovered lazily from the new generation's rows
             self._written.clear()
@@ -381,14 +450,19 @@ class SpeedWorker:
             # waits for a position from every source the live generation holds.
             for partition in sorted(self.assigned | set(self.partitions)):
                 agg = await self._aggregator(partition)
-                await asyncio.to_thread(generations.report_position, self.store.storage,
-                                        self.source_id(partition), agg.through_offset)
+                await asyncio.to_thread(
+                    generations.report_position,
+                    self.store.storage,
+                    self.source_id(partition),
+                    agg.through_offset,
+                )
             log.info("paused for the hand-off to generation %d", state.handoff)
         elif state.handoff is None and self.paused_for is not None:
             self.paused_for = None  # the replay gave up: carry on in the live generation
             self._running.set()
         elif not self._running.is_set() and (
-                time.monotonic() - self._paused_at > 2 * HANDOFF_TIMEOUT_S):
+            time.monotonic() - self._paused_at > 2 * HANDOFF_TIMEOUT_S
+        ):
             # The replay has given up by now (its own deadline is half this): resume, and
             # do not pause again for the same hand-off.
             log.warning("hand-off to generation %s stalled: resuming", self.paused_for)
@@ -400,8 +474,9 @@ class SpeedWorker:
         # Every partition's rows in one insert, then every checkpoint in one (per-insert
         # cost in ClickHouse, not per row, dominated a flush written partition by partition).
         checkpoints = {p: self.partitions[p].checkpoint() for p in changed}
-        self.store.write_many([(self.source_id(p), rows, checkpoints[p])
-                               for p, rows in changed.items()])
+        self.store.write_many(
+            [(self.source_id(p), rows, checkpoints[p]) for p, rows in changed.items()]
+        )
         for partition, checkpoint in checkpoints.items():
             self._written[partition] = checkpoint["through_offset"]
 
@@ -415,8 +490,7 @@ class SpeedWorker:
             self._written.pop(partition, None)
             self.received.pop(partition, None)
             self._inbox_bytes -= sum(len(v) for _, v, _ in self._inbox.pop(partition, []))
-        self.acks.pending = [e for e in self.acks.pending
-                             if e.message.partition not in partitions]
+        self.acks.pending = [e for e in self.acks.pending if e.message.partition not in partitions]
 
 
 class ArchiveWorker:
@@ -452,8 +526,10 @@ class ArchiveWorker:
 
     @property
     def due(self) -> bool:
-        return (self.buffered >= self.settings.archive.max_buffered_events
-                or time.monotonic() - self._last_flush >= self.settings.archive.flush_interval_s)
+        return (
+            self.buffered >= self.settings.archive.max_buffered_events
+            or time.monotonic() - self._last_flush >= self.settings.archive.flush_interval_s
+        )
 
     async def flush(self) -> bool:
         """Write every buffered frame; whether it worked. A failed write, whatever the
@@ -478,8 +554,12 @@ class ArchiveWorker:
             self._retry_at = time.monotonic() + delay
             self.last_flush_error = error_text(exc)
             telemetry.ARCHIVE_FLUSH_ERRORS.inc()
-            log.error("archive write failed (retry in %.1f s): %s", delay,
-                      self.last_flush_error, exc_info=not isinstance(exc, OSError))
+            log.error(
+                "archive write failed (retry in %.1f s): %s",
+                delay,
+                self.last_flush_error,
+                exc_info=not isinstance(exc, OSError),
+            )
             return False
         self.stored.update(marks)
         self._failures = 0
@@ -496,8 +576,11 @@ class ArchiveWorker:
             if not parts:
                 continue
             frame = concat_frames(parts)
-            written += len(archive.write_frame(self.root, self.log_epoch, partition, frame,
-                                               *archive.offset_range(frame)))
+            written += len(
+                archive.write_frame(
+                    self.root, self.log_epoch, partition, frame, *archive.offset_range(frame)
+                )
+            )
         return written
 
     def forget(self, partitions: set[int]) -> None:

@@ -48,8 +48,7 @@ def canonical_text(value: str | float) -> str:
 
 
 def value_hash(value: str | float) -> int:
-    return int(mmh3.hash64(canonical_text(value).encode(), seed=HASH_SEED, signed=False)[0]
-               >> 1)
+    return int(mmh3.hash64(canonical_text(value).encode(), seed=HASH_SEED, signed=False)[0] >> 1)
 
 
 class DistinctSample:
@@ -59,8 +58,9 @@ class DistinctSample:
 
     __slots__ = ("hashes", "k", "theta")
 
-    def __init__(self, k: int = DISTINCT_K, hashes: Iterable[int] = (),
-                 theta: int = MAX_HASH) -> None:
+    def __init__(
+        self, k: int = DISTINCT_K, hashes: Iterable[int] = (), theta: int = MAX_HASH
+    ) -> None:
         self.k = k
         self.theta = theta
         self.hashes = {h for h in hashes if h < theta}
@@ -74,7 +74,7 @@ class DistinctSample:
     def _shrink(self) -> None:
         ordered = sorted(self.hashes)
         self.theta = ordered[self.k]
-        self.hashes = set(ordered[:self.k])
+        self.hashes = set(ordered[: self.k])
 
 
 @dataclass(slots=True)
@@ -92,12 +92,16 @@ class WindowState:
     last_ms: int = -NO_TIME
 
     @classmethod
-    def from_columns(cls, row: Mapping[str, Any], *, with_sketch: bool,
-                     with_distinct: bool = False) -> WindowState:
+    def from_columns(
+        cls, row: Mapping[str, Any], *, with_sketch: bool, with_distinct: bool = False
+    ) -> WindowState:
         """Rebuild state from a stored row (recovery after a restart)."""
-        state = cls(count=int(row["count"]), sum=float(row["sum"]),
-                    min=float(row["min"]) if row["count"] else math.inf,
-                    max=float(row["max"]) if row["count"] else -math.inf)
+        state = cls(
+            count=int(row["count"]),
+            sum=float(row["sum"]),
+            min=float(row["min"]) if row["count"] else math.inf,
+            max=float(row["max"]) if row["count"] else -math.inf,
+        )
         if row.get("first_ms"):
             state.first_ms, state.last_ms = int(row["first_ms"]), int(row["last_ms"])
         if with_distinct:
@@ -112,5 +116,7 @@ class WindowState:
 
 
 def new_state(with_sketch: bool, with_distinct: bool = False) -> WindowState:
-    return WindowState(sketch=kll_doubles_sketch(KLL_K) if with_sketch else None,
-                       distinct=DistinctSample() if with_distinct else None)
+    return WindowState(
+        sketch=kll_doubles_sketch(KLL_K) if with_sketch else None,
+        distinct=DistinctSample() if with_distinct else None,
+    )

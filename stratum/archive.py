@@ -77,22 +77,27 @@ def hour_dir(root: Path, hour_start_ms: int) -> Path:
     return root / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
 
 
-def write_frame(root: Path, epoch: str, partition: int, frame: pl.DataFrame, first: int,
-                last: int) -> list[Path]:
+def write_frame(
+    root: Path, epoch: str, partition: int, frame: pl.DataFrame, first: int, last: int
+) -> list[Path]:
     """Write the events of one log partition's offset range ``first..last`` (a frame in
     :mod:`stratum.event_frames`' layout), one file per event hour."""
     if frame.is_empty():
         return []
     hour = (pl.col("ts") - pl.col("ts") % HOUR_MS).alias("__hour")
     written = []
-    for (hour_start,), part in frame.with_columns(hour).partition_by(
-            "__hour", as_dict=True, maintain_order=True).items():
+    for (hour_start,), part in (
+        frame.with_columns(hour).partition_by("__hour", as_dict=True, maintain_order=True).items()
+    ):
         directory = hour_dir(root, int(hour_start))
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / file_name(epoch, partition, first, last)
         tmp = directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
         part.select(
-            "event_id", pl.col("ts").cast(pl.Datetime("ms", "UTC")), "type", "offset",
+            "event_id",
+            pl.col("ts").cast(pl.Datetime("ms", "UTC")),
+            "type",
+            "offset",
             pl.exclude("event_id", "ts", "type", "offset", "__hour"),
         ).write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
         os.replace(tmp, target)
@@ -113,8 +118,14 @@ def write_partition_range(
     """Write ``(offset, event)`` pairs of one log partition, one file per event hour."""
     if not events:
         return []
-    return write_frame(root, epoch, partition, events_frame(events),
-                       min(o for o, _ in events), max(o for o, _ in events))
+    return write_frame(
+        root,
+        epoch,
+        partition,
+        events_frame(events),
+        min(o for o, _ in events),
+        max(o for o, _ in events),
+    )
 
 
 def list_files(root: Path) -> list[Path]:
@@ -123,8 +134,9 @@ def list_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("date=*/hour=*/*.parquet"))
 
 
-def scan_fields(files: Iterable[Path], numeric: Sequence[str], strings: Sequence[str]
-                ) -> pl.LazyFrame:
+def scan_fields(
+    files: Iterable[Path], numeric: Sequence[str], strings: Sequence[str]
+) -> pl.LazyFrame:
     """A lazy frame over archive files with the base columns plus the named fields,
     typed as asked (a field missing from a file is null there)."""
     base = ["event_id", "ts", "type", "offset"]

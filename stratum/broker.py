@@ -79,10 +79,21 @@ class EmbeddedBroker:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         out = self._log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, start_new_session=True,  # noqa: PLW1509
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,  # noqa: PLW1509
         )
         out.close()
         atexit.register(self.stop)

@@ -48,14 +48,17 @@ def problems_of(exc: MetricDefinitionError) -> list[str]:
     return [line for line in rest.split("\n  ") if line] if rest else [head]
 
 
-def put_metric(catalog: MetricCatalog, name: str, fields: Mapping[str, Any],
-               source: str = "draft") -> MetricCatalog:
+def put_metric(
+    catalog: MetricCatalog, name: str, fields: Mapping[str, Any], source: str = "draft"
+) -> MetricCatalog:
     """``catalog`` with metric ``name`` added or replaced by ``fields`` (the file's names;
     ``name`` may be left out). Raises :class:`MetricDefinitionError` like the file."""
     if "name" in fields and fields["name"] != name:
-        raise MetricDefinitionError(f"{source} has 1 problem(s):\n  metric {name!r}: name: "
-                                    f"the body names {fields['name']!r}; rename by "
-                                    "deleting and adding")
+        raise MetricDefinitionError(
+            f"{source} has 1 problem(s):\n  metric {name!r}: name: "
+            f"the body names {fields['name']!r}; rename by "
+            "deleting and adding"
+        )
     entry = {**fields, "name": name}
     document = catalog_document(catalog)
     metrics = [m for m in document.get("metric", []) if m.get("name") != name]
@@ -82,19 +85,26 @@ class Change:
         return not (self.added or self.changed or self.deleted)
 
     def summary(self) -> str:
-        parts = [f"{verb} {', '.join(names)}" for verb, names in (
-            ("added", self.added), ("changed", self.changed), ("deleted", self.deleted))
-            if names]
+        parts = [
+            f"{verb} {', '.join(names)}"
+            for verb, names in (
+                ("added", self.added),
+                ("changed", self.changed),
+                ("deleted", self.deleted),
+            )
+            if names
+        ]
         return "; ".join(parts) or "no metric changed"
 
 
 def diff(old: MetricCatalog, new: MetricCatalog) -> Change:
     before = {m.name: m for m in old.metrics}
     after = {m.name: m for m in new.metrics}
-    return Change(added=sorted(after.keys() - before.keys()),
-                  changed=sorted(n for n in after.keys() & before.keys()
-                                 if after[n] != before[n]),
-                  deleted=sorted(before.keys() - after.keys()))
+    return Change(
+        added=sorted(after.keys() - before.keys()),
+        changed=sorted(n for n in after.keys() & before.keys() if after[n] != before[n]),
+        deleted=sorted(before.keys() - after.keys()),
+    )
 
 
 def _toml_value(value: Any) -> str:
@@ -109,8 +119,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
+        return (
+            "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        )
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 

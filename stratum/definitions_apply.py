@@ -48,8 +48,10 @@ class DefinitionsBusyError(StratumError):
 
     def __init__(self, job_id: str, kind: str = "replay") -> None:
         self.job_id = job_id
-        super().__init__(f"a {kind} job is queued or running (job {job_id}); definitions "
-                         "change one at a time: wait for it, then apply again")
+        super().__init__(
+            f"a {kind} job is queued or running (job {job_id}); definitions "
+            "change one at a time: wait for it, then apply again"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,14 @@ def bound_here(database: str) -> int | None:
     return _bound_here.get(database)
 
 
-def apply_catalog(storage: Storage, edit: Callable[[MetricCatalog], MetricCatalog], *,
-                  author: str, reason: str, trigger: JobTrigger = "api") -> Applied:
+def apply_catalog(
+    storage: Storage,
+    edit: Callable[[MetricCatalog], MetricCatalog],
+    *,
+    author: str,
+    reason: str,
+    trigger: JobTrigger = "api",
+) -> Applied:
     """Store ``edit(live catalog)`` as the next version and start what makes it served.
     The edit sees the live version read under the lock, so two edits never lose one."""
     store = DefinitionStore(storage)
@@ -85,33 +93,56 @@ def apply_catalog(storage: Storage, edit: Callable[[MetricCatalog], MetricCatalo
         edit(store.live()[2])  # a bad draft fails here, before anything is recorded
         stale = jobs.active("definitions")
         if stale is not None and utc_now() - stale.created_at > STALE_AFTER:
-            jobs.save(stale.model_copy(update={"state": "failed", "finished_at": utc_now(),
-                                               "error": INTERRUPTED}))
+            jobs.save(
+                stale.model_copy(
+                    update={"state": "failed", "finished_at": utc_now(), "error": INTERRUPTED}
+                )
+            )
         try:  # the definitions job is the lock between processes (one active at a time)
-            record = jobs.submit("definitions", trigger, {"author": author,
-                                                          "reason": reason})
+            record = jobs.submit("definitions", trigger, {"author": author, "reason": reason})
         except JobConflictError as exc:
             raise DefinitionsBusyError(exc.job_id, "definitions") from exc
-        record = jobs.save(record.model_copy(update={"state": "running",
-                                                     "started_at": utc_now()}))
+        record = jobs.save(record.model_copy(update={"state": "running", "started_at": utc_now()}))
         try:
-            version, change, rebuilds, started = _apply(store, jobs, edit, author, reason,
-                                                        trigger)
+            version, change, rebuilds, started = _apply(store, jobs, edit, author, reason, trigger)
         except BaseException as exc:
-            jobs.save(record.model_copy(update={"state": "failed", "finished_at": utc_now(),
-                                                "error": f"{type(exc).__name__}: {exc}"}))
+            jobs.save(
+                record.model_copy(
+                    update={
+                        "state": "failed",
+                        "finished_at": utc_now(),
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                )
+            )
             raise
-        record = jobs.save(record.model_copy(update={
-            "state": "succeeded", "finished_at": utc_now(), "units_done": 1,
-            "units_total": 1, "params": {**record.params, "version": version,
-                                         "change": change.summary(),
-                                         "jobs": [j.job_id for j in started]}}))
+        record = jobs.save(
+            record.model_copy(
+                update={
+                    "state": "succeeded",
+                    "finished_at": utc_now(),
+                    "units_done": 1,
+                    "units_total": 1,
+                    "params": {
+                        **record.params,
+                        "version": version,
+                        "change": change.summary(),
+                        "jobs": [j.job_id for j in started],
+                    },
+                }
+            )
+        )
     return Applied(version, change, rebuilds, [record, *started])
 
 
-def _apply(store: DefinitionStore, jobs: JobStore,
-           edit: Callable[[MetricCatalog], MetricCatalog], author: str, reason: str,
-           trigger: JobTrigger) -> tuple[int, Change, list[str], list[Job]]:
+def _apply(
+    store: DefinitionStore,
+    jobs: JobStore,
+    edit: Callable[[MetricCatalog], MetricCatalog],
+    author: str,
+    reason: str,
+    trigger: JobTrigger,
+) -> tuple[int, Change, list[str], list[Job]]:
     """Under the definitions job: the new version, its binding or replay, its batch run."""
     generation, binding, live = store.live()
     new = edit(live)
@@ -123,9 +154,18 @@ def _apply(store: DefinitionStore, jobs: JobStore,
     if change.deleted:
         store.mark_deleted(change.deleted, int(time.time() * 1000))
     if rebuilds:
-        started.append(jobs.submit("replay", trigger, {
-            "definitions_version": version, "rebuild": rebuilds, "then_batch": True,
-            "change": change.summary()}))
+        started.append(
+            jobs.submit(
+                "replay",
+                trigger,
+                {
+                    "definitions_version": version,
+                    "rebuild": rebuilds,
+                    "then_batch": True,
+                    "change": change.summary(),
+                },
+            )
+        )
     else:
         floors = {k: v for k, v in binding.floors.items() if new.get(k) is not None}
         store.bind(generation, Binding(version, floors))
@@ -141,8 +181,9 @@ def submit_batch(jobs: JobStore, trigger: JobTrigger, version: int) -> Job:
     incremental run planned after the change covers the new metric's hours too; one
     planned before leaves them to the next run)."""
     try:
-        return jobs.submit("batch", trigger, {"mode": "incremental",
-                                              "definitions_version": version})
+        return jobs.submit(
+            "batch", trigger, {"mode": "incremental", "definitions_version": version}
+        )
     except JobConflictError as exc:
         found = jobs.get(exc.job_id)
         if found is None:
@@ -154,6 +195,8 @@ def batch_floor(storage: Storage) -> int:
     """A batch version newer than every one written or being written (versions are at
     least the wall clock in ms at a run's start, :func:`batch_layer.writer.next_version`)."""
     db = storage.database
-    found = storage.query(f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
-                          f"(SELECT max(version) FROM {db}.batch_coverage))")
+    found = storage.query(
+        f"SELECT greatest((SELECT max(version) FROM {db}.batch_windows), "
+        f"(SELECT max(version) FROM {db}.batch_coverage))"
+    )
     return max(time.time_ns() // 1_000_000, int(found[0][0] or 0) + 1)

@@ -1,12 +1,12 @@
 """Stratum's root exception.
 
-    StratumError
-    ├── EventError, MessageDecodeError      (stratum.events)
-    ├── MetricDefinitionError               (stratum.metrics)
-    ├── StorageError                        (stratum.storage)
-    │   └── StorageUnavailableError
-    ├── BrokerError                         (stratum.broker)
-    └── LogUnavailableError                 (ingest: the log cannot take events now)
+StratumError
+├── EventError, MessageDecodeError      (stratum.events)
+├── MetricDefinitionError               (stratum.metrics)
+├── StorageError                        (stratum.storage)
+│   └── StorageUnavailableError
+├── BrokerError                         (stratum.broker)
+└── LogUnavailableError                 (ingest: the log cannot take events now)
 """
 
 from __future__ import annotations

@@ -49,8 +49,12 @@ from stratum.events import (
 from stratum.numbers import dimension_text, number_text_expr
 
 log = logging.getLogger(__name__)
-BASE_SCHEMA: dict[str, Any] = {"offset": pl.Int64, "event_id": pl.String, "ts": pl.Int64,
-                               "type": pl.String}
+BASE_SCHEMA: dict[str, Any] = {
+    "offset": pl.Int64,
+    "event_id": pl.String,
+    "ts": pl.Int64,
+    "type": pl.String,
+}
 _FIELD_TYPES = (pl.String, pl.Int64, pl.Float64, pl.Null)
 _BIG_INT = float(2**63)  # Arrow reads an integer beyond Int64 as a double: not ours to pass
 
@@ -61,13 +65,15 @@ def concat_frames(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     them would give (Polars' own cast would write ``1.0`` as "1.0", a second group)."""
     if len(frames) == 1:
         return frames[0]
-    texts = {name for frame in frames for name, dtype in frame.schema.items()
-             if dtype == pl.String}
-    aligned = [frame.with_columns(number_text_expr(pl.col(name)).alias(name)
-                                  for name, dtype in frame.schema.items()
-                                  if name in texts and dtype.is_numeric()
-                                  and name not in BASE_SCHEMA)
-               for frame in frames]
+    texts = {name for frame in frames for name, dtype in frame.schema.items() if dtype == pl.String}
+    aligned = [
+        frame.with_columns(
+            number_text_expr(pl.col(name)).alias(name)
+            for name, dtype in frame.schema.items()
+            if name in texts and dtype.is_numeric() and name not in BASE_SCHEMA
+        )
+        for frame in frames
+    ]
     return pl.concat(aligned, how="diagonal_relaxed")
 
 
@@ -119,13 +125,15 @@ def events_frame(events: Sequence[tuple[int, Event]]) -> pl.DataFrame:
         if numeric[key]:
             columns[key] = pl.Series(values, dtype=pl.Float64, strict=False)
         else:
-            columns[key] = pl.Series([None if v is None else dimension_text(v)
-                                      for v in values], dtype=pl.String)
+            columns[key] = pl.Series(
+                [None if v is None else dimension_text(v) for v in values], dtype=pl.String
+            )
     return pl.DataFrame(columns)
 
 
-def decode_messages(messages: Sequence[tuple[int, bytes]], *, now_ms: int | None = None
-                    ) -> DecodedBatch:
+def decode_messages(
+    messages: Sequence[tuple[int, bytes]], *, now_ms: int | None = None
+) -> DecodedBatch:
     """The events of ``(offset, value)`` log messages (of one partition, in offset
     order) as one frame, plus every item that is not a valid event."""
     if not messages:
@@ -134,8 +142,7 @@ def decode_messages(messages: Sequence[tuple[int, bytes]], *, now_ms: int | None
     try:
         frame = _fast(messages, now_ms)
     except Exception:  # a bug here must not cost events: the exact path still decodes
-        log.exception("columnar decoding failed; decoding %d message(s) one by one",
-                      len(messages))
+        log.exception("columnar decoding failed; decoding %d message(s) one by one", len(messages))
         frame = None
     if frame is not None:
         return DecodedBatch(frame)
@@ -146,8 +153,12 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
     values = [value for _, value in messages]
     buffer = b"\n".join(values)
     try:
-        table = pa_json.read_json(io.BytesIO(buffer), read_options=pa_json.ReadOptions(
-            use_threads=False, block_size=max(len(buffer) + 1, 1 << 20)))
+        table = pa_json.read_json(
+            io.BytesIO(buffer),
+            read_options=pa_json.ReadOptions(
+                use_threads=False, block_size=max(len(buffer) + 1, 1 << 20)
+            ),
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     counts = [value.count(b"\n") + 1 for value in values]
@@ -156,13 +167,18 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     schema = frame.schema
-    if (schema.get("event_id") != pl.String or schema.get("type") != pl.String
-            or schema.get("ts") != pl.Int64 or "offset" in schema
-            or len(schema) > MAX_FIELDS):
+    if (
+        schema.get("event_id") != pl.String
+        or schema.get("type") != pl.String
+        or schema.get("ts") != pl.Int64
+        or "offset" in schema
+        or len(schema) > MAX_FIELDS
+    ):
         return None
     fields = [name for name in schema if name not in RESERVED]
-    if any(schema[name] not in _FIELD_TYPES or not 0 < len(name) <= MAX_KEY_CHARS
-           for name in fields):
+    if any(
+        schema[name] not in _FIELD_TYPES or not 0 < len(name) <= MAX_KEY_CHARS for name in fields
+    ):
         return None
     strings = [name for name in fields if schema[name] == pl.String]
     floats = [name for name in fields if schema[name] == pl.Float64]
@@ -180,13 +196,20 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
     ]
     if not all(frame.select(check.alias(f"c{i}") for i, check in enumerate(checks)).row(0)):
         return None
-    offsets = np.repeat(np.fromiter((offset for offset, _ in messages), dtype=np.int64,
-                                    count=len(messages)), counts)
+    offsets = np.repeat(
+        np.fromiter((offset for offset, _ in messages), dtype=np.int64, count=len(messages)), counts
+    )
     ordered = sorted(name for name in fields if schema[name] != pl.Null)
     return frame.select(
-        pl.Series("offset", offsets), "event_id", "ts", "type",
-        *[pl.col(name) if schema[name] == pl.String else pl.col(name).cast(pl.Float64)
-          for name in ordered])
+        pl.Series("offset", offsets),
+        "event_id",
+        "ts",
+        "type",
+        *[
+            pl.col(name) if schema[name] == pl.String else pl.col(name).cast(pl.Float64)
+            for name in ordered
+        ],
+    )
 
 
 def _exact(messages: Sequence[tuple[int, bytes]]) -> DecodedBatch:

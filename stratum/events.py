@@ -58,13 +58,18 @@ def _unit_hint(value: float, oldest_ms: int, newest_ms: int) -> str | None:
     a minimum (ingest's setting): from 1970 on, any number is some time in some unit."""
     if oldest_ms <= 0:
         return None
-    for unit, to_ms, how in (("seconds", 1000.0, "x1000"), ("microseconds", 1e-3, "/1000"),
-                             ("nanoseconds", 1e-6, "/1000000")):
+    for unit, to_ms, how in (
+        ("seconds", 1000.0, "x1000"),
+        ("microseconds", 1e-3, "/1000"),
+        ("nanoseconds", 1e-6, "/1000000"),
+    ):
         as_ms = value * to_ms
         if oldest_ms <= as_ms <= newest_ms:
             text = str(value) if isinstance(value, int) else f"{value:.0f}"
-            return (f"{text} looks like epoch {unit} ({_iso(int(as_ms))}); send "
-                    f"epoch milliseconds ({how}) or ISO-8601")
+            return (
+                f"{text} looks like epoch {unit} ({_iso(int(as_ms))}); send "
+                f"epoch milliseconds ({how}) or ISO-8601"
+            )
     return None
 
 
@@ -99,8 +104,9 @@ def parse_ts(value: Any, *, now_ms: int | None = None, oldest_ms: int = 0) -> in
     if ts_ms < 0:
         raise EventError("is before 1970-01-01T00:00:00Z", "ts")
     if ts_ms < oldest_ms:
-        raise EventError(f"{_iso(ts_ms)} is older than the oldest event time accepted "
-                         f"({_iso(oldest_ms)})", "ts")
+        raise EventError(
+            f"{_iso(ts_ms)} is older than the oldest event time accepted ({_iso(oldest_ms)})", "ts"
+        )
     if ts_ms > newest_ms:
         raise EventError("is more than 24 hours in the future; check the clock or the unit", "ts")
     return ts_ms
@@ -128,9 +134,11 @@ def validate_event(raw: Any, *, now_ms: int | None = None, oldest_ms: int = 0) -
     if len(raw) > MAX_FIELDS:
         problems.append(EventError(f"has {len(raw)} fields; the limit is {MAX_FIELDS}"))
     event: Event = {}
-    for name, check in (("event_id", lambda v: _check_string(v, "event_id", MAX_ID_CHARS)),
-                        ("ts", lambda v: parse_ts(v, now_ms=now_ms, oldest_ms=oldest_ms)),
-                        ("type", lambda v: _check_string(v, "type", MAX_KEY_CHARS))):
+    for name, check in (
+        ("event_id", lambda v: _check_string(v, "event_id", MAX_ID_CHARS)),
+        ("ts", lambda v: parse_ts(v, now_ms=now_ms, oldest_ms=oldest_ms)),
+        ("type", lambda v: _check_string(v, "type", MAX_KEY_CHARS)),
+    ):
         try:
             if name != "ts" and name not in raw:
                 raise EventError("is required", name)
@@ -161,8 +169,11 @@ def _check_field(key: Any, value: Any) -> Any:
                 f"is {len(value)} characters long; the limit is {MAX_STRING_CHARS}", key
             )
         if reads_as_non_finite(value):
-            raise EventError(f"{value[:40]!r} reads as a number that is not finite; "
-                             "send a finite number, or leave the field out", key)
+            raise EventError(
+                f"{value[:40]!r} reads as a number that is not finite; "
+                "send a finite number, or leave the field out",
+                key,
+            )
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise EventError(
             f"must be a string (dimension) or a number (measure), got {_json_type(value)}",

@@ -40,9 +40,10 @@ def batch_phase(step: int, steps: int) -> str:
     return "computing metrics"
 
 
-def progress_label(kind: str, state: str, units_done: int, units_total: int,
-                   phase: str | None = None) -> str:
-    """"2/6 · computing metrics" while running (units done, then the one under way),
+def progress_label(
+    kind: str, state: str, units_done: int, units_total: int, phase: str | None = None
+) -> str:
+    """ "2/6 · computing metrics" while running (units done, then the one under way),
     "6/6 · done" once succeeded, "queued"; a failed run says how far it got."""
     if state == "queued":
         return "queued"

@@ -31,9 +31,11 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
     if context is not None:
         options["ssl_context"] = context
     if kafka.sasl:
-        options.update(sasl_mechanism=kafka.sasl_mechanism,
-                       sasl_plain_username=kafka.sasl_username,
-                       sasl_plain_password=kafka.sasl_password)
+        options.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password,
+        )
     return options
 
 
@@ -41,8 +43,12 @@ def faust_credentials(kafka: KafkaSettings) -> SASLCredentials | SSLCredentials 
     """``broker_credentials`` for faust.App (None: PLAINTEXT)."""
     context = ssl_context(kafka)
     if kafka.sasl:
-        return SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                               ssl_context=context, mechanism=kafka.sasl_mechanism)
+        return SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
     if context is not None:
         return SSLCredentials(context)
     return None

@@ -19,12 +19,21 @@ from stratum.numbers import filter_texts, number_text_expr
 BASE_COLUMNS = ("event_id", "ts", "type", "offset")
 # Internal column names cannot clash with event fields (an event may have a "count").
 TS_MS, WINDOW_START = "__ts_ms", "__window_start"
-__all__ = ["BASE_COLUMNS", "TS_MS", "VALUE", "WINDOW_START", "dim_columns", "dimension_exprs",
-           "needed_fields", "typed_fields", "where_expr", "window_starts_expr"]
+__all__ = [
+    "BASE_COLUMNS",
+    "TS_MS",
+    "VALUE",
+    "WINDOW_START",
+    "dim_columns",
+    "dimension_exprs",
+    "needed_fields",
+    "typed_fields",
+    "where_expr",
+    "window_starts_expr",
+]
 
 
-def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
-                  ) -> tuple[list[str], list[str]]:
+def needed_fields(catalog: MetricCatalog | list[MetricDefinition]) -> tuple[list[str], list[str]]:
     """(numeric, string) event fields the metrics read; ``type`` is a base column."""
     metrics = catalog.metrics if isinstance(catalog, MetricCatalog) else catalog
     numeric = sorted({m.field for m in metrics if m.field and m.kind.field == FieldUse.NUMBER})
@@ -33,8 +42,9 @@ def needed_fields(catalog: MetricCatalog | list[MetricDefinition]
     return numeric, sorted(strings - set(BASE_COLUMNS) - set(numeric))
 
 
-def typed_fields(present: Mapping[str, pl.DataType], numeric: list[str], strings: list[str]
-                 ) -> list[pl.Expr]:
+def typed_fields(
+    present: Mapping[str, pl.DataType], numeric: list[str], strings: list[str]
+) -> list[pl.Expr]:
     """The named fields typed as asked; a field not ``present`` is null. A number that
     arrived as text ("12") counts as a number, text that is not one is null, and so is
     one that is not finite (ingest rejects "NaN"; archives written before it did may
@@ -84,8 +94,10 @@ def dim_columns(metric: MetricDefinition) -> list[str]:
 
 def dimension_exprs(metric: MetricDefinition) -> list[pl.Expr]:
     """The metric's dimensions as strings under :func:`dim_columns`; missing is ""."""
-    return [pl.col(name).cast(pl.String).fill_null("").alias(alias)
-            for name, alias in zip(metric.dimensions, dim_columns(metric), strict=True)]
+    return [
+        pl.col(name).cast(pl.String).fill_null("").alias(alias)
+        for name, alias in zip(metric.dimensions, dim_columns(metric), strict=True)
+    ]
 
 
 def window_starts_expr(metric: MetricDefinition, ts: str = TS_MS) -> pl.Expr:
@@ -93,5 +105,6 @@ def window_starts_expr(metric: MetricDefinition, ts: str = TS_MS) -> pl.Expr:
     hop): each start ``s`` with ``s <= ts < s + window``, ``s`` a multiple of the hop."""
     hop = metric.hop_ms
     base = pl.col(ts) - pl.col(ts) % hop
-    return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]
-                          ).alias(WINDOW_START)
+    return pl.concat_list([base - k * hop for k in range(metric.window_ms // hop)]).alias(
+        WINDOW_START
+    )

@@ -24,8 +24,14 @@ from stratum.numbers import dimension_text
 from stratum.sources import BUILTIN, NAME_PATTERN, SourceDefinition
 from stratum.windows import parse_duration_ms
 
-__all__ = ["Aggregation", "MetricCatalog", "MetricDefinition", "MetricDefinitionError",
-           "load_catalog", "parse_catalog"]
+__all__ = [
+    "Aggregation",
+    "MetricCatalog",
+    "MetricDefinition",
+    "MetricDefinitionError",
+    "load_catalog",
+    "parse_catalog",
+]
 
 
 class MetricDefinitionError(StratumError):
@@ -40,25 +46,34 @@ class MetricDefinition(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     description: str = ""
-    source: str = Field(BUILTIN, pattern=NAME_PATTERN, description="the [[source]] whose "
-                        "events it counts; \"events\" is Stratum's own topic")
+    source: str = Field(
+        BUILTIN,
+        pattern=NAME_PATTERN,
+        description='the [[source]] whose events it counts; "events" is Stratum\'s own topic',
+    )
     aggregation: Aggregation
     field: str | None = None
     quantile: float | None = Field(None, gt=0, lt=1)
     where: dict[str, FilterValue] = Field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
     windows: tuple[str, ...] = ("1m",)
-    hop: str | None = Field(None, description="hopping (sliding) windows: the step between "
-                            "window starts; the window size is the single entry of windows")
-    session_gap: str | None = Field(None, description="session windows: a group's session "
-                                    "ends after this much event time without its events")
+    hop: str | None = Field(
+        None,
+        description="hopping (sliding) windows: the step between "
+        "window starts; the window size is the single entry of windows",
+    )
+    session_gap: str | None = Field(
+        None,
+        description="session windows: a group's session "
+        "ends after this much event time without its events",
+    )
     unit: str = ""
 
     @field_validator("windows")
     @classmethod
     def _windows_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
-            raise ValueError("needs at least one window size, e.g. windows = [\"1m\"]")
+            raise ValueError('needs at least one window size, e.g. windows = ["1m"]')
         sizes = [parse_duration_ms(w) for w in value]
         finest = min(sizes)
         for text, size in zip(value, sizes, strict=True):
@@ -76,10 +91,16 @@ class MetricDefinition(BaseModel):
             return value
 
         def text(item: Any) -> Any:
-            return dimension_text(item) if isinstance(item, int | float) and not isinstance(
-                item, bool) else item
-        return {key: [text(v) for v in expected] if isinstance(expected, list)
-                else text(expected) for key, expected in value.items()}
+            return (
+                dimension_text(item)
+                if isinstance(item, int | float) and not isinstance(item, bool)
+                else item
+            )
+
+        return {
+            key: [text(v) for v in expected] if isinstance(expected, list) else text(expected)
+            for key, expected in value.items()
+        }
 
     @field_validator("dimensions")
     @classmethod
@@ -96,34 +117,45 @@ class MetricDefinition(BaseModel):
         uses = self.kind.field
         if uses != FieldUse.NONE and not self.field:
             kind = "a" if uses == FieldUse.VALUE else "a numeric"
-            raise ValueError(f"aggregation {self.aggregation} needs {kind} field = \"...\"")
+            raise ValueError(f'aggregation {self.aggregation} needs {kind} field = "..."')
         if uses == FieldUse.NONE and self.field:
-            raise ValueError(f"aggregation {self.aggregation} takes no field (it counts "
-                             "matching events)")
+            raise ValueError(
+                f"aggregation {self.aggregation} takes no field (it counts matching events)"
+            )
         if self.field in RESERVED:
             raise ValueError(f"field {self.field} is not a measure")
         if (self.kind.parameter == "quantile") != (self.quantile is not None):
-            raise ValueError("quantile = 0..1 goes with aggregation = \"quantile\" and only there")
+            raise ValueError('quantile = 0..1 goes with aggregation = "quantile" and only there')
         if self.hop is not None:
             hop_ms = parse_duration_ms(self.hop)
             if len(self.windows) != 1:
-                raise ValueError("hopping windows take exactly one window size, e.g. "
-                                 "windows = [\"5m\"], hop = \"1m\"")
+                raise ValueError(
+                    "hopping windows take exactly one window size, e.g. "
+                    'windows = ["5m"], hop = "1m"'
+                )
             if self.window_ms % hop_ms or hop_ms >= self.window_ms:
-                raise ValueError(f"hop {self.hop} must be smaller than the window "
-                                 f"{self.windows[0]} and divide it evenly")
+                raise ValueError(
+                    f"hop {self.hop} must be smaller than the window "
+                    f"{self.windows[0]} and divide it evenly"
+                )
         if self.session_gap is not None:
             gap_ms = parse_duration_ms(self.session_gap)
             if self.hop is not None:
-                raise ValueError("session_gap and hop exclude each other: a metric has "
-                                 "tumbling, hopping or session windows")
+                raise ValueError(
+                    "session_gap and hop exclude each other: a metric has "
+                    "tumbling, hopping or session windows"
+                )
             if gap_ms >= 86_400_000:
-                raise ValueError(f"session_gap {self.session_gap} must be shorter than a "
-                                 "day (sessions end at midnight UTC)")
+                raise ValueError(
+                    f"session_gap {self.session_gap} must be shorter than a "
+                    "day (sessions end at midnight UTC)"
+                )
             if self.window_ms > gap_ms:
-                raise ValueError(f"the finest window {self.windows[0]} must not be longer "
-                                 f"than session_gap {self.session_gap}: sessions are built "
-                                 "from windows that each fall inside one session")
+                raise ValueError(
+                    f"the finest window {self.windows[0]} must not be longer "
+                    f"than session_gap {self.session_gap}: sessions are built "
+                    "from windows that each fall inside one session"
+                )
         return self
 
     @property
@@ -163,8 +195,10 @@ class MetricCatalog(BaseModel):
 
     def for_source(self, name: str) -> MetricCatalog:
         """The part of the catalog one source's worker, replay or batch run needs."""
-        return MetricCatalog(metrics=tuple(m for m in self.metrics if m.source == name),
-                             sources=tuple(s for s in self.sources if s.name == name))
+        return MetricCatalog(
+            metrics=tuple(m for m in self.metrics if m.source == name),
+            sources=tuple(s for s in self.sources if s.name == name),
+        )
 
     def get(self, name: str) -> MetricDefinition | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -210,11 +244,14 @@ def parse_catalog(data: Mapping[str, Any], *, source: str = "metrics file") -> M
     known = {BUILTIN, *(s.name for s in sources)}
     for metric in metrics:
         if metric.source not in known:
-            problems.append(f"metric {metric.name!r}: source {metric.source!r} is not "
-                            "defined; add a [[source]] with that name")
+            problems.append(
+                f"metric {metric.name!r}: source {metric.source!r} is not "
+                "defined; add a [[source]] with that name"
+            )
     if problems:
-        raise MetricDefinitionError(f"{source} has {len(problems)} problem(s):\n  " +
-                                    "\n  ".join(problems))
+        raise MetricDefinitionError(
+            f"{source} has {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+        )
     return MetricCatalog(metrics=tuple(metrics), sources=tuple(sources))
 
 
@@ -255,6 +292,9 @@ def load_catalog(path: Path, *more: Path) -> MetricCatalog:
         except tomllib.TOMLDecodeError as exc:
             raise MetricDefinitionError(f"{each} is not valid TOML: {exc}") from exc
         for key, value in part.items():
-            data[key] = [*data[key], *value] if isinstance(data.get(key), list) and \
-                isinstance(value, list) else value
+            data[key] = (
+                [*data[key], *value]
+                if isinstance(data.get(key), list) and isinstance(value, list)
+                else value
+            )
     return parse_catalog(data, source=" + ".join(str(p) for p in (path, *more)))

@@ -72,8 +72,11 @@ def number_text_expr(expr: pl.Expr) -> pl.Expr:
     """:func:`number_text` over a numeric column."""
     number = expr.cast(pl.Float64)
     integral = (number == number.round()) & (number.abs() < _EXACT_INTEGERS)
-    return (pl.when(integral).then(number.cast(pl.Int64, strict=False).cast(pl.String))
-            .otherwise(number.cast(pl.String)))
+    return (
+        pl.when(integral)
+        .then(number.cast(pl.Int64, strict=False).cast(pl.String))
+        .otherwise(number.cast(pl.String))
+    )
 
 
 def dimension_text(value: Any) -> str:
@@ -92,8 +95,10 @@ def filter_texts(values: Iterable[str]) -> list[str]:
     out: list[str] = []
     for text in values:
         number = read_number(text)
-        for candidate in (text, number_text(number) if number is not None
-                          and math.isfinite(number) else None):
+        for candidate in (
+            text,
+            number_text(number) if number is not None and math.isfinite(number) else None,
+        ):
             if candidate is not None and candidate not in out:
                 out.append(candidate)
     return out

@@ -36,8 +36,7 @@ def partition_for(event_id: str, partitions: int) -> int:
     return zlib.crc32(event_id.encode()) % partitions
 
 
-def pack(events: Sequence[Event], partitions: int, per_message: int
-         ) -> list[tuple[int, bytes]]:
+def pack(events: Sequence[Event], partitions: int, per_message: int) -> list[tuple[int, bytes]]:
     """``(partition, NDJSON message)`` pairs, at most ``per_message`` events each."""
     by_partition: dict[int, list[Event]] = defaultdict(list)
     for event in events:
@@ -45,7 +44,7 @@ def pack(events: Sequence[Event], partitions: int, per_message: int
     messages = []
     for partition, group in sorted(by_partition.items()):
         for start in range(0, len(group), per_message):
-            messages.append((partition, encode_events(group[start:start + per_message])))
+            messages.append((partition, encode_events(group[start : start + per_message])))
     return messages
 
 
@@ -80,8 +79,9 @@ class EventProducer:
             if found:
                 self.partitions = len(found)
         except KafkaError as exc:
-            raise LogUnavailableError(f"cannot connect to Kafka at {self.bootstrap}: {exc}"
-                                      ) from exc
+            raise LogUnavailableError(
+                f"cannot connect to Kafka at {self.bootstrap}: {exc}"
+            ) from exc
 
     async def stop(self) -> None:
         await self._producer.stop()
@@ -95,12 +95,16 @@ class EventProducer:
         topic = topic or self.kafka.topic
         messages = pack(events, self.partitions, self.kafka.events_per_message)
         try:
-            futures = [await self._producer.send(topic, value, partition=partition)
-                       for partition, value in messages]
+            futures = [
+                await self._producer.send(topic, value, partition=partition)
+                for partition, value in messages
+            ]
             metas = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout_s)
         except (KafkaError, TimeoutError) as exc:
-            self.last_error = (f"the log did not acknowledge {len(events)} event(s) within "
-                               f"{self.timeout_s:g} s: {exc or type(exc).__name__}")
+            self.last_error = (
+                f"the log did not acknowledge {len(events)} event(s) within "
+                f"{self.timeout_s:g} s: {exc or type(exc).__name__}"
+            )
             raise LogUnavailableError(f"{self.last_error}; retry later") from exc
         self.last_error = None
         if topic == self.kafka.topic:
@@ -108,9 +112,12 @@ class EventProducer:
                 if meta.offset > self.acked.get(meta.partition, -1):
                     self.acked[meta.partition] = meta.offset
             if self.journal is not None:  # one record, then the group commit's fsync
-                sequence = self.journal.append([
-                    (meta.partition, meta.offset, value)
-                    for meta, (_, value) in zip(metas, messages, strict=True)])
+                sequence = self.journal.append(
+                    [
+                        (meta.partition, meta.offset, value)
+                        for meta, (_, value) in zip(metas, messages, strict=True)
+                    ]
+                )
                 await self.journal.commit(sequence)
         return len(events)
 

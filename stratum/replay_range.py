@@ -16,12 +16,12 @@ from typing import Any
 
 def _iso(ms: int) -> str:
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds"
-                            ).replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds").replace(
+        "+00:00", "Z"
+    )
 
 
-def range_params(rebuild_from_ms: int | None, carried_rows: int | None = None
-                 ) -> dict[str, Any]:
+def range_params(rebuild_from_ms: int | None, carried_rows: int | None = None) -> dict[str, Any]:
     """The job params naming the range: ``rebuild_from_ms`` (absent: all of history),
     ``rebuilds`` and ``carries_over`` in words, ``carried_rows`` once switched."""
     if rebuild_from_ms is None:
@@ -31,7 +31,8 @@ def range_params(rebuild_from_ms: int | None, carried_rows: int | None = None
         "rebuild_from_ms": rebuild_from_ms,
         "rebuilds": f"windows from {start}",
         "carries_over": f"windows before {start} that batch does not serve, from the live "
-                        "generation at the switch"}
+        "generation at the switch",
+    }
     if carried_rows is not None:
         params["carried_rows"] = carried_rows
     return params
@@ -43,8 +44,10 @@ def describe(params: Mapping[str, Any]) -> str:
     start = params.get("rebuild_from_ms")
     if not isinstance(start, int):
         return "rebuilds all windows from the archive and the log"
-    text = (f"rebuilds windows from {_iso(start)}; keeps the windows before it (served by "
-            "batch, or carried over from the live generation)")
+    text = (
+        f"rebuilds windows from {_iso(start)}; keeps the windows before it (served by "
+        "batch, or carried over from the live generation)"
+    )
     asked = params.get("from_ms")
     if isinstance(asked, int) and asked != start:
         text += f"; asked from {_iso(asked)}, aligned down to a window start"

@@ -76,24 +76,27 @@ class SourceDefinition(BaseModel):
     def _mapping_rules(self) -> SourceDefinition:
         if self.format == "stratum":
             if self.event_id or self.ts or self.type or self.fields:
-                raise ValueError("format \"stratum\" reads Stratum's own events: it takes no "
-                                 "event_id, ts, type or fields")
+                raise ValueError(
+                    'format "stratum" reads Stratum\'s own events: it takes no '
+                    "event_id, ts, type or fields"
+                )
             return self
         if self.ts is None:
-            raise ValueError("needs ts = \"<field path>\" (event time) or ts = \"kafka\" "
-                             "(the message timestamp)")
+            raise ValueError(
+                'needs ts = "<field path>" (event time) or ts = "kafka" (the message timestamp)'
+            )
         if self.ts != "kafka":
             _check_path(self.ts, "ts")
         if self.event_id is not None:
             _check_path(self.event_id, "event_id")
         if self.format != "debezium":
             if self.deletes != "skip":
-                raise ValueError("deletes applies to format \"debezium\" only")
-            for name, path in [("ts", self.ts), ("event_id", self.event_id),
-                               *self.fields.items()]:
+                raise ValueError('deletes applies to format "debezium" only')
+            for name, path in [("ts", self.ts), ("event_id", self.event_id), *self.fields.items()]:
                 if path and path.startswith("@"):
-                    raise ValueError(f"{name}: envelope paths (@...) are for format "
-                                     "\"debezium\" only")
+                    raise ValueError(
+                        f'{name}: envelope paths (@...) are for format "debezium" only'
+                    )
         elif "op" in self.fields:
             raise ValueError("field 'op' is set by format \"debezium\" (c, u, r or d)")
         return self
@@ -110,7 +113,7 @@ class SourceDefinition(BaseModel):
 def _check_path(path: str, what: str) -> None:
     parts = path.removeprefix("@").split(".")
     if not path or any(not part for part in parts):
-        raise ValueError(f"{what}: {path!r} is not a dotted path like \"customer.country\"")
+        raise ValueError(f'{what}: {path!r} is not a dotted path like "customer.country"')
 
 
 def is_source_log(epoch: str) -> bool:
@@ -183,8 +186,10 @@ def _scalar(name: str, value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        raise MappingError(f"field {name!r}: expected a string or a number, got "
-                           f"{'an object' if isinstance(value, dict) else 'an array'}")
+        raise MappingError(
+            f"field {name!r}: expected a string or a number, got "
+            f"{'an object' if isinstance(value, dict) else 'an array'}"
+        )
     return value
 
 
@@ -200,9 +205,17 @@ class SourceMapper:
             return lookup(envelope, path[1:])
         return lookup(row, path)
 
-    def event(self, row: Any, envelope: Any, partition: int, offset: int, kafka_ms: int,
-              extra: Mapping[str, Any] | None = None, now_ms: int | None = None,
-              index: int = 0) -> Event:
+    def event(
+        self,
+        row: Any,
+        envelope: Any,
+        partition: int,
+        offset: int,
+        kafka_ms: int,
+        extra: Mapping[str, Any] | None = None,
+        now_ms: int | None = None,
+        index: int = 0,
+    ) -> Event:
         """The event of one row (a JSON object), or :class:`MappingError`."""
         source = self.source
         if not isinstance(row, dict):
@@ -218,8 +231,9 @@ class SourceMapper:
             if isinstance(event_id, int) and not isinstance(event_id, bool):
                 event_id = str(event_id)
             elif not isinstance(event_id, str):
-                raise MappingError(f"event_id: expected text or an integer, got "
-                                   f"{type(event_id).__name__}")
+                raise MappingError(
+                    f"event_id: expected text or an integer, got {type(event_id).__name__}"
+                )
         if source.ts == "kafka":
             ts = kafka_ms
         else:
@@ -251,8 +265,9 @@ class SourceMapper:
                     try:
                         found.append((orjson.loads(line), None, None))
                     except orjson.JSONDecodeError as exc:
-                        found.append((MappingError(f"line {lineno} is not JSON: {exc}"),
-                                      None, None))
+                        found.append(
+                            (MappingError(f"line {lineno} is not JSON: {exc}"), None, None)
+                        )
             return found
         try:
             document = orjson.loads(value)
@@ -285,8 +300,9 @@ class SourceMapper:
             raise MappingError(f"op {op!r} without its {image!r} row image")
         return [(row, payload, {"op": op})]
 
-    def decode(self, partition: int, messages: Sequence[SourceMessage],
-               now_ms: int | None = None) -> DecodedBatch:
+    def decode(
+        self, partition: int, messages: Sequence[SourceMessage], now_ms: int | None = None
+    ) -> DecodedBatch:
         """The events of one partition's messages as a frame, plus every one that does
         not map (:class:`BadItem`, ``message`` its position here)."""
         if self.source.format == "stratum":
@@ -304,8 +320,14 @@ class SourceMapper:
                 try:
                     if isinstance(row, MappingError):
                         raise row
-                    pairs.append((offset, self.event(row, envelope, partition, offset,
-                                                     kafka_ms, extra, now_ms, index)))
+                    pairs.append(
+                        (
+                            offset,
+                            self.event(
+                                row, envelope, partition, offset, kafka_ms, extra, now_ms, index
+                            ),
+                        )
+                    )
                 except MappingError as exc:
                     bad.append(BadItem(position, index if many else None, str(exc)))
         return DecodedBatch(events_frame(pairs), bad, fast=False)

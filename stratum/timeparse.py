@@ -67,8 +67,9 @@ def time_in_range_ms(text: str, name: str, *, now_ms: int) -> int:
     return ms
 
 
-def batch_range_ms(start: str | None, end: str | None, *, now_ms: int | None = None
-                   ) -> tuple[int | None, int | None]:
+def batch_range_ms(
+    start: str | None, end: str | None, *, now_ms: int | None = None
+) -> tuple[int | None, int | None]:
     """A recompute's ``start`` / ``end`` as epoch ms, checked before anything is queued:
     each a time, and the start before the end (a missing end is now). Why here: the API
     and the admin page refuse the same inputs with the same words."""
@@ -77,8 +78,12 @@ def batch_range_ms(start: str | None, end: str | None, *, now_ms: int | None = N
     end_ms = time_in_range_ms(end, "end", now_ms=now_ms) if end else None
     if start_ms is not None and start_ms >= (now_ms if end_ms is None else end_ms):
         until = f"end ({iso(end_ms)})" if end_ms is not None else f"now ({iso(now_ms)})"
-        raise JobTimeError(f"start ({iso(start_ms)}) must be before {until}: the range "
-                           "holds no event hour to recompute", "start", "invalid_range")
+        raise JobTimeError(
+            f"start ({iso(start_ms)}) must be before {until}: the range "
+            "holds no event hour to recompute",
+            "start",
+            "invalid_range",
+        )
     return start_ms, end_ms
 
 
@@ -89,7 +94,10 @@ def replay_from_ms(text: str | None, *, now_ms: int | None = None) -> int | None
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     from_ms = time_in_range_ms(text, "from", now_ms=now_ms)
     if from_ms > now_ms:
-        raise JobTimeError(f"from ({iso(from_ms)}) is in the future: a replay rebuilds "
-                           "windows up to now; give a past time such as now-6h", "from",
-                           "invalid_range")
+        raise JobTimeError(
+            f"from ({iso(from_ms)}) is in the future: a replay rebuilds "
+            "windows up to now; give a past time such as now-6h",
+            "from",
+            "invalid_range",
+        )
     return from_ms

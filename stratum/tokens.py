@@ -14,15 +14,16 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 TOKEN_HEADER = "x-stratum-token"  # noqa: S105 - a header name
-bearer = HTTPBearer(auto_error=False, description="a Stratum token; the X-Stratum-Token "
-                    "header works too")
+bearer = HTTPBearer(
+    auto_error=False, description="a Stratum token; the X-Stratum-Token header works too"
+)
 
 
-def presented_token(request: Request, credentials: Annotated[
-        HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str | None:
+def presented_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> str | None:
     """A FastAPI dependency: the request's Bearer credentials, else its X-Stratum-Token."""
-    return credentials.credentials.strip() if credentials else request.headers.get(
-        TOKEN_HEADER)
+    return credentials.credentials.strip() if credentials else request.headers.get(TOKEN_HEADER)
 
 
 TokenDep = Annotated[str | None, Depends(presented_token)]
@@ -34,5 +35,7 @@ def matches(token: str | None, expected: Iterable[str | None]) -> bool:
     if not token:
         return False
     given = token.encode()
-    return any(bool(candidate) and secrets.compare_digest(given, str(candidate).encode())
-               for candidate in expected)
+    return any(
+        bool(candidate) and secrets.compare_digest(given, str(candidate).encode())
+        for candidate in expected
+    )

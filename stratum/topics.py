@@ -20,8 +20,9 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
 
 
 async def ensure_topics(kafka: KafkaSettings, bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
-                                **aiokafka_options(kafka))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **aiokafka_options(kafka)
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -30,8 +31,7 @@ async def ensure_topics(kafka: KafkaSettings, bootstrap: str) -> None:
                 name=name,
                 num_partitions=kafka.partitions,
                 replication_factor=kafka.replication_factor,
-                topic_configs={"retention.ms": str(kafka.retention_ms),
-                               "cleanup.policy": "delete"},
+                topic_configs={"retention.ms": str(kafka.retention_ms), "cleanup.policy": "delete"},
             )
             for name in topic_names(kafka)
             if name not in existing
@@ -43,7 +43,8 @@ async def ensure_topics(kafka: KafkaSettings, bootstrap: str) -> None:
                 pass
             log.info("created topics %s", ", ".join(t.name for t in wanted))
     except KafkaError as exc:
-        raise LogUnavailableError(f"cannot reach Kafka at {bootstrap} to create topics: {exc}"
-                                  ) from exc
+        raise LogUnavailableError(
+            f"cannot reach Kafka at {bootstrap} to create topics: {exc}"
+        ) from exc
     finally:
         await admin.close()

@@ -38,8 +38,12 @@ class ValueHashCache:
         if known.height == wanted.height:
             return known
         missing = wanted.join(self.frame, on=VALUE, how="anti")[VALUE]
-        new = pl.DataFrame({VALUE: missing, HASH: pl.Series(
-            [value_hash(v) for v in missing.to_list()], dtype=pl.UInt64)})
+        new = pl.DataFrame(
+            {
+                VALUE: missing,
+                HASH: pl.Series([value_hash(v) for v in missing.to_list()], dtype=pl.UInt64),
+            }
+        )
         if self.frame.height + new.height > self.limit:
             self.frame = new
         else:
@@ -50,6 +54,6 @@ class ValueHashCache:
 
     def hashes(self, values: pl.Series) -> pl.Series:
         """The hash of each value of ``values``, in order (null for null)."""
-        return values.to_frame(VALUE).join(self.lookup(values), on=VALUE, how="left",
-                                           maintain_order="left")[HASH]
-
+        return values.to_frame(VALUE).join(
+            self.lookup(values), on=VALUE, how="left", maintain_order="left"
+        )[HASH]

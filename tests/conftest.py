@@ -49,12 +49,14 @@ def make_stack(session_dir: Path, clickhouse_url: str) -> Iterator[Callable[...,
     """Start isolated stacks (own broker, database, data dir); all stop at session end."""
     started: list[Stack] = []
 
-    def make(name: str, *, dashboard: bool = False, speed: dict[str, Any] | None = None,
-             **api: Any) -> Stack:
+    def make(
+        name: str, *, dashboard: bool = False, speed: dict[str, Any] | None = None, **api: Any
+    ) -> Stack:
         settings = stack_settings(session_dir, name, clickhouse_url, free_port(), speed)
         if api:
-            settings = settings.model_copy(update={
-                "api": settings.api.model_validate({**settings.api.model_dump(), **api})})
+            settings = settings.model_copy(
+                update={"api": settings.api.model_validate({**settings.api.model_dump(), **api})}
+            )
         stack = Stack(settings, dashboard=dashboard)
         started.append(stack)
         stack.start()
@@ -79,14 +81,16 @@ INGEST_TOKEN = "guarded-ingest-token-0123456789"  # noqa: S105
 def guarded_stack(make_stack: Callable[..., Stack]) -> Stack:
     """A stack with the dashboard behind a read token and ingest behind an ingest token;
     its ``client`` sends the read token, ``post_events`` the ingest token."""
-    return make_stack("guarded", dashboard=True, read_token=READ_TOKEN,
-                      ingest_token=INGEST_TOKEN)
+    return make_stack("guarded", dashboard=True, read_token=READ_TOKEN, ingest_token=INGEST_TOKEN)
 
 
 # Markers by directory, so the fast lane is `-m "not integration and not browser and not
 # faults"` (tests/unit only) without each module remembering its pytestmark.
-_DIRECTORY_MARKERS = {"integration": ("integration",), "faults": ("faults", "integration"),
-                      "browser": ("browser",)}
+_DIRECTORY_MARKERS = {
+    "integration": ("integration",),
+    "faults": ("faults", "integration"),
+    "browser": ("browser",),
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,6 +104,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker in _DIRECTORY_MARKERS.get(directory, ()):
             if item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
-    items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
-                                 bool({"stack", "guarded_stack"}
-                                      & set(getattr(item, "fixturenames", ())))))
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("browser") is not None,
+            bool({"stack", "guarded_stack"} & set(getattr(item, "fixturenames", ()))),
+        )
+    )

@@ -69,8 +69,9 @@ class StratumProcess:
     With ``new_session`` it leads its own process group, which :meth:`signal` signals
     as a terminal's Ctrl-C or a service manager would."""
 
-    def __init__(self, role: str, env: dict[str, str], workdir: Path, *args: str,
-                 new_session: bool = False) -> None:
+    def __init__(
+        self, role: str, env: dict[str, str], workdir: Path, *args: str, new_session: bool = False
+    ) -> None:
         self.role = role
         self.new_session = new_session
         self.env = env
@@ -85,10 +86,19 @@ class StratumProcess:
         self.log_path = self.workdir / f"{self.role}-{self.runs}.log"
         with self.log_path.open("wb") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI
-                [sys.executable, "-c", "from stratum.app.cli import main; main()", self.role,
-                 *self.args],
-                env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=self.new_session,
+                [
+                    sys.executable,
+                    "-c",
+                    "from stratum.app.cli import main; main()",
+                    self.role,
+                    *self.args,
+                ],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.new_session,
             )
 
     @property
@@ -138,26 +148,33 @@ def query_chdb(path: Path, sql: str, timeout_s: float = 60.0) -> list[list[Any]]
     """Rows of ``sql`` on the chDB files at ``path``, read by a child process."""
     result = subprocess.run(  # noqa: S603 - our own script
         [sys.executable, "-c", READ_SCRIPT, f"chdb://{path}", sql],
-        capture_output=True, timeout=timeout_s, check=False,
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-3000:]
     rows: list[list[Any]] = orjson.loads(result.stdout.splitlines()[-1])
     return rows
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int
-                            ) -> dict[int, int]:
+async def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[int, int]:
     """The consumer group's committed offset per partition of ``topic`` (next to read).
     Partitions are named: tansu cannot answer the "all partitions" form of OffsetFetch."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(
-            group, partitions=[TopicPartition(topic, p) for p in range(partitions)])
+            group, partitions=[TopicPartition(topic, p) for p in range(partitions)]
+        )
     finally:
         await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()
-            if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset >= 0}
+    return {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset >= 0
+    }
 
 
 def wait_for_log(process: StratumProcess, text: str, timeout_s: float) -> bool:

@@ -20,8 +20,9 @@ from stratum.app.platform import Roles, create_platform_app, uvicorn_server
 from stratum.settings import Settings
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str,
-               interval_s: float = 0.2) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; bounded in time."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -36,15 +37,19 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str,
 def archived_ids(data_dir: Path) -> set[str]:
     """The event ids in the archive's files under ``data_dir`` (written whole, by rename)."""
     files = archive.list_files(archive.archive_root(data_dir))
-    return {i for path in files
-            for i in pl.read_parquet(path, columns=["event_id"])["event_id"].to_list()}
+    return {
+        i
+        for path in files
+        for i in pl.read_parquet(path, columns=["event_id"])["event_id"].to_list()
+    }
 
 
 def wait_archived(data_dir: Path, events: list[dict[str, Any]], timeout_s: float = 30) -> None:
     """Return once every one of ``events`` is in an archive file under ``data_dir``."""
     ids = {e["event_id"] for e in events}
-    wait_until(lambda: not ids - archived_ids(data_dir), timeout_s,
-               f"{len(ids)} event(s) in the archive")
+    wait_until(
+        lambda: not ids - archived_ids(data_dir), timeout_s, f"{len(ids)} event(s) in the archive"
+    )
 
 
 class Stack:
@@ -55,10 +60,14 @@ class Stack:
         self.admin_headers = {"authorization": f"Bearer {settings.api.admin_token}"}
         api = settings.api
         # Reads carry the read token and ingest the ingest token, when those are set.
-        self.ingest_headers = {"authorization": f"Bearer {api.ingest_token}"
-                               } if api.ingest_token else {}
-        self.client = httpx.Client(base_url=self.base_url, timeout=30, headers={
-            "authorization": f"Bearer {api.read_token}"} if api.read_token else {})
+        self.ingest_headers = (
+            {"authorization": f"Bearer {api.ingest_token}"} if api.ingest_token else {}
+        )
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            timeout=30,
+            headers={"authorization": f"Bearer {api.read_token}"} if api.read_token else {},
+        )
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._error: BaseException | None = None
@@ -88,8 +97,10 @@ class Stack:
 
     def task_names(self) -> set[str]:
         """The names of the tasks alive in the stack's event loop (asked on that loop)."""
+
         async def names() -> set[str]:
             return {task.get_name() for task in asyncio.all_tasks()}
+
         assert self._loop is not None, "the stack is not serving"
         return asyncio.run_coroutine_threadsafe(names(), self._loop).result(timeout=10)
 
@@ -103,14 +114,24 @@ class Stack:
 
     def wait_for_worker(self, timeout_s: float = 60) -> None:
         """Faust's first group join takes a few seconds: wait until partitions are ours."""
+
         def assigned() -> bool:
             worker = self.client.get("/v1/health").json()["components"].get("worker", {})
             return worker.get("status") == "ok" and "partition" in worker.get("detail", "")
+
         # Stamped as old as ingest accepts (an hour after its limit) so it moves no
         # watermark: tests may then send history as on time.
         oldest_ms = int(time.time() * 1000 - self.settings.api.max_event_age_days * 86_400_000)
-        self.post_events([{"event_id": f"warmup-{time.time_ns()}", "ts": oldest_ms + 3_600_000,
-                           "type": "warmup"}], wait=False)
+        self.post_events(
+            [
+                {
+                    "event_id": f"warmup-{time.time_ns()}",
+                    "ts": oldest_ms + 3_600_000,
+                    "type": "warmup",
+                }
+            ],
+            wait=False,
+        )
         wait_until(assigned, timeout_s, "the speed layer to own its partitions")
 
     def stop(self) -> None:
@@ -121,13 +142,15 @@ class Stack:
         self.client.close()
 
     def total(self, metric: str, start_ms: int, end_ms: int, **filters: str) -> float:
-        response = self.client.get(f"/v1/metrics/{metric}", params={
-            "start": start_ms, "end": end_ms, **filters})
+        response = self.client.get(
+            f"/v1/metrics/{metric}", params={"start": start_ms, "end": end_ms, **filters}
+        )
         response.raise_for_status()
         return sum(p["value"] or 0 for s in response.json()["series"] for p in s["points"])
 
-    def post_events(self, events: list[Any], *, wait: bool = True, timeout_s: float = 60
-                    ) -> dict[str, Any]:
+    def post_events(
+        self, events: list[Any], *, wait: bool = True, timeout_s: float = 60
+    ) -> dict[str, Any]:
         """Post events; with ``wait``, return once the speed layer counts all accepted
         valid events (the ``events`` metric counts every event)."""
         stamps = [e["ts"] for e in events if isinstance(e, dict) and isinstance(e.get("ts"), int)]
@@ -138,8 +161,11 @@ class Stack:
         body: dict[str, Any] = response.json()
         if wait and span and response.status_code == 202:
             wanted = before + body["accepted"]
-            wait_until(lambda: self.total("events", *span) >= wanted, timeout_s,
-                       f"{body['accepted']} event(s) in the speed layer")
+            wait_until(
+                lambda: self.total("events", *span) >= wanted,
+                timeout_s,
+                f"{body['accepted']} event(s) in the speed layer",
+            )
         return body
 
     def wait_archived(self, events: list[dict[str, Any]], timeout_s: float = 30) -> None:
@@ -154,13 +180,15 @@ class Stack:
         def finished() -> dict[str, Any] | None:
             job = self.client.get(f"/v1/admin/jobs/{job_id}", headers=self.admin_headers).json()
             return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
         job: dict[str, Any] = wait_until(finished, timeout_s, f"batch job {job_id}")
         assert job["state"] == "succeeded", job
         return job
 
 
-def stack_settings(base: Path, name: str, clickhouse_url: str, port: int,
-                   speed: dict[str, Any] | None = None) -> Settings:
+def stack_settings(
+    base: Path, name: str, clickhouse_url: str, port: int, speed: dict[str, Any] | None = None
+) -> Settings:
     """``speed``: overrides of the speed settings below (e.g. a short idle timeout)."""
     return Settings(
         data_dir=base / name,
@@ -168,7 +196,11 @@ def stack_settings(base: Path, name: str, clickhouse_url: str, port: int,
         api={"port": port, "admin_token": "test-admin-token"},
         batch={"interval_s": 3600},
         # History posted by tests must not be late because the stack sat idle.
-        speed={"allowed_lateness_ms": 60_000, "flush_interval_s": 0.5,
-               "idle_timeout_s": 3600, **(speed or {})},
+        speed={
+            "allowed_lateness_ms": 60_000,
+            "flush_interval_s": 0.5,
+            "idle_timeout_s": 3600,
+            **(speed or {}),
+        },
         archive={"flush_interval_s": 1.0},
     )

@@ -94,8 +94,11 @@ def read_events(snapshot: Snapshot, hours: set[int], catalog: MetricCatalog) -> 
     numbers = [i for i, hour in enumerate(snapshot.hours) if hour in hours]
     paths = [Path(snapshot.paths[i]) for i in numbers]
     numeric, strings = needed_fields(catalog)
-    events = scan_fields(paths, numeric, strings).with_columns(
-        pl.col("ts").dt.epoch("ms").alias(TS_MS)).collect()
+    events = (
+        scan_fields(paths, numeric, strings)
+        .with_columns(pl.col("ts").dt.epoch("ms").alias(TS_MS))
+        .collect()
+    )
     # The file numbers from the files' row counts: a literal column per file made the
     # scan 15x slower (0.23 s -> 4 s for 1 M rows in 576 files).
     heights = [pq.read_metadata(path).num_rows for path in paths]
@@ -103,8 +106,9 @@ def read_events(snapshot: Snapshot, hours: set[int], catalog: MetricCatalog) -> 
     return events.with_columns(pl.Series(FILE, files, dtype=pl.UInt32))
 
 
-def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
-                hours: set[int] | None = None) -> pl.LazyFrame:
+def window_rows(
+    events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int, hours: set[int] | None = None
+) -> pl.LazyFrame:
     """One row per (window, group) ending at or before ``horizon_ms`` (and starting in
     one of ``hours``, if given): keys, then the state columns the metric's kind computes
     (:mod:`stratum.aggregations`), the others at their defaults. A missing dimension is
@@ -113,22 +117,30 @@ def window_rows(events: pl.LazyFrame, metric: MetricDefinition, horizon_ms: int,
     dims = dim_columns(metric)
     keys = [WINDOW_START, *dims]
     session = metric.session_gap is not None
-    selected = events.filter(where_expr(metric)).select(
-        window_starts_expr(metric),
-        *dimension_exprs(metric),
-        *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
-        *([TS_MS] if session else []),
-    ).explode(WINDOW_START).filter(pl.col(WINDOW_START) + size <= horizon_ms)
+    selected = (
+        events.filter(where_expr(metric))
+        .select(
+            window_starts_expr(metric),
+            *dimension_exprs(metric),
+            *([pl.col(metric.field).alias(VALUE)] if metric.field else []),
+            *([TS_MS] if session else []),
+        )
+        .explode(WINDOW_START)
+        .filter(pl.col(WINDOW_START) + size <= horizon_ms)
+    )
     if hours is not None:
-        selected = selected.filter(
-            (pl.col(WINDOW_START) // HOUR_MS * HOUR_MS).is_in(sorted(hours)))
+        selected = selected.filter((pl.col(WINDOW_START) // HOUR_MS * HOUR_MS).is_in(sorted(hours)))
     # Event times of each window's first and last event: sessions are chained from them.
-    times = [pl.col(TS_MS).min().alias("first_ms"), pl.col(TS_MS).max().alias("last_ms")] \
-        if session else []
+    times = (
+        [pl.col(TS_MS).min().alias("first_ms"), pl.col(TS_MS).max().alias("last_ms")]
+        if session
+        else []
+    )
     if metric.kind.sample == Sample.HASHES:
         # Every distinct value's hash (exact), hashed as the speed layer hashes it.
-        selected = selected.with_columns(pl.col(VALUE).map_batches(
-            _hash_values, return_dtype=pl.UInt64).alias(VALUE))
+        selected = selected.with_columns(
+            pl.col(VALUE).map_batches(_hash_values, return_dtype=pl.UInt64).alias(VALUE)
+        )
     return metric.kind.batch_state(selected, keys, times)
 
 
@@ -139,25 +151,38 @@ def insert_order(metrics: Sequence[MetricDefinition]) -> list[MetricDefinition]:
     return sorted(metrics, key=lambda m: m.kind.sample == Sample.NONE)
 
 
-def _archived_until(settings: Settings, storage: Storage, file_hours: dict[str, int],
-                    source: str = BUILTIN) -> int:
+def _archived_until(
+    settings: Settings, storage: Storage, file_hours: dict[str, int], source: str = BUILTIN
+) -> int:
     """How far the archive is complete: a log partition whose archive is behind what the
     speed layer consumed caps the horizon at the newest event it has archived, so batch
     never publishes a window while part of it is still on its way to the archive. A
     retired epoch's partitions do not: nothing of theirs is on its way any more."""
     live = generations.live_generation(storage)
     db = storage.database
-    consumed = {str(s): int(o) for s, o in storage.query(
-        f"SELECT source_id, through_offset FROM {db}.speed_checkpoints FINAL "
-        f"WHERE generation = {{g:UInt32}} AND {epochs.live_sources_sql(db)}", {"g": live})
-        if source_of_id(str(s)) == source}
+    consumed = {
+        str(s): int(o)
+        for s, o in storage.query(
+            f"SELECT source_id, through_offset FROM {db}.speed_checkpoints FINAL "
+            f"WHERE generation = {{g:UInt32}} AND {epochs.live_sources_sql(db)}",
+            {"g": live},
+        )
+        if source_of_id(str(s)) == source
+    }
     cap = 2**62
     for source, paths in lagging_sources([Path(p) for p in file_hours], consumed).items():
         if not paths:
             return -(2**62)  # consumed, nothing archived yet: no new horizon
         # Files differ in their columns: read each one's ts alone.
-        newest = max(int(pl.read_parquet(path, columns=["ts"]).select(
-                         pl.col("ts").dt.epoch("ms").max()).item() or 0) for path in paths)
+        newest = max(
+            int(
+                pl.read_parquet(path, columns=["ts"])
+                .select(pl.col("ts").dt.epoch("ms").max())
+                .item()
+                or 0
+            )
+            for path in paths
+        )
         cap = min(cap, newest)
         log.info("archive of %s is behind the speed layer: horizon capped", source)
     return cap
@@ -179,15 +204,24 @@ class _Progress:
     def report(self, phase: str, metric: str | None = None, units: int = 1) -> None:
         self.units_done += units
         if self.callback is not None:
-            self.callback(RecomputeProgress(phase, self.units_done, self.units_total,
-                                            self.rows_in, self.rows_out, metric))
+            self.callback(
+                RecomputeProgress(
+                    phase, self.units_done, self.units_total, self.rows_in, self.rows_out, metric
+                )
+            )
 
 
-def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
-              progress: ProgressCallback | None = None, *,
-              mode: RecomputeMode = RecomputeMode.INCREMENTAL,
-              start_ms: int | None = None, end_ms: int | None = None,
-              floors: Mapping[str, int] | None = None) -> RecomputeResult:
+def recompute(
+    settings: Settings,
+    catalog: MetricCatalog,
+    storage: Storage,
+    progress: ProgressCallback | None = None,
+    *,
+    mode: RecomputeMode = RecomputeMode.INCREMENTAL,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    floors: Mapping[str, int] | None = None,
+) -> RecomputeResult:
     """Run one batch recompute over the archive as it is now (see the module docstring):
     the dirty hours (incremental), or every hour (full), optionally within a time range.
     Each source's metrics are computed from that source's archive alone, one source
@@ -198,27 +232,45 @@ def recompute(settings: Settings, catalog: MetricCatalog, storage: Storage,
     for source in catalog.source_names:
         part = catalog.for_source(source)
         if part.metrics:
-            results.append(_recompute_source(settings, part, storage, progress, mode,
-                                             start_ms, end_ms, source, floors))
+            results.append(
+                _recompute_source(
+                    settings, part, storage, progress, mode, start_ms, end_ms, source, floors
+                )
+            )
     versions = [r.version for r in results if r.version is not None]
     horizons = [r.horizon for r in results if r.horizon is not None]
-    return RecomputeResult(max(versions) if versions else None,
-                           min(horizons) if horizons else None,
-                           sum(r.rows_in for r in results), sum(r.rows_out for r in results),
-                           sum(r.files for r in results), time.perf_counter() - started)
+    return RecomputeResult(
+        max(versions) if versions else None,
+        min(horizons) if horizons else None,
+        sum(r.rows_in for r in results),
+        sum(r.rows_out for r in results),
+        sum(r.files for r in results),
+        time.perf_counter() - started,
+    )
 
 
-def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Storage,
-                      progress: ProgressCallback | None, mode: RecomputeMode,
-                      start_ms: int | None, end_ms: int | None, source: str,
-                      floors: Mapping[str, int] | None) -> RecomputeResult:
+def _recompute_source(
+    settings: Settings,
+    catalog: MetricCatalog,
+    storage: Storage,
+    progress: ProgressCallback | None,
+    mode: RecomputeMode,
+    start_ms: int | None,
+    end_ms: int | None,
+    source: str,
+    floors: Mapping[str, int] | None,
+) -> RecomputeResult:
     """:func:`recompute` of one source's metrics over its archive directory."""
     started = time.perf_counter()
-    file_hours = {str(p): hour_of_file(p)
-                  for p in list_files(archive_root(settings.data_dir, source))}
+    file_hours = {
+        str(p): hour_of_file(p) for p in list_files(archive_root(settings.data_dir, source))
+    }
     names = set(catalog.names)  # another source's horizon is not this one's
-    coverage = {key: horizon for key, horizon in writer.coverage_horizons(storage, floors).items()
-                if key[0] in names}
+    coverage = {
+        key: horizon
+        for key, horizon in writer.coverage_horizons(storage, floors).items()
+        if key[0] in names
+    }
     processed = writer.processed_files(storage)
     plan = plan_hours(file_hours, processed, coverage, catalog.metrics, mode, start_ms, end_ms)
     # The run counts what earlier runs did and the new files of the hours it recomputes.
@@ -234,15 +286,34 @@ def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Stora
         raw = read_events(snapshot, plan.read(catalog.metrics), catalog)
         version = next_version.result()
         events, plan, indexing = dedup.resolve(
-            storage, catalog.metrics, snapshot, plan, raw, version, index, known.result(),
-            lambda hours: read_events(snapshot, hours, catalog))
+            storage,
+            catalog.metrics,
+            snapshot,
+            plan,
+            raw,
+            version,
+            index,
+            known.result(),
+            lambda hours: read_events(snapshot, hours, catalog),
+        )
         del raw
         written = {metric.name: plan.written(metric) for metric in catalog.metrics}
         read = plan.read(catalog.metrics)
-        files = [Path(p) for p, hour in zip(snapshot.paths, snapshot.hours, strict=True)
-                 if hour in read]
-        result = _compute_and_write(settings, catalog, storage, tracker, events, written,
-                                    version, coverage, file_hours, source)
+        files = [
+            Path(p) for p, hour in zip(snapshot.paths, snapshot.hours, strict=True) if hour in read
+        ]
+        result = _compute_and_write(
+            settings,
+            catalog,
+            storage,
+            tracker,
+            events,
+            written,
+            version,
+            coverage,
+            file_hours,
+            source,
+        )
         indexing.result()
     if result is None:
         return RecomputeResult(None, None, 0, 0, len(files), time.perf_counter() - started)
@@ -250,20 +321,41 @@ def _recompute_source(settings: Settings, catalog: MetricCatalog, storage: Stora
     covered_before = writer.covered_versions(storage)
     writer.write_coverage(storage, written, version, horizon_ms)
     writer.record_files(storage, (str(p) for p in files), version)
-    writer.prune_versions(storage, covered_before | writer.covered_versions(storage)
-                          | writer.versions_for_as_of(storage, settings.batch.keep_versions_s))
+    writer.prune_versions(
+        storage,
+        covered_before
+        | writer.covered_versions(storage)
+        | writer.versions_for_as_of(storage, settings.batch.keep_versions_s),
+    )
     tracker.report("coverage_written")
-    log.info("recomputed %d hour(s) from %d file(s) (%s)",
-             len(set().union(*written.values())), len(files), mode.value)
-    return RecomputeResult(version, writer.utc_datetime(horizon_ms), tracker.rows_in,
-                           tracker.rows_out, len(files), time.perf_counter() - started)
+    log.info(
+        "recomputed %d hour(s) from %d file(s) (%s)",
+        len(set().union(*written.values())),
+        len(files),
+        mode.value,
+    )
+    return RecomputeResult(
+        version,
+        writer.utc_datetime(horizon_ms),
+        tracker.rows_in,
+        tracker.rows_out,
+        len(files),
+        time.perf_counter() - started,
+    )
 
 
-def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Storage,
-                       tracker: _Progress, events: pl.DataFrame,
-                       written: dict[str, set[int]], version: int,
-                       coverage: dict[tuple[str, int], int], file_hours: dict[str, int],
-                       source: str = BUILTIN) -> int | None:
+def _compute_and_write(
+    settings: Settings,
+    catalog: MetricCatalog,
+    storage: Storage,
+    tracker: _Progress,
+    events: pl.DataFrame,
+    written: dict[str, set[int]],
+    version: int,
+    coverage: dict[tuple[str, int], int],
+    file_hours: dict[str, int],
+    source: str = BUILTIN,
+) -> int | None:
     """Window rows of every metric's written hours into ``batch_windows``; the horizon
     (None: nothing to write at all)."""
     tracker.rows_in = events.height
@@ -275,8 +367,7 @@ def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Stor
     lateness_ms = settings.speed.allowed_lateness_ms
     horizon_ms = previous_ms or 0
     if not events.is_empty():
-        newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()),
-                        int(time.time() * 1000))
+        newest_ms = min(int(events.select(pl.col(TS_MS).max()).item()), int(time.time() * 1000))
         newest_ms = min(newest_ms, _archived_until(settings, storage, file_hours, source))
         horizon_ms = max(horizon_ms, (newest_ms - lateness_ms) // MINUTE_MS * MINUTE_MS)
     tracker.report("read")
@@ -288,8 +379,7 @@ def _compute_and_write(settings: Settings, catalog: MetricCatalog, storage: Stor
         def finish(metric: MetricDefinition, insert: Future[int]) -> None:
             written_rows = insert.result()
             tracker.rows_out += written_rows
-            log.debug("metric %s: %d window rows (version %d)", metric.name, written_rows,
-                      version)
+            log.debug("metric %s: %d window rows (version %d)", metric.name, written_rows, version)
             tracker.report("metric", metric.name)
 
         for metric in insert_order(catalog.metrics):

@@ -64,55 +64,90 @@ CLICKED_JOB_JS = """
 def layout(**_query: str) -> Component:
     history = card(
         "Job history",
-        html.Div(id=ids.ADMIN_JOBS_TABLE, className="table-slot",
-                 children=html.Div("Loading…", className="empty-state")),
-        html.Div(className="pager", children=[
-            html.Button("‹ Newer", id=ids.ADMIN_PAGE_PREV, n_clicks=0, disabled=True,
-                        className="button button--ghost"),
-            html.Span(id=ids.ADMIN_PAGE_INFO, className="muted"),
-            html.Button("Older ›", id=ids.ADMIN_PAGE_NEXT, n_clicks=0, disabled=True,
-                        className="button button--ghost"),
-        ]),
+        html.Div(
+            id=ids.ADMIN_JOBS_TABLE,
+            className="table-slot",
+            children=html.Div("Loading…", className="empty-state"),
+        ),
+        html.Div(
+            className="pager",
+            children=[
+                html.Button(
+                    "‹ Newer",
+                    id=ids.ADMIN_PAGE_PREV,
+                    n_clicks=0,
+                    disabled=True,
+                    className="button button--ghost",
+                ),
+                html.Span(id=ids.ADMIN_PAGE_INFO, className="muted"),
+                html.Button(
+                    "Older ›",
+                    id=ids.ADMIN_PAGE_NEXT,
+                    n_clicks=0,
+                    disabled=True,
+                    className="button button--ghost",
+                ),
+            ],
+        ),
         html.Div(id=ids.ADMIN_DETAILS, className="details-slot"),
         subtitle="Batch runs and replays, newest first · click a row for its details and "
-                 "full error · times in UTC",
-        aside=html.Div(className="card-aside", children=[
-            dcc.RadioItems(id=ids.ADMIN_KIND_FILTER, value="all", inline=True,
-                           className="segmented segmented--small",
-                           options=[{"label": text, "value": key}
-                                    for key, text in KINDS.items()]),
-            html.Span(id=ids.ADMIN_JOBS_UPDATED, className="muted"),
-        ]),
+        "full error · times in UTC",
+        aside=html.Div(
+            className="card-aside",
+            children=[
+                dcc.RadioItems(
+                    id=ids.ADMIN_KIND_FILTER,
+                    value="all",
+                    inline=True,
+                    className="segmented segmented--small",
+                    options=[{"label": text, "value": key} for key, text in KINDS.items()],
+                ),
+                html.Span(id=ids.ADMIN_JOBS_UPDATED, className="muted"),
+            ],
+        ),
     )
-    active = card("Active jobs", html.Div(id=ids.ADMIN_ACTIVE, className="active-slot"),
-                  subtitle="Queued and running jobs · refreshes every second")
-    return html.Div(className="admin-grid", children=[
-        page_header("Admin", "Batch recompute, Kappa replay and the history of both",
-                    html.Div(generation_view(None, None), id=ids.ADMIN_GENERATION,
-                             className="generation")),
-        token_card(),
-        html.Div([recompute_card(), replay_card()], className="admin-actions"),
-        confirm_panel(),
-        editor_card(),
-        html.Div(id=ids.ADMIN_STATUS, className="action-status"),
-        active,
-        history,
-        dcc.Store(id=ids.ADMIN_PENDING),
-        dcc.Store(id=ids.ADMIN_LAST_JOB),
-        dcc.Store(id=ids.ADMIN_OFFSET, data=0),
-        dcc.Store(id=ids.ADMIN_SELECTED),
-        dcc.Store(id=ids.ADMIN_CANCEL_REQUEST),
-        dcc.Store(id=ids.ADMIN_REFRESHED),
-        dcc.Store(id=ids.ADMIN_VIEW_KEYS, data={}),
-        live_interval(PAGE, REFRESH_MS),
-    ])
+    active = card(
+        "Active jobs",
+        html.Div(id=ids.ADMIN_ACTIVE, className="active-slot"),
+        subtitle="Queued and running jobs · refreshes every second",
+    )
+    return html.Div(
+        className="admin-grid",
+        children=[
+            page_header(
+                "Admin",
+                "Batch recompute, Kappa replay and the history of both",
+                html.Div(
+                    generation_view(None, None), id=ids.ADMIN_GENERATION, className="generation"
+                ),
+            ),
+            token_card(),
+            html.Div([recompute_card(), replay_card()], className="admin-actions"),
+            confirm_panel(),
+            editor_card(),
+            html.Div(id=ids.ADMIN_STATUS, className="action-status"),
+            active,
+            history,
+            dcc.Store(id=ids.ADMIN_PENDING),
+            dcc.Store(id=ids.ADMIN_LAST_JOB),
+            dcc.Store(id=ids.ADMIN_OFFSET, data=0),
+            dcc.Store(id=ids.ADMIN_SELECTED),
+            dcc.Store(id=ids.ADMIN_CANCEL_REQUEST),
+            dcc.Store(id=ids.ADMIN_REFRESHED),
+            dcc.Store(id=ids.ADMIN_VIEW_KEYS, data={}),
+            live_interval(PAGE, REFRESH_MS),
+        ],
+    )
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
     register_editor_callbacks(app, api)
 
-    @app.callback(Output(ids.ADMIN_RANGE, "hidden"), Output(ids.ADMIN_MODE_NOTE, "children"),
-                  Input(ids.ADMIN_MODE, "value"))
+    @app.callback(
+        Output(ids.ADMIN_RANGE, "hidden"),
+        Output(ids.ADMIN_MODE_NOTE, "children"),
+        Input(ids.ADMIN_MODE, "value"),
+    )
     def show_mode(mode: str | None) -> tuple[bool, str]:
         return mode != "range", mode_note(mode)
 
@@ -138,10 +173,20 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         prevent_initial_call=True,
         running=[(Output(ids.ADMIN_CONFIRM_YES, "disabled"), True, False)],
     )
-    def act(_recompute: int, _replay_all: int, _replay_from: int, _yes: int, _no: int,
-            cancel: dict[str, Any] | None, pending: dict[str, Any] | None, token: str | None,
-            mode: str | None, start: str | None, end: str | None,
-            from_time: str | None) -> tuple[Any, ...]:
+    def act(
+        _recompute: int,
+        _replay_all: int,
+        _replay_from: int,
+        _yes: int,
+        _no: int,
+        cancel: dict[str, Any] | None,
+        pending: dict[str, Any] | None,
+        token: str | None,
+        mode: str | None,
+        start: str | None,
+        end: str | None,
+        from_time: str | None,
+    ) -> tuple[Any, ...]:
         """Ask, confirm or drop, send; and cancel an active job. One callback, because
         all of these write the confirmation step and the status line."""
         trigger = ctx.triggered_id
@@ -153,8 +198,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
                 raise PreventUpdate
             if not token:
                 return (*[no_update] * 4, banner(actions.AUTH_HINT, "warn"), no_update)
-            return (*[no_update] * 4, actions.cancel(api, token, str(cancel["job"])),
-                    no_update)
+            return (*[no_update] * 4, actions.cancel(api, token, str(cancel["job"])), no_update)
         if trigger == ids.ADMIN_CONFIRM_YES:
             if not pending:
                 raise PreventUpdate
@@ -164,23 +208,34 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             try:
                 job_id = actions.send(api, token, action)
             except ApiConflictError as exc:
-                return (*closed, actions.start_failed_banner(exc, action.noun),
-                        exc.job_id or no_update)
+                return (
+                    *closed,
+                    actions.start_failed_banner(exc, action.noun),
+                    exc.job_id or no_update,
+                )
             except ApiError as exc:
                 return (*closed, actions.start_failed_banner(exc, action.noun), no_update)
             return (*closed, actions.started_banner(action, job_id), job_id)
         if trigger == ids.ADMIN_RECOMPUTE:
             asked = actions.recompute_action(mode, start, end)
         else:
-            asked = actions.replay_action(from_time,
-                                          from_start=trigger == ids.ADMIN_REPLAY_ALL)
+            asked = actions.replay_action(from_time, from_start=trigger == ids.ADMIN_REPLAY_ALL)
         if isinstance(asked, str):
             return (*closed, banner(asked, "warn"), no_update)
         if not token:
-            return (*closed, banner(f"Enter the admin token first. {actions.AUTH_HINT}",
-                                    "warn"), no_update)
-        return (False, actions.describe(asked), actions.confirm_label(asked),
-                asked.model_dump(), None, no_update)
+            return (
+                *closed,
+                banner(f"Enter the admin token first. {actions.AUTH_HINT}", "warn"),
+                no_update,
+            )
+        return (
+            False,
+            actions.describe(asked),
+            actions.confirm_label(asked),
+            asked.model_dump(),
+            None,
+            no_update,
+        )
 
     @app.callback(
         Output(ids.ADMIN_OFFSET, "data"),
@@ -191,8 +246,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         State(ids.ADMIN_OFFSET, "data"),
         prevent_initial_call=True,
     )
-    def turn_page(_prev: int, _next: int, _kind: str, _last: str | None,
-                  offset: int | None) -> int:
+    def turn_page(_prev: int, _next: int, _kind: str, _last: str | None, offset: int | None) -> int:
         """Newer / older; a new filter or a job just started goes back to the newest."""
         if ctx.triggered_id == ids.ADMIN_PAGE_PREV:
             return max(0, (offset or 0) - JOBS_LIMIT)
@@ -204,7 +258,9 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     # job runs, and Dash fires pattern-matching callbacks for every re-render; in the
     # browser those calls cost nothing, and only a real click gets through.
     app.clientside_callback(
-        "function(clicks, selected) {" + CLICKED_JOB_JS + """
+        "function(clicks, selected) {"
+        + CLICKED_JOB_JS
+        + """
             if (job === null) { return dash_clientside.no_update; }
             return job === selected ? null : job;  // a second click closes the details
         }""",
@@ -214,7 +270,9 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         prevent_initial_call=True,
     )
     app.clientside_callback(
-        "function(clicks) {" + CLICKED_JOB_JS + """
+        "function(clicks) {"
+        + CLICKED_JOB_JS
+        + """
             return job === null ? dash_clientside.no_update : {job: job, at: Date.now()};
         }""",
         Output(ids.ADMIN_CANCEL_REQUEST, "data"),
@@ -244,44 +302,88 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         State(ids.ADMIN_VIEW_KEYS, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
-    def refresh(n: int | None, offset: int | None, kind: str | None, selected: str | None,
-                last_job: str | None, token: str | None, refreshed: float | None,
-                keys: dict[str, str] | None) -> tuple[Any, ...]:
+    def refresh(
+        n: int | None,
+        offset: int | None,
+        kind: str | None,
+        selected: str | None,
+        last_job: str | None,
+        token: str | None,
+        refreshed: float | None,
+        keys: dict[str, str] | None,
+    ) -> tuple[Any, ...]:
         ticked = isinstance(ctx.triggered_id, dict)
         if ticked and n and too_soon(refreshed, REFRESH_MS):
             raise PreventUpdate
         now = datetime.now(UTC)
         if not token:
             hint = "Enter the admin token above to see jobs and the served generation."
-            return (banner(hint, "info"), generation_view(None, None), active_jobs([], now),
-                    html.Div("Enter the admin token to list jobs.", className="empty-state"),
-                    job_details(None, now), "", True, True, "", time.time(), {})
+            return (
+                banner(hint, "info"),
+                generation_view(None, None),
+                active_jobs([], now),
+                html.Div("Enter the admin token to list jobs.", className="empty-state"),
+                job_details(None, now),
+                "",
+                True,
+                True,
+                "",
+                time.time(),
+                {},
+            )
         try:
-            shot = fetch_snapshot(api, token, kind=None if kind in (None, "all") else kind,
-                                  offset=offset or 0, limit=JOBS_LIMIT, selected=selected)
+            shot = fetch_snapshot(
+                api,
+                token,
+                kind=None if kind in (None, "all") else kind,
+                offset=offset or 0,
+                limit=JOBS_LIMIT,
+                selected=selected,
+            )
         except ApiError as exc:
-            return (actions.refresh_error_banner(exc), *[no_update] * 7,
-                    f"failed at {fmt_clock(now)} UTC", time.time(), no_update)
+            return (
+                actions.refresh_error_banner(exc),
+                *[no_update] * 7,
+                f"failed at {fmt_clock(now)} UTC",
+                time.time(),
+                no_update,
+            )
         building = shot.building
         parts: dict[str, tuple[str, Callable[[], Any]]] = {
-            "generation": (view_key(shot.generation, building),
-                           lambda: generation_view(shot.generation, building)),
+            "generation": (
+                view_key(shot.generation, building),
+                lambda: generation_view(shot.generation, building),
+            ),
             # Elapsed time and ETA move every second while a job is active.
-            "active": (view_key(shot.active, int(now.timestamp()) if shot.active else 0),
-                       lambda: active_jobs(shot.active, now)),
-            "table": (view_key(shot.page, selected, last_job, now.date().isoformat()),
-                      lambda: jobs_table(shot.page, now=now, highlight=last_job,
-                                         selected=selected,
-                                         row_id=ids.job_row)),
-            "details": (view_key(shot.selected, now.date().isoformat()),
-                        lambda: job_details(shot.selected, now)),
+            "active": (
+                view_key(shot.active, int(now.timestamp()) if shot.active else 0),
+                lambda: active_jobs(shot.active, now),
+            ),
+            "table": (
+                view_key(shot.page, selected, last_job, now.date().isoformat()),
+                lambda: jobs_table(
+                    shot.page, now=now, highlight=last_job, selected=selected, row_id=ids.job_row
+                ),
+            ),
+            "details": (
+                view_key(shot.selected, now.date().isoformat()),
+                lambda: job_details(shot.selected, now),
+            ),
         }
         old = keys or {}
-        shown = [render() if old.get(name) != key else no_update
-                 for name, (key, render) in parts.items()]
+        shown = [
+            render() if old.get(name) != key else no_update for name, (key, render) in parts.items()
+        ]
         first, total = (offset or 0) + 1, shot.page.total
         last = (offset or 0) + len(shot.page.jobs)
         info = f"{first}–{last} of {total}" if shot.page.jobs else f"0 of {total}"
-        return (None, *shown, info, (offset or 0) == 0, last >= total,
-                f"updated {fmt_clock(now)} UTC", time.time(),
-                {name: key for name, (key, _) in parts.items()})
+        return (
+            None,
+            *shown,
+            info,
+            (offset or 0) == 0,
+            last >= total,
+            f"updated {fmt_clock(now)} UTC",
+            time.time(),
+            {name: key for name, (key, _) in parts.items()},
+        )

@@ -51,8 +51,7 @@ from dashboard.metric_picker import register_metric_picker
 from dashboard.timebar import from_params as timebar_params
 from dashboard.timebar import interval_ms, time_bar
 
-dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer",
-                   order=1)
+dash.register_page(__name__, path="/explorer", name="Explorer", title="Stratum · Explorer", order=1)
 
 PAGE = "explorer"
 REFRESH_MS = 5_000
@@ -63,8 +62,10 @@ HIDDEN = {"display": "none"}
 
 
 def _field(label: str, control: Component, class_name: str = "") -> html.Div:
-    return html.Div([html.Label(label, className="field-label"), control],
-                    className=f"field {class_name}".strip())
+    return html.Div(
+        [html.Label(label, className="field-label"), control],
+        className=f"field {class_name}".strip(),
+    )
 
 
 def _opts(*values: str | None) -> list[str]:
@@ -74,65 +75,161 @@ def _opts(*values: str | None) -> list[str]:
 def layout(**params: Any) -> Component:
     q = from_params(params)
     view = timebar_params(params, ranges=(), default_range="1h", default_refresh="5s")
-    controls = html.Div(className="explorer-controls", children=[
-        _field("Metric", dcc.Dropdown(id=ids.EXPLORER_METRIC, value=q.metric,
-                                      options=_opts(q.metric), clearable=False,
-                                      placeholder="Loading metrics…")),
-        _field("Range", dcc.RadioItems(
-            id=ids.EXPLORER_RANGE, value=q.range, inline=True, className="segmented",
-            options=[{"label": text, "value": key} for key, text in PRESET_LABELS.items()])),
-        html.Div(id=ids.EXPLORER_CUSTOM, className="custom-range",
-                 style=CUSTOM_SHOWN if q.range == CUSTOM else HIDDEN, children=[
-            _field("From (UTC)", dcc.Input(id=ids.EXPLORER_START, value=q.start, debounce=True,
-                                           placeholder="2026-11-21T10:00 or epoch ms",
-                                           className="input")),
-            _field("To (UTC)", dcc.Input(id=ids.EXPLORER_END, value=q.end, debounce=True,
-                                         placeholder="now", className="input")),
-        ]),
-        _field("Step", dcc.Dropdown(id=ids.EXPLORER_STEP, value=q.step, options=_opts(q.step),
-                                    clearable=False), "field--narrow"),
-        _field("Group by", dcc.Dropdown(id=ids.EXPLORER_GROUP_BY, value=q.group_by,
-                                        options=_opts(q.group_by), placeholder="no grouping")),
-        _field("Filter on", dcc.Dropdown(id=ids.EXPLORER_FILTER_DIM, value=q.filter_dim,
-                                         options=_opts(q.filter_dim), placeholder="dimension")),
-        _field("Values", dcc.Dropdown(id=ids.EXPLORER_FILTER_VALUES, multi=True,
-                                      value=list(q.filter_values),
-                                      options=list(q.filter_values), placeholder="any value"),
-               "field--wide"),
-    ])
-    chart = card("Series", dcc.Graph(id=ids.EXPLORER_GRAPH, figure=message_figure("Loading…"),
-                                     config=GRAPH_CONFIG, style={"height": "380px"},
-                                     className="metric-graph"),
-                 query_details(ids.EXPLORER_API),
-                 subtitle=html.Span(id=ids.EXPLORER_SUMMARY), class_name="explorer-chart")
-    table = card("Windows", DataTable(
-        id=ids.EXPLORER_TABLE, columns=table_columns(None), data=[], page_size=12,
-        sort_action="native", style_as_list_view=True,
-        style_table={"overflowX": "auto"},
-        style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "6px 10px",
-                    "textAlign": "left"},
-        style_cell_conditional=[{"if": {"column_id": c}, "textAlign": "right"}
-                                for c in ("value", "events")],
-        style_header={"fontWeight": "600", "backgroundColor": "#f8fafc"}),
-        aside=html.Div([html.Button("Download CSV", id=ids.EXPLORER_DOWNLOAD_BUTTON,
-                                    className="button button--ghost"),
-                        dcc.Download(id=ids.EXPLORER_DOWNLOAD)]))
-    return html.Div([
-        page_header("Explorer", "One metric, any range, step, grouping and filter · the URL "
-                                "holds the view"),
-        html.Div([time_bar(PAGE, view, ranges=None), legend_key()], className="page-tools"),
-        card("View", controls, class_name="explorer-card"),
-        html.Div(id=ids.EXPLORER_DROPPED, className="muted form-note", role="status"),
-        html.Div(id=ids.EXPLORER_STATUS),
-        chart, table,
-        dcc.Store(id=ids.EXPLORER_CATALOG),
-        dcc.Store(id=ids.EXPLORER_QUERY),
-        dcc.Store(id=ids.EXPLORER_REFRESHED),
-        dcc.Store(id=ids.EXPLORER_VALUES_DIM, data=q.filter_dim),
-        html.Div(id=ids.EXPLORER_URL_SINK, hidden=True),
-        dcc.Interval(id=ids.EXPLORER_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
-        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
-    ], className="explorer")
+    controls = html.Div(
+        className="explorer-controls",
+        children=[
+            _field(
+                "Metric",
+                dcc.Dropdown(
+                    id=ids.EXPLORER_METRIC,
+                    value=q.metric,
+                    options=_opts(q.metric),
+                    clearable=False,
+                    placeholder="Loading metrics…",
+                ),
+            ),
+            _field(
+                "Range",
+                dcc.RadioItems(
+                    id=ids.EXPLORER_RANGE,
+                    value=q.range,
+                    inline=True,
+                    className="segmented",
+                    options=[{"label": text, "value": key} for key, text in PRESET_LABELS.items()],
+                ),
+            ),
+            html.Div(
+                id=ids.EXPLORER_CUSTOM,
+                className="custom-range",
+                style=CUSTOM_SHOWN if q.range == CUSTOM else HIDDEN,
+                children=[
+                    _field(
+                        "From (UTC)",
+                        dcc.Input(
+                            id=ids.EXPLORER_START,
+                            value=q.start,
+                            debounce=True,
+                            placeholder="2026-11-21T10:00 or epoch ms",
+                            className="input",
+                        ),
+                    ),
+                    _field(
+                        "To (UTC)",
+                        dcc.Input(
+                            id=ids.EXPLORER_END,
+                            value=q.end,
+                            debounce=True,
+                            placeholder="now",
+                            className="input",
+                        ),
+                    ),
+                ],
+            ),
+            _field(
+                "Step",
+                dcc.Dropdown(
+                    id=ids.EXPLORER_STEP, value=q.step, options=_opts(q.step), clearable=False
+                ),
+                "field--narrow",
+            ),
+            _field(
+                "Group by",
+                dcc.Dropdown(
+                    id=ids.EXPLORER_GROUP_BY,
+                    value=q.group_by,
+                    options=_opts(q.group_by),
+                    placeholder="no grouping",
+                ),
+            ),
+            _field(
+                "Filter on",
+                dcc.Dropdown(
+                    id=ids.EXPLORER_FILTER_DIM,
+                    value=q.filter_dim,
+                    options=_opts(q.filter_dim),
+                    placeholder="dimension",
+                ),
+            ),
+            _field(
+                "Values",
+                dcc.Dropdown(
+                    id=ids.EXPLORER_FILTER_VALUES,
+                    multi=True,
+                    value=list(q.filter_values),
+                    options=list(q.filter_values),
+                    placeholder="any value",
+                ),
+                "field--wide",
+            ),
+        ],
+    )
+    chart = card(
+        "Series",
+        dcc.Graph(
+            id=ids.EXPLORER_GRAPH,
+            figure=message_figure("Loading…"),
+            config=GRAPH_CONFIG,
+            style={"height": "380px"},
+            className="metric-graph",
+        ),
+        query_details(ids.EXPLORER_API),
+        subtitle=html.Span(id=ids.EXPLORER_SUMMARY),
+        class_name="explorer-chart",
+    )
+    table = card(
+        "Windows",
+        DataTable(
+            id=ids.EXPLORER_TABLE,
+            columns=table_columns(None),
+            data=[],
+            page_size=12,
+            sort_action="native",
+            style_as_list_view=True,
+            style_table={"overflowX": "auto"},
+            style_cell={
+                "fontFamily": "inherit",
+                "fontSize": "13px",
+                "padding": "6px 10px",
+                "textAlign": "left",
+            },
+            style_cell_conditional=[
+                {"if": {"column_id": c}, "textAlign": "right"} for c in ("value", "events")
+            ],
+            style_header={"fontWeight": "600", "backgroundColor": "#f8fafc"},
+        ),
+        aside=html.Div(
+            [
+                html.Button(
+                    "Download CSV",
+                    id=ids.EXPLORER_DOWNLOAD_BUTTON,
+                    className="button button--ghost",
+                ),
+                dcc.Download(id=ids.EXPLORER_DOWNLOAD),
+            ]
+        ),
+    )
+    return html.Div(
+        [
+            page_header(
+                "Explorer",
+                "One metric, any range, step, grouping and filter · the URL holds the view",
+            ),
+            html.Div([time_bar(PAGE, view, ranges=None), legend_key()], className="page-tools"),
+            card("View", controls, class_name="explorer-card"),
+            html.Div(id=ids.EXPLORER_DROPPED, className="muted form-note", role="status"),
+            html.Div(id=ids.EXPLORER_STATUS),
+            chart,
+            table,
+            dcc.Store(id=ids.EXPLORER_CATALOG),
+            dcc.Store(id=ids.EXPLORER_QUERY),
+            dcc.Store(id=ids.EXPLORER_REFRESHED),
+            dcc.Store(id=ids.EXPLORER_VALUES_DIM, data=q.filter_dim),
+            html.Div(id=ids.EXPLORER_URL_SINK, hidden=True),
+            dcc.Interval(id=ids.EXPLORER_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
+            live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
+        ],
+        className="explorer",
+    )
 
 
 def _metric(catalog: list[dict[str, Any]] | None, name: str | None) -> MetricInfo | None:
@@ -140,12 +237,26 @@ def _metric(catalog: list[dict[str, Any]] | None, name: str | None) -> MetricInf
     return MetricInfo.model_validate(found) if found else None
 
 
-def _query(metric: str | None, range_: str, start: str | None, end: str | None,
-           step: str | None, group_by: str | None, filter_dim: str | None,
-           values: list[str] | None) -> ExplorerQuery:
-    return ExplorerQuery(metric=metric, range=range_ or "1h", start=start or "", end=end or "",
-                         step=step, group_by=group_by, filter_dim=filter_dim,
-                         filter_values=tuple(values or ()))
+def _query(
+    metric: str | None,
+    range_: str,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    group_by: str | None,
+    filter_dim: str | None,
+    values: list[str] | None,
+) -> ExplorerQuery:
+    return ExplorerQuery(
+        metric=metric,
+        range=range_ or "1h",
+        start=start or "",
+        end=end or "",
+        step=step,
+        group_by=group_by,
+        filter_dim=filter_dim,
+        filter_values=tuple(values or ()),
+    )
 
 
 def _bounds_or(query: ExplorerQuery, fallback: str) -> tuple[datetime, datetime]:
@@ -157,32 +268,58 @@ def _bounds_or(query: ExplorerQuery, fallback: str) -> tuple[datetime, datetime]
         return bounds(replace(query, range=fallback), now)
 
 
-VIEW_INPUTS = [Input(ids.EXPLORER_METRIC, "value"), Input(ids.EXPLORER_RANGE, "value"),
-               Input(ids.EXPLORER_START, "value"), Input(ids.EXPLORER_END, "value"),
-               Input(ids.EXPLORER_STEP, "value"), Input(ids.EXPLORER_GROUP_BY, "value"),
-               Input(ids.EXPLORER_FILTER_DIM, "value"),
-               Input(ids.EXPLORER_FILTER_VALUES, "value")]
+VIEW_INPUTS = [
+    Input(ids.EXPLORER_METRIC, "value"),
+    Input(ids.EXPLORER_RANGE, "value"),
+    Input(ids.EXPLORER_START, "value"),
+    Input(ids.EXPLORER_END, "value"),
+    Input(ids.EXPLORER_STEP, "value"),
+    Input(ids.EXPLORER_GROUP_BY, "value"),
+    Input(ids.EXPLORER_FILTER_DIM, "value"),
+    Input(ids.EXPLORER_FILTER_VALUES, "value"),
+]
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
-    register_metric_picker(app, api, picker=ids.EXPLORER_METRIC, catalog=ids.EXPLORER_CATALOG,
-                           retry=ids.EXPLORER_CATALOG_INTERVAL, status=ids.EXPLORER_STATUS)
+    register_metric_picker(
+        app,
+        api,
+        picker=ids.EXPLORER_METRIC,
+        catalog=ids.EXPLORER_CATALOG,
+        retry=ids.EXPLORER_CATALOG_INTERVAL,
+        status=ids.EXPLORER_STATUS,
+    )
 
     @app.callback(
-        Output(ids.EXPLORER_STEP, "options"), Output(ids.EXPLORER_STEP, "value"),
-        Output(ids.EXPLORER_GROUP_BY, "options"), Output(ids.EXPLORER_GROUP_BY, "value"),
-        Output(ids.EXPLORER_FILTER_DIM, "options"), Output(ids.EXPLORER_FILTER_DIM, "value"),
-        Output(ids.EXPLORER_CUSTOM, "style"), Output(ids.EXPLORER_DROPPED, "children"),
-        Input(ids.EXPLORER_METRIC, "value"), Input(ids.EXPLORER_RANGE, "value"),
+        Output(ids.EXPLORER_STEP, "options"),
+        Output(ids.EXPLORER_STEP, "value"),
+        Output(ids.EXPLORER_GROUP_BY, "options"),
+        Output(ids.EXPLORER_GROUP_BY, "value"),
+        Output(ids.EXPLORER_FILTER_DIM, "options"),
+        Output(ids.EXPLORER_FILTER_DIM, "value"),
+        Output(ids.EXPLORER_CUSTOM, "style"),
+        Output(ids.EXPLORER_DROPPED, "children"),
+        Input(ids.EXPLORER_METRIC, "value"),
+        Input(ids.EXPLORER_RANGE, "value"),
         Input(ids.EXPLORER_CATALOG, "data"),
-        State(ids.EXPLORER_START, "value"), State(ids.EXPLORER_END, "value"),
-        State(ids.EXPLORER_STEP, "value"), State(ids.EXPLORER_GROUP_BY, "value"),
-        State(ids.EXPLORER_FILTER_DIM, "value"), State(ids.EXPLORER_FILTER_VALUES, "value"),
+        State(ids.EXPLORER_START, "value"),
+        State(ids.EXPLORER_END, "value"),
+        State(ids.EXPLORER_STEP, "value"),
+        State(ids.EXPLORER_GROUP_BY, "value"),
+        State(ids.EXPLORER_FILTER_DIM, "value"),
+        State(ids.EXPLORER_FILTER_VALUES, "value"),
     )
-    def settle_choices(name: str | None, range_: str, catalog: list[dict[str, Any]] | None,
-                       start: str | None, end: str | None, step: str | None,
-                       group_by: str | None, filter_dim: str | None,
-                       values: list[str] | None) -> tuple[Any, ...]:
+    def settle_choices(
+        name: str | None,
+        range_: str,
+        catalog: list[dict[str, Any]] | None,
+        start: str | None,
+        end: str | None,
+        step: str | None,
+        group_by: str | None,
+        filter_dim: str | None,
+        values: list[str] | None,
+    ) -> tuple[Any, ...]:
         """A new range picks its default step; a new metric keeps what still applies and
         says what it removed."""
         style = CUSTOM_SHOWN if range_ == CUSTOM else HIDDEN
@@ -191,28 +328,47 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             return (*[no_update] * 6, style, no_update)
         query = _query(name, range_, start, end, step, group_by, filter_dim, values)
         t0, t1 = _bounds_or(query, "1h")
-        settled = settle(query, metric, t1 - t0,
-                         keep_step=ctx.triggered_id != ids.EXPLORER_RANGE)
+        settled = settle(query, metric, t1 - t0, keep_step=ctx.triggered_id != ids.EXPLORER_RANGE)
         dims = list(metric.dimensions)
-        note = (dropped_note(query, settled, metric)
-                if ctx.triggered_id == ids.EXPLORER_METRIC else no_update)
-        return (list(metric.windows), settled.step, dims, settled.group_by, dims,
-                settled.filter_dim, style, note)
+        note = (
+            dropped_note(query, settled, metric)
+            if ctx.triggered_id == ids.EXPLORER_METRIC
+            else no_update
+        )
+        return (
+            list(metric.windows),
+            settled.step,
+            dims,
+            settled.group_by,
+            dims,
+            settled.filter_dim,
+            style,
+            note,
+        )
 
     @app.callback(
         Output(ids.EXPLORER_FILTER_VALUES, "options"),
         Output(ids.EXPLORER_FILTER_VALUES, "value"),
         Output(ids.EXPLORER_VALUES_DIM, "data"),
-        Input(ids.EXPLORER_FILTER_DIM, "value"), Input(ids.EXPLORER_METRIC, "value"),
+        Input(ids.EXPLORER_FILTER_DIM, "value"),
+        Input(ids.EXPLORER_METRIC, "value"),
         Input(ids.EXPLORER_RANGE, "value"),
-        State(ids.EXPLORER_START, "value"), State(ids.EXPLORER_END, "value"),
-        State(ids.EXPLORER_FILTER_VALUES, "value"), State(ids.EXPLORER_VALUES_DIM, "data"),
+        State(ids.EXPLORER_START, "value"),
+        State(ids.EXPLORER_END, "value"),
+        State(ids.EXPLORER_FILTER_VALUES, "value"),
+        State(ids.EXPLORER_VALUES_DIM, "data"),
         State(ids.EXPLORER_CATALOG, "data"),
     )
-    def list_values(filter_dim: str | None, name: str | None, range_: str,
-                    start: str | None, end: str | None, current: list[str] | None,
-                    values_dim: str | None, catalog: list[dict[str, Any]] | None
-                    ) -> tuple[Any, ...]:
+    def list_values(
+        filter_dim: str | None,
+        name: str | None,
+        range_: str,
+        start: str | None,
+        end: str | None,
+        current: list[str] | None,
+        values_dim: str | None,
+        catalog: list[dict[str, Any]] | None,
+    ) -> tuple[Any, ...]:
         """The values of the filter dimension seen in the range (plus those selected)."""
         kept = list(current or []) if filter_dim == values_dim else []
         metric = _metric(catalog, name)
@@ -220,28 +376,46 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             return kept, kept, filter_dim
         t0, t1 = _bounds_or(_query(name, range_, start, end, None, None, None, None), "24h")
         try:
-            response = api.series(metric.name, start=t0, end=t1, step=metric.windows[-1],
-                                  group_by=(filter_dim,))
+            response = api.series(
+                metric.name, start=t0, end=t1, step=metric.windows[-1], group_by=(filter_dim,)
+            )
         except ApiError:
             return kept, kept, filter_dim
         seen = {s.group.get(filter_dim, "") for s in response.series}
         return sorted(seen | set(kept)), kept, filter_dim
 
     @app.callback(
-        Output(ids.EXPLORER_GRAPH, "figure"), Output(ids.EXPLORER_TABLE, "data"),
-        Output(ids.EXPLORER_TABLE, "columns"), Output(ids.EXPLORER_SUMMARY, "children"),
-        Output(ids.EXPLORER_STATUS, "children"), Output(ids.EXPLORER_QUERY, "data"),
-        Output(ids.EXPLORER_REFRESHED, "data"), Output(ids.EXPLORER_API, "children"),
-        *VIEW_INPUTS, Input(ids.live_interval(PAGE), "n_intervals"),
-        Input(ids.timebar("tz", PAGE), "value"), Input(ids.APP_TZ_OFFSET, "data"),
-        State(ids.EXPLORER_CATALOG, "data"), State(ids.EXPLORER_REFRESHED, "data"),
+        Output(ids.EXPLORER_GRAPH, "figure"),
+        Output(ids.EXPLORER_TABLE, "data"),
+        Output(ids.EXPLORER_TABLE, "columns"),
+        Output(ids.EXPLORER_SUMMARY, "children"),
+        Output(ids.EXPLORER_STATUS, "children"),
+        Output(ids.EXPLORER_QUERY, "data"),
+        Output(ids.EXPLORER_REFRESHED, "data"),
+        Output(ids.EXPLORER_API, "children"),
+        *VIEW_INPUTS,
+        Input(ids.live_interval(PAGE), "n_intervals"),
+        Input(ids.timebar("tz", PAGE), "value"),
+        Input(ids.APP_TZ_OFFSET, "data"),
+        State(ids.EXPLORER_CATALOG, "data"),
+        State(ids.EXPLORER_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
-    def refresh(name: str | None, range_: str, start: str | None, end: str | None,
-                step: str | None, group_by: str | None, filter_dim: str | None,
-                values: list[str] | None, _n: int | None, tz: str | None,
-                offset: int | None, catalog: list[dict[str, Any]] | None,
-                refreshed: float | None) -> tuple[Any, ...]:
+    def refresh(
+        name: str | None,
+        range_: str,
+        start: str | None,
+        end: str | None,
+        step: str | None,
+        group_by: str | None,
+        filter_dim: str | None,
+        values: list[str] | None,
+        _n: int | None,
+        tz: str | None,
+        offset: int | None,
+        catalog: list[dict[str, Any]] | None,
+        refreshed: float | None,
+    ) -> tuple[Any, ...]:
         metric = _metric(catalog, name)
         if metric is None:
             raise PreventUpdate
@@ -249,8 +423,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if ticked and (range_ == CUSTOM or too_soon(refreshed, MIN_REFRESH_MS)):
             raise PreventUpdate
         with display_zone(tz, offset):
-            return _draw(api, metric, name, range_, start, end, step, group_by, filter_dim,
-                         values)
+            return _draw(api, metric, name, range_, start, end, step, group_by, filter_dim, values)
 
     app.clientside_callback(  # the time bar's refresh and tz stay in the URL
         "function(view) {"
@@ -272,11 +445,13 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(
         Output(ids.EXPLORER_DOWNLOAD, "data"),
         Input(ids.EXPLORER_DOWNLOAD_BUTTON, "n_clicks"),
-        State(ids.EXPLORER_QUERY, "data"), State(ids.EXPLORER_CATALOG, "data"),
+        State(ids.EXPLORER_QUERY, "data"),
+        State(ids.EXPLORER_CATALOG, "data"),
         prevent_initial_call=True,
     )
-    def download(_clicks: int, view: dict[str, Any] | None,
-                 catalog: list[dict[str, Any]] | None) -> dict[str, Any]:
+    def download(
+        _clicks: int, view: dict[str, Any] | None, catalog: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
         """The view as shown, fetched again: the CSV matches what the table holds."""
         if not view or "query" not in view:
             raise PreventUpdate
@@ -286,41 +461,85 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if metric is None:
             raise PreventUpdate
         t0, t1 = bounds(query, datetime.now(UTC))
-        response = api.series(metric.name, start=t0, end=t1, step=query.step or "1m",
-                              group_by=(query.group_by,) if query.group_by else (),
-                              filters=query.filters)
+        response = api.series(
+            metric.name,
+            start=t0,
+            end=t1,
+            step=query.step or "1m",
+            group_by=(query.group_by,) if query.group_by else (),
+            filters=query.filters,
+        )
         dims = [query.group_by] if query.group_by else []
         name = f"stratum-{metric.name}-{t0:%Y%m%dT%H%M}-{t1:%Y%m%dT%H%M}.csv"
         download: dict[str, Any] = send_string(csv_text(response, dims), name)
         return download
 
 
-def _draw(api: ApiClient, metric: MetricInfo, name: str | None, range_: str,
-          start: str | None, end: str | None, step: str | None, group_by: str | None,
-          filter_dim: str | None, values: list[str] | None) -> tuple[Any, ...]:
+def _draw(
+    api: ApiClient,
+    metric: MetricInfo,
+    name: str | None,
+    range_: str,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    group_by: str | None,
+    filter_dim: str | None,
+    values: list[str] | None,
+) -> tuple[Any, ...]:
     """Fetch and draw the view: figure, table, summary, status, URL state, curl."""
     query = _query(name, range_, start, end, step, group_by, filter_dim, values)
     now = datetime.now(UTC)
     try:
         t0, t1 = bounds(query, now)
     except ValueError as exc:
-        return (no_update, no_update, no_update, "", banner(str(exc), "warn"),
-                {"search": to_search(query)}, time.time(), no_update)
+        return (
+            no_update,
+            no_update,
+            no_update,
+            "",
+            banner(str(exc), "warn"),
+            {"search": to_search(query)},
+            time.time(),
+            no_update,
+        )
     query = settle(query, metric, t1 - t0, keep_step=True)
-    params = series_params(start=t0, end=t1, step=query.step or "1m",
-                           group_by=(query.group_by,) if query.group_by else (),
-                           filters=query.filters)
+    params = series_params(
+        start=t0,
+        end=t1,
+        step=query.step or "1m",
+        group_by=(query.group_by,) if query.group_by else (),
+        filters=query.filters,
+    )
     command = curl(origin(), series_path(metric.name), params)
     try:
-        response = api.series(metric.name, start=t0, end=t1, step=query.step or "1m",
-                              group_by=(query.group_by,) if query.group_by else (),
-                              filters=query.filters)
+        response = api.series(
+            metric.name,
+            start=t0,
+            end=t1,
+            step=query.step or "1m",
+            group_by=(query.group_by,) if query.group_by else (),
+            filters=query.filters,
+        )
         jobs = api.pipeline(limit=20).jobs
     except ApiError as exc:
-        return (no_update, no_update, no_update, "", banner(str(exc)),
-                {"search": to_search(query)}, time.time(), command)
-    return (view_figure(metric, response, jobs, now),
-            table_rows(response, additive=metric.additive, now=now),
-            table_columns(metric), summary_text(metric, response, now), None,
-            {"search": to_search(query), "query": asdict(query)}, time.time(), command)
-
+        return (
+            no_update,
+            no_update,
+            no_update,
+            "",
+            banner(str(exc)),
+            {"search": to_search(query)},
+            time.time(),
+            command,
+        )
+    return (
+        view_figure(metric, response, jobs, now),
+        table_rows(response, additive=metric.additive, now=now),
+        table_columns(metric),
+        summary_text(metric, response, now),
+        None,
+        {"search": to_search(query), "query": asdict(query)},
+        time.time(),
+        command,
+    )

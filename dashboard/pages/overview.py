@@ -62,24 +62,27 @@ NO_DATA = "No data in this range yet"
 
 
 def layout(**params: Any) -> Component:
-    view = from_params(params, ranges=RANGES, default_range=DEFAULT_RANGE,
-                       default_refresh="2s")
-    return html.Div([
-        page_header(
-            "Overview",
-            "Every metric the API serves, at the finest window that keeps the range "
-            "readable",
-        ),
-        html.Div([time_bar(PAGE, view, ranges=RANGES), legend_key()], className="page-tools"),
-        html.Div(id=ids.OVERVIEW_STATUS),
-        html.Div(id=ids.OVERVIEW_TILES, className="tile-row"),
-        html.Div(id=ids.OVERVIEW_GRID, className="metric-grid",
-                 children=html.Div("Loading metrics…", className="empty-state")),
-        dcc.Store(id=ids.OVERVIEW_CATALOG),
-        dcc.Store(id=ids.OVERVIEW_REFRESHED),
-        dcc.Interval(id=ids.OVERVIEW_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
-        live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
-    ])
+    view = from_params(params, ranges=RANGES, default_range=DEFAULT_RANGE, default_refresh="2s")
+    return html.Div(
+        [
+            page_header(
+                "Overview",
+                "Every metric the API serves, at the finest window that keeps the range readable",
+            ),
+            html.Div([time_bar(PAGE, view, ranges=RANGES), legend_key()], className="page-tools"),
+            html.Div(id=ids.OVERVIEW_STATUS),
+            html.Div(id=ids.OVERVIEW_TILES, className="tile-row"),
+            html.Div(
+                id=ids.OVERVIEW_GRID,
+                className="metric-grid",
+                children=html.Div("Loading metrics…", className="empty-state"),
+            ),
+            dcc.Store(id=ids.OVERVIEW_CATALOG),
+            dcc.Store(id=ids.OVERVIEW_REFRESHED),
+            dcc.Interval(id=ids.OVERVIEW_CATALOG_INTERVAL, interval=CATALOG_RETRY_MS),
+            live_interval(PAGE, interval_ms(view.refresh, REFRESH_MS)),
+        ]
+    )
 
 
 Fetched = SeriesResponse | Status | Pipeline | ApiError
@@ -104,8 +107,9 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             retry = f"{exc} · retrying every {CATALOG_RETRY_MS // 1000} s"
             return banner(retry), [], None, False
         if not metrics:
-            empty = html.Div("The API lists no metrics; define some in metrics.toml.",
-                             className="empty-state")
+            empty = html.Div(
+                "The API lists no metrics; define some in metrics.toml.", className="empty-state"
+            )
             return empty, [], [], True
         catalog = [m.model_dump(mode="json") for m in metrics]
         tiles = [rate_tile(), *(metric_tile(m) for m in metrics), freshness_tile()]
@@ -138,18 +142,26 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         State(ids.OVERVIEW_REFRESHED, "data"),
         running=[(Output(ids.live_interval(PAGE), "disabled"), True, False)],
     )
-    def refresh(_n: int | None, catalog: list[dict[str, Any]] | None, range_: str | None,
-                start: str | None, end: str | None, tz: str | None, offset: int | None,
-                graph_ids: list[dict[str, str]], refreshed: float | None) -> tuple[Any, ...]:
+    def refresh(
+        _n: int | None,
+        catalog: list[dict[str, Any]] | None,
+        range_: str | None,
+        start: str | None,
+        end: str | None,
+        tz: str | None,
+        offset: int | None,
+        graph_ids: list[dict[str, str]],
+        refreshed: float | None,
+    ) -> tuple[Any, ...]:
         """Fetch every series, the status and the pipeline in parallel; swap contents."""
         if not graph_ids or not catalog:
             raise PreventUpdate
-        if ctx.triggered_id == ids.live_interval(PAGE) and too_soon(refreshed,
-                                                                     MIN_REFRESH_MS):
+        if ctx.triggered_id == ids.live_interval(PAGE) and too_soon(refreshed, MIN_REFRESH_MS):
             raise PreventUpdate
         known = {m["name"]: MetricInfo.model_validate(m) for m in catalog}
-        metrics = [known[graph_id["metric"]] for graph_id in graph_ids if graph_id["metric"]
-                   in known]
+        metrics = [
+            known[graph_id["metric"]] for graph_id in graph_ids if graph_id["metric"] in known
+        ]
         if len(metrics) != len(graph_ids):
             raise PreventUpdate  # the cards are from an older catalog; the next tick fixes it
         now = datetime.now(UTC)
@@ -158,19 +170,33 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         # The pool's threads have no request: they call with this person's credential.
         results = _fetch_all(pool, api.as_current_person(), metrics, steps, t0, t1)
         base = origin()
-        queries = [curl(base, series_path(m.name), series_params(
-            start=t0, end=t1, step=step, group_by=group_by_for(m)))
-            for m, step in zip(metrics, steps, strict=True)]
+        queries = [
+            curl(
+                base,
+                series_path(m.name),
+                series_params(start=t0, end=t1, step=step, group_by=group_by_for(m)),
+            )
+            for m, step in zip(metrics, steps, strict=True)
+        ]
         with display_zone(tz, offset):
             shown = _render(metrics, results, now)
         if problem is not None and shown[11] is None:
-            shown = (*shown[:11], banner(f"{problem} Showing the last 30 min.", "warn"),
-                     *shown[12:])
+            shown = (
+                *shown[:11],
+                banner(f"{problem} Showing the last 30 min.", "warn"),
+                *shown[12:],
+            )
         return (*shown, queries, time.time())
 
 
-def _fetch_all(pool: ThreadPoolExecutor, api: ApiClient, metrics: list[MetricInfo],
-               steps: list[str], t0: datetime, t1: datetime) -> list[Fetched]:
+def _fetch_all(
+    pool: ThreadPoolExecutor,
+    api: ApiClient,
+    metrics: list[MetricInfo],
+    steps: list[str],
+    t0: datetime,
+    t1: datetime,
+) -> list[Fetched]:
     def guarded(call: Any) -> Fetched:
         try:
             result: Fetched = call()
@@ -179,8 +205,11 @@ def _fetch_all(pool: ThreadPoolExecutor, api: ApiClient, metrics: list[MetricInf
         return result
 
     calls: list[Any] = [
-        (lambda m=m, step=step: api.series(m.name, start=t0, end=t1, step=step,
-                                           group_by=group_by_for(m)))
+        (
+            lambda m=m, step=step: api.series(
+                m.name, start=t0, end=t1, step=step, group_by=group_by_for(m)
+            )
+        )
         for m, step in zip(metrics, steps, strict=True)
     ]
     calls += [api.status, lambda: api.pipeline(limit=20)]
@@ -188,13 +217,25 @@ def _fetch_all(pool: ThreadPoolExecutor, api: ApiClient, metrics: list[MetricInf
 
 
 def _render(metrics: list[MetricInfo], results: list[Fetched], now: datetime) -> tuple[Any, ...]:
-    series, (status, pipeline) = results[:len(metrics)], results[len(metrics):]
+    series, (status, pipeline) = results[: len(metrics)], results[len(metrics) :]
     down = next((r for r in results if isinstance(r, ApiUnavailableError)), None)
     if down is not None:
         stale = [no_update] * len(metrics)
         message = f"{down}. The numbers below are stale; retrying every 2 s."
-        return (stale, stale, stale, stale, stale, stale, no_update, no_update, no_update,
-                *freshness(None, "API unreachable"), banner(message), "metric-grid is-stale")
+        return (
+            stale,
+            stale,
+            stale,
+            stale,
+            stale,
+            stale,
+            no_update,
+            no_update,
+            no_update,
+            *freshness(None, "API unreachable"),
+            banner(message),
+            "metric-grid is-stale",
+        )
     runs = run_marks(pipeline.jobs) if isinstance(pipeline, Pipeline) else []
     figures, last_points, notes, sparks = [], [], [], []
     kpis: list[list[Component] | str] = []
@@ -210,37 +251,68 @@ def _render(metrics: list[MetricInfo], results: list[Fetched], now: datetime) ->
             continue
         lines = lines_of(result, additive=metric.additive)
         figures.append(
-            metric_figure(metric, lines, start=result.start, end=result.end, step=result.step,
-                          horizon=result.horizon, runs=runs, now=now)
-            if has_values(lines) else message_figure(NO_DATA))
+            metric_figure(
+                metric,
+                lines,
+                start=result.start,
+                end=result.end,
+                step=result.step,
+                horizon=result.horizon,
+                runs=runs,
+                now=now,
+            )
+            if has_values(lines)
+            else message_figure(NO_DATA)
+        )
         last_points.append(last_point_text(result, now))
         kpis.append(kpi(metric, result, now))
         value, note = metric_tile_text(metric, result, now)
         values.append(value)
         notes.append(note)
         xs, ys = spark_points(metric, result)
-        sparks.append(sparkline(xs, ys, start=result.start, end=result.end,
-                                horizon=result.horizon, step=result.step, now=now))
+        sparks.append(
+            sparkline(
+                xs,
+                ys,
+                start=result.start,
+                end=result.end,
+                horizon=result.horizon,
+                step=result.step,
+                now=now,
+            )
+        )
     rate = _rate_tile(metrics, series, pipeline, now)
-    fresh = freshness(status if isinstance(status, Status) else None,
-                      str(status) if isinstance(status, ApiError) else None)
-    return (figures, last_points, kpis, values, notes, sparks, *rate, *fresh, None,
-            "metric-grid")
+    fresh = freshness(
+        status if isinstance(status, Status) else None,
+        str(status) if isinstance(status, ApiError) else None,
+    )
+    return (figures, last_points, kpis, values, notes, sparks, *rate, *fresh, None, "metric-grid")
 
 
-def _rate_tile(metrics: list[MetricInfo], series: list[Fetched], pipeline: Fetched,
-               now: datetime) -> tuple[Any, Any, Any]:
+def _rate_tile(
+    metrics: list[MetricInfo], series: list[Fetched], pipeline: Fetched, now: datetime
+) -> tuple[Any, Any, Any]:
     counter = throughput_metric(metrics)
     ingest = pipeline.stage("ingest_accepted").per_s if isinstance(pipeline, Pipeline) else None
     if counter is None:
-        note = (f"ingest {fmt_rate(ingest)} ({INGEST_WINDOW})" if ingest is not None
-                else "no count metric")
+        note = (
+            f"ingest {fmt_rate(ingest)} ({INGEST_WINDOW})"
+            if ingest is not None
+            else "no count metric"
+        )
         return "–", note, message_figure("")
     response = series[metrics.index(counter)]
     if not isinstance(response, SeriesResponse):
         return "–", str(response), message_figure("")
     value, note, xs, rates = rate_text(counter, response, now, ingest)
-    spark = sparkline(xs, list(rates), start=response.start, end=response.end,
-                      horizon=response.horizon, step=response.step, now=now,
-                      colour=PALETTE[4])
+    spark = sparkline(
+        xs,
+        list(rates),
+        start=response.start,
+        end=response.end,
+        horizon=response.horizon,
+        step=response.step,
+        now=now,
+        colour=PALETTE[4],
+    )
     return value, note, spark

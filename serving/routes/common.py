@@ -32,7 +32,7 @@ def split_list(text: str) -> list[str]:
     position = 0
     while position < len(text):
         char = text[position]
-        if char == "\\" and text[position + 1:position + 2] in (",", "\\"):
+        if char == "\\" and text[position + 1 : position + 2] in (",", "\\"):
             position += 1
             char = text[position]
             current.append(char)

@@ -31,8 +31,12 @@ from stratum.metrics import MetricCatalog, MetricDefinitionError
 from stratum.storage.definitions import DefinitionStore
 from stratum.windows import format_duration, parse_duration_ms
 
-router = APIRouter(prefix="/v1/admin", tags=["definitions"], dependencies=[AdminOnly],
-                   responses=error_responses(400, 401, 422, 500, 503))
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["definitions"],
+    dependencies=[AdminOnly],
+    responses=error_responses(400, 401, 422, 500, 503),
+)
 MAX_PREVIEW_MS = 7 * 86_400_000
 
 
@@ -47,8 +51,9 @@ class VersionOut(BaseModel):
 
 class CurrentOut(VersionOut):
     generation: int = Field(description="the live speed generation computing it")
-    document: dict[str, Any] = Field(description="the whole definitions document, as the "
-                                     "file's tables: {\"metric\": [...]}")
+    document: dict[str, Any] = Field(
+        description='the whole definitions document, as the file\'s tables: {"metric": [...]}'
+    )
     toml: str = Field(description="the same as the definitions file")
 
 
@@ -91,10 +96,14 @@ class AppliedOut(BaseModel):
     added: list[str]
     changed: list[str]
     deleted: list[str]
-    rebuilds: list[str] = Field(description="metrics a Kappa replay rebuilds before the "
-                                "switch (changed ones); the rest took effect at once")
-    jobs: list[StartedJob] = Field(description="the change's own job (kind definitions), "
-                                   "then the replay and/or batch jobs it started")
+    rebuilds: list[str] = Field(
+        description="metrics a Kappa replay rebuilds before the "
+        "switch (changed ones); the rest took effect at once"
+    )
+    jobs: list[StartedJob] = Field(
+        description="the change's own job (kind definitions), "
+        "then the replay and/or batch jobs it started"
+    )
 
 
 class PreviewBody(BaseModel):
@@ -113,75 +122,106 @@ def _draft_catalog(draft: Draft | ImportBody, current: MetricCatalog) -> MetricC
     if metric is not None:
         name = metric.get("name")
         if not isinstance(name, str):
-            raise MetricDefinitionError("draft has 1 problem(s):\n  metric: name: Field "
-                                        "required")
+            raise MetricDefinitionError("draft has 1 problem(s):\n  metric: name: Field required")
         return put_metric(current, name, metric)
     raise MetricDefinitionError("draft: send toml, document or metric")
 
 
 def _version_out(v: Any) -> dict[str, Any]:
     ms = int(v.created_at.timestamp() * 1000)
-    return {"version": v.version, "author": v.author, "reason": v.reason, "change": v.change,
-            "created_at": iso(ms), "created_at_ms": ms}
+    return {
+        "version": v.version,
+        "author": v.author,
+        "reason": v.reason,
+        "change": v.change,
+        "created_at": iso(ms),
+        "created_at_ms": ms,
+    }
 
 
 def _applied(result: Any) -> AppliedOut:
-    return AppliedOut(version=result.version, change=result.change.summary(),
-                      added=result.change.added, changed=result.change.changed,
-                      deleted=result.change.deleted, rebuilds=result.rebuilds,
-                      jobs=[StartedJob(job_id=j.job_id, kind=j.kind, state=j.state)
-                            for j in result.jobs])
+    return AppliedOut(
+        version=result.version,
+        change=result.change.summary(),
+        added=result.change.added,
+        changed=result.change.changed,
+        deleted=result.change.deleted,
+        rebuilds=result.rebuilds,
+        jobs=[StartedJob(job_id=j.job_id, kind=j.kind, state=j.state) for j in result.jobs],
+    )
 
 
-@router.get("/definitions", response_model=DefinitionsOut,
-            summary="The current definitions version and the history of versions")
-def get_definitions(reader: ReaderDep,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DefinitionsOut:
+@router.get(
+    "/definitions",
+    response_model=DefinitionsOut,
+    summary="The current definitions version and the history of versions",
+)
+def get_definitions(
+    reader: ReaderDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> DefinitionsOut:
     store = DefinitionStore(reader.storage)
     generation, binding, catalog = store.live()
     current = store.get(binding.version)
     assert current is not None
     document = catalog_document(catalog)
     return DefinitionsOut(
-        current=CurrentOut(**_version_out(current), generation=generation,
-                           document=document, toml=document_toml(document)),
-        history=[VersionOut(**_version_out(v)) for v in store.history(limit)])
+        current=CurrentOut(
+            **_version_out(current),
+            generation=generation,
+            document=document,
+            toml=document_toml(document),
+        ),
+        history=[VersionOut(**_version_out(v)) for v in store.history(limit)],
+    )
 
 
-@router.put("/definitions", status_code=status.HTTP_202_ACCEPTED, response_model=AppliedOut,
-            summary="Apply a whole definitions document (what `stratum definitions import` "
-                    "sends)", responses=error_responses(409))
-def import_definitions(body: ImportBody, request: Request, catalog: CatalogDep,
-                       reader: ReaderDep) -> AppliedOut:
+@router.put(
+    "/definitions",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AppliedOut,
+    summary="Apply a whole definitions document (what `stratum definitions import` sends)",
+    responses=error_responses(409),
+)
+def import_definitions(
+    body: ImportBody, request: Request, catalog: CatalogDep, reader: ReaderDep
+) -> AppliedOut:
     new = _draft_catalog(body, catalog)
     return _apply(request, reader, lambda _: new, body.author, body.reason)
 
 
-@router.post("/definitions/validate", response_model=ValidationOut,
-             summary="Check a draft: every mistake, with the file's messages")
+@router.post(
+    "/definitions/validate",
+    response_model=ValidationOut,
+    summary="Check a draft: every mistake, with the file's messages",
+)
 def validate_definitions(draft: Draft, catalog: CatalogDep) -> ValidationOut:
     try:
         checked = _draft_catalog(draft, catalog)
     except MetricDefinitionError as exc:
         return ValidationOut(valid=False, problems=problems_of(exc))
-    return ValidationOut(valid=True, problems=[],
-                         toml=document_toml(catalog_document(checked)))
+    return ValidationOut(valid=True, problems=[], toml=document_toml(catalog_document(checked)))
 
 
-@router.post("/definitions/preview", response_model=SeriesResponse,
-             summary="A draft metric computed by the batch code over the archive",
-             description="Nothing is stored. One series (all groups together); points say "
-                         "`batch`. Duplicate event ids are not dropped (a batch run does).")
-async def preview_definition(body: PreviewBody, catalog: CatalogDep, settings: SettingsDep,
-                             request: Request) -> SeriesResponse:
+@router.post(
+    "/definitions/preview",
+    response_model=SeriesResponse,
+    summary="A draft metric computed by the batch code over the archive",
+    description="Nothing is stored. One series (all groups together); points say "
+    "`batch`. Duplicate event ids are not dropped (a batch run does).",
+)
+async def preview_definition(
+    body: PreviewBody, catalog: CatalogDep, settings: SettingsDep, request: Request
+) -> SeriesResponse:
     name = body.metric.get("name")
     if not isinstance(name, str):
         raise bad_parameter("invalid_definition", "metric: name: Field required")
     metric = put_metric(catalog, name, body.metric).get(name)
     assert metric is not None
     if metric.session_gap is not None:
-        raise bad_parameter("invalid_definition", "a preview of session windows is not "
-                            "supported; apply it and read /v1/metrics/{name}")
+        raise bad_parameter(
+            "invalid_definition",
+            "a preview of session windows is not supported; apply it and read /v1/metrics/{name}",
+        )
     now_ms = int(time.time() * 1000)
     end_ms = time_param(body.end, now_ms, now_ms, "end")
     start_ms = time_param(body.start, end_ms - 3 * 3_600_000, now_ms, "start")
@@ -193,63 +233,120 @@ async def preview_definition(body: PreviewBody, catalog: CatalogDep, settings: S
     if problem:
         raise bad_parameter("invalid_step", problem, windows=list(metric.windows))
     start_ms -= start_ms % step_ms
-    if not start_ms < end_ms <= start_ms + MAX_PREVIEW_MS or \
-            (end_ms - start_ms) // step_ms > MAX_POINTS:
-        raise bad_parameter("invalid_range", "end must be after start, at most 7 days and "
-                            f"{MAX_POINTS} steps later")
+    if (
+        not start_ms < end_ms <= start_ms + MAX_PREVIEW_MS
+        or (end_ms - start_ms) // step_ms > MAX_POINTS
+    ):
+        raise bad_parameter(
+            "invalid_range", f"end must be after start, at most 7 days and {MAX_POINTS} steps later"
+        )
     # The batch layer's code, handed in by the wiring (serving does not import a layer).
     preview: Callable[..., list[Any]] | None = getattr(request.app.state, "previewer", None)
     if preview is None:
-        raise HTTPException(503, detail=error_detail(
-            "preview_unavailable", "this process was started without the batch layer's "
-            "preview; use the API of `stratum up` or `stratum api`"))
+        raise HTTPException(
+            503,
+            detail=error_detail(
+                "preview_unavailable",
+                "this process was started without the batch layer's "
+                "preview; use the API of `stratum up` or `stratum api`",
+            ),
+        )
     points = await run_in_threadpool(preview, settings, metric, start_ms, end_ms, step_ms)
     return SeriesResponse(
-        metric=name, aggregation=metric.aggregation.value, unit=metric.unit,
-        step=format_duration(step_ms), start=iso(start_ms), start_ms=start_ms,
-        end=iso(end_ms), end_ms=end_ms, horizon=None, horizon_ms=None,
-        series=[SeriesOut(group={}, points=[
-            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source="batch",
-                     count=p.count) for p in points])] if points else [])
+        metric=name,
+        aggregation=metric.aggregation.value,
+        unit=metric.unit,
+        step=format_duration(step_ms),
+        start=iso(start_ms),
+        start_ms=start_ms,
+        end=iso(end_ms),
+        end_ms=end_ms,
+        horizon=None,
+        horizon_ms=None,
+        series=[
+            SeriesOut(
+                group={},
+                points=[
+                    PointOut(
+                        t=iso(p.t_ms), t_ms=p.t_ms, value=p.value, source="batch", count=p.count
+                    )
+                    for p in points
+                ],
+            )
+        ]
+        if points
+        else [],
+    )
 
 
-@router.put("/metrics/{name}", status_code=status.HTTP_202_ACCEPTED,
-            response_model=AppliedOut, summary="Add or change one metric, without a restart",
-            description="Body: the metric's fields with the file's names, e.g. "
-                        "`{\"aggregation\": \"count\", \"dimensions\": [\"country\"], "
-                        "\"windows\": [\"1m\", \"1h\"]}`. A new metric is computed by the "
-                        "speed layer within seconds and backfilled by a batch job; a "
-                        "changed one is rebuilt by a Kappa replay into a new generation "
-                        "(the old one serves until the switch), then recomputed by batch.",
-            responses=error_responses(409))
-def put_metric_route(name: str, request: Request, catalog: CatalogDep, reader: ReaderDep,
-                     fields: Annotated[dict[str, Any], Body()],
-                     reason: Annotated[str, Query(max_length=2000)] = "",
-                     author: Annotated[str, Query(max_length=200)] = "admin") -> AppliedOut:
+@router.put(
+    "/metrics/{name}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AppliedOut,
+    summary="Add or change one metric, without a restart",
+    description="Body: the metric's fields with the file's names, e.g. "
+    '`{"aggregation": "count", "dimensions": ["country"], '
+    '"windows": ["1m", "1h"]}`. A new metric is computed by the '
+    "speed layer within seconds and backfilled by a batch job; a "
+    "changed one is rebuilt by a Kappa replay into a new generation "
+    "(the old one serves until the switch), then recomputed by batch.",
+    responses=error_responses(409),
+)
+def put_metric_route(
+    name: str,
+    request: Request,
+    catalog: CatalogDep,
+    reader: ReaderDep,
+    fields: Annotated[dict[str, Any], Body()],
+    reason: Annotated[str, Query(max_length=2000)] = "",
+    author: Annotated[str, Query(max_length=200)] = "admin",
+) -> AppliedOut:
     del catalog
-    return _apply(request, reader, lambda live: put_metric(live, name, fields,
-                                                          source=f"metric {name}"),
-                  author, reason)
+    return _apply(
+        request,
+        reader,
+        lambda live: put_metric(live, name, fields, source=f"metric {name}"),
+        author,
+        reason,
+    )
 
 
-@router.delete("/metrics/{name}", status_code=status.HTTP_202_ACCEPTED,
-               response_model=AppliedOut, summary="Delete one metric, without a restart",
-               description="Computing and serving stop at once; its stored windows are "
-                           "dropped after STRATUM_DEFINITIONS__DELETED_RETENTION_S.",
-               responses=error_responses(404, 409))
-def delete_metric_route(name: str, request: Request, catalog: CatalogDep, reader: ReaderDep,
-                        reason: Annotated[str, Query(max_length=2000)] = "",
-                        author: Annotated[str, Query(max_length=200)] = "admin"
-                        ) -> AppliedOut:
+@router.delete(
+    "/metrics/{name}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AppliedOut,
+    summary="Delete one metric, without a restart",
+    description="Computing and serving stop at once; its stored windows are "
+    "dropped after STRATUM_DEFINITIONS__DELETED_RETENTION_S.",
+    responses=error_responses(404, 409),
+)
+def delete_metric_route(
+    name: str,
+    request: Request,
+    catalog: CatalogDep,
+    reader: ReaderDep,
+    reason: Annotated[str, Query(max_length=2000)] = "",
+    author: Annotated[str, Query(max_length=200)] = "admin",
+) -> AppliedOut:
     if catalog.get(name) is None:
-        raise HTTPException(404, detail={"code": "unknown_metric",
-                                         "message": f"no metric named {cite(name)}",
-                                         "details": {"metrics": catalog.names}})
+        raise HTTPException(
+            404,
+            detail={
+                "code": "unknown_metric",
+                "message": f"no metric named {cite(name)}",
+                "details": {"metrics": catalog.names},
+            },
+        )
     return _apply(request, reader, lambda live: delete_metric(live, name), author, reason)
 
 
-def _apply(request: Request, reader: ReaderDep, edit: Callable[[MetricCatalog], MetricCatalog],
-           author: str, reason: str) -> AppliedOut:
+def _apply(
+    request: Request,
+    reader: ReaderDep,
+    edit: Callable[[MetricCatalog], MetricCatalog],
+    author: str,
+    reason: str,
+) -> AppliedOut:
     result = apply_catalog(reader.storage, edit, author=author, reason=reason)
     request.app.state.definitions.refresh()  # this process serves it at once
     return _applied(result)

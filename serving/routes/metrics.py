@@ -26,8 +26,9 @@ from stratum.metrics import Aggregation, MetricCatalog, MetricDefinition
 from stratum.numbers import api_number, filter_texts
 from stratum.windows import format_duration, parse_duration_ms
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess],
-                   responses=READ_ERRORS)
+router = APIRouter(
+    prefix="/v1/metrics", tags=["metrics"], dependencies=[ReadAccess], responses=READ_ERRORS
+)
 RESERVED_QUERY = {"start", "end", "step", "group_by", "as_of"}
 MAX_STEP_MS = 366 * 86_400_000
 TIME_HELP = "ISO-8601 (2026-11-21T10:00:00Z; no zone means UTC), epoch milliseconds, or "
@@ -38,8 +39,10 @@ class KindInfo(BaseModel):
 
     additive: bool = Field(description="values of separate windows or groups add up")
     whole: bool = Field(description="values are whole numbers")
-    accumulates: bool = Field(description="a window's value grows as its events arrive: "
-                              "read it once the window is complete")
+    accumulates: bool = Field(
+        description="a window's value grows as its events arrive: "
+        "read it once the window is complete"
+    )
     approximate: bool = Field(description="the speed layer keeps a sketch; batch is exact")
     field: str = Field(description="what `field` holds: none, number or value")
 
@@ -53,40 +56,76 @@ class MetricInfo(BaseModel):
     quantile: float | None
     where: dict[str, str | list[str]]
     dimensions: list[str]
-    windows: list[str] = Field(description="window sizes, finest first; steps are multiples "
-                                           "of the finest")
-    hop: str | None = Field(None, description="hopping windows: the step between window "
-                            "starts (the only step answered)")
-    session_gap: str | None = Field(None, description="session windows: points are "
-                                    "sessions bucketed by their start; a group's session "
-                                    "ends after this much time without its events, or at "
-                                    "midnight UTC")
+    windows: list[str] = Field(
+        description="window sizes, finest first; steps are multiples of the finest"
+    )
+    hop: str | None = Field(
+        None, description="hopping windows: the step between window starts (the only step answered)"
+    )
+    session_gap: str | None = Field(
+        None,
+        description="session windows: points are "
+        "sessions bucketed by their start; a group's session "
+        "ends after this much time without its events, or at "
+        "midnight UTC",
+    )
     unit: str
 
 
 class MetricList(BaseModel):
     metrics: list[MetricInfo]
 
-    model_config = {"json_schema_extra": {"examples": [{"metrics": [{
-        "name": "revenue", "description": "Revenue: sum of purchase amounts by country",
-        "aggregation": "sum", "field": "amount", "quantile": None,
-        "where": {"type": "purchase"}, "dimensions": ["country"],
-        "windows": ["1m", "5m", "1h"], "hop": None, "session_gap": None,
-        "unit": "EUR", "kind": {"additive": True, "whole": False, "accumulates": True,
-                                "approximate": False, "field": "number"}}]}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "metrics": [
+                        {
+                            "name": "revenue",
+                            "description": "Revenue: sum of purchase amounts by country",
+                            "aggregation": "sum",
+                            "field": "amount",
+                            "quantile": None,
+                            "where": {"type": "purchase"},
+                            "dimensions": ["country"],
+                            "windows": ["1m", "5m", "1h"],
+                            "hop": None,
+                            "session_gap": None,
+                            "unit": "EUR",
+                            "kind": {
+                                "additive": True,
+                                "whole": False,
+                                "accumulates": True,
+                                "approximate": False,
+                                "field": "number",
+                            },
+                        }
+                    ]
+                }
+            ]
+        }
+    }
 
 
 class PointOut(BaseModel):
-    t: str = Field(description="window (or step) start, ISO-8601 UTC; for session metrics "
-                   "the bucket of the sessions' starts")
+    t: str = Field(
+        description="window (or step) start, ISO-8601 UTC; for session metrics "
+        "the bucket of the sessions' starts"
+    )
     t_ms: int = Field(description="the same, epoch milliseconds")
     value: float | None
     source: str = Field(description="batch, speed, or mixed (a step spanning the horizon)")
     count: int = Field(description="events behind the value")
-    sessions: int | None = Field(None, description="session metrics: the sessions that "
-                                 "started in the bucket; null for other metrics")
-    overflow: bool = Field(False, description="the value does not fit a float64 (e.g. a "
-                           "sum past 1.8e308); value is then null")
+    sessions: int | None = Field(
+        None,
+        description="session metrics: the sessions that "
+        "started in the bucket; null for other metrics",
+    )
+    overflow: bool = Field(
+        False,
+        description="the value does not fit a float64 (e.g. a "
+        "sum past 1.8e308); value is then null",
+    )
 
 
 class SeriesOut(BaseModel):
@@ -107,30 +146,72 @@ class SeriesResponse(BaseModel):
     horizon_ms: int | None
     series: list[SeriesOut]
 
-    model_config = {"json_schema_extra": {"examples": [{
-        "metric": "revenue", "aggregation": "sum", "unit": "EUR", "step": "1m",
-        "start": "2026-11-21T10:00:00Z", "start_ms": 1795255200000,
-        "end": "2026-11-21T10:02:00Z", "end_ms": 1795255320000,
-        "horizon": "2026-11-21T10:01:00Z", "horizon_ms": 1795255260000,
-        "series": [{"group": {"country": "DE"}, "points": [
-            {"t": "2026-11-21T10:00:00Z", "t_ms": 1795255200000, "value": 120.5,
-             "source": "batch", "count": 9},
-            {"t": "2026-11-21T10:01:00Z", "t_ms": 1795255260000, "value": 80.0,
-             "source": "speed", "count": 6}]}]}]}}
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "metric": "revenue",
+                    "aggregation": "sum",
+                    "unit": "EUR",
+                    "step": "1m",
+                    "start": "2026-11-21T10:00:00Z",
+                    "start_ms": 1795255200000,
+                    "end": "2026-11-21T10:02:00Z",
+                    "end_ms": 1795255320000,
+                    "horizon": "2026-11-21T10:01:00Z",
+                    "horizon_ms": 1795255260000,
+                    "series": [
+                        {
+                            "group": {"country": "DE"},
+                            "points": [
+                                {
+                                    "t": "2026-11-21T10:00:00Z",
+                                    "t_ms": 1795255200000,
+                                    "value": 120.5,
+                                    "source": "batch",
+                                    "count": 9,
+                                },
+                                {
+                                    "t": "2026-11-21T10:01:00Z",
+                                    "t_ms": 1795255260000,
+                                    "value": 80.0,
+                                    "source": "speed",
+                                    "count": 6,
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    }
 
 
 def kind_info(kind: AggregationKind) -> KindInfo:
-    return KindInfo(additive=kind.additive, whole=kind.whole, accumulates=kind.accumulates,
-                    approximate=kind.approximate, field=kind.field.value)
+    return KindInfo(
+        additive=kind.additive,
+        whole=kind.whole,
+        accumulates=kind.accumulates,
+        approximate=kind.approximate,
+        field=kind.field.value,
+    )
 
 
 def info(metric: MetricDefinition) -> MetricInfo:
-    return MetricInfo(name=metric.name, description=metric.description,
-                      aggregation=metric.aggregation.value, kind=kind_info(metric.kind),
-                      field=metric.field,
-                      quantile=metric.quantile, where=dict(metric.where),
-                      dimensions=list(metric.dimensions), windows=list(metric.windows),
-                      hop=metric.hop, session_gap=metric.session_gap, unit=metric.unit)
+    return MetricInfo(
+        name=metric.name,
+        description=metric.description,
+        aggregation=metric.aggregation.value,
+        kind=kind_info(metric.kind),
+        field=metric.field,
+        quantile=metric.quantile,
+        where=dict(metric.where),
+        dimensions=list(metric.dimensions),
+        windows=list(metric.windows),
+        hop=metric.hop,
+        session_gap=metric.session_gap,
+        unit=metric.unit,
+    )
 
 
 @router.get("", response_model=MetricList, summary="Metric definitions")
@@ -138,48 +219,80 @@ def list_metrics(catalog: CatalogDep) -> MetricList:
     return MetricList(metrics=[info(m) for m in catalog.metrics])
 
 
-@router.get("/{name}", response_model=SeriesResponse, summary="Merged batch + speed series",
-            description="Windows ending at or before the batch horizon come from batch, the "
-                        "rest from speed; each point says which. Filter with `dim=value` query "
-                        "parameters (several values: `country=DE,FR` or repeat the parameter; "
-                        "a literal comma is `\\,`; a value that reads as a "
-                        "number also matches it: `tier=1.0` finds the group `1`), e.g. "
-                        "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
-            responses=error_responses(404))
+@router.get(
+    "/{name}",
+    response_model=SeriesResponse,
+    summary="Merged batch + speed series",
+    description="Windows ending at or before the batch horizon come from batch, the "
+    "rest from speed; each point says which. Filter with `dim=value` query "
+    "parameters (several values: `country=DE,FR` or repeat the parameter; "
+    "a literal comma is `\\,`; a value that reads as a "
+    "number also matches it: `tier=1.0` finds the group `1`), e.g. "
+    "`/v1/metrics/revenue?start=now-1h&step=5m&group_by=country&country=DE`.",
+    responses=error_responses(404),
+)
 async def get_series(
-    name: str, request: Request, catalog: CatalogDep, reader: ReaderDep, settings: SettingsDep,
-    start: Annotated[str | None, Query(description=TIME_HELP + "now-1h; default end - 1h",
-                                       examples=["now-1h"])] = None,
-    end: Annotated[str | None, Query(description=TIME_HELP + "now; default now",
-                                     examples=["now"])] = None,
-    step: Annotated[str | None, Query(description="a multiple of the finest window "
-                                                  "(default: the finest window)",
-                                      examples=["5m"])] = None,
-    group_by: Annotated[str | None, Query(description="comma-separated dimensions",
-                                          examples=["country"])] = None,
-    as_of: Annotated[str | None, Query(description=TIME_HELP + "now-1h: what was served "
-                                       "then (batch versions as of then; speed windows as "
-                                       "stored now; windows ending by then), within "
-                                       "STRATUM_BATCH__KEEP_VERSIONS_S",
-                                       examples=["now-1h"])] = None,
+    name: str,
+    request: Request,
+    catalog: CatalogDep,
+    reader: ReaderDep,
+    settings: SettingsDep,
+    start: Annotated[
+        str | None, Query(description=TIME_HELP + "now-1h; default end - 1h", examples=["now-1h"])
+    ] = None,
+    end: Annotated[
+        str | None, Query(description=TIME_HELP + "now; default now", examples=["now"])
+    ] = None,
+    step: Annotated[
+        str | None,
+        Query(
+            description="a multiple of the finest window (default: the finest window)",
+            examples=["5m"],
+        ),
+    ] = None,
+    group_by: Annotated[
+        str | None, Query(description="comma-separated dimensions", examples=["country"])
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        Query(
+            description=TIME_HELP + "now-1h: what was served "
+            "then (batch versions as of then; speed windows as "
+            "stored now; windows ending by then), within "
+            "STRATUM_BATCH__KEEP_VERSIONS_S",
+            examples=["now-1h"],
+        ),
+    ] = None,
 ) -> SeriesResponse:
     metric = catalog.get(name)
     if metric is None:
-        raise HTTPException(404, detail=error_detail(
-            "unknown_metric", f"no metric named {cite(name)}", metrics=catalog.names))
+        raise HTTPException(
+            404,
+            detail=error_detail(
+                "unknown_metric", f"no metric named {cite(name)}", metrics=catalog.names
+            ),
+        )
     now_ms = int(time.time() * 1000)
     as_of_ms = time_param(as_of, now_ms, now_ms, "as_of") if as_of else None
     if as_of_ms is not None:
         kept_ms = int(settings.batch.keep_versions_s * 1000)
         if kept_ms <= 0:
-            raise bad_parameter("invalid_parameter", "as-of reads are off here: superseded "
-                                "batch versions are not kept (set "
-                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
+            raise bad_parameter(
+                "invalid_parameter",
+                "as-of reads are off here: superseded "
+                "batch versions are not kept (set "
+                "STRATUM_BATCH__KEEP_VERSIONS_S)",
+                parameter="as_of",
+            )
         if not now_ms - kept_ms <= as_of_ms <= now_ms:
             kept = format_duration(max(1000, kept_ms - kept_ms % 1000))
-            raise bad_parameter("invalid_parameter", "as_of must be in the past, at most "
-                                f"{kept} ago (batch versions are kept that long: "
-                                "STRATUM_BATCH__KEEP_VERSIONS_S)", parameter="as_of")
+            raise bad_parameter(
+                "invalid_parameter",
+                "as_of must be in the past, at most "
+                f"{kept} ago (batch versions are kept that long: "
+                "STRATUM_BATCH__KEEP_VERSIONS_S)",
+                parameter="as_of",
+            )
     end_ms = time_param(end, as_of_ms or now_ms, now_ms, "end")
     if as_of_ms is not None:
         end_ms = min(end_ms, as_of_ms)
@@ -190,8 +303,9 @@ async def get_series(
         raise bad_parameter("invalid_parameter", f"step: {exc}", parameter="step") from exc
     problem = step_problem(metric, step_ms)
     if problem or step_ms > MAX_STEP_MS:
-        raise bad_parameter("invalid_step", problem or "step must be at most 366d",
-                   windows=list(metric.windows))
+        raise bad_parameter(
+            "invalid_step", problem or "step must be at most 366d", windows=list(metric.windows)
+        )
     start_ms -= start_ms % step_ms
     if end_ms <= start_ms:
         raise bad_parameter("invalid_range", "end must be after start")
@@ -199,11 +313,15 @@ async def get_series(
     if steps > MAX_POINTS:
         fits = fitting_step(metric, end_ms - start_ms)
         raise bad_parameter(
-            "too_many_points", f"{format_duration(end_ms - start_ms)} at step "
+            "too_many_points",
+            f"{format_duration(end_ms - start_ms)} at step "
             f"{format_duration(step_ms)} is {steps} steps; the limit is {MAX_POINTS}: use "
             + (f"step={fits} or coarser" if fits else "a shorter range"),
-            steps=steps, max_points=MAX_POINTS, step=format_duration(step_ms),
-            fitting_step=fits)
+            steps=steps,
+            max_points=MAX_POINTS,
+            step=format_duration(step_ms),
+            fitting_step=fits,
+        )
     groups = tuple(split_list(group_by or ""))
     filters: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
@@ -211,22 +329,44 @@ async def get_series(
             filters.setdefault(key, []).extend(split_list(value))
     unknown = [d for d in (*groups, *filters) if d not in metric.dimensions]
     if unknown:
-        raise bad_parameter("unknown_dimension",
-                   f"{', '.join(cite(u) for u in sorted(set(unknown))[:5])} is not a "
-                   f"dimension of {name}",
-                   dimensions=list(metric.dimensions))
+        raise bad_parameter(
+            "unknown_dimension",
+            f"{', '.join(cite(u) for u in sorted(set(unknown))[:5])} is not a dimension of {name}",
+            dimensions=list(metric.dimensions),
+        )
     # A value that reads as a number also finds it: tier=1.0 is the group "1".
     filters = {key: filter_texts(values) for key, values in filters.items()}
     req = SeriesRequest(metric, start_ms, end_ms, step_ms, groups, filters, as_of_ms)
     series, horizon = await run_in_threadpool(reader.series, req)
     return SeriesResponse(
-        metric=name, aggregation=metric.aggregation.value, unit=metric.unit,
-        step=format_duration(step_ms), start=iso(start_ms), start_ms=start_ms, end=iso(end_ms),
-        end_ms=end_ms, horizon=iso_or_none(horizon), horizon_ms=horizon,
-        series=[SeriesOut(group=s.group, points=[
-            PointOut(t=iso(p.t_ms), t_ms=p.t_ms, value=api_number(p.value), source=p.source,
-                     count=p.count, sessions=p.sessions, overflow=p.overflow)
-            for p in s.points]) for s in series],
+        metric=name,
+        aggregation=metric.aggregation.value,
+        unit=metric.unit,
+        step=format_duration(step_ms),
+        start=iso(start_ms),
+        start_ms=start_ms,
+        end=iso(end_ms),
+        end_ms=end_ms,
+        horizon=iso_or_none(horizon),
+        horizon_ms=horizon,
+        series=[
+            SeriesOut(
+                group=s.group,
+                points=[
+                    PointOut(
+                        t=iso(p.t_ms),
+                        t_ms=p.t_ms,
+                        value=api_number(p.value),
+                        source=p.source,
+                        count=p.count,
+                        sessions=p.sessions,
+                        overflow=p.overflow,
+                    )
+                    for p in s.points
+                ],
+            )
+            for s in series
+        ],
     )
 
 
@@ -256,8 +396,11 @@ def document_catalog(app: FastAPI, catalog: MetricCatalog) -> None:
         operation = schema["paths"].get("/v1/metrics/{name}", {}).get("get", {})
         for parameter in operation.get("parameters", []):
             if parameter.get("name") == "name" and catalog.names:
-                parameter["schema"] = {"type": "string", "enum": list(catalog.names),
-                                       "title": "Name"}
+                parameter["schema"] = {
+                    "type": "string",
+                    "enum": list(catalog.names),
+                    "title": "Name",
+                }
                 parameter["example"] = catalog.names[0]
         return schema
 

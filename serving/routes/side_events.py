@@ -41,32 +41,54 @@ def _page(storage: Storage, kind: str, limit: int, offset: int) -> SideEventPage
     rows = storage.query_dicts(
         f"SELECT recorded_at, ts, event_id, reason, topic, partition, offset, payload "
         f"FROM {db}.side_events WHERE kind = {{k:String}} "
-        f"ORDER BY recorded_at DESC LIMIT {int(limit)} OFFSET {int(offset)}", {"k": kind})
-    total = storage.query(f"SELECT count() FROM {db}.side_events WHERE kind = {{k:String}}",
-                          {"k": kind})[0][0]
+        f"ORDER BY recorded_at DESC LIMIT {int(limit)} OFFSET {int(offset)}",
+        {"k": kind},
+    )
+    total = storage.query(
+        f"SELECT count() FROM {db}.side_events WHERE kind = {{k:String}}", {"k": kind}
+    )[0][0]
     items = []
     for row in rows:
         recorded = ms_of(row["recorded_at"]) or 0
         ts = ms_of(row["ts"])
-        items.append(SideEvent(
-            recorded_at=iso(recorded), recorded_at_ms=recorded,
-            ts=iso(ts) if ts is not None else None, ts_ms=ts, event_id=row["event_id"],
-            reason=row["reason"], topic=row["topic"], partition=int(row["partition"]),
-            offset=int(row["offset"]), payload=row["payload"]))
+        items.append(
+            SideEvent(
+                recorded_at=iso(recorded),
+                recorded_at_ms=recorded,
+                ts=iso(ts) if ts is not None else None,
+                ts_ms=ts,
+                event_id=row["event_id"],
+                reason=row["reason"],
+                topic=row["topic"],
+                partition=int(row["partition"]),
+                offset=int(row["offset"]),
+                payload=row["payload"],
+            )
+        )
     return SideEventPage(items=items, total=int(total), limit=limit, offset=offset)
 
 
-@router.get("/v1/late-events", response_model=SideEventPage,
-            summary="Events later than the allowed lateness (batch counts them)")
-async def late_events(reader: ReaderDep,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> SideEventPage:
+@router.get(
+    "/v1/late-events",
+    response_model=SideEventPage,
+    summary="Events later than the allowed lateness (batch counts them)",
+)
+async def late_events(
+    reader: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SideEventPage:
     return await run_in_threadpool(_page, reader.storage, "late", limit, offset)
 
 
-@router.get("/v1/dead-letters", response_model=SideEventPage,
-            summary="Malformed log records, with the reason")
-async def dead_letters(reader: ReaderDep,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                       offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> SideEventPage:
+@router.get(
+    "/v1/dead-letters",
+    response_model=SideEventPage,
+    summary="Malformed log records, with the reason",
+)
+async def dead_letters(
+    reader: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SideEventPage:
     return await run_in_threadpool(_page, reader.storage, "dead_letter", limit, offset)

@@ -29,23 +29,51 @@ def _explain(response: httpx.Response) -> str:
         return f"{response.status_code}: {response.text[:300]}"
 
 
-def follow_batch(api_url: str, token: str, *, mode: str = "incremental",
-                 wait: bool = True, timeout_s: float = 3600) -> str:
-    return _follow(api_url, token, "/v1/admin/batch", {"trigger": "cli", "mode": mode},
-                   "recompute", wait=wait, timeout_s=timeout_s)
+def follow_batch(
+    api_url: str,
+    token: str,
+    *,
+    mode: str = "incremental",
+    wait: bool = True,
+    timeout_s: float = 3600,
+) -> str:
+    return _follow(
+        api_url,
+        token,
+        "/v1/admin/batch",
+        {"trigger": "cli", "mode": mode},
+        "recompute",
+        wait=wait,
+        timeout_s=timeout_s,
+    )
 
 
-def follow_replay(api_url: str, token: str, *, from_time: str | None = None,
-                  wait: bool = True, timeout_s: float = 3600) -> str:
+def follow_replay(
+    api_url: str,
+    token: str,
+    *,
+    from_time: str | None = None,
+    wait: bool = True,
+    timeout_s: float = 3600,
+) -> str:
     body: dict[str, str] = {"trigger": "cli"}
     if from_time:
         body["from"] = from_time
-    return _follow(api_url, token, "/v1/admin/replay", body, "replay", wait=wait,
-                   timeout_s=timeout_s)
+    return _follow(
+        api_url, token, "/v1/admin/replay", body, "replay", wait=wait, timeout_s=timeout_s
+    )
 
 
-def _follow(api_url: str, token: str, path: str, body: dict[str, str], label: str, *,
-            wait: bool, timeout_s: float) -> str:
+def _follow(
+    api_url: str,
+    token: str,
+    path: str,
+    body: dict[str, str],
+    label: str,
+    *,
+    wait: bool,
+    timeout_s: float,
+) -> str:
     """Start a job and draw its progress until it ends; Ctrl-C leaves it running."""
     headers = {"authorization": f"Bearer {token}"}
     try:
@@ -94,9 +122,13 @@ def result_lines(job: Mapping[str, Any]) -> list[str]:
 
 def _label(job: Mapping[str, Any]) -> str:
     phase = (job.get("params") or {}).get("phase")
-    return progress_label(job.get("kind", "batch"), job.get("state", ""),
-                          job.get("units_done") or 0, job.get("units_total") or 0,
-                          phase if isinstance(phase, str) else None)
+    return progress_label(
+        job.get("kind", "batch"),
+        job.get("state", ""),
+        job.get("units_done") or 0,
+        job.get("units_total") or 0,
+        phase if isinstance(phase, str) else None,
+    )
 
 
 def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -108,8 +140,7 @@ def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:
     return job
 
 
-def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
-           ) -> dict[str, Any]:
+def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float) -> dict[str, Any]:
     """On a terminal, a progress bar naming the phase; otherwise one line per phase
     (click's bar, off a terminal, printed its label alone and no final newline)."""
     deadline = time.monotonic() + timeout_s
@@ -143,8 +174,9 @@ def _watch(client: httpx.Client, job_id: str, label: str, timeout_s: float
     return job
 
 
-def import_definitions(api_url: str, token: str, text: str, *, author: str, reason: str
-                       ) -> dict[str, Any]:
+def import_definitions(
+    api_url: str, token: str, text: str, *, author: str, reason: str
+) -> dict[str, Any]:
     """``PUT /v1/admin/definitions`` with a definitions file's text: the change and jobs."""
     body = {"toml": text, "author": author, "reason": reason}
     return _call(api_url, token, "PUT", "/v1/admin/definitions", body, 202)
@@ -155,8 +187,9 @@ def export_definitions(api_url: str, token: str) -> dict[str, Any]:
     return _call(api_url, token, "GET", "/v1/admin/definitions", None, 200)
 
 
-def _call(api_url: str, token: str, method: str, path: str, body: dict[str, Any] | None,
-          expected: int) -> dict[str, Any]:
+def _call(
+    api_url: str, token: str, method: str, path: str, body: dict[str, Any] | None, expected: int
+) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=api_url, headers=headers, timeout=30) as client:

@@ -109,19 +109,28 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
 @click.option("--demo", is_flag=True, help="Also run the demo generator (with history).")
 @click.option("--port", type=int, default=None, help="HTTP port (default 8000).")
 @click.option("--host", default=None, help="HTTP host (default 127.0.0.1).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the archive, chDB files and the broker's journal live "
-                   "(default: STRATUM_DATA_DIR, else ./.stratum).")
-@click.option("--rate", type=float, default=200.0, show_default=True,
-              help="Demo events per second.")
-def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None,
-       rate: float) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the archive, chDB files and the broker's journal live "
+    "(default: STRATUM_DATA_DIR, else ./.stratum).",
+)
+@click.option(
+    "--rate", type=float, default=200.0, show_default=True, help="Demo events per second."
+)
+def up(demo: bool, port: int | None, host: str | None, data_dir: Path | None, rate: float) -> None:
     """Run the whole platform in one process (embedded broker and chDB by default)."""
     from stratum.app.platform import Roles
 
     settings = _settings(data_dir=data_dir, **{"api.port": port, "api.host": host})
-    roles = Roles(speed=True, batch=True, demo=demo, demo_rate_per_s=rate,
-                  first_batch_after_s=20.0 if demo else None)
+    roles = Roles(
+        speed=True,
+        batch=True,
+        demo=demo,
+        demo_rate_per_s=rate,
+        first_batch_after_s=20.0 if demo else None,
+    )
     _serve(settings, roles, banner=True)
 
 
@@ -160,10 +169,16 @@ def batch() -> None:
 
 @main.command()
 @click.argument("role", type=click.Choice(["api", "worker", "batch"]))
-@click.option("--url", default=None,
-              help="api: the API to ask (default: this host's STRATUM_API__PORT).")
-@click.option("--max-age", type=float, default=30.0, show_default=True,
-              help="worker, batch: seconds after which a heartbeat counts as stale.")
+@click.option(
+    "--url", default=None, help="api: the API to ask (default: this host's STRATUM_API__PORT)."
+)
+@click.option(
+    "--max-age",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="worker, batch: seconds after which a heartbeat counts as stale.",
+)
 def healthcheck(role: str, url: str | None, max_age: float) -> None:
     """Exit 0 if this host's Stratum ROLE is healthy, 1 if not (container healthchecks)."""
     from stratum.app.heartbeat import check_health
@@ -177,24 +192,48 @@ def healthcheck(role: str, url: str | None, max_age: float) -> None:
 
 @main.command()
 @click.option("--url", default=None, help="Stratum API (default from settings).")
-@click.option("--rate", type=float, default=200.0, show_default=True,
-              help="Events per second, paced in event time (history and live alike).")
-@click.option("--bursts", is_flag=True,
-              help="Add bursts: 4x the rate for 5 s of every 45 s (mean 1.33x the rate).")
+@click.option(
+    "--rate",
+    type=float,
+    default=200.0,
+    show_default=True,
+    help="Events per second, paced in event time (history and live alike).",
+)
+@click.option(
+    "--bursts",
+    is_flag=True,
+    help="Add bursts: 4x the rate for 5 s of every 45 s (mean 1.33x the rate).",
+)
 @click.option("--duration", type=float, default=None, help="Seconds (default: until Ctrl-C).")
 @click.option("--backfill", type=float, default=0.0, help="Seconds of history to send first.")
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable stream.")
-def generate(url: str | None, rate: float, bursts: bool, duration: float | None,
-             backfill: float, seed: int | None) -> None:
+def generate(
+    url: str | None,
+    rate: float,
+    bursts: bool,
+    duration: float | None,
+    backfill: float,
+    seed: int | None,
+) -> None:
     """Post a realistic synthetic stream to a running Stratum."""
     from ingest.generator import DEMO_BURSTS_S, GeneratorConfig, run_generator
 
     settings = _settings()
-    config = GeneratorConfig(rate_per_s=rate, backfill_s=backfill, seed=seed,
-                             burst_every_s=DEMO_BURSTS_S if bursts else 0.0)
+    config = GeneratorConfig(
+        rate_per_s=rate,
+        backfill_s=backfill,
+        seed=seed,
+        burst_every_s=DEMO_BURSTS_S if bursts else 0.0,
+    )
     try:
-        sent = asyncio.run(run_generator(url or settings.api_url, config, duration_s=duration,
-                                         token=settings.api.ingest_token))
+        sent = asyncio.run(
+            run_generator(
+                url or settings.api_url,
+                config,
+                duration_s=duration,
+                token=settings.api.ingest_token,
+            )
+        )
     except KeyboardInterrupt:
         return
     click.echo(f"accepted {sent} events")
@@ -211,8 +250,12 @@ def recompute(url: str | None, token: str | None, full: bool, wait: bool) -> Non
 
     settings = _settings()
     try:
-        follow_batch(url or settings.api_url, token or settings.api.admin_token,
-                     mode="full" if full else "incremental", wait=wait)
+        follow_batch(
+            url or settings.api_url,
+            token or settings.api.admin_token,
+            mode="full" if full else "incremental",
+            wait=wait,
+        )
     except StratumError as exc:
         _fail(exc)
 
@@ -220,8 +263,12 @@ def recompute(url: str | None, token: str | None, full: bool, wait: bool) -> Non
 @main.command()
 @click.option("--url", default=None, help="Stratum API (default from settings).")
 @click.option("--token", default=None, help="Admin token (default from settings).")
-@click.option("--from", "from_time", default=None,
-              help="Rebuild from this time (ISO-8601, epoch ms, now-6h); default: all.")
+@click.option(
+    "--from",
+    "from_time",
+    default=None,
+    help="Rebuild from this time (ISO-8601, epoch ms, now-6h); default: all.",
+)
 @click.option("--wait/--no-wait", default=True, help="Follow the job to its end.")
 def replay(url: str | None, token: str | None, from_time: str | None, wait: bool) -> None:
     """Ask a running Stratum to rebuild its speed views from the log (Kappa replay)."""
@@ -229,8 +276,12 @@ def replay(url: str | None, token: str | None, from_time: str | None, wait: bool
 
     settings = _settings()
     try:
-        follow_replay(url or settings.api_url, token or settings.api.admin_token,
-                      from_time=from_time, wait=wait)
+        follow_replay(
+            url or settings.api_url,
+            token or settings.api.admin_token,
+            from_time=from_time,
+            wait=wait,
+        )
     except StratumError as exc:
         _fail(exc)
 
@@ -246,16 +297,21 @@ def definitions() -> None:
 @click.option("--token", default=None, help="Admin token (default from settings).")
 @click.option("--reason", default="", help="Why: kept with the version.")
 @click.option("--author", default="cli", help="Who: kept with the version.")
-def definitions_import(file: Path, url: str | None, token: str | None, reason: str,
-                       author: str) -> None:
+def definitions_import(
+    file: Path, url: str | None, token: str | None, reason: str, author: str
+) -> None:
     """Make FILE the current definitions (a new version; changes apply without a restart)."""
     from stratum.app.admin_client import import_definitions
 
     settings = _settings()
     try:
-        applied = import_definitions(url or settings.api_url, token or settings.api.admin_token,
-                                     file.read_text(encoding="utf-8"), author=author,
-                                     reason=reason or f"imported from {file}")
+        applied = import_definitions(
+            url or settings.api_url,
+            token or settings.api.admin_token,
+            file.read_text(encoding="utf-8"),
+            author=author,
+            reason=reason or f"imported from {file}",
+        )
     except StratumError as exc:
         _fail(exc)
     click.echo(f"version {applied['version']}: {applied['change']}")
@@ -272,10 +328,13 @@ def definitions_export(url: str | None, token: str | None) -> None:
 
     settings = _settings()
     try:
-        current = export_definitions(url or settings.api_url,
-                                     token or settings.api.admin_token)["current"]
+        current = export_definitions(url or settings.api_url, token or settings.api.admin_token)[
+            "current"
+        ]
     except StratumError as exc:
         _fail(exc)
-    click.echo(f"# definitions version {current['version']} ({current['created_at']}, "
-               f"{current['author']}: {current['change']})")
+    click.echo(
+        f"# definitions version {current['version']} ({current['created_at']}, "
+        f"{current['author']}: {current['change']})"
+    )
     click.echo(current["toml"], nl=False)

@@ -93,8 +93,9 @@ class DurableAcceptance:
             stored = worker.stored_through
             behind = {p: o for p, o in target.items() if stored.get(p, -1) < o}
             if not behind:
-                log.info("drained the log into windows and archive in %.1f s",
-                         time.monotonic() - started)
+                log.info(
+                    "drained the log into windows and archive in %.1f s", time.monotonic() - started
+                )
                 return True
             if time.monotonic() >= deadline:
                 break
@@ -102,9 +103,12 @@ class DurableAcceptance:
                 await worker.flush()
                 await worker.flush_archive()
             await asyncio.sleep(DRAIN_POLL_S)
-        log.warning("drain stopped after %.1f s with %d partition(s) not stored through "
-                    "the last accepted offset; the journal keeps them for the next start",
-                    time.monotonic() - started, len(behind))
+        log.warning(
+            "drain stopped after %.1f s with %d partition(s) not stored through "
+            "the last accepted offset; the journal keeps them for the next start",
+            time.monotonic() - started,
+            len(behind),
+        )
         return False
 
     async def close(self) -> None:

@@ -22,8 +22,7 @@ def heartbeat_path(role: str) -> Path:
     return Path(tempfile.gettempdir()) / f"stratum-{role}.health.json"
 
 
-async def heartbeat(role: str, probe: Probe,
-                    interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+async def heartbeat(role: str, probe: Probe, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
     """Write the probe's verdict every ``interval_s``: ``stratum worker`` and ``stratum
     batch`` serve no HTTP, so their container healthcheck reads this file instead. A
     stuck event loop stops the writes, which the check sees as a stale file."""

@@ -55,8 +55,9 @@ class Roles:
     started: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def create_platform_app(settings: Settings, roles: Roles,
-                        catalog: MetricCatalog | None = None) -> FastAPI:
+def create_platform_app(
+    settings: Settings, roles: Roles, catalog: MetricCatalog | None = None
+) -> FastAPI:
     """The ASGI app of an ``up`` or ``api`` process, starting its parts in the lifespan."""
     if catalog is None:  # the demo adds its orders source (stratum/demo_sources.toml)
         catalog = load_catalog(settings.metrics_file, *([DEMO_SOURCES] if roles.demo else []))
@@ -68,8 +69,7 @@ def create_platform_app(settings: Settings, roles: Roles,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await _start_parts(app, settings, roles, catalog, log_conn, stack,
-                               binding.version)
+            await _start_parts(app, settings, roles, catalog, log_conn, stack, binding.version)
             freeze_startup_objects()  # also where the speed layer does not run
             stack.callback(unfreeze)
             roles.started.set()
@@ -79,20 +79,20 @@ def create_platform_app(settings: Settings, roles: Roles,
 
     app = create_app(settings, catalog, storage, lifespan=lifespan)
     app.state.previewer = preview  # POST /v1/admin/definitions/preview: the batch code
-    app.include_router(ingest_router,
-                       responses=error_responses(400, 401, 413, 415, 422, 429, 503))
+    app.include_router(ingest_router, responses=error_responses(400, 401, 413, 415, 422, 429, 503))
 
     def broker_probe() -> ComponentHealth:
         if log_conn.broker is not None:
             alive = log_conn.broker.running
-            return ComponentHealth(status="ok" if alive else "down",
-                                   detail=f"embedded tansu at {log_conn.bootstrap}")
+            return ComponentHealth(
+                status="ok" if alive else "down", detail=f"embedded tansu at {log_conn.bootstrap}"
+            )
         producer = app.state.producer
         if producer is not None and producer.last_error:
-            return ComponentHealth(status="down", detail=f"{log_conn.bootstrap}: "
-                                                          f"{producer.last_error}")
-        return ComponentHealth(status="ok" if producer else "unknown",
-                               detail=log_conn.bootstrap)
+            return ComponentHealth(
+                status="down", detail=f"{log_conn.bootstrap}: {producer.last_error}"
+            )
+        return ComponentHealth(status="ok" if producer else "unknown", detail=log_conn.bootstrap)
 
     app.state.health.register("broker", broker_probe)
     app.state.log_connection = log_conn
@@ -102,9 +102,15 @@ def create_platform_app(settings: Settings, roles: Roles,
     return app
 
 
-async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: MetricCatalog,
-                       log_conn: LogConnection, stack: AsyncExitStack,
-                       definitions_version: int | None = None) -> None:
+async def _start_parts(
+    app: FastAPI,
+    settings: Settings,
+    roles: Roles,
+    catalog: MetricCatalog,
+    log_conn: LogConnection,
+    stack: AsyncExitStack,
+    definitions_version: int | None = None,
+) -> None:
     started = time.monotonic()
     await log_conn.start()
     stack.callback(log_conn.stop)
@@ -115,8 +121,9 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
             await create_topic(settings.kafka, log_conn.bootstrap, orders_topic)
     if settings.kafka.embedded:  # first the journal completes the dead epochs' archive
         await recover_at_start(settings, log_conn.epoch)  # (start_speed then retires them)
-    producer = EventProducer(settings.kafka, log_conn.bootstrap,
-                             timeout_s=settings.api.ingest_timeout_s)
+    producer = EventProducer(
+        settings.kafka, log_conn.bootstrap, timeout_s=settings.api.ingest_timeout_s
+    )
     await producer.start()
     stack.push_async_callback(producer.stop)
     durable = None
@@ -139,19 +146,31 @@ async def _start_parts(app: FastAPI, settings: Settings, roles: Roles, catalog: 
         stack.push_async_callback(durable.drain)
     if roles.demo:
         stop = asyncio.Event()
-        config = GeneratorConfig(rate_per_s=roles.demo_rate_per_s, burst_every_s=DEMO_BURSTS_S,
-                                 backfill_s=_backfill_s(settings, roles.demo_backfill_s))
+        config = GeneratorConfig(
+            rate_per_s=roles.demo_rate_per_s,
+            burst_every_s=DEMO_BURSTS_S,
+            backfill_s=_backfill_s(settings, roles.demo_backfill_s),
+        )
         generator = asyncio.create_task(
-            run_generator(settings.api_url, config, stop=stop,
-                          token=settings.api.ingest_token), name="demo-generator")
+            run_generator(settings.api_url, config, stop=stop, token=settings.api.ingest_token),
+            name="demo-generator",
+        )
         stack.push_async_callback(_stop_task, generator, stop)
         if orders_topic is not None:
-            orders = asyncio.create_task(run_orders(
-                settings.kafka, log_conn.bootstrap, orders_topic,
-                backfill_s=config.backfill_s, stop=stop), name="demo-orders")
+            orders = asyncio.create_task(
+                run_orders(
+                    settings.kafka,
+                    log_conn.bootstrap,
+                    orders_topic,
+                    backfill_s=config.backfill_s,
+                    stop=stop,
+                ),
+                name="demo-orders",
+            )
             stack.push_async_callback(_stop_task, orders, stop)
-    log.info("Stratum parts started in %.1f s (log %s)", time.monotonic() - started,
-             log_conn.bootstrap)
+    log.info(
+        "Stratum parts started in %.1f s (log %s)", time.monotonic() - started, log_conn.bootstrap
+    )
 
 
 def _backfill_s(settings: Settings, wanted_s: float) -> float:
@@ -171,6 +190,12 @@ async def _stop_task(task: asyncio.Task[int], stop: asyncio.Event) -> None:
 
 
 def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
-                            log_level="warning", lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+    )
     return uvicorn.Server(config)

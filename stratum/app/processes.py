@@ -25,8 +25,9 @@ async def run_worker(settings: Settings) -> None:
     ``settings.speed.run_replays``) on the configured log."""
     storage = open_storage(settings)
     try:  # the stored definitions win over the file once seeded (stratum.storage.definitions)
-        binding, catalog = startup_catalog(storage, load_catalog(settings.metrics_file),
-                                           str(settings.metrics_file))
+        binding, catalog = startup_catalog(
+            storage, load_catalog(settings.metrics_file), str(settings.metrics_file)
+        )
     finally:
         storage.close()
     async with AsyncExitStack() as stack:

@@ -49,22 +49,28 @@ class LogConnection:
             self.broker.stop()
 
 
-async def start_speed(settings: Settings, catalog: MetricCatalog, log_conn: LogConnection,
-                      stack: AsyncExitStack, definitions_version: int | None = None
-                      ) -> SpeedLayer:
+async def start_speed(
+    settings: Settings,
+    catalog: MetricCatalog,
+    log_conn: LogConnection,
+    stack: AsyncExitStack,
+    definitions_version: int | None = None,
+) -> SpeedLayer:
     """The speed layer and archiver on a started log, after the ended epochs' speed rows
     are retired; the Kappa replay runner beside it when ``settings.speed.run_replays``.
     ``definitions_version``: the stored version ``catalog`` is (live definitions)."""
     await retire_dead_epochs(settings, catalog, log_conn)
-    speed = create_speed_layer(settings, catalog, open_storage(settings), log_conn.bootstrap,
-                               log_conn.epoch)
+    speed = create_speed_layer(
+        settings, catalog, open_storage(settings), log_conn.bootstrap, log_conn.epoch
+    )
     for worker in speed.sources.values():  # the built-in one and each source's
         worker.definitions_version = definitions_version
     task = asyncio.create_task(speed.start(), name="speed-layer")  # returns after join
     stack.push_async_callback(_stop_speed, speed, task)
     if settings.speed.run_replays:
-        replays = ReplayService(settings, catalog, open_storage(settings), log_conn.bootstrap,
-                                log_conn.epoch)
+        replays = ReplayService(
+            settings, catalog, open_storage(settings), log_conn.bootstrap, log_conn.epoch
+        )
         replay_task = asyncio.create_task(replays.run_forever(), name="replays")
         stack.callback(replay_task.cancel)
     return speed
@@ -74,8 +80,12 @@ def speed_probe(speed: SpeedLayer) -> Probe:
     return lambda: worker_health(speed.speed)
 
 
-def start_batch(settings: Settings, catalog: MetricCatalog, stack: AsyncExitStack,
-                first_batch_after_s: float | None = None) -> tuple[BatchScheduler, Probe]:
+def start_batch(
+    settings: Settings,
+    catalog: MetricCatalog,
+    stack: AsyncExitStack,
+    first_batch_after_s: float | None = None,
+) -> tuple[BatchScheduler, Probe]:
     """The batch scheduler (scheduled and requested recomputes), and optionally a first
     run ``first_batch_after_s`` after start (the demo)."""
     scheduler = BatchScheduler(settings, catalog)
@@ -85,11 +95,13 @@ def start_batch(settings: Settings, catalog: MetricCatalog, stack: AsyncExitStac
         delayed = asyncio.create_task(_first_batch(scheduler, first_batch_after_s))
         stack.callback(delayed.cancel)
     return scheduler, lambda: ComponentHealth(
-        status="ok", detail="running a batch job" if scheduler.busy else "idle")
+        status="ok", detail="running a batch job" if scheduler.busy else "idle"
+    )
 
 
-async def retire_dead_epochs(settings: Settings, catalog: MetricCatalog,
-                             log_conn: LogConnection) -> None:
+async def retire_dead_epochs(
+    settings: Settings, catalog: MetricCatalog, log_conn: LogConnection
+) -> None:
     """Before the speed layer consumes a new embedded log: reconcile the ended epochs'
     speed rows with their archive and retire them (:mod:`speed_layer.recovery`)."""
     if not settings.kafka.embedded:
@@ -118,16 +130,19 @@ async def _stop_speed(speed: SpeedLayer, task: asyncio.Task[None]) -> None:
 
 def worker_health(worker: SpeedWorker) -> ComponentHealth:
     if worker.broken:
-        return ComponentHealth(status="down", detail="aggregation failed, restart the worker: "
-                               f"{worker.broken}")
+        return ComponentHealth(
+            status="down", detail=f"aggregation failed, restart the worker: {worker.broken}"
+        )
     if worker.last_flush_error:
         return ComponentHealth(status="down", detail=f"flush failing: {worker.last_flush_error}")
     if worker.archiver.last_flush_error:
-        return ComponentHealth(status="down", detail="archive writes failing: "
-                               f"{worker.archiver.last_flush_error}")
+        return ComponentHealth(
+            status="down", detail=f"archive writes failing: {worker.archiver.last_flush_error}"
+        )
     partitions = worker.partitions
     if not partitions:
         return ComponentHealth(status="ok", detail="waiting for events")
     lag_s = max((time.time() * 1000 - p.max_event_ms) / 1000 for p in partitions.values())
-    return ComponentHealth(status="ok",
-                           detail=f"{len(partitions)} partition(s), event-time lag {lag_s:.1f} s")
+    return ComponentHealth(
+        status="ok", detail=f"{len(partitions)} partition(s), event-time lag {lag_s:.1f} s"
+    )

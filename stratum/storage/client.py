@@ -84,8 +84,9 @@ class Storage:
             rows = self._client.query(sql, parameters=parameters).result_rows
             return [tuple(row) for row in rows]  # tuples already; the driver types a Sequence
 
-    def query_dicts(self, sql: str, parameters: dict[str, Any] | None = None
-                    ) -> list[dict[str, Any]]:
+    def query_dicts(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         with _translated("query"):
             result = self._client.query(sql, parameters=parameters)
         names = result.column_names
@@ -145,8 +146,7 @@ def server_options(url: str, auth: ServerAuth | None = None) -> dict[str, Any]:
         "host": parsed.hostname or "localhost",
         "port": parsed.port or (8443 if parsed.scheme == "https" else 8123),
         "username": auth.user or unquote(parsed.username or "") or "default",
-        "password": auth.password if auth.password is not None
-        else unquote(parsed.password or ""),
+        "password": auth.password if auth.password is not None else unquote(parsed.password or ""),
         "secure": parsed.scheme == "https",
     }
     if auth.ca_cert and options["secure"]:
@@ -174,8 +174,9 @@ def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
     if url.startswith("chdb://"):
         (settings.data_dir / "clickhouse").mkdir(parents=True, exist_ok=True)
     ch = settings.clickhouse
-    storage = Storage(url, ch.database, ServerAuth(
-        ch.user, ch.password, str(ch.ca_cert) if ch.ca_cert else None))
+    storage = Storage(
+        url, ch.database, ServerAuth(ch.user, ch.password, str(ch.ca_cert) if ch.ca_cert else None)
+    )
     if migrate:
         with _migrate_lock:
             key = (url, settings.clickhouse.database)
@@ -183,8 +184,7 @@ def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
                 for statement in ddl(settings.clickhouse.database):
                     storage.command(statement)
                 _migrated.add(key)
-                log.info("ClickHouse schema ready at %s (database %s)", redact_url(url),
-                         key[1])
+                log.info("ClickHouse schema ready at %s (database %s)", redact_url(url), key[1])
     return storage
 
 

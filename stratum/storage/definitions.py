@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 BINDING = "defs:"
 DELETED = "deleted:"
 
+
 @dataclass(frozen=True)
 class Binding:
     version: int
@@ -83,27 +84,39 @@ class DefinitionStore:
         """Store ``catalog`` as the next version; returns it. Callers serialise changes
         (one definitions change at a time, :mod:`stratum.definitions_apply`)."""
         version = self.latest_version() + 1
-        self.storage.insert("definitions", [[version, document_json(catalog), author[:200],
-                                             reason[:2000], change[:2000],
-                                             datetime.now(tz=UTC)]],
-                            ("version", "document", "author", "reason", "change",
-                             "created_at"))
+        self.storage.insert(
+            "definitions",
+            [
+                [
+                    version,
+                    document_json(catalog),
+                    author[:200],
+                    reason[:2000],
+                    change[:2000],
+                    datetime.now(tz=UTC),
+                ]
+            ],
+            ("version", "document", "author", "reason", "change", "created_at"),
+        )
         return version
 
     def get(self, version: int) -> Version | None:
         rows = self.storage.query(
             f"SELECT version, author, reason, change, created_at, document FROM {self.table} "
-            "FINAL WHERE version = {v:UInt64}", {"v": version})
+            "FINAL WHERE version = {v:UInt64}",
+            {"v": version},
+        )
         if not rows:
             return None
         v, author, reason, change, created, document = rows[0]
-        return Version(int(v), str(author), str(reason), str(change), created,
-                       json.loads(document))
+        return Version(int(v), str(author), str(reason), str(change), created, json.loads(document))
 
     def history(self, limit: int = 100) -> list[Version]:
         rows = self.storage.query(
             f"SELECT version, author, reason, change, created_at FROM {self.table} FINAL "
-            "ORDER BY version DESC LIMIT {n:UInt32}", {"n": limit})
+            "ORDER BY version DESC LIMIT {n:UInt32}",
+            {"n": limit},
+        )
         return [Version(int(v), str(a), str(r), str(c), t, {}) for v, a, r, c, t in rows]
 
     def catalog(self, version: int) -> MetricCatalog:
@@ -121,8 +134,10 @@ class DefinitionStore:
         return catalog
 
     def binding(self, generation: int) -> Binding | None:
-        rows = self.storage.query(f"SELECT value FROM {self.storage.database}.kv FINAL "
-                                  "WHERE key = {k:String}", {"k": f"{BINDING}{generation}"})
+        rows = self.storage.query(
+            f"SELECT value FROM {self.storage.database}.kv FINAL WHERE key = {{k:String}}",
+            {"k": f"{BINDING}{generation}"},
+        )
         return Binding.parse(str(rows[0][0])) if rows else None
 
     def _latest_binding_before(self, generation: int) -> Binding | None:
@@ -130,7 +145,8 @@ class DefinitionStore:
             f"SELECT value FROM {self.storage.database}.kv FINAL WHERE startsWith(key, "
             "{p:String}) AND value != '' AND toUInt64OrZero(substring(key, 6)) <= {g:UInt64} "
             "ORDER BY toUInt64OrZero(substring(key, 6)) DESC LIMIT 1",
-            {"p": BINDING, "g": generation})
+            {"p": BINDING, "g": generation},
+        )
         return Binding.parse(str(rows[0][0])) if rows else None
 
     def bind(self, generation: int, binding: Binding) -> None:
@@ -145,7 +161,8 @@ class DefinitionStore:
             "{live:String}) AS g LEFT JOIN (SELECT key, value FROM "
             f"{db}.kv FINAL WHERE startsWith(key, {{p:String}})) AS b "
             "ON b.key = concat({p:String}, g.value) SETTINGS join_use_nulls = 0",
-            {"live": generations.LIVE, "p": BINDING})
+            {"live": generations.LIVE, "p": BINDING},
+        )
         generation = int(rows[0][0] or 0) if rows else 0
         binding = Binding.parse(str(rows[0][1])) if rows else None
         if binding is None:  # a live generation of 0 has no kv row yet
@@ -164,8 +181,12 @@ class DefinitionStore:
             return False
         version = self.latest_version()
         if version == 0:
-            version = self.append(file_catalog, author="seed", reason=f"seeded from {source}",
-                                  change="initial definitions")
+            version = self.append(
+                file_catalog,
+                author="seed",
+                reason=f"seeded from {source}",
+                change="initial definitions",
+            )
         self.bind(generation, Binding(version))
         return True
 
@@ -178,9 +199,11 @@ class DefinitionStore:
             _put(self.storage, f"{DELETED}{name}", "")
 
     def deleted(self) -> dict[str, int]:
-        rows = self.storage.query(f"SELECT key, value FROM {self.storage.database}.kv FINAL "
-                                  "WHERE startsWith(key, {p:String}) AND value != ''",
-                                  {"p": DELETED})
+        rows = self.storage.query(
+            f"SELECT key, value FROM {self.storage.database}.kv FINAL "
+            "WHERE startsWith(key, {p:String}) AND value != ''",
+            {"p": DELETED},
+        )
         return {str(k).removeprefix(DELETED): int(v) for k, v in rows}
 
     def purge_deleted(self, retention_s: float, now_ms: int | None = None) -> list[str]:
@@ -188,19 +211,24 @@ class DefinitionStore:
         (unless defined again meanwhile); returns their names."""
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
         _, _, catalog = self.live()
-        due = [name for name, at in self.deleted().items()
-               if now_ms - at >= retention_s * 1000 and catalog.get(name) is None]
+        due = [
+            name
+            for name, at in self.deleted().items()
+            if now_ms - at >= retention_s * 1000 and catalog.get(name) is None
+        ]
         db = self.storage.database
         for name in due:
             for table in ("speed_windows", "batch_windows", "batch_coverage"):
-                self.storage.command(f"ALTER TABLE {db}.{table} DELETE WHERE metric = "
-                                     "{m:String}", {"m": name})
+                self.storage.command(
+                    f"ALTER TABLE {db}.{table} DELETE WHERE metric = {{m:String}}", {"m": name}
+                )
         self.clear_deleted(due)
         return due
 
 
-def startup_catalog(storage: Storage, file_catalog: MetricCatalog, source: str
-                    ) -> tuple[Binding, MetricCatalog]:
+def startup_catalog(
+    storage: Storage, file_catalog: MetricCatalog, source: str
+) -> tuple[Binding, MetricCatalog]:
     """At a process start: seed from the file on the first start, then what the live
     generation serves (the stored versions win over the file from then on)."""
     store = DefinitionStore(storage)
@@ -208,6 +236,10 @@ def startup_catalog(storage: Storage, file_catalog: MetricCatalog, source: str
         log.info("definitions seeded from %s as version 1", source)
     _, binding, catalog = store.live()
     if catalog != file_catalog:
-        log.info("serving stored definitions version %d; %s differs from it (apply it with "
-                 "`stratum definitions import`)", binding.version, source)
+        log.info(
+            "serving stored definitions version %d; %s differs from it (apply it with "
+            "`stratum definitions import`)",
+            binding.version,
+            source,
+        )
     return binding, catalog

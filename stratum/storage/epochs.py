@@ -25,16 +25,14 @@ def epoch_of(source_id: str) -> str:
 
 def live_sources_sql(database: str, column: str = "source_id") -> str:
     """A SQL condition on a source id column: its epoch has not been retired."""
-    return (f"splitByChar(':', {column})[1] NOT IN "
-            f"(SELECT epoch FROM {database}.{TABLE})")
+    return f"splitByChar(':', {column})[1] NOT IN (SELECT epoch FROM {database}.{TABLE})"
 
 
 def retired(storage: Storage) -> set[str]:
     return {str(e) for (e,) in storage.query(f"SELECT epoch FROM {storage.database}.{TABLE}")}
 
 
-def record_retired(storage: Storage, epoch: str, sources: int, windows: int, events: int
-                   ) -> None:
+def record_retired(storage: Storage, epoch: str, sources: int, windows: int, events: int) -> None:
     """The last step of a retirement: written only after its rows are reconciled, so a
     crash before it makes the next start redo the (idempotent) reconciliation."""
     storage.insert(TABLE, [[epoch, sources, windows, events, datetime.now(tz=UTC)]], COLUMNS)

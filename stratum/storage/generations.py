@@ -37,10 +37,13 @@ def _put(storage: Storage, key: str, value: str) -> None:
 def read_state(storage: Storage) -> GenerationState:
     """The live generation, a hand-off, and the definitions version bound to the live
     generation (``defs:<generation>``, :mod:`stratum.storage.definitions`), in one read."""
-    rows = dict(storage.query(
-        f"SELECT key, value FROM {storage.database}.kv FINAL "
-        "WHERE key IN ({a:String}, {b:String}) OR startsWith(key, 'defs:')",
-        {"a": LIVE, "b": HANDOFF}))
+    rows = dict(
+        storage.query(
+            f"SELECT key, value FROM {storage.database}.kv FINAL "
+            "WHERE key IN ({a:String}, {b:String}) OR startsWith(key, 'defs:')",
+            {"a": LIVE, "b": HANDOFF},
+        )
+    )
     handoff = rows.get(HANDOFF) or ""
     live = int(rows.get(LIVE) or 0)
     binding = rows.get(f"defs:{live}") or ""
@@ -77,22 +80,27 @@ def clear_positions(storage: Storage, sources: list[str]) -> None:
 
 
 def positions(storage: Storage) -> dict[str, int]:
-    rows = storage.query(f"SELECT key, value FROM {storage.database}.kv FINAL "
-                         "WHERE startsWith(key, {p:String}) AND value != ''", {"p": POSITION})
+    rows = storage.query(
+        f"SELECT key, value FROM {storage.database}.kv FINAL "
+        "WHERE startsWith(key, {p:String}) AND value != ''",
+        {"p": POSITION},
+    )
     return {str(k).removeprefix(POSITION): int(v) for k, v in rows}
 
 
 def drop_generation(storage: Storage, generation: int) -> None:
     """Delete a generation's rows (an asynchronous mutation)."""
     for table in ("speed_windows", "speed_checkpoints"):
-        storage.command(f"ALTER TABLE {storage.database}.{table} "
-                        f"DELETE WHERE generation = {int(generation)}")
+        storage.command(
+            f"ALTER TABLE {storage.database}.{table} DELETE WHERE generation = {int(generation)}"
+        )
 
 
 _WINDOW_COLUMNS = (
     "metric, window_ms, window_start, dims, group_key, source_id, count, sum, min, max, "
     "q_values, q_weights, d_hashes, d_theta, first_ms, last_ms, through_offset, final, "
-    "updated_at")
+    "updated_at"
+)
 
 
 def carry_over(storage: Storage, old: int, new: int, before_ms: int) -> int:
@@ -117,5 +125,6 @@ def carry_over(storage: Storage, old: int, new: int, before_ms: int) -> int:
     rows = storage.query(
         f"SELECT count() FROM {db}.speed_windows FINAL WHERE generation = {{g:UInt32}} "
         "AND window_start < fromUnixTimestamp64Milli({b:Int64}, 'UTC')",
-        {"g": new, "b": before_ms})
+        {"g": new, "b": before_ms},
+    )
     return int(rows[0][0])

@@ -29,9 +29,23 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE_STATES: tuple[JobState, ...] = ("queued", "running")
 INTERRUPTED = "interrupted: the process running it stopped"
 
-_COLUMNS = ("job_id", "kind", "trigger", "params", "state", "units_done", "units_total",
-            "rows_in", "rows_out", "horizon", "created_at", "started_at", "finished_at",
-            "error", "updated_at")
+_COLUMNS = (
+    "job_id",
+    "kind",
+    "trigger",
+    "params",
+    "state",
+    "units_done",
+    "units_total",
+    "rows_in",
+    "rows_out",
+    "horizon",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "error",
+    "updated_at",
+)
 _SELECT = ", ".join(_COLUMNS)
 LATEST_HORIZON_WHERE = "kind = 'batch' AND state = 'succeeded' AND horizon IS NOT NULL"
 LATEST_HORIZON_ORDER = "finished_at DESC, created_at DESC"
@@ -121,13 +135,15 @@ class JobStore:
         self._storage = storage
         self._table = f"{storage.database}.jobs"
 
-    def create(self, kind: JobKind, trigger: JobTrigger, params: dict[str, Any] | None = None
-               ) -> Job:
+    def create(
+        self, kind: JobKind, trigger: JobTrigger, params: dict[str, Any] | None = None
+    ) -> Job:
         """Record a new queued job (no conflict check; see :meth:`submit`)."""
         return self.save(Job(kind=kind, trigger=trigger, params=params or {}))
 
-    def submit(self, kind: JobKind, trigger: JobTrigger, params: dict[str, Any] | None = None
-               ) -> Job:
+    def submit(
+        self, kind: JobKind, trigger: JobTrigger, params: dict[str, Any] | None = None
+    ) -> Job:
         """Queue a job unless one of this kind is active: then raise :class:`JobConflictError`.
 
         The check runs before and after the insert, so two processes submitting at once
@@ -140,10 +156,16 @@ class JobStore:
             job = self.create(kind, trigger, params)
             winner = self.active(kind, oldest=True)
             if winner is not None and winner.job_id != job.job_id:
-                self.save(job.model_copy(update={
-                    "state": "cancelled", "finished_at": utc_now(),
-                    "error": f"rejected: job {winner.job_id} was submitted at the same time",
-                }))
+                self.save(
+                    job.model_copy(
+                        update={
+                            "state": "cancelled",
+                            "finished_at": utc_now(),
+                            "error": f"rejected: job {winner.job_id} was submitted at the "
+                            "same time",
+                        }
+                    )
+                )
                 raise JobConflictError(kind, winner.job_id)
             return job
 
@@ -165,8 +187,15 @@ class JobStore:
         running = self.save(job.model_copy(update={"state": "running", "started_at": utc_now()}))
         if not cancel_requested(self._storage, job.job_id):
             return running
-        self.save(running.model_copy(update={"state": "cancelled", "finished_at": utc_now(),
-                                             "error": "cancelled before it ran"}))
+        self.save(
+            running.model_copy(
+                update={
+                    "state": "cancelled",
+                    "finished_at": utc_now(),
+                    "error": "cancelled before it ran",
+                }
+            )
+        )
         return None
 
     def get(self, job_id: str) -> Job | None:
@@ -176,14 +205,22 @@ class JobStore:
     def active(self, kind: JobKind, *, oldest: bool = False) -> Job | None:
         """The queued or running job of ``kind``, if any (running first, then newest)."""
         order = "created_at, job_id" if oldest else "state = 'running' DESC, created_at DESC"
-        found = self._select("kind = {kind:String} AND state IN ('queued', 'running')",
-                             {"kind": kind}, order=order, limit=1)
+        found = self._select(
+            "kind = {kind:String} AND state IN ('queued', 'running')",
+            {"kind": kind},
+            order=order,
+            limit=1,
+        )
         return found[0] if found else None
 
     def next_queued(self, kind: JobKind) -> Job | None:
         """The oldest queued job of ``kind``: the next one a runner should pick up."""
-        found = self._select("kind = {kind:String} AND state = 'queued'", {"kind": kind},
-                             order="created_at, job_id", limit=1)
+        found = self._select(
+            "kind = {kind:String} AND state = 'queued'",
+            {"kind": kind},
+            order="created_at, job_id",
+            limit=1,
+        )
         return found[0] if found else None
 
     def latest_horizon(self) -> datetime | None:
@@ -194,29 +231,47 @@ class JobStore:
     def latest_horizon_sql(self) -> str:
         """:meth:`latest_horizon` as a subquery (one row, ``horizon``, or none), for
         readers that fetch it in one statement with other state."""
-        return (f"SELECT horizon FROM {self._table} FINAL WHERE {LATEST_HORIZON_WHERE} "
-                f"ORDER BY {LATEST_HORIZON_ORDER} LIMIT 1")
+        return (
+            f"SELECT horizon FROM {self._table} FINAL WHERE {LATEST_HORIZON_WHERE} "
+            f"ORDER BY {LATEST_HORIZON_ORDER} LIMIT 1"
+        )
 
     def fail_stale_running(self, kind: JobKind) -> Jobs:
         """At process start: jobs left running by a killed process become failed."""
         stale = self._select("kind = {kind:String} AND state = 'running'", {"kind": kind})
         now = utc_now()
-        return [self.save(job.model_copy(update={"state": "failed", "finished_at": now,
-                                                  "error": INTERRUPTED}))
-                for job in stale]
+        return [
+            self.save(
+                job.model_copy(update={"state": "failed", "finished_at": now, "error": INTERRUPTED})
+            )
+            for job in stale
+        ]
 
     def list(self, kind: JobKind | None = None, limit: int = 50, offset: int = 0) -> JobPage:
         """One page of jobs, newest first, and the total number matching."""
         where = "kind = {kind:String}" if kind else "1"
         params: dict[str, Any] = {"kind": kind} if kind else {}
-        jobs = self._select(where, params, order="created_at DESC, job_id",
-                            limit=max(0, limit), offset=max(0, offset))
-        total = self._storage.query(f"SELECT count() FROM {self._table} FINAL WHERE {where}",
-                                    params)
+        jobs = self._select(
+            where,
+            params,
+            order="created_at DESC, job_id",
+            limit=max(0, limit),
+            offset=max(0, offset),
+        )
+        total = self._storage.query(
+            f"SELECT count() FROM {self._table} FINAL WHERE {where}", params
+        )
         return jobs, int(total[0][0])
 
-    def _select(self, where: str, params: dict[str, Any], *, order: str = "created_at",
-                limit: int | None = None, offset: int = 0) -> Jobs:
+    def _select(
+        self,
+        where: str,
+        params: dict[str, Any],
+        *,
+        order: str = "created_at",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Jobs:
         sql = f"SELECT {_SELECT} FROM {self._table} FINAL WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
@@ -239,6 +294,8 @@ def request_cancel(storage: Storage, job_id: str) -> None:
 
 
 def cancel_requested(storage: Storage, job_id: str) -> bool:
-    rows = storage.query(f"SELECT value FROM {storage.database}.kv FINAL "
-                         "WHERE key = {k:String}", {"k": CANCEL_KEY + job_id})
+    rows = storage.query(
+        f"SELECT value FROM {storage.database}.kv FINAL WHERE key = {{k:String}}",
+        {"k": CANCEL_KEY + job_id},
+    )
     return bool(rows and rows[0][0] == "1")

@@ -32,15 +32,17 @@ class Lease:
     def _read(self) -> tuple[str, float] | None:
         rows = self.storage.query(
             f"SELECT value FROM {self.storage.database}.kv FINAL WHERE key = {{k:String}}",
-            {"k": LEASE + self.name})
+            {"k": LEASE + self.name},
+        )
         if not rows or not rows[0][0]:
             return None
         owner, _, expires = str(rows[0][0]).rpartition("|")
         return owner, float(expires)
 
     def _write(self, value: str) -> None:
-        self.storage.insert("kv", [[LEASE + self.name, value, datetime.now(tz=UTC)]],
-                            ("key", "value", "updated_at"))
+        self.storage.insert(
+            "kv", [[LEASE + self.name, value, datetime.now(tz=UTC)]], ("key", "value", "updated_at")
+        )
 
     def holder(self) -> str | None:
         """Who holds the lease now, if anyone."""

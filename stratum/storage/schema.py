@@ -141,12 +141,16 @@ TTL toDateTime(recorded_at) + INTERVAL 30 DAY""",
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY job_id""",
         # Migrations of tables created by earlier versions: idempotent.
-        *(f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
-          for table in ("speed_windows", "batch_windows")
-          for column in ("d_hashes Array(UInt64) AFTER q_weights",
-                         "d_theta UInt64 DEFAULT 9223372036854775807 AFTER d_hashes",
-                         "first_ms Int64 DEFAULT 0 AFTER d_theta",
-                         "last_ms Int64 DEFAULT 0 AFTER first_ms")),
+        *(
+            f"ALTER TABLE {db}.{table} ADD COLUMN IF NOT EXISTS {column}"
+            for table in ("speed_windows", "batch_windows")
+            for column in (
+                "d_hashes Array(UInt64) AFTER q_weights",
+                "d_theta UInt64 DEFAULT 9223372036854775807 AFTER d_hashes",
+                "first_ms Int64 DEFAULT 0 AFTER d_theta",
+                "last_ms Int64 DEFAULT 0 AFTER first_ms",
+            )
+        ),
         f"""CREATE TABLE IF NOT EXISTS {db}.kv (
     key String,
     value String,

@@ -37,9 +37,11 @@ def api_json(stack: Any, path: str, **params: Any) -> Any:
 def wait_for_no_active(stack: Any, kind: str) -> None:
     """A job of this kind still running (another test's, the scheduler's) would answer
     409; that path is covered by unit tests, so wait it out here."""
+
     def idle() -> bool:
         jobs = api_json(stack, "/v1/admin/jobs", kind=kind, limit=1)["jobs"]
         return not jobs or jobs[0]["state"] in FINISHED
+
     wait_until(idle, 30, f"no active {kind} job")
 
 
@@ -92,8 +94,17 @@ def test_admin_replays_to_a_new_generation_and_runs_a_full_recompute(
 ) -> None:
     deadline = time.monotonic() + BUDGET_S
     now_ms = int(time.time() * 1000)
-    events = [{"event_id": f"replay-{uuid4().hex}", "ts": now_ms, "type": "page_view",
-               "country": "XR", "device": "desktop", "latency_ms": 70} for _ in range(6)]
+    events = [
+        {
+            "event_id": f"replay-{uuid4().hex}",
+            "ts": now_ms,
+            "type": "page_view",
+            "country": "XR",
+            "device": "desktop",
+            "latency_ms": 70,
+        }
+        for _ in range(6)
+    ]
     stack.post_events(events)
     wait_for_no_active(stack, "replay")
     before = api_json(stack, "/v1/admin/generation")["live"]

@@ -82,8 +82,7 @@ def test_overview_draws_newly_posted_events_without_a_reload(
     page.goto(f"{stack.base_url}/dashboard/")
     expect(page.locator(EVENTS_CARD)).to_be_visible(timeout=LOAD_WAIT_MS)
     # The first refresh has answered once the last-point text is no longer a dash.
-    expect(page.locator(f"{EVENTS_CARD} .last-point")).not_to_have_text("–",
-                                                                         timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"{EVENTS_CARD} .last-point")).not_to_have_text("–", timeout=LOAD_WAIT_MS)
     now = datetime.now(UTC)
     since = window_start(stack, "events", now)
     before = page.evaluate(SUM_SINCE_JS, [EVENTS_GRAPH, since])
@@ -100,8 +99,10 @@ def test_overview_draws_newly_posted_events_without_a_reload(
         )
     except PlaywrightTimeoutError:
         drawn = page.evaluate(SUM_SINCE_JS, [EVENTS_GRAPH, since])
-        pytest.fail(f"events chart shows {drawn} events since {since} after "
-                    f"{CHART_WAIT_MS} ms; expected at least {want} ({before} before posting)")
+        pytest.fail(
+            f"events chart shows {drawn} events since {since} after "
+            f"{CHART_WAIT_MS} ms; expected at least {want} ({before} before posting)"
+        )
     expect(page.locator(f"{EVENTS_GRAPH} .scatterlayer .trace").first).to_be_attached()
     expect(page.locator(f"{EVENTS_CARD} .last-point")).to_contain_text("last point")
     page.screenshot(path=artifacts_dir / "overview.png", full_page=True)

@@ -33,12 +33,14 @@ def offline(page: Page) -> list[str]:
     return refused
 
 
-def test_swagger_ui_renders_offline(stack: Any, page: Page, browser_errors: list[str],
-                                    artifacts_dir: Path) -> None:
+def test_swagger_ui_renders_offline(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
     refused = offline(page)
     page.goto(f"{stack.base_url}/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text(
-        "Stratum", timeout=RENDER_WAIT_MS)
+        "Stratum", timeout=RENDER_WAIT_MS
+    )
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert page.locator(".opblock").count() > 10
     page.screenshot(path=str(artifacts_dir / "docs-swagger-offline.png"))
@@ -46,8 +48,9 @@ def test_swagger_ui_renders_offline(stack: Any, page: Page, browser_errors: list
     assert browser_errors == []
 
 
-def test_redoc_renders_offline(stack: Any, page: Page, browser_errors: list[str],
-                               artifacts_dir: Path) -> None:
+def test_redoc_renders_offline(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path
+) -> None:
     refused = offline(page)
     page.goto(f"{stack.base_url}/redoc")
     expect(page.locator("h1").first).to_contain_text("Stratum", timeout=RENDER_WAIT_MS)

@@ -35,12 +35,15 @@ def plotly_traces(page: Page, graph_id: str) -> list[dict[str, Any]]:
     return page.evaluate(
         "id => document.getElementById(id).querySelector('.js-plotly-plot').data"
         ".map(t => ({name: t.name, dash: t.line && t.line.dash, y: t.y,"
-        " state: t.customdata}))", graph_id)
+        " state: t.customdata}))",
+        graph_id,
+    )
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_every_page_fits_the_window(stack: Any, page: Page, browser_errors: list[str],
-                                    artifacts_dir: Path, width: int) -> None:
+def test_every_page_fits_the_window(
+    stack: Any, page: Page, browser_errors: list[str], artifacts_dir: Path, width: int
+) -> None:
     """No horizontal scroll: the document is never wider than the viewport, the whole
     nav and the pause button are inside it."""
     stack.post_events(events_at(int(time.time() * 1000), GW=1))
@@ -50,10 +53,13 @@ def test_every_page_fits_the_window(stack: Any, page: Page, browser_errors: list
         expect(page.locator(ready).first).to_be_attached(timeout=LOAD_WAIT_MS)
         page.wait_for_timeout(300)  # let Plotly size its figures to the new layout
         scroll, inner = page.evaluate(
-            "() => [document.documentElement.scrollWidth, window.innerWidth]")
+            "() => [document.documentElement.scrollWidth, window.innerWidth]"
+        )
         assert scroll <= inner, f"{name} at {width} px: document {scroll} px wide"
-        for locator in (page.locator(f"#{ids.APP_PAUSE_BUTTON}"),
-                        page.get_by_role("link", name="Admin")):
+        for locator in (
+            page.locator(f"#{ids.APP_PAUSE_BUTTON}"),
+            page.get_by_role("link", name="Admin"),
+        ):
             box = locator.bounding_box()
             assert box is not None and box["x"] + box["width"] <= inner + 0.5, name
         page.screenshot(path=artifacts_dir / f"layout-{name}-{width}.png", full_page=True)
@@ -61,8 +67,10 @@ def test_every_page_fits_the_window(stack: Any, page: Page, browser_errors: list
 
 
 def _series(stack: Any, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-    response = stack.client.get("/v1/metrics/events", params={
-        "start": start_ms, "end": end_ms, "step": "1m", "country": "GW"})
+    response = stack.client.get(
+        "/v1/metrics/events",
+        params={"start": start_ms, "end": end_ms, "step": "1m", "country": "GW"},
+    )
     assert response.status_code == 200, response.text
     series = response.json()["series"]
     return series[0]["points"] if series else []
@@ -84,15 +92,20 @@ def test_open_window_and_gaps_are_drawn_as_such(
     wanted = {ts // minute * minute for ts in old}
     while True:
         stack.run_batch()
-        held = {p["t_ms"] for p in _series(stack, now_ms - 15 * minute, now_ms + minute)
-                if p.get("source") == "batch"}
+        held = {
+            p["t_ms"]
+            for p in _series(stack, now_ms - 15 * minute, now_ms + minute)
+            if p.get("source") == "batch"
+        }
         if wanted <= held:
             break
         assert time.monotonic() < deadline, f"batch never held {wanted - held}"
         page.wait_for_timeout(500)
 
-    page.goto(f"{stack.base_url}/dashboard/explorer?metric=events&range=15m&step=1m"
-              "&filter_dim=country&filter=GW")
+    page.goto(
+        f"{stack.base_url}/dashboard/explorer?metric=events&range=15m&step=1m"
+        "&filter_dim=country&filter=GW"
+    )
     summary = page.locator(f"#{ids.EXPLORER_SUMMARY}")
     expect(summary).to_contain_text("last window in progress", timeout=LOAD_WAIT_MS)
     expect(summary).to_contain_text(re.compile(r"⚠ 2 gaps \(missing windows\)"))
@@ -116,8 +129,9 @@ def test_time_bar_round_trips_through_the_url(
 ) -> None:
     """Range, custom range, refresh and local time come from the URL, are shown, and
     every change is written back; the API query of a panel is the call it drew from."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900},
-                                  timezone_id="Asia/Kolkata")  # UTC+05:30, no DST
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900}, timezone_id="Asia/Kolkata"
+    )  # UTC+05:30, no DST
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(error.message))
@@ -125,8 +139,9 @@ def test_time_bar_round_trips_through_the_url(
     page.goto(f"{stack.base_url}/dashboard/?range=1h&refresh=10s&tz=local")
     card = page.locator('[data-metric="events"]')
     expect(card.locator(".last-point")).to_contain_text("UTC+05:30", timeout=LOAD_WAIT_MS)
-    assert page.get_by_role("option", name="1 h", exact=True).get_attribute(
-        "aria-selected") == "true"
+    assert (
+        page.get_by_role("option", name="1 h", exact=True).get_attribute("aria-selected") == "true"
+    )
     expect(page.locator(".time-bar .field--refresh")).to_contain_text("10 s")
 
     page.get_by_role("option", name="6 h", exact=True).click()
@@ -145,15 +160,19 @@ def test_time_bar_round_trips_through_the_url(
     card.locator("summary", has_text="API query").click()
     command = card.locator(".api-query-text")
     expect(command).to_contain_text("curl -s")
-    expect(command).to_contain_text(re.compile(
-        r"/v1/metrics/events\?start=2026-01-01T00%3A00%3A00\.000Z&end=.*&step=\d+[mh]"))
+    expect(command).to_contain_text(
+        re.compile(r"/v1/metrics/events\?start=2026-01-01T00%3A00%3A00\.000Z&end=.*&step=\d+[mh]")
+    )
     page.screenshot(path=artifacts_dir / "overview-time-bar.png", full_page=True)
 
     page.reload()  # the URL alone rebuilds the view
     expect(page.locator(".time-bar .custom-range input").first).to_have_value(
-        "2026-01-01T00:00", timeout=LOAD_WAIT_MS)
-    assert page.get_by_role("option", name="custom", exact=True).get_attribute(
-        "aria-selected") == "true"
+        "2026-01-01T00:00", timeout=LOAD_WAIT_MS
+    )
+    assert (
+        page.get_by_role("option", name="custom", exact=True).get_attribute("aria-selected")
+        == "true"
+    )
 
     page.goto(f"{stack.base_url}/dashboard/pipeline?tz=local")
     page.locator(".time-bar .field--refresh [id]").first.click()  # the dcc.Dropdown

@@ -29,9 +29,18 @@ PAUSED_WATCH_S = 5.0  # over two overview/pipeline refresh intervals
 
 
 def events_at(ts_ms: int, **per_country: int) -> list[dict[str, Any]]:
-    return [{"event_id": f"pages-{uuid4().hex}", "ts": ts_ms, "type": "page_view",
-             "country": country, "device": "desktop", "latency_ms": 90}
-            for country, n in per_country.items() for _ in range(n)]
+    return [
+        {
+            "event_id": f"pages-{uuid4().hex}",
+            "ts": ts_ms,
+            "type": "page_view",
+            "country": country,
+            "device": "desktop",
+            "latency_ms": 90,
+        }
+        for country, n in per_country.items()
+        for _ in range(n)
+    ]
 
 
 def id_in_partition(partition: int, partitions: int) -> str:
@@ -81,22 +90,26 @@ def test_explorer_range_group_filter_url_and_csv(
 
     choose(page, ids.EXPLORER_GROUP_BY, "country")
     expect(page).to_have_url(re.compile(r"group_by=country"), timeout=LOAD_WAIT_MS)
-    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text("country=ZZ",
-                                                                   timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text(
+        "country=ZZ", timeout=LOAD_WAIT_MS
+    )
     assert {"country=ZZ", "country=YY"} <= table_groups(page)
 
     choose(page, ids.EXPLORER_FILTER_DIM, "country")
     choose(page, ids.EXPLORER_FILTER_VALUES, "ZZ")
     page.keyboard.press("Escape")
     expect(page).to_have_url(re.compile(r"filter_dim=country&filter=ZZ"), timeout=LOAD_WAIT_MS)
-    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).not_to_contain_text("country=YY",
-                                                                       timeout=LOAD_WAIT_MS)
+    expect(page.locator(f"#{ids.EXPLORER_TABLE}")).not_to_contain_text(
+        "country=YY", timeout=LOAD_WAIT_MS
+    )
     assert table_groups(page) == {"country=ZZ"}
     value = page.locator(f"#{ids.EXPLORER_TABLE} td[data-dash-column='value']").first
     expect(value).to_have_text("3")
     # One line: its complete windows and its still-filling tail are two traces of it.
-    names = page.evaluate(f"() => document.querySelector('#{ids.EXPLORER_GRAPH} "
-                          ".js-plotly-plot').data.map(t => t.name)")
+    names = page.evaluate(
+        f"() => document.querySelector('#{ids.EXPLORER_GRAPH} "
+        ".js-plotly-plot').data.map(t => t.name)"
+    )
     assert set(names) - {"batch run"} == {"ZZ"}
 
     with page.expect_download(timeout=LOAD_WAIT_MS) as download_info:
@@ -109,14 +122,18 @@ def test_explorer_range_group_filter_url_and_csv(
 
     shared = page.context.new_page()  # the link alone must rebuild the view
     shared.goto(page.url)
-    expect(shared.locator(f"#{ids.EXPLORER_GROUP_BY}")).to_contain_text("country",
-                                                                         timeout=LOAD_WAIT_MS)
+    expect(shared.locator(f"#{ids.EXPLORER_GROUP_BY}")).to_contain_text(
+        "country", timeout=LOAD_WAIT_MS
+    )
     expect(shared.locator(f"#{ids.EXPLORER_FILTER_VALUES}")).to_contain_text("ZZ")
-    expect(shared.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text("country=ZZ",
-                                                                     timeout=LOAD_WAIT_MS)
+    expect(shared.locator(f"#{ids.EXPLORER_TABLE}")).to_contain_text(
+        "country=ZZ", timeout=LOAD_WAIT_MS
+    )
     assert table_groups(shared) == {"country=ZZ"}
-    assert shared.get_by_role("option", name="15 min", exact=True).get_attribute(
-        "aria-selected") == "true"
+    assert (
+        shared.get_by_role("option", name="15 min", exact=True).get_attribute("aria-selected")
+        == "true"
+    )
     shared.screenshot(path=artifacts_dir / "explorer-shared-link.png", full_page=True)
     shared.close()
 
@@ -167,7 +184,8 @@ def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
     ingest = page.locator('[data-stage="ingest"] .tile-value')
     expect(ingest).to_have_text(re.compile(r"/s$"), timeout=LOAD_WAIT_MS)
     expect(page.locator(f"#{ids.PIPELINE_PARTITIONS} tr[data-partition]").first).to_be_visible(
-        timeout=LOAD_WAIT_MS)
+        timeout=LOAD_WAIT_MS
+    )
     late = page.locator('[data-stage="late"] .tile-value')
     expect(late).to_have_text(re.compile(r"^[\d,]+$"), timeout=LOAD_WAIT_MS)
     late_before = int(late.inner_text().replace(",", ""))
@@ -185,7 +203,8 @@ def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
     expect(page.locator(f"#{ids.PIPELINE_TIMELINE} .barlayer .point").first).to_be_attached()
     horizon = datetime.fromisoformat(job["horizon"].replace("Z", "+00:00")).astimezone(UTC)
     expect(page.locator('[data-stage="batch"] .tile-value')).to_have_text(
-        horizon.strftime("%H:%M:%S"), timeout=REFRESH_WAIT_MS)
+        horizon.strftime("%H:%M:%S"), timeout=REFRESH_WAIT_MS
+    )
     page.screenshot(path=artifacts_dir / "pipeline.png", full_page=True)
 
 
@@ -218,4 +237,5 @@ def test_drift_shows_where_speed_was_off_and_why(
     expect(row).to_have_count(0, timeout=LOAD_WAIT_MS)  # 5 h ago: outside the range
     choose(page, ids.DRIFT_METRIC, "revenue (sum)")
     expect(page.locator('[data-drift="compared"] .tile-value')).to_have_text(
-        re.compile(r"^[\d,]+$"), timeout=LOAD_WAIT_MS)
+        re.compile(r"^[\d,]+$"), timeout=LOAD_WAIT_MS
+    )

@@ -21,7 +21,7 @@ CHART_WAIT_MS = 30_000
 
 
 def test_the_dashboard_shows_data_only_after_signing_in(
-        guarded_stack: Stack, page: Page, artifacts_dir: Path
+    guarded_stack: Stack, page: Page, artifacts_dir: Path
 ) -> None:
     stack = guarded_stack
     events = recent_events(datetime.now(UTC))
@@ -42,8 +42,11 @@ def test_the_dashboard_shows_data_only_after_signing_in(
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{stack.base_url}/dashboard/")
     expect(page.locator(EVENTS_CARD)).to_be_visible(timeout=LOAD_WAIT_MS)
-    page.wait_for_function(f"([s, since]) => ({SUM_SINCE_JS})([s, since]) >= {len(events)}",
-                           arg=[EVENTS_GRAPH, "1970-01-01T00:00:00"], timeout=CHART_WAIT_MS)
+    page.wait_for_function(
+        f"([s, since]) => ({SUM_SINCE_JS})([s, since]) >= {len(events)}",
+        arg=[EVENTS_GRAPH, "1970-01-01T00:00:00"],
+        timeout=CHART_WAIT_MS,
+    )
     assert page.evaluate("document.cookie") == ""  # HttpOnly: no script can read it
     [cookie] = page.context.cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

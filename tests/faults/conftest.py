@@ -21,10 +21,12 @@ FIGURES: list[str] = []
 @pytest.fixture(scope="session")
 def figures() -> Callable[[str, str], None]:
     """``figures(test, "kills survived=5 ...")``: print now and in the closing summary."""
+
     def record(name: str, line: str) -> None:
         text = f"{name}: {line}"
         print(text)
         FIGURES.append(text)
+
     return record
 
 
@@ -44,8 +46,9 @@ class BrokerStack:
 
 
 @pytest.fixture
-def broker_stack(session_dir: Path, clickhouse_url: str, tmp_path: Path
-                 ) -> Iterator[Callable[..., BrokerStack]]:
+def broker_stack(
+    session_dir: Path, clickhouse_url: str, tmp_path: Path
+) -> Iterator[Callable[..., BrokerStack]]:
     """Start a broker and a stack on it (own database and data dir, the session's chDB
     engine); ``api`` overrides API settings. Both stop when the test ends."""
     started: list[tuple[Any, Stack]] = []
@@ -54,10 +57,12 @@ def broker_stack(session_dir: Path, clickhouse_url: str, tmp_path: Path
         broker_cm = running_broker(tmp_path / f"broker-{name}")
         broker = broker_cm.__enter__()
         base = stack_settings(session_dir, name, clickhouse_url, free_port())
-        settings = base.model_copy(update={
-            "kafka": base.kafka.model_copy(update={"url": broker.bootstrap}),
-            "api": base.api.model_copy(update=api),
-        })
+        settings = base.model_copy(
+            update={
+                "kafka": base.kafka.model_copy(update={"url": broker.bootstrap}),
+                "api": base.api.model_copy(update=api),
+            }
+        )
         stack = Stack(settings, dashboard=False)
         started.append((broker_cm, stack))
         stack.start()

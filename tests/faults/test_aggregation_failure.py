@@ -48,7 +48,8 @@ class _Stream:
 
 
 def test_a_failing_batch_stops_the_worker_before_it_stores_anything(
-        tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Its own database and archive: checkpoints of a source with no archive would cap the
     # batch horizon of the tests sharing the session's.
     settings = stack_settings(tmp_path, "failstop", clickhouse_url, 0)
@@ -65,8 +66,13 @@ def test_a_failing_batch_stops_the_worker_before_it_stores_anything(
 
     async def scenario() -> SpeedWorker:
         live = generations.live_generation(storage)
-        worker = SpeedWorker(settings, catalog, SpeedStore(storage, generation=live),
-                             EventProducer(settings.kafka, "127.0.0.1:9"), "failstop")
+        worker = SpeedWorker(
+            settings,
+            catalog,
+            SpeedStore(storage, generation=live),
+            EventProducer(settings.kafka, "127.0.0.1:9"),
+            "failstop",
+        )
         worker.acks.stream = stream
         await worker.handle(event(0))
         await worker.flush()  # a healthy batch is stored (windows, then archive) and acked
@@ -89,6 +95,8 @@ def test_a_failing_batch_stops_the_worker_before_it_stores_anything(
     assert worker.broken is not None and "a bug in the fold" in worker.broken
     health = worker_health(worker)
     assert health.status == "down" and "restart the worker" in health.detail
-    stored = storage.query(f"SELECT max(through_offset) FROM {storage.database}."
-                           "speed_checkpoints WHERE source_id = 'failstop:0'")[0][0]
+    stored = storage.query(
+        f"SELECT max(through_offset) FROM {storage.database}."
+        "speed_checkpoints WHERE source_id = 'failstop:0'"
+    )[0][0]
     assert stored == 0  # the checkpoint never claimed the failed batch

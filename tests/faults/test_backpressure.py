@@ -32,25 +32,42 @@ REQUESTS = 16
 
 
 def _body(n: int, t0: int) -> bytes:
-    return orjson.dumps([{"event_id": f"bp-{n}-{i}", "ts": t0 + i, "type": "pressure",
-                          "page": "/product/" + "x" * 150} for i in range(BODY_EVENTS)])
+    return orjson.dumps(
+        [
+            {
+                "event_id": f"bp-{n}-{i}",
+                "ts": t0 + i,
+                "type": "pressure",
+                "page": "/product/" + "x" * 150,
+            }
+            for i in range(BODY_EVENTS)
+        ]
+    )
 
 
 async def _burst(base_url: str, bodies: list[bytes]) -> list[tuple[int, float, str | None]]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
         async def one(body: bytes) -> tuple[int, float, str | None]:
             started = time.monotonic()
-            response = await client.post("/v1/events", content=body,
-                                         headers={"content-type": "application/json"})
-            return (response.status_code, time.monotonic() - started,
-                    response.headers.get("retry-after"))
+            response = await client.post(
+                "/v1/events", content=body, headers={"content-type": "application/json"}
+            )
+            return (
+                response.status_code,
+                time.monotonic() - started,
+                response.headers.get("retry-after"),
+            )
+
         return await asyncio.gather(*(one(b) for b in bodies))
 
 
 def test_ingest_holds_at_most_its_budget_and_sheds_the_rest_with_429(
-        broker_stack: Callable[..., BrokerStack], figures: Any) -> None:
-    running = broker_stack("pressure", max_body_bytes=256 * 1024, max_in_flight_bytes=LIMIT,
-                           ingest_timeout_s=3.0)
+    broker_stack: Callable[..., BrokerStack], figures: Any
+) -> None:
+    running = broker_stack(
+        "pressure", max_body_bytes=256 * 1024, max_in_flight_bytes=LIMIT, ingest_timeout_s=3.0
+    )
     stack = running.stack
     budget_of = stack._server.config.app.state  # noqa: SLF001 - reading the budget's figures
     t0 = int(time.time() * 1000) - 600_000
@@ -74,11 +91,18 @@ def test_ingest_holds_at_most_its_budget_and_sheds_the_rest_with_429(
     assert budget.used_bytes == 0
 
     def accepted_again() -> bool:
-        return stack.client.post("/v1/events", content=bodies[0],
-                                 headers={"content-type": "application/json"}
-                                 ).status_code == 202
+        return (
+            stack.client.post(
+                "/v1/events", content=bodies[0], headers={"content-type": "application/json"}
+            ).status_code
+            == 202
+        )
+
     wait_until(accepted_again, 60, "ingest to accept again once the log is back", 1.0)
-    figures("backpressure", f"burst={REQUESTS} x {len(bodies[0]) // 1024} KiB with the log "
-            f"paused: held={len(held)} (503 after {max(r[1] for r in held):.1f}s) "
-            f"shed={len(shed)} (429 in <= {max(r[1] for r in shed):.2f}s) peak held="
-            f"{budget.peak_bytes // 1024} KiB of {LIMIT // 1024} KiB")
+    figures(
+        "backpressure",
+        f"burst={REQUESTS} x {len(bodies[0]) // 1024} KiB with the log "
+        f"paused: held={len(held)} (503 after {max(r[1] for r in held):.1f}s) "
+        f"shed={len(shed)} (429 in <= {max(r[1] for r in shed):.2f}s) peak held="
+        f"{budget.peak_bytes // 1024} KiB of {LIMIT // 1024} KiB",
+    )

@@ -34,12 +34,20 @@ PAUSE_S = 8.0  # longer than the consumer session timeout (4 s): the group must 
 
 
 def _batch(prefix: str, t0: int, n: int) -> list[dict[str, Any]]:
-    return [{"event_id": f"{prefix}-{i}", "ts": t0 + (i * 613) % MINUTE, "type": "outage",
-             "country": "DE"} for i in range(n)]
+    return [
+        {
+            "event_id": f"{prefix}-{i}",
+            "ts": t0 + (i * 613) % MINUTE,
+            "type": "outage",
+            "country": "DE",
+        }
+        for i in range(n)
+    ]
 
 
 def test_ingest_answers_503_while_the_log_is_away_and_the_worker_recovers(
-        broker_stack: Callable[..., BrokerStack], figures: Any) -> None:
+    broker_stack: Callable[..., BrokerStack], figures: Any
+) -> None:
     running = broker_stack("outage", ingest_timeout_s=INGEST_TIMEOUT_S)
     stack, pid = running.stack, broker_pid(running.broker)
     now = int(time.time() * 1000)
@@ -75,10 +83,12 @@ def test_ingest_answers_503_while_the_log_is_away_and_the_worker_recovers(
     # Clients retry what got a 503, with the same event ids, as Retry-After asks.
     retries = 0
     for batch in refused:
+
         def retried(batch: list[dict[str, Any]] = batch) -> bool:
             nonlocal retries
             retries += 1
             return stack.client.post("/v1/events", json=batch).status_code == 202
+
         wait_until(retried, 60, "ingest to accept again after the log came back", 1.0)
         accepted.update(e["event_id"] for e in batch)
     after = _batch("after", t0, 100)
@@ -87,18 +97,27 @@ def test_ingest_answers_503_while_the_log_is_away_and_the_worker_recovers(
     accepted.update(e["event_id"] for e in after)
 
     started = time.monotonic()
-    wait_until(lambda: stack.total("events", *span, type="outage") >= len(accepted), 90,
-               "the speed layer to count every accepted event after the outage")
+    wait_until(
+        lambda: stack.total("events", *span, type="outage") >= len(accepted),
+        90,
+        "the speed layer to count every accepted event after the outage",
+    )
     recovered_s = time.monotonic() - started
-    wait_until(lambda: stack.client.get("/v1/health").json()["status"] == "ok", 30,
-               "/v1/health to be ok again")
+    wait_until(
+        lambda: stack.client.get("/v1/health").json()["status"] == "ok",
+        30,
+        "/v1/health to be ok again",
+    )
     time.sleep(2)  # anything counted twice would show up in the next flushes
     counted = stack.total("events", *span, type="outage")
-    figures("broker outage", f"pause={PAUSE_S:.0f}s 503s={len(latencies)} 503 latency "
-            f"max={max(latencies):.2f}s (ingest timeout {INGEST_TIMEOUT_S:.0f}s) "
-            f"retries until 202={retries} accepted={len(accepted)} counted={counted:.0f} "
-            f"lost={max(0, len(accepted) - counted):.0f} "
-            f"extra={max(0, counted - len(accepted)):.0f} caught up {recovered_s:.1f}s "
-            "after the last post")
+    figures(
+        "broker outage",
+        f"pause={PAUSE_S:.0f}s 503s={len(latencies)} 503 latency "
+        f"max={max(latencies):.2f}s (ingest timeout {INGEST_TIMEOUT_S:.0f}s) "
+        f"retries until 202={retries} accepted={len(accepted)} counted={counted:.0f} "
+        f"lost={max(0, len(accepted) - counted):.0f} "
+        f"extra={max(0, counted - len(accepted)):.0f} caught up {recovered_s:.1f}s "
+        "after the last post",
+    )
     assert max(latencies) < INGEST_TIMEOUT_S + 1.5
     assert counted == len(accepted)

@@ -50,7 +50,8 @@ class FlakyStorage(Storage):
         if self.outage.active:
             self.outage.refused.append(time.monotonic())
             raise StorageUnavailableError(
-                f"ClickHouse unreachable during insert into {table} (injected)")
+                f"ClickHouse unreachable during insert into {table} (injected)"
+            )
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         if rows:
@@ -63,8 +64,15 @@ class FlakyStorage(Storage):
 
 
 def _events(prefix: str, t0: int, n: int) -> list[dict[str, Any]]:
-    return [{"event_id": f"{prefix}-{i}", "ts": t0 + (i * 331) % MINUTE, "type": "chdown",
-             "country": "FR" if i % 2 else "DE"} for i in range(n)]
+    return [
+        {
+            "event_id": f"{prefix}-{i}",
+            "ts": t0 + (i * 331) % MINUTE,
+            "type": "chdown",
+            "country": "FR" if i % 2 else "DE",
+        }
+        for i in range(n)
+    ]
 
 
 def _worker(stack: Stack) -> dict[str, str]:
@@ -73,8 +81,8 @@ def _worker(stack: Stack) -> dict[str, str]:
 
 
 def test_flushes_back_off_and_nothing_is_committed_before_it_is_stored(
-        broker_stack: Callable[..., BrokerStack], monkeypatch: pytest.MonkeyPatch,
-        figures: Any) -> None:
+    broker_stack: Callable[..., BrokerStack], monkeypatch: pytest.MonkeyPatch, figures: Any
+) -> None:
     outage = Outage()
 
     def flaky_open(settings: Settings, **kwargs: Any) -> Storage:
@@ -90,8 +98,9 @@ def test_flushes_back_off_and_nothing_is_committed_before_it_is_stored(
     group = stack.settings.speed.consumer_group
 
     def commits() -> int:
-        offsets = asyncio.run(committed_offsets(running.broker.bootstrap, group, kafka.topic,
-                                                kafka.partitions))
+        offsets = asyncio.run(
+            committed_offsets(running.broker.bootstrap, group, kafka.topic, kafka.partitions)
+        )
         return sum(offsets.values())
 
     t0 = int(time.time() * 1000) - 20 * MINUTE
@@ -104,6 +113,7 @@ def test_flushes_back_off_and_nothing_is_committed_before_it_is_stored(
         current = commits()
         time.sleep(1.5)  # longer than Faust's commit interval
         return commits() == current
+
     wait_until(settled, 30, "the commits of the first events to settle")
     baseline = commits()
 
@@ -114,23 +124,30 @@ def test_flushes_back_off_and_nothing_is_committed_before_it_is_stored(
     seen_down = False
     while outage.active:
         worker = _worker(stack)
-        seen_down = seen_down or (worker["status"] == "down"
-                                  and "flush failing" in worker["detail"])
+        seen_down = seen_down or (
+            worker["status"] == "down" and "flush failing" in worker["detail"]
+        )
         assert commits() == baseline, "offsets were committed for events not in ClickHouse"
         assert stack.total("events", *span, type="chdown") == len(first)
         time.sleep(0.5)
     assert seen_down, "/v1/health never showed the worker down during the outage"
 
-    wait_until(lambda: stack.total("events", *span, type="chdown") == len(first) + len(second),
-               60, "the retried flush to store the second batch")
+    wait_until(
+        lambda: stack.total("events", *span, type="chdown") == len(first) + len(second),
+        60,
+        "the retried flush to store the second batch",
+    )
     wait_until(lambda: _worker(stack)["status"] == "ok", 30, "the worker to be ok again")
     wait_until(lambda: commits() > baseline, 30, "the offsets to be committed after the flush")
     time.sleep(1.5)
     assert stack.total("events", *span, type="chdown") == len(first) + len(second)
 
     gaps = [round(b - a, 1) for a, b in zip(outage.refused, outage.refused[1:], strict=False)]
-    figures("clickhouse outage", f"outage={OUTAGE_S:.0f}s refused inserts="
-            f"{len(outage.refused)} gaps between attempts={gaps}s commits during outage=0 "
-            f"counted={len(first) + len(second)} of {len(first) + len(second)}")
+    figures(
+        "clickhouse outage",
+        f"outage={OUTAGE_S:.0f}s refused inserts="
+        f"{len(outage.refused)} gaps between attempts={gaps}s commits during outage=0 "
+        f"counted={len(first) + len(second)} of {len(first) + len(second)}",
+    )
     assert 2 <= len(outage.refused) <= 5, "flushes were not retried with back-off"
     assert gaps == sorted(gaps) and gaps[-1] >= 1.5 * gaps[0]

@@ -43,8 +43,10 @@ aggregation = "count"
 windows = ["1m"]
 """
 DRAINED = re.compile(r"drained the log into windows and archive in ([0-9.]+) s")
-RECOVERED = re.compile(r"journal recovery: epoch \d+: (\d+) acknowledged event\(s\) "
-                       r"journaled, (\d+) of them")
+RECOVERED = re.compile(
+    r"journal recovery: epoch \d+: (\d+) acknowledged event\(s\) "
+    r"journaled, (\d+) of them"
+)
 
 
 @dataclass
@@ -68,8 +70,9 @@ class Stream:
                 while not self.stop.is_set():
                     ids = [f"{self.tag}-{batch}-{i}" for i in range(50)]
                     ts = int(time.time() * 1000) - 20 * MINUTE
-                    body = [{"event_id": e, "ts": ts + i, "type": "durable"}
-                            for i, e in enumerate(ids)]
+                    body = [
+                        {"event_id": e, "ts": ts + i, "type": "durable"} for i, e in enumerate(ids)
+                    ]
                     batch += 1
                     try:
                         response = client.post("/v1/events", json=body)
@@ -95,8 +98,9 @@ def _archive(data_dir: Path) -> pl.DataFrame:
     files = list_files(archive_root(data_dir))
     if not files:
         return pl.DataFrame(schema={"event_id": pl.String, "ts": pl.Int64})
-    return pl.concat([pl.read_parquet(f, columns=["event_id", "ts"]) for f in files]
-                     ).with_columns(pl.col("ts").dt.epoch("ms"))
+    return pl.concat([pl.read_parquet(f, columns=["event_id", "ts"]) for f in files]).with_columns(
+        pl.col("ts").dt.epoch("ms")
+    )
 
 
 def _serving(url: str) -> bool:
@@ -112,18 +116,19 @@ def _run_batch(client: httpx.Client) -> dict[str, Any]:
     def submitted() -> str | None:
         response = client.post("/v1/admin/batch", json={"mode": "full"}, headers=headers)
         return response.json()["job_id"] if response.status_code == 202 else None
+
     job_id = wait_until(submitted, 60, "a batch job to be accepted", interval_s=1)
 
     def finished() -> dict[str, Any] | None:
         job = client.get(f"/v1/admin/jobs/{job_id}", headers=headers).json()
         return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
     job: dict[str, Any] = wait_until(finished, 60, f"batch job {job_id}")
     assert job["state"] == "succeeded", job
     return job
 
 
-def _check(up: StratumProcess, data_dir: Path, acked: set[str], maybe: set[str]
-           ) -> dict[str, Any]:
+def _check(up: StratumProcess, data_dir: Path, acked: set[str], maybe: set[str]) -> dict[str, Any]:
     """After a restart: the archive, then a full batch run, then what is served."""
     archived = _archive(data_dir)
     counts = archived.group_by("event_id").len()
@@ -138,52 +143,73 @@ def _check(up: StratumProcess, data_dir: Path, acked: set[str], maybe: set[str]
         # (newest - lateness) passes every window of the stream; once it is archived,
         # no partition's archive is behind its speed layer.
         marker = f"marker-{time.time_ns()}"
-        response = client.post("/v1/events", json=[
-            {"event_id": marker, "ts": int(time.time() * 1000) - 1000, "type": "marker"}])
+        response = client.post(
+            "/v1/events",
+            json=[{"event_id": marker, "ts": int(time.time() * 1000) - 1000, "type": "marker"}],
+        )
         assert response.status_code == 202, response.text
-        wait_until(lambda: marker in set(_archive(data_dir)["event_id"]), 60,
-                   "the marker in the archive")
+        wait_until(
+            lambda: marker in set(_archive(data_dir)["event_id"]), 60, "the marker in the archive"
+        )
         _run_batch(client)
         archived = _archive(data_dir)
         start = int(archived["ts"].min()) // MINUTE * MINUTE
         end = int(time.time() * 1000) + MINUTE
-        response = client.get(f"/v1/metrics/{METRIC}",
-                              params={"start": start, "end": end, "step": "1m"})
+        response = client.get(
+            f"/v1/metrics/{METRIC}", params={"start": start, "end": end, "step": "1m"}
+        )
         assert response.status_code == 200, response.text
     points = [p for s in response.json()["series"] for p in s["points"]]
-    expected = archived.unique("event_id").group_by(
-        (pl.col("ts") // MINUTE * MINUTE).alias("t_ms")).len()
+    expected = (
+        archived.unique("event_id").group_by((pl.col("ts") // MINUTE * MINUTE).alias("t_ms")).len()
+    )
     per_window = dict(zip(expected["t_ms"].to_list(), expected["len"].to_list(), strict=True))
     served = {int(p["t_ms"]): (p["value"] or 0, p["source"]) for p in points}
-    wrong = {t: (v, per_window.get(t, 0), source) for t, (v, source) in served.items()
-             if v != per_window.get(t, 0)}
-    return {"lost": len(lost), "twice": len(twice), "lost_ids": sorted(lost)[:10],
-            "twice_ids": twice[:10], "distinct": int(archived["event_id"].n_unique()),
-            "served": sum(v for v, _ in served.values()),
-            "batch_wrong": {t: w for t, w in wrong.items() if w[2] == "batch"},
-            "speed_wrong": {t: w for t, w in wrong.items() if w[2] != "batch"},
-            "batch_windows": sum(source == "batch" for _, source in served.values())}
+    wrong = {
+        t: (v, per_window.get(t, 0), source)
+        for t, (v, source) in served.items()
+        if v != per_window.get(t, 0)
+    }
+    return {
+        "lost": len(lost),
+        "twice": len(twice),
+        "lost_ids": sorted(lost)[:10],
+        "twice_ids": twice[:10],
+        "distinct": int(archived["event_id"].n_unique()),
+        "served": sum(v for v, _ in served.values()),
+        "batch_wrong": {t: w for t, w in wrong.items() if w[2] == "batch"},
+        "speed_wrong": {t: w for t, w in wrong.items() if w[2] != "batch"},
+        "batch_windows": sum(source == "batch" for _, source in served.values()),
+    }
 
 
 def test_acknowledged_events_survive_kill_int_and_term(
-        tmp_path: Path, figures: Callable[[str, str], None]) -> None:
+    tmp_path: Path, figures: Callable[[str, str], None]
+) -> None:
     workdir = tmp_path / "up"
     workdir.mkdir()
     data_dir = workdir / "data"
     (workdir / "metrics.toml").write_text(METRICS)
     port = free_port()
-    env = stratum_env(workdir, STRATUM_DATA_DIR=str(data_dir), STRATUM_API__PORT=str(port),
-                      STRATUM_METRICS_FILE=str(workdir / "metrics.toml"),
-                      STRATUM_SPEED__ALLOWED_LATENESS_MS="60000",
-                      STRATUM_BATCH__INTERVAL_S="3600")
+    env = stratum_env(
+        workdir,
+        STRATUM_DATA_DIR=str(data_dir),
+        STRATUM_API__PORT=str(port),
+        STRATUM_METRICS_FILE=str(workdir / "metrics.toml"),
+        STRATUM_SPEED__ALLOWED_LATENESS_MS="60000",
+        STRATUM_BATCH__INTERVAL_S="3600",
+    )
     url = f"http://127.0.0.1:{port}"
     up = StratumProcess("up", env, workdir, new_session=True)
     acked: set[str] = set()
     maybe: set[str] = set()
     try:
         up.start()
-        for name, sig in (("SIGKILL", signal.SIGKILL), ("SIGINT", signal.SIGINT),
-                          ("SIGTERM", signal.SIGTERM)):
+        for name, sig in (
+            ("SIGKILL", signal.SIGKILL),
+            ("SIGINT", signal.SIGINT),
+            ("SIGTERM", signal.SIGTERM),
+        ):
             wait_until(lambda: _serving(url) or not up.running, 60, "stratum up to serve")
             assert up.running, up.log()[-3000:]
             stream = Stream(url, name.lower())
@@ -208,16 +234,20 @@ def test_acknowledged_events_survive_kill_int_and_term(
             assert up.running, up.log()[-3000:]
             recovered = [int(n) for _, n in RECOVERED.findall(up.log())]
             result = _check(up, data_dir, acked, maybe)
-            figures("durable acceptance", (
-                f"{name}: accepted={len(stream.accepted)} (all runs {len(acked)}) "
-                f"lost={result['lost']} duplicated={result['twice']} "
-                f"stop={stop_s:.1f} s (exit {code}; drain {'/'.join(drained) or '-'} s) "
-                f"journal segments left={len(journal)} "
-                f"recovered into the archive={sum(recovered)} unanswered in flight="
-                f"{len(stream.unanswered)} served={result['served']:.0f} "
-                f"distinct archived={result['distinct']} "
-                f"batch-served windows={result['batch_windows']} "
-                f"speed-served windows off={len(result['speed_wrong'])}"))
+            figures(
+                "durable acceptance",
+                (
+                    f"{name}: accepted={len(stream.accepted)} (all runs {len(acked)}) "
+                    f"lost={result['lost']} duplicated={result['twice']} "
+                    f"stop={stop_s:.1f} s (exit {code}; drain {'/'.join(drained) or '-'} s) "
+                    f"journal segments left={len(journal)} "
+                    f"recovered into the archive={sum(recovered)} unanswered in flight="
+                    f"{len(stream.unanswered)} served={result['served']:.0f} "
+                    f"distinct archived={result['distinct']} "
+                    f"batch-served windows={result['batch_windows']} "
+                    f"speed-served windows off={len(result['speed_wrong'])}"
+                ),
+            )
             assert len(stream.accepted) >= 500, "the stream hardly ran"
             assert result["lost"] == 0, (name, result["lost_ids"])
             assert result["twice"] == 0, (name, result["twice_ids"])

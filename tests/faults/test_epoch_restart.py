@@ -27,8 +27,15 @@ TOKEN = "test-admin-token"
 
 
 def _events(prefix: str, start_ms: int, n: int) -> list[dict[str, Any]]:
-    return [{"event_id": f"{prefix}{i}", "ts": start_ms + i * 500, "type": "view",
-             "country": ("DE", "FR")[i % 2]} for i in range(n)]
+    return [
+        {
+            "event_id": f"{prefix}{i}",
+            "ts": start_ms + i * 500,
+            "type": "view",
+            "country": ("DE", "FR")[i % 2],
+        }
+        for i in range(n)
+    ]
 
 
 def _archived(data_dir: Path) -> pl.DataFrame:
@@ -45,15 +52,19 @@ class _Up:
     def __init__(self, tmp_path: Path) -> None:
         self.data_dir = tmp_path / "data"
         port = free_port()
-        env = stratum_env(tmp_path, STRATUM_DATA_DIR=str(self.data_dir),
-                          STRATUM_API__PORT=str(port), STRATUM_API__ADMIN_TOKEN=TOKEN,
-                          STRATUM_SPEED__ALLOWED_LATENESS_MS=str(LATENESS),
-                          STRATUM_SPEED__FLUSH_INTERVAL_S="0.5",
-                          STRATUM_SPEED__IDLE_TIMEOUT_S="3600",
-                          # The archive writes every 15 s: a kill right after the speed
-                          # layer counted a post leaves its events in no archive file.
-                          STRATUM_ARCHIVE__FLUSH_INTERVAL_S="15",
-                          STRATUM_BATCH__INTERVAL_S="3600")
+        env = stratum_env(
+            tmp_path,
+            STRATUM_DATA_DIR=str(self.data_dir),
+            STRATUM_API__PORT=str(port),
+            STRATUM_API__ADMIN_TOKEN=TOKEN,
+            STRATUM_SPEED__ALLOWED_LATENESS_MS=str(LATENESS),
+            STRATUM_SPEED__FLUSH_INTERVAL_S="0.5",
+            STRATUM_SPEED__IDLE_TIMEOUT_S="3600",
+            # The archive writes every 15 s: a kill right after the speed
+            # layer counted a post leaves its events in no archive file.
+            STRATUM_ARCHIVE__FLUSH_INTERVAL_S="15",
+            STRATUM_BATCH__INTERVAL_S="3600",
+        )
         self.process = StratumProcess("up", env, tmp_path)
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
@@ -63,6 +74,7 @@ class _Up:
 
     def wait_for_worker(self) -> None:
         """Faust's group join takes seconds: wait until the worker owns partitions."""
+
         def assigned() -> bool:
             # A year old (ingest's oldest accepted time is 365 days back): it moves
             # no watermark and falls outside every range the test reads.
@@ -70,6 +82,7 @@ class _Up:
             self._post([{"event_id": f"w{time.time_ns()}", "ts": old_ms, "type": "warmup"}])
             worker = self._get("/v1/health")["components"].get("worker", {})
             return "partition" in worker.get("detail", "")
+
         wait_until(assigned, 90, "the speed layer to own its partitions", interval_s=1.0)
 
     def _serving(self) -> bool:
@@ -103,13 +116,15 @@ class _Up:
         def finished() -> dict[str, Any] | None:
             job = self.api.get(f"/v1/admin/jobs/{job_id}", headers=headers).json()
             return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
         job: dict[str, Any] = wait_until(finished, 120, f"batch job {job_id}")
         assert job["state"] == "succeeded", job
         return job
 
-def test_a_restart_after_sigkill_retires_the_dead_epoch(tmp_path: Path,
-                                                        figures: Callable[[str, str], None]
-                                                        ) -> None:
+
+def test_a_restart_after_sigkill_retires_the_dead_epoch(
+    tmp_path: Path, figures: Callable[[str, str], None]
+) -> None:
     up = _Up(tmp_path)
     now = int(time.time() * 1000) // MINUTE * MINUTE
     t0 = now - 20 * MINUTE
@@ -118,12 +133,18 @@ def test_a_restart_after_sigkill_retires_the_dead_epoch(tmp_path: Path,
     try:
         up.wait_for_worker()
         up.post_and_count(_events("a", t0, 400), span)
-        wait_until(lambda: _archived(up.data_dir).filter(
-            pl.col("event_id").str.starts_with("a")).height == 400, 60, "the archive")
+        wait_until(
+            lambda: (
+                _archived(up.data_dir).filter(pl.col("event_id").str.starts_with("a")).height == 400
+            ),
+            60,
+            "the archive",
+        )
         up.post_and_count(_events("b", t0 + 4 * MINUTE, 200), span)  # counted ...
         up.process.kill()  # ... and killed before the archive's next write
-        orphans = 200 - _archived(up.data_dir).filter(
-            pl.col("event_id").str.starts_with("b")).height
+        orphans = (
+            200 - _archived(up.data_dir).filter(pl.col("event_id").str.starts_with("b")).height
+        )
 
         up.start()  # the same data dir: a new epoch
         assert wait_for_log(up.process, "retired log epoch", 10), up.process.log()[-3000:]
@@ -132,15 +153,23 @@ def test_a_restart_after_sigkill_retires_the_dead_epoch(tmp_path: Path,
 
         up.wait_for_worker()
         up.post_and_count(_events("c", t0 + 10 * MINUTE, 400), span)
-        wait_until(lambda: _archived(up.data_dir).filter(
-            pl.col("event_id").str.starts_with("c")).height == 400, 60, "the new archive")
+        wait_until(
+            lambda: (
+                _archived(up.data_dir).filter(pl.col("event_id").str.starts_with("c")).height == 400
+            ),
+            60,
+            "the new archive",
+        )
         job = up.run_batch()
         archive = _archived(up.data_dir).filter(pl.col("ts").is_between(*span))
         newest = int(archive["ts"].max() or 0)
         assert job["horizon_ms"] == (newest - LATENESS) // MINUTE * MINUTE  # not frozen
         assert up.served(*span) == archive.height
-        figures("epoch restart", f"orphans at the kill={orphans}, served=archived="
-                                 f"{archive.height}, horizon=newest-lateness")
+        figures(
+            "epoch restart",
+            f"orphans at the kill={orphans}, served=archived="
+            f"{archive.height}, horizon=newest-lateness",
+        )
     finally:
         up.process.stop()
         up.api.close()

@@ -49,12 +49,14 @@ class _Stream:
         return True
 
 
-@pytest.mark.parametrize("failure", [
-    StorageError("ClickHouse is unreachable"), RuntimeError("a bug in the writer"),
-    MemoryError()], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "failure",
+    [StorageError("ClickHouse is unreachable"), RuntimeError("a bug in the writer"), MemoryError()],
+    ids=lambda e: type(e).__name__,
+)
 def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
-        tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch,
-        failure: BaseException) -> None:
+    tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
     name = f"flushfail{type(failure).__name__.lower()}"
     settings = stack_settings(tmp_path, name, clickhouse_url, 0)
     storage = open_storage(settings)
@@ -74,14 +76,20 @@ def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
         return _Event(_Message(settings.kafka.topic, 0, offset), orjson.dumps(line))
 
     def stored_events() -> int:
-        rows = storage.query(f"SELECT sum(count) FROM {storage.database}.speed_windows FINAL "
-                             "WHERE metric = 'events'")
+        rows = storage.query(
+            f"SELECT sum(count) FROM {storage.database}.speed_windows FINAL WHERE metric = 'events'"
+        )
         return int(rows[0][0] or 0)
 
     async def scenario() -> SpeedWorker:
         live = generations.live_generation(storage)
-        worker = SpeedWorker(settings, catalog, SpeedStore(storage, generation=live),
-                             EventProducer(settings.kafka, "127.0.0.1:9"), name)
+        worker = SpeedWorker(
+            settings,
+            catalog,
+            SpeedStore(storage, generation=live),
+            EventProducer(settings.kafka, "127.0.0.1:9"),
+            name,
+        )
         worker.acks.stream = stream
         monkeypatch.setattr(SpeedStore, "write_many", failing_once)
         await worker.handle(event(0))

@@ -57,6 +57,7 @@ def _iso(ms: int, offset_h: int) -> str:
 
 def timezone_of(offset_h: int) -> Any:
     from datetime import timezone
+
     return timezone(timedelta(hours=offset_h))
 
 
@@ -69,19 +70,28 @@ timestamps = st.one_of(
 )
 # Symmetric: ingest rejects -2**63 although int64 holds it (|value| <= 2**63 - 1).
 INT64 = st.integers(-(2**63) + 1, 2**63 - 1)
-measures = st.one_of(INT64,
-                     st.floats(allow_nan=False, allow_infinity=False))
+measures = st.one_of(INT64, st.floats(allow_nan=False, allow_infinity=False))
 extra_fields = st.dictionaries(
     st.text(TEXT, min_size=1, max_size=64).filter(lambda k: k not in ("event_id", "ts", "type")),
-    st.one_of(st.text(TEXT, max_size=1024).filter(lambda t: not reads_as_non_finite(t)),
-              measures, st.none()), max_size=3)
+    st.one_of(
+        st.text(TEXT, max_size=1024).filter(lambda t: not reads_as_non_finite(t)),
+        measures,
+        st.none(),
+    ),
+    max_size=3,
+)
 
 
 @st.composite
 def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     event = dict(draw(extra_fields))
-    event.update({"event_id": "", "ts": draw(timestamps),
-                  "type": draw(st.text(TEXT, min_size=1, max_size=64))})
+    event.update(
+        {
+            "event_id": "",
+            "ts": draw(timestamps),
+            "type": draw(st.text(TEXT, min_size=1, max_size=64)),
+        }
+    )
     return event
 
 
@@ -96,16 +106,49 @@ def _nested(depth: int) -> Any:
 def invalid_cases(draw: st.DrawFn) -> Case:
     """A valid event with exactly one defect, and the reason fragment it must earn."""
     event = draw(valid_events())
-    defect = draw(st.sampled_from([
-        "not_object", "no_id", "no_type", "no_ts", "id_type", "type_type", "ts_bool",
-        "ts_text", "ts_naive", "ts_past", "ts_old", "ts_seconds", "ts_future", "nested",
-        "bool_field", "huge_field", "many_fields", "long_key", "long_id", "int_range",
-        "non_finite_text", "too_big"]))
+    defect = draw(
+        st.sampled_from(
+            [
+                "not_object",
+                "no_id",
+                "no_type",
+                "no_ts",
+                "id_type",
+                "type_type",
+                "ts_bool",
+                "ts_text",
+                "ts_naive",
+                "ts_past",
+                "ts_old",
+                "ts_seconds",
+                "ts_future",
+                "nested",
+                "bool_field",
+                "huge_field",
+                "many_fields",
+                "long_key",
+                "long_id",
+                "int_range",
+                "non_finite_text",
+                "too_big",
+            ]
+        )
+    )
     match defect:
         case "not_object":
-            return Case(draw(st.one_of(st.lists(INT64, max_size=3), INT64,
-                                       st.text(max_size=5), st.booleans(), st.none())),
-                        False, "must be a JSON object")
+            return Case(
+                draw(
+                    st.one_of(
+                        st.lists(INT64, max_size=3),
+                        INT64,
+                        st.text(max_size=5),
+                        st.booleans(),
+                        st.none(),
+                    )
+                ),
+                False,
+                "must be a JSON object",
+            )
         case "no_id" | "no_type" | "no_ts":
             field = {"no_id": "event_id", "no_type": "type", "no_ts": "ts"}[defect]
             del event[field]
@@ -138,8 +181,11 @@ def invalid_cases(draw: st.DrawFn) -> Case:
             event["amount"] = draw(st.sampled_from(["NaN", "nan", "inf", "-Infinity", "1e999"]))
             return Case(event, False, "amount")
         case "ts_future":
-            event["ts"] = draw(st.one_of(st.integers(NOW_MS + 25 * HOUR_MS, 2**62),
-                                         st.just("9999-12-31T23:59:59Z")))
+            event["ts"] = draw(
+                st.one_of(
+                    st.integers(NOW_MS + 25 * HOUR_MS, 2**62), st.just("9999-12-31T23:59:59Z")
+                )
+            )
             return Case(event, False, "ts")
         case "nested":
             event["payload"] = _nested(draw(st.integers(1, 200)))
@@ -185,20 +231,26 @@ def _archived_ids(stack: Stack) -> set[str]:
 
 
 def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
-        broker_stack: Callable[..., BrokerStack], figures: Any) -> None:
+    broker_stack: Callable[..., BrokerStack], figures: Any
+) -> None:
     stack = broker_stack("fuzz").stack
     ids = itertools.count()
     accepted: set[str] = set()
     tally = {"bodies": 0, "events": 0, "valid": 0, "invalid": 0, "whole_body": 0}
 
     def post(body: bytes) -> Any:
-        response = stack.client.post("/v1/events", content=body,
-                                     headers={"content-type": "application/json"})
+        response = stack.client.post(
+            "/v1/events", content=body, headers={"content-type": "application/json"}
+        )
         assert response.status_code < 500, response.text[:2000]
         return response
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(batch=st.lists(cases, min_size=1, max_size=8), ndjson=st.booleans())
     def one_body(batch: list[Case], ndjson: bool) -> None:
         items = []
@@ -222,17 +274,16 @@ def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
         else:
             assert response.status_code == 422, body
             rejected = body["error"]["details"]["rejected"]
-        assert [r["index"] for r in rejected] == [i for i, c in enumerate(batch)
-                                                  if not c.valid]
+        assert [r["index"] for r in rejected] == [i for i, c in enumerate(batch) if not c.valid]
         for r in rejected:
             assert batch[r["index"]].reason in r["error"], (batch[r["index"]], r)
 
     one_body()
 
-    @settings(max_examples=100, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.binary(min_size=1, max_size=2000),
-                     st.text(max_size=200).map(str.encode)))
+    @settings(
+        max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(st.one_of(st.binary(min_size=1, max_size=2000), st.text(max_size=200).map(str.encode)))
     def garbage_body(raw: bytes) -> None:
         post(raw)
         tally["whole_body"] += 1
@@ -245,14 +296,22 @@ def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
     deep = orjson.dumps([{"event_id": "d", "ts": NOW_MS, "type": "t", "x": _nested(250)}])
     response = post(deep)
     assert response.status_code == 422 and "x" in response.text
-    huge = orjson.dumps([{"event_id": f"{PREFIX}-huge", "ts": NOW_MS, "type": "t",
-                          "blob": "z" * 10_000_000}])
+    huge = orjson.dumps(
+        [{"event_id": f"{PREFIX}-huge", "ts": NOW_MS, "type": "t", "blob": "z" * 10_000_000}]
+    )
     response = post(huge)
     assert response.status_code == 422, response.text[:500]
     assert "blob: is 10000000 characters long" in response.text
     assert post(b" " * (stack.settings.api.max_body_bytes + 1)).status_code == 413
-    many = [{"event_id": f"{PREFIX}-bulk-{i}", "ts": NOW_MS - i, "type": "bulk",
-             "page": "/" + "p" * 200} for i in range(40_000)]
+    many = [
+        {
+            "event_id": f"{PREFIX}-bulk-{i}",
+            "ts": NOW_MS - i,
+            "type": "bulk",
+            "page": "/" + "p" * 200,
+        }
+        for i in range(40_000)
+    ]
     bulk = b"\n".join(orjson.dumps(e) for e in many)
     assert len(bulk) > 10_000_000
     response = post(bulk)
@@ -261,13 +320,19 @@ def test_fuzzed_bodies_get_no_5xx_and_every_valid_event_is_kept(
     tally["whole_body"] += 6
 
     assert stack.client.get("/v1/health").json()["status"] == "ok"
-    wait_until(lambda: _archived_ids(stack) >= accepted, 60,
-               f"the archive to hold all {len(accepted)} accepted events")
+    wait_until(
+        lambda: _archived_ids(stack) >= accepted,
+        60,
+        f"the archive to hold all {len(accepted)} accepted events",
+    )
     assert _archived_ids(stack) == accepted
-    figures("hostile input", f"fuzz bodies={tally['bodies']} events={tally['events']} "
-            f"(valid {tally['valid']}, invalid {tally['invalid']}) + whole-body cases="
-            f"{tally['whole_body']}: 5xx=0, accepted={len(accepted)} all archived, "
-            f"every invalid one rejected with its reason")
+    figures(
+        "hostile input",
+        f"fuzz bodies={tally['bodies']} events={tally['events']} "
+        f"(valid {tally['valid']}, invalid {tally['invalid']}) + whole-body cases="
+        f"{tally['whole_body']}: 5xx=0, accepted={len(accepted)} all archived, "
+        f"every invalid one rejected with its reason",
+    )
     assert tally["valid"] > 100 and tally["invalid"] > 100
 
 
@@ -285,16 +350,16 @@ async def _produce_garbage(bootstrap: str, topic: str) -> list[tuple[int, int]]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        sent = [await producer.send_and_wait(topic, value, partition=0)
-                for value, _, _ in GARBAGE]
+        sent = [await producer.send_and_wait(topic, value, partition=0) for value, _, _ in GARBAGE]
     finally:
         await producer.stop()
     return [(meta.partition, meta.offset) for meta in sent]
 
 
 async def _dead_letters(bootstrap: str, topic: str, timeout_s: float) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
@@ -308,7 +373,8 @@ async def _dead_letters(bootstrap: str, topic: str, timeout_s: float) -> list[di
 
 
 def test_garbage_on_the_topic_goes_to_the_dead_letter_topic_with_its_reason(
-        broker_stack: Callable[..., BrokerStack], figures: Any) -> None:
+    broker_stack: Callable[..., BrokerStack], figures: Any
+) -> None:
     running = broker_stack("deadletter")
     kafka = running.stack.settings.kafka
     bootstrap = running.broker.bootstrap
@@ -318,14 +384,19 @@ def test_garbage_on_the_topic_goes_to_the_dead_letter_topic_with_its_reason(
         letters = asyncio.run(_dead_letters(bootstrap, kafka.dead_letter_topic, 3))
         mine = [d for d in letters if (d["partition"], d["offset"]) in written]
         return mine if {(d["partition"], d["offset"]) for d in mine} >= set(written) else None
+
     letters = wait_until(all_dead_lettered, 40, "the garbage records on the dead-letter topic")
 
     for (value, index, reason), where in zip(GARBAGE, written, strict=True):
-        record = next(d for d in letters if (d["partition"], d["offset"]) == where
-                      and d["index"] == index)
+        record = next(
+            d for d in letters if (d["partition"], d["offset"]) == where and d["index"] == index
+        )
         assert record["topic"] == kafka.topic
         assert reason in record["reason"], record
         assert record["value"] == value.decode("utf-8", errors="replace")
-    figures("dead letters", f"garbage records={len(GARBAGE)} dead-lettered="
-            f"{len({(d['partition'], d['offset']) for d in letters})} with reasons: "
-            + "; ".join(sorted({d["reason"][:40] for d in letters})))
+    figures(
+        "dead letters",
+        f"garbage records={len(GARBAGE)} dead-lettered="
+        f"{len({(d['partition'], d['offset']) for d in letters})} with reasons: "
+        + "; ".join(sorted({d["reason"][:40] for d in letters})),
+    )

@@ -47,12 +47,15 @@ def hostile_bodies(max_body: int, limits: BodyLimits) -> dict[str, tuple[bytes, 
         f"[{{}},...] {empties:,} items": (_array(b"{}", empties), JSON),
         f"{limits.max_items:,} rejected events": (_array(bad, limits.max_items), JSON),
         f"NDJSON {limits.max_items:,} rejected lines": (
-            b"\n".join([bad] * limits.max_items), NDJSON),
+            b"\n".join([bad] * limits.max_items),
+            NDJSON,
+        ),
     }
 
 
 def test_worst_bodies_at_the_limits_leave_health_responsive_and_memory_bounded(
-        broker_stack: Callable[..., BrokerStack], figures: Callable[[str, str], None]) -> None:
+    broker_stack: Callable[..., BrokerStack], figures: Callable[[str, str], None]
+) -> None:
     stack = broker_stack("bounds").stack
     api = stack.settings.api
     limits = BodyLimits(max_items=api.max_events_per_body)
@@ -79,14 +82,20 @@ def test_worst_bodies_at_the_limits_leave_health_responsive_and_memory_bounded(
         with httpx.Client(base_url=stack.base_url, timeout=120) as client:
             started = time.monotonic()
             response = client.post("/v1/events", content=body, headers=headers)
-            answers[name] = (response.status_code, time.monotonic() - started,
-                             response.json(), len(response.content))
+            answers[name] = (
+                response.status_code,
+                time.monotonic() - started,
+                response.json(),
+                len(response.content),
+            )
 
     poller = threading.Thread(target=poll_health, daemon=True)
     poller.start()
     time.sleep(0.3)  # a few quiet samples first
-    senders = [threading.Thread(target=post, args=(name, body, headers), daemon=True)
-               for name, (body, headers) in bodies.items()]
+    senders = [
+        threading.Thread(target=post, args=(name, body, headers), daemon=True)
+        for name, (body, headers) in bodies.items()
+    ]
     for sender in senders:
         sender.start()
     for sender in senders:
@@ -107,12 +116,17 @@ def test_worst_bodies_at_the_limits_leave_health_responsive_and_memory_bounded(
             assert status == 413, (name, body)
             assert body["error"]["code"] == "too_many_events", body
     worst_s = max(latencies)
-    lines = [f"{name}: HTTP {status} in {took:.2f} s, answer {size:,} B"
-             for name, (status, took, _, size) in answers.items()]
+    lines = [
+        f"{name}: HTTP {status} in {took:.2f} s, answer {size:,} B"
+        for name, (status, took, _, size) in answers.items()
+    ]
     figures("request bounds", "; ".join(lines))
-    figures("request bounds", f"/v1/health during them: {len(latencies)} polls, max "
-            f"{worst_s * 1000:.0f} ms, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f}"
-            f" ms; process RSS {baseline_mb:.0f} MB -> peak {peak_mb:.0f} MB "
-            f"(+{peak_mb - baseline_mb:.0f} MB)")
+    figures(
+        "request bounds",
+        f"/v1/health during them: {len(latencies)} polls, max "
+        f"{worst_s * 1000:.0f} ms, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f}"
+        f" ms; process RSS {baseline_mb:.0f} MB -> peak {peak_mb:.0f} MB "
+        f"(+{peak_mb - baseline_mb:.0f} MB)",
+    )
     assert worst_s < HEALTH_BOUND_S, latencies
     assert peak_mb - baseline_mb < 1024, (baseline_mb, peak_mb)

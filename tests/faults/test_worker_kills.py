@@ -65,7 +65,8 @@ Key = tuple[str, int, tuple[tuple[str, str], ...]]
 
 def _event(i: int, t0: int) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "event_id": f"kill-{i}", "ts": t0 + i * 17,
+        "event_id": f"kill-{i}",
+        "ts": t0 + i * 17,
         "type": "purchase" if i % 5 == 0 else "page_view",
         "country": COUNTRIES[(i * 7) % len(COUNTRIES)],
     }
@@ -107,11 +108,14 @@ class SteadyStream:
             while time.monotonic() < deadline:
                 first = len(self.events)
                 chunk = [_event(i, self.t0) for i in range(first, first + EVENTS_PER_TICK)]
-                sent = [await producer.send(TOPIC, value, partition=partition)
-                        for partition, value in pack(chunk, PARTITIONS, 500)]
+                sent = [
+                    await producer.send(TOPIC, value, partition=partition)
+                    for partition, value in pack(chunk, PARTITIONS, 500)
+                ]
                 for meta in await asyncio.gather(*sent):
                     self.last_offset[meta.partition] = max(
-                        meta.offset, self.last_offset.get(meta.partition, -1))
+                        meta.offset, self.last_offset.get(meta.partition, -1)
+                    )
                 self.events.extend(chunk)
                 await asyncio.sleep(TICK_S)
         finally:
@@ -133,13 +137,16 @@ def _expected(events: list[dict[str, Any]]) -> tuple[Counter[Key], dict[Key, flo
 
 
 def _stored(chdb_path: Path) -> tuple[Counter[Key], dict[Key, float]]:
-    rows = query_chdb(chdb_path, """
+    rows = query_chdb(
+        chdb_path,
+        """
         SELECT metric, toUnixTimestamp64Milli(window_start) AS w,
                any(mapKeys(dims)) AS k, any(mapValues(dims)) AS v,
                sum(count) AS c, sum(sum) AS s
         FROM stratum.speed_windows FINAL
         WHERE generation = 0
-        GROUP BY metric, w, group_key""")
+        GROUP BY metric, w, group_key""",
+    )
     counts: Counter[Key] = Counter()
     sums: dict[Key, float] = {}
     for metric, window, names, values, count, total in rows:
@@ -156,7 +163,8 @@ async def _caught_up(bootstrap: str, last_offset: dict[int, int]) -> bool:
 
 
 def test_sigkilled_worker_loses_nothing_and_counts_nothing_twice(
-        tmp_path: Path, figures: Any) -> None:
+    tmp_path: Path, figures: Any
+) -> None:
     rng = random.Random(8)  # noqa: S311 - kill timing, not security
     workdir = tmp_path / "worker"
     workdir.mkdir()
@@ -187,8 +195,9 @@ def test_sigkilled_worker_loses_nothing_and_counts_nothing_twice(
                 # checkpoint it resumes from; the first run gets its first commits.
                 if worker.runs == 1:
                     deadline = time.monotonic() + 40
-                    while (time.monotonic() < deadline and not asyncio.run(committed_offsets(
-                            broker.bootstrap, GROUP, TOPIC, PARTITIONS))):
+                    while time.monotonic() < deadline and not asyncio.run(
+                        committed_offsets(broker.bootstrap, GROUP, TOPIC, PARTITIONS)
+                    ):
                         time.sleep(0.3)
                 else:
                     assert wait_for_log(worker, "resumed after offset", 40), worker.log()[-3000:]
@@ -196,8 +205,9 @@ def test_sigkilled_worker_loses_nothing_and_counts_nothing_twice(
                 if stream.done.is_set():
                     break
                 worker.kill()
-                committed = asyncio.run(committed_offsets(broker.bootstrap, GROUP, TOPIC,
-                                                          PARTITIONS))
+                committed = asyncio.run(
+                    committed_offsets(broker.bootstrap, GROUP, TOPIC, PARTITIONS)
+                )
                 kills.append({"committed": committed, "log": worker.log_path})
                 worker.start()
             assert stream.done.wait(STREAM_S + 30)
@@ -228,15 +238,19 @@ def test_sigkilled_worker_loses_nothing_and_counts_nothing_twice(
     lost = sum(max(0, expected_counts[k] - got_counts[k]) for k in keys)
     duplicated = sum(max(0, got_counts[k] - expected_counts[k]) for k in keys)
     events_checked = sum(v for k, v in expected_counts.items() if k[0] == "events")
-    figures("worker kills", f"kills survived={len(kills)} events checked={events_checked} "
-            f"windows={len(keys)} lost={lost} duplicated={duplicated} "
-            f"redelivered messages skipped={redelivered} (commits at each kill: {commits})")
+    figures(
+        "worker kills",
+        f"kills survived={len(kills)} events checked={events_checked} "
+        f"windows={len(keys)} lost={lost} duplicated={duplicated} "
+        f"redelivered messages skipped={redelivered} (commits at each kill: {commits})",
+    )
 
     assert len(kills) >= 3, "the stream ended before the worker was killed three times"
     assert commits == sorted(commits) and commits[-1] > 0
     assert redelivered > 0, "no kill left stored-but-uncommitted messages to re-deliver"
-    wrong = sorted((k, expected_counts[k], got_counts[k]) for k in keys
-                   if expected_counts[k] != got_counts[k])
+    wrong = sorted(
+        (k, expected_counts[k], got_counts[k]) for k in keys if expected_counts[k] != got_counts[k]
+    )
     assert lost == 0 and duplicated == 0, (wrong[:10], workdir)
     assert got_counts == expected_counts
     assert got_sums == expected_sums

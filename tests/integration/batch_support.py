@@ -18,13 +18,20 @@ from stratum.metrics import Aggregation, MetricDefinition
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
 
-BATCH_TABLES = ("archive_files", "batch_windows", "batch_coverage", "batch_id_index",
-                "batch_duplicates", "jobs")
+BATCH_TABLES = (
+    "archive_files",
+    "batch_windows",
+    "batch_coverage",
+    "batch_id_index",
+    "batch_duplicates",
+    "jobs",
+)
 VIEW_TABLES = (*BATCH_TABLES, "speed_windows", "speed_checkpoints")
 
 
-def reset_batch_state(settings: Settings, storage: Storage,
-                      tables: Sequence[str] = BATCH_TABLES) -> None:
+def reset_batch_state(
+    settings: Settings, storage: Storage, tables: Sequence[str] = BATCH_TABLES
+) -> None:
     """Empty the archive and the batch tables (the session shares both); ``tables``
     = :data:`VIEW_TABLES` empties the speed layer's too."""
     shutil.rmtree(archive_root(settings.data_dir), ignore_errors=True)
@@ -33,14 +40,17 @@ def reset_batch_state(settings: Settings, storage: Storage,
 
 
 @contextmanager
-def own_database(session_dir: Path, clickhouse_url: str, name: str
-                 ) -> Iterator[tuple[Settings, Storage]]:
+def own_database(
+    session_dir: Path, clickhouse_url: str, name: str
+) -> Iterator[tuple[Settings, Storage]]:
     """Settings and storage of a database (``stratum_<name>``) and data dir of one test
     module, in the session's chDB engine; no allowed lateness, so batch horizons are
     the newest event."""
-    settings = Settings(data_dir=session_dir / name,
-                        clickhouse={"url": clickhouse_url, "database": f"stratum_{name}"},
-                        speed={"allowed_lateness_ms": 0})
+    settings = Settings(
+        data_dir=session_dir / name,
+        clickhouse={"url": clickhouse_url, "database": f"stratum_{name}"},
+        speed={"allowed_lateness_ms": 0},
+    )
     storage = open_storage(settings)
     try:
         yield settings, storage
@@ -48,8 +58,9 @@ def own_database(session_dir: Path, clickhouse_url: str, name: str
         storage.close()
 
 
-def write_file(settings: Settings, epoch: str, partition: int,
-               events: Sequence[tuple[int, Event]]) -> None:
+def write_file(
+    settings: Settings, epoch: str, partition: int, events: Sequence[tuple[int, Event]]
+) -> None:
     write_partition_range(archive_root(settings.data_dir), epoch, partition, events)
 
 
@@ -73,8 +84,9 @@ def first_by_offset(files: Iterable[Sequence[tuple[int, Event]]]) -> list[Event]
     return [event for _, event in best.values()]
 
 
-def reference(metric: MetricDefinition, events: Iterable[Event], horizon_ms: int
-              ) -> dict[tuple[int, tuple[str, ...]], Expected]:
+def reference(
+    metric: MetricDefinition, events: Iterable[Event], horizon_ms: int
+) -> dict[tuple[int, tuple[str, ...]], Expected]:
     """(window_start_ms, dimension values) -> Expected, by plain loops over the events."""
     size = metric.window_ms
     out: dict[tuple[int, tuple[str, ...]], Expected] = defaultdict(Expected)

@@ -30,8 +30,17 @@ def error_of(response: Any, status: int, code: str | None = None) -> dict[str, A
 
 
 def fresh_events(n: int, ts_ms: int) -> list[dict[str, Any]]:
-    return [{"event_id": f"api-{uuid4().hex}", "ts": ts_ms, "type": "page_view",
-             "country": "DE", "device": "mobile", "latency_ms": 100 + i} for i in range(n)]
+    return [
+        {
+            "event_id": f"api-{uuid4().hex}",
+            "ts": ts_ms,
+            "type": "page_view",
+            "country": "DE",
+            "device": "mobile",
+            "latency_ms": 100 + i,
+        }
+        for i in range(n)
+    ]
 
 
 def test_unknown_route_and_wrong_method_have_the_error_body(stack: Stack) -> None:
@@ -43,49 +52,62 @@ def test_unknown_route_and_wrong_method_have_the_error_body(stack: Stack) -> Non
     assert response.headers["allow"] == "GET"
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"start": "yesterday"}, "invalid_parameter"),
-    ({"start": "-5"}, "invalid_parameter"),
-    ({"end": "99999999999999999"}, "invalid_parameter"),
-    ({"step": "7s"}, "invalid_step"),
-    ({"step": "5x"}, "invalid_parameter"),
-    ({"start": "now", "end": "now-1h"}, "invalid_range"),
-    ({"group_by": "planet"}, "unknown_dimension"),
-    ({"planet": "mars"}, "unknown_dimension"),
-    ({"start": "now-30d", "step": "1m"}, "too_many_points"),
-])
-def test_bad_series_parameters_are_422_with_a_code(stack: Stack, params: dict[str, str],
-                                                   code: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"start": "yesterday"}, "invalid_parameter"),
+        ({"start": "-5"}, "invalid_parameter"),
+        ({"end": "99999999999999999"}, "invalid_parameter"),
+        ({"step": "7s"}, "invalid_step"),
+        ({"step": "5x"}, "invalid_parameter"),
+        ({"start": "now", "end": "now-1h"}, "invalid_range"),
+        ({"group_by": "planet"}, "unknown_dimension"),
+        ({"planet": "mars"}, "unknown_dimension"),
+        ({"start": "now-30d", "step": "1m"}, "too_many_points"),
+    ],
+)
+def test_bad_series_parameters_are_422_with_a_code(
+    stack: Stack, params: dict[str, str], code: str
+) -> None:
     error_of(stack.client.get("/v1/metrics/events", params=params), 422, code)
 
 
 def test_unknown_metric_and_job_are_404(stack: Stack) -> None:
     error = error_of(stack.client.get("/v1/metrics/nope"), 404, "unknown_metric")
     assert "events" in error["details"]["metrics"]
-    error_of(stack.client.get("/v1/admin/jobs/nope", headers=stack.admin_headers), 404,
-             "unknown_job")
+    error_of(
+        stack.client.get("/v1/admin/jobs/nope", headers=stack.admin_headers), 404, "unknown_job"
+    )
 
 
 def test_validation_errors_name_each_problem(stack: Stack) -> None:
-    response = stack.client.get("/v1/admin/jobs", headers=stack.admin_headers,
-                                params={"limit": 0, "kind": "other"})
+    response = stack.client.get(
+        "/v1/admin/jobs", headers=stack.admin_headers, params={"limit": 0, "kind": "other"}
+    )
     error = error_of(response, 422, "invalid_request")
     assert {p["where"] for p in error["details"]["problems"]} == {"query.limit", "query.kind"}
     error_of(stack.client.get("/v1/pipeline", params={"limit": "many"}), 422, "invalid_request")
 
 
 def test_admin_routes_need_the_token(stack: Stack) -> None:
-    for response in (stack.client.get("/v1/admin/jobs"), stack.client.post("/v1/admin/batch"),
-                     stack.client.get("/v1/admin/jobs", headers={"authorization": "Bearer x"})):
+    for response in (
+        stack.client.get("/v1/admin/jobs"),
+        stack.client.post("/v1/admin/batch"),
+        stack.client.get("/v1/admin/jobs", headers={"authorization": "Bearer x"}),
+    ):
         error = error_of(response, 401, "unauthorized")
         assert "Authorization: Bearer" in error["message"]
         assert response.headers["www-authenticate"] == "Bearer"
 
 
 def test_ingest_errors_have_the_error_body(stack: Stack) -> None:
-    error_of(stack.client.post("/v1/events", content=b"{not json",
-                               headers={"content-type": "application/json"}),
-             400, "unreadable_body")
+    error_of(
+        stack.client.post(
+            "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+        ),
+        400,
+        "unreadable_body",
+    )
     error = error_of(stack.client.post("/v1/events", json=[{"ts": 1}]), 422, "no_valid_events")
     assert error["details"]["rejected"][0]["index"] == 0
 
@@ -94,11 +116,14 @@ def test_iso_and_epoch_ms_times_give_the_same_answer_in_both_forms(stack: Stack)
     now_ms = int(time.time() * 1000)
     t0 = now_ms - now_ms % MINUTE - 3 * MINUTE
     stack.post_events(fresh_events(3, t0 + 1_000))
-    by_ms = stack.client.get("/v1/metrics/events", params={
-        "start": t0, "end": t0 + MINUTE, "country": "DE"}).json()
+    by_ms = stack.client.get(
+        "/v1/metrics/events", params={"start": t0, "end": t0 + MINUTE, "country": "DE"}
+    ).json()
     iso_start = by_ms["start"]
-    by_iso = stack.client.get("/v1/metrics/events", params={
-        "start": iso_start, "end": by_ms["end"].replace("Z", "+00:00"), "country": "DE"}).json()
+    by_iso = stack.client.get(
+        "/v1/metrics/events",
+        params={"start": iso_start, "end": by_ms["end"].replace("Z", "+00:00"), "country": "DE"},
+    ).json()
     assert by_iso == by_ms
     assert by_ms["start_ms"] == t0 and by_ms["end_ms"] == t0 + MINUTE
     assert iso_start.endswith("Z")
@@ -109,20 +134,23 @@ def test_iso_and_epoch_ms_times_give_the_same_answer_in_both_forms(stack: Stack)
 
 def test_jobs_are_paginated_with_a_total(stack: Stack) -> None:
     stack.run_batch()
-    first = stack.client.get("/v1/admin/jobs", headers=stack.admin_headers,
-                             params={"limit": 1}).json()
+    first = stack.client.get(
+        "/v1/admin/jobs", headers=stack.admin_headers, params={"limit": 1}
+    ).json()
     assert first["limit"] == 1 and first["offset"] == 0 and len(first["jobs"]) == 1
     assert first["total"] >= 1
     job = first["jobs"][0]
     assert job["created_at_ms"] > 0 and job["finished_at_ms"] >= job["started_at_ms"]
-    beyond = stack.client.get("/v1/admin/jobs", headers=stack.admin_headers,
-                              params={"limit": 5, "offset": first["total"]}).json()
+    beyond = stack.client.get(
+        "/v1/admin/jobs", headers=stack.admin_headers, params={"limit": 5, "offset": first["total"]}
+    ).json()
     assert beyond["jobs"] == [] and beyond["total"] == first["total"]
 
 
 def test_a_second_batch_request_while_one_is_active_is_409(stack: Stack) -> None:
-    responses = [stack.client.post("/v1/admin/batch", headers=stack.admin_headers)
-                 for _ in range(2)]
+    responses = [
+        stack.client.post("/v1/admin/batch", headers=stack.admin_headers) for _ in range(2)
+    ]
     assert responses[0].status_code in (202, 409), responses[0].text
     conflict = next(r for r in responses if r.status_code == 409)
     job_id = error_of(conflict, 409, "job_conflict")["details"]["job_id"]
@@ -130,6 +158,7 @@ def test_a_second_batch_request_while_one_is_active_is_409(stack: Stack) -> None
     def done() -> bool:
         job = stack.client.get(f"/v1/admin/jobs/{job_id}", headers=stack.admin_headers).json()
         return job["state"] in ("succeeded", "failed", "cancelled")
+
     wait_until(done, 60, f"batch job {job_id} to finish")
 
 
@@ -162,6 +191,7 @@ def test_pipeline_reports_stages_partitions_and_jobs(stack: Stack) -> None:
         body = stack.client.get("/v1/pipeline", params={"limit": 2}).json()
         stages = {s["stage"]: s for s in body["stages"]}
         return body if stages["ingest_accepted"]["per_s"] is not None else None
+
     body = wait_until(with_rates, 10, "a rate for ingest_accepted")
     stages = {s["stage"]: s for s in body["stages"]}
     assert stages["ingest_accepted"]["total"] >= before["ingest_accepted"] + 5
@@ -179,25 +209,38 @@ def test_prometheus_text_lists_the_pipeline_counters_and_state(stack: Stack) -> 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    for name in ("stratum_ingest_events_accepted_total", "stratum_ingest_events_rejected_total",
-                 "stratum_speed_events_total", "stratum_speed_late_events_total",
-                 "stratum_dead_letters_total", "stratum_archive_events_total",
-                 "stratum_speed_flush_seconds_count", "stratum_batch_duration_seconds_count",
-                 "stratum_speed_event_time_lag_seconds", "stratum_speed_through_offset",
-                 "stratum_serving_read_seconds_count", "stratum_serving_tail_buckets_total",
-                 "stratum_jobs{", "stratum_pipeline_state_up 1.0"):
+    for name in (
+        "stratum_ingest_events_accepted_total",
+        "stratum_ingest_events_rejected_total",
+        "stratum_speed_events_total",
+        "stratum_speed_late_events_total",
+        "stratum_dead_letters_total",
+        "stratum_archive_events_total",
+        "stratum_speed_flush_seconds_count",
+        "stratum_batch_duration_seconds_count",
+        "stratum_speed_event_time_lag_seconds",
+        "stratum_speed_through_offset",
+        "stratum_serving_read_seconds_count",
+        "stratum_serving_tail_buckets_total",
+        "stratum_jobs{",
+        "stratum_pipeline_state_up 1.0",
+    ):
         assert name in text, name
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"start": "-99999999999999999"}, "invalid_parameter"),
-    ({"start": "now-99999999d"}, "invalid_parameter"),
-    ({"end": "99999999999999999"}, "invalid_parameter"),
-    ({"start": "now", "end": "now-1h"}, "invalid_range"),
-    ({"start": "now-365d"}, "too_many_points"),
-])
-def test_drift_validates_its_range_like_metrics(stack: Stack, params: dict[str, str],
-                                               code: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"start": "-99999999999999999"}, "invalid_parameter"),
+        ({"start": "now-99999999d"}, "invalid_parameter"),
+        ({"end": "99999999999999999"}, "invalid_parameter"),
+        ({"start": "now", "end": "now-1h"}, "invalid_range"),
+        ({"start": "now-365d"}, "too_many_points"),
+    ],
+)
+def test_drift_validates_its_range_like_metrics(
+    stack: Stack, params: dict[str, str], code: str
+) -> None:
     """Issue 17, finding 6: these were 500 internal_error, and points had no cap."""
     response = stack.client.get("/v1/drift", params={"metric": "events", **params})
     error_of(response, 422, code)

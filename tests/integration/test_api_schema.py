@@ -25,8 +25,12 @@ from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 MAX_EXAMPLES = 12
 REQUEST_TIMEOUT_S = 20
 
@@ -38,12 +42,16 @@ def api_schema(stack: Stack) -> Any:
 
 # Operations that start real jobs on the shared stack: their own tests cover them.
 schema = schemathesis.pytest.from_fixture("api_schema").exclude(
-    method="POST", path_regex=r"^/v1/admin/(batch|replay)$")
+    method="POST", path_regex=r"^/v1/admin/(batch|replay)$"
+)
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_within_its_schema(case: Any, stack: Stack) -> None:
-    case.call_and_validate(base_url=stack.base_url, headers=stack.admin_headers,
-                           checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
+    case.call_and_validate(
+        base_url=stack.base_url,
+        headers=stack.admin_headers,
+        checks=CHECKS,
+        timeout=REQUEST_TIMEOUT_S,
+    )

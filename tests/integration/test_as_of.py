@@ -23,8 +23,9 @@ HOUR = 3_600_000
 def stack(session_dir: Path, clickhouse_url: str) -> Iterator[Stack]:
     """A stack that keeps superseded batch versions for an hour (the default keeps none)."""
     base = stack_settings(session_dir, "asof", clickhouse_url, free_port())
-    settings = base.model_copy(update={"batch": base.batch.model_copy(
-        update={"keep_versions_s": 3600.0})})
+    settings = base.model_copy(
+        update={"batch": base.batch.model_copy(update={"keep_versions_s": 3600.0})}
+    )
     stack = Stack(settings, dashboard=False)
     try:
         stack.start()
@@ -51,28 +52,46 @@ def _value(body: dict[str, Any]) -> tuple[float, str] | None:
 
 
 def _late(stack: Stack, window: int, tag: str) -> None:
-    stack.post_events([{"event_id": f"asof-late-{tag}", "ts": window + 30_000,
-                        "type": "view", "country": "DE"}], wait=False)
+    stack.post_events(
+        [{"event_id": f"asof-late-{tag}", "ts": window + 30_000, "type": "view", "country": "DE"}],
+        wait=False,
+    )
 
 
 def test_values_before_and_after_batch_corrections(stack: Stack) -> None:
     t0 = int(time.time() * 1000) - 2 * HOUR
     window = t0 - t0 % HOUR + MINUTE
-    stack.post_events([{"event_id": f"asof-{i}", "ts": window + i * 1_000, "type": "view",
-                        "country": "DE"} for i in range(5)])
+    stack.post_events(
+        [
+            {"event_id": f"asof-{i}", "ts": window + i * 1_000, "type": "view", "country": "DE"}
+            for i in range(5)
+        ]
+    )
     now = int(time.time() * 1000)  # every partition's watermark passes the window:
-    stack.post_events([{"event_id": f"asof-now-{i}", "ts": now, "type": "view",
-                        "country": "DE"} for i in range(40)])  # ids spread over partitions
+    stack.post_events(
+        [
+            {"event_id": f"asof-now-{i}", "ts": now, "type": "view", "country": "DE"}
+            for i in range(40)
+        ]
+    )  # ids spread over partitions
     assert _value(_read(stack, window)) == (5.0, "speed")
     before_batch = int(time.time() * 1000)
 
     _late(stack, window, "1")  # late: speed never counts it; batch does, from the archive
-    wait_until(lambda: stack.run_batch() and _value(_read(stack, window)) == (6.0, "batch"),
-               60, "the first correction", interval_s=1.0)
+    wait_until(
+        lambda: stack.run_batch() and _value(_read(stack, window)) == (6.0, "batch"),
+        60,
+        "the first correction",
+        interval_s=1.0,
+    )
     after_first = int(time.time() * 1000)
     _late(stack, window, "2")
-    wait_until(lambda: stack.run_batch() and _value(_read(stack, window)) == (7.0, "batch"),
-               60, "the second correction", interval_s=1.0)
+    wait_until(
+        lambda: stack.run_batch() and _value(_read(stack, window)) == (7.0, "batch"),
+        60,
+        "the second correction",
+        interval_s=1.0,
+    )
 
     then = _read(stack, window, as_of=before_batch)
     assert _value(then) == (5.0, "speed")
@@ -82,7 +101,8 @@ def test_values_before_and_after_batch_corrections(stack: Stack) -> None:
     assert middle["horizon_ms"] is not None and middle["horizon_ms"] <= after_first
     assert _value(_read(stack, window, as_of=int(time.time() * 1000))) == (7.0, "batch")
 
-    too_old = stack.client.get("/v1/metrics/events", params={
-        "start": window, "end": window + MINUTE, "as_of": "now-2h"})
+    too_old = stack.client.get(
+        "/v1/metrics/events", params={"start": window, "end": window + MINUTE, "as_of": "now-2h"}
+    )
     assert too_old.status_code == 422
     assert "STRATUM_BATCH__KEEP_VERSIONS_S" in too_old.json()["error"]["message"]

@@ -24,8 +24,13 @@ MINUTE = 60_000
 
 
 def _purchase(ts_ms: int, country: Any, amount: Any) -> dict[str, Any]:
-    return {"event_id": f"bad-{uuid4().hex}", "ts": ts_ms, "type": "purchase",
-            "country": country, "amount": amount}
+    return {
+        "event_id": f"bad-{uuid4().hex}",
+        "ts": ts_ms,
+        "type": "purchase",
+        "country": country,
+        "amount": amount,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +47,18 @@ def _archived(stack: Stack, ids: set[str]) -> bool:
 
 
 def _revenue(stack: Stack, t0: int, **params: Any) -> list[dict[str, Any]]:
-    response = stack.client.get("/v1/metrics/revenue", params={
-        "start": t0, "end": t0 + MINUTE, "group_by": "country", **params})
+    response = stack.client.get(
+        "/v1/metrics/revenue",
+        params={"start": t0, "end": t0 + MINUTE, "group_by": "country", **params},
+    )
     assert response.status_code == 200, response.text
-    return [{"group": s["group"], **{k: s["points"][0][k] for k in (
-        "value", "count", "overflow", "source")}} for s in response.json()["series"]]
+    return [
+        {
+            "group": s["group"],
+            **{k: s["points"][0][k] for k in ("value", "count", "overflow", "source")},
+        }
+        for s in response.json()["series"]
+    ]
 
 
 def test_bad_values_are_rejected_grouped_and_flagged_in_both_layers(stack: Stack) -> None:
@@ -56,20 +68,23 @@ def test_bad_values_are_rejected_grouped_and_flagged_in_both_layers(stack: Stack
     tier = random.randint(10**6, 10**7)  # a number no other test uses as a country
 
     good = [_purchase(t0 + i, nan_country, 10.0) for i in range(10)]
-    body = stack.post_events([*good, _purchase(t0, nan_country, "NaN"),
-                              _purchase(t0, nan_country, "-Infinity")])
+    body = stack.post_events(
+        [*good, _purchase(t0, nan_country, "NaN"), _purchase(t0, nan_country, "-Infinity")]
+    )
     assert body["accepted"] == 10
     assert [r["index"] for r in body["rejected"]] == [10, 11]
     assert all(r["error"].startswith("amount: ") for r in body["rejected"])
     seconds = stack.client.post("/v1/events", json=[_purchase(now_ms // 1000, "x", 1)])
-    assert "looks like epoch seconds" in seconds.json()["error"]["details"]["rejected"][0][
-        "error"]
+    assert "looks like epoch seconds" in seconds.json()["error"]["details"]["rejected"][0]["error"]
 
     # Numbers only: this request's archive file stores country as Float64 ...
     numbers = [_purchase(t0 + 1, tier, 1.0), _purchase(t0 + 2, tier, 1.0)]
     stack.post_events(numbers)
-    wait_until(lambda: _archived(stack, {e["event_id"] for e in numbers}), 30,
-               "the numbers-only file in the archive")
+    wait_until(
+        lambda: _archived(stack, {e["event_id"] for e in numbers}),
+        30,
+        "the numbers-only file in the archive",
+    )
     # ... and this one as text (numbers mixed with text).
     mixed = [_purchase(t0 + 3, float(tier), 1.0), _purchase(t0 + 4, str(tier), 1.0)]
     stack.post_events(mixed)
@@ -78,15 +93,34 @@ def test_bad_values_are_rejected_grouped_and_flagged_in_both_layers(stack: Stack
 
     def check(source: str) -> None:
         assert _revenue(stack, t0, country=nan_country) == [
-            {"group": {"country": nan_country}, "value": 100.0, "count": 10,
-             "overflow": False, "source": source}]
-        expected = [{"group": {"country": str(tier)}, "value": 4.0, "count": 4,
-                     "overflow": False, "source": source}]
+            {
+                "group": {"country": nan_country},
+                "value": 100.0,
+                "count": 10,
+                "overflow": False,
+                "source": source,
+            }
+        ]
+        expected = [
+            {
+                "group": {"country": str(tier)},
+                "value": 4.0,
+                "count": 4,
+                "overflow": False,
+                "source": source,
+            }
+        ]
         assert _revenue(stack, t0, country=str(tier)) == expected
         assert _revenue(stack, t0, country=f"{tier}.0") == expected
         assert _revenue(stack, t0, country=big_country) == [
-            {"group": {"country": big_country}, "value": None, "count": 2,
-             "overflow": True, "source": source}]
+            {
+                "group": {"country": big_country},
+                "value": None,
+                "count": 2,
+                "overflow": True,
+                "source": source,
+            }
+        ]
 
     check("speed")
     view = {"event_id": f"bad-{uuid4().hex}", "ts": int(time.time() * 1000), "type": "view"}

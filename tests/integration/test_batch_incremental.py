@@ -33,13 +33,22 @@ pytestmark = pytest.mark.integration
 MINUTE = 60_000
 H0 = 1_795_251_600_000  # 2026-11-21T09:00:00Z: hour boundaries at minutes 0, 60, 120
 
-CATALOG = parse_catalog({"metric": [
-    {"name": "hopping", "aggregation": "count", "windows": ["5m"], "hop": "1m"},
-    {"name": "long_sum", "aggregation": "sum", "field": "amount", "dimensions": ["type"],
-     "windows": ["90m"]},
-    {"name": "visits", "aggregation": "count", "dimensions": ["user"], "session_gap": "5m"},
-    {"name": "biggest", "aggregation": "max", "field": "amount", "where": {"type": "buy"}},
-]})
+CATALOG = parse_catalog(
+    {
+        "metric": [
+            {"name": "hopping", "aggregation": "count", "windows": ["5m"], "hop": "1m"},
+            {
+                "name": "long_sum",
+                "aggregation": "sum",
+                "field": "amount",
+                "dimensions": ["type"],
+                "windows": ["90m"],
+            },
+            {"name": "visits", "aggregation": "count", "dimensions": ["user"], "session_gap": "5m"},
+            {"name": "biggest", "aggregation": "max", "field": "amount", "where": {"type": "buy"}},
+        ]
+    }
+)
 Key = tuple[str, int, str]  # metric, window start, group key
 
 
@@ -64,21 +73,30 @@ def batchinc(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings,
         yield pair
 
 
-minutes = st.one_of(st.integers(-7, 3), st.integers(55, 65), st.integers(115, 125),
-                    st.integers(-7, 125))
+minutes = st.one_of(
+    st.integers(-7, 3), st.integers(55, 65), st.integers(115, 125), st.integers(-7, 125)
+)
 events = st.builds(
     lambda i, minute, second, kind, user, amount: {
-        "event_id": f"e{i}", "ts": H0 + minute * MINUTE + second * 1000, "type": kind,
-        "user": user, "amount": amount},
-    st.integers(0, 14), minutes, st.integers(0, 59), st.sampled_from(["buy", "view"]),
-    st.sampled_from(["u1", "u2"]), st.integers(1, 9))
+        "event_id": f"e{i}",
+        "ts": H0 + minute * MINUTE + second * 1000,
+        "type": kind,
+        "user": user,
+        "amount": amount,
+    },
+    st.integers(0, 14),
+    minutes,
+    st.integers(0, 59),
+    st.sampled_from(["buy", "view"]),
+    st.sampled_from(["u1", "u2"]),
+    st.integers(1, 9),
+)
 # Per event: its source (epoch, partition) and whether it shares the previous event's
 # log message there.
 placed = st.tuples(events, st.sampled_from(["1000", "2000"]), st.integers(0, 1), st.booleans())
 
 
-def _batches(stream: list[tuple[Event, str, int, bool]], cuts: list[bool]
-             ) -> list[list[Copy]]:
+def _batches(stream: list[tuple[Event, str, int, bool]], cuts: list[bool]) -> list[list[Copy]]:
     """Each source's events with offsets in stream order, cut into archive batches at
     message boundaries (where ``cuts`` says)."""
     by_source: dict[tuple[str, int], list[Copy]] = defaultdict(list)
@@ -121,14 +139,19 @@ def _reference(archived: list[Copy]) -> dict[Key, tuple[int, float, float, int, 
         values = [float(e["amount"]) for e in members] if metric.field else [0.0]
         times = [int(e["ts"]) for e in members]
         session = metric.session_gap is not None
-        out[key] = (len(members), sum(values) if metric.field else 0.0,
-                    max(values) if metric.field else 0.0,
-                    min(times) if session else 0, max(times) if session else 0)
+        out[key] = (
+            len(members),
+            sum(values) if metric.field else 0.0,
+            max(values) if metric.field else 0.0,
+            min(times) if session else 0,
+            max(times) if session else 0,
+        )
     return out
 
 
-def _served(storage: Storage) -> tuple[dict[Key, tuple[int, float, float, int, int]],
-                                       dict[tuple[str, int], int]]:
+def _served(
+    storage: Storage,
+) -> tuple[dict[Key, tuple[int, float, float, int, int]], dict[tuple[str, int], int]]:
     """Windows batch serves (their hour covered, ending by its horizon), and coverage."""
     db = storage.database
     rows = storage.query(f"""
@@ -140,10 +163,14 @@ def _served(storage: Storage) -> tuple[dict[Key, tuple[int, float, float, int, i
           ON w.metric = c.metric AND w.version = c.version
          AND toStartOfHour(w.window_start) = c.hour_start
         WHERE w.window_start + toIntervalMillisecond(w.window_ms) <= c.horizon""")
-    coverage = storage.query(f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
-                             f"toUnixTimestamp64Milli(horizon) FROM {db}.batch_coverage FINAL")
-    served = {(m, int(s), g): (int(n), float(t), float(x), int(a), int(b))
-              for m, s, g, n, t, x, a, b in rows}
+    coverage = storage.query(
+        f"SELECT metric, toUnixTimestamp(hour_start) * 1000, "
+        f"toUnixTimestamp64Milli(horizon) FROM {db}.batch_coverage FINAL"
+    )
+    served = {
+        (m, int(s), g): (int(n), float(t), float(x), int(a), int(b))
+        for m, s, g, n, t, x, a, b in rows
+    }
     return served, {(m, int(h)): int(z) for m, h, z in coverage}
 
 
@@ -164,29 +191,44 @@ def _check(storage: Storage, archived: list[Copy], when: str) -> None:
         end = _end(metric, key[1])
         covered = coverage.get((key[0], key[1] // HOUR_MS * HOUR_MS))
         assert end > horizon or (covered is not None and end <= covered), (
-            f"{when}: window {key} ends by the horizon but batch does not serve it")
+            f"{when}: window {key} ends by the horizon but batch does not serve it"
+        )
         if covered is not None and end <= covered:
             wanted[key] = value
-    wrong = {k: (served.get(k), wanted.get(k)) for k in served.keys() | wanted.keys()
-             if served.get(k) != wanted.get(k)}
+    wrong = {
+        k: (served.get(k), wanted.get(k))
+        for k in served.keys() | wanted.keys()
+        if served.get(k) != wanted.get(k)
+    }
     assert not wrong, f"{when}: served vs recomputed: {sorted(wrong.items())[:6]}"
 
 
-@hsettings(max_examples=15, deadline=None, phases=[Phase.reuse, Phase.generate],
-           suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                  HealthCheck.too_slow])
-@given(stream=st.lists(placed, min_size=1, max_size=40), cuts=st.lists(st.booleans()),
-       data=st.data())
+@hsettings(
+    max_examples=15,
+    deadline=None,
+    phases=[Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    stream=st.lists(placed, min_size=1, max_size=40), cuts=st.lists(st.booleans()), data=st.data()
+)
 def test_incremental_runs_serve_what_a_full_recompute_does(
-        batchinc: tuple[Settings, Storage], stream: list[tuple[Event, str, int, bool]],
-        cuts: list[bool], data: Any) -> None:
+    batchinc: tuple[Settings, Storage],
+    stream: list[tuple[Event, str, int, bool]],
+    cuts: list[bool],
+    data: Any,
+) -> None:
     settings, storage = batchinc
     reset_batch_state(settings, storage, BATCH_TABLES)
     batches = data.draw(st.permutations(_batches(stream, cuts)), label="write order")
     archived: list[Copy] = []
     for number, batch in enumerate(batches, 1):
-        write_partition_range(archive_root(settings.data_dir), batch[0].epoch,
-                              batch[0].partition, [(c.offset, c.event) for c in batch])
+        write_partition_range(
+            archive_root(settings.data_dir),
+            batch[0].epoch,
+            batch[0].partition,
+            [(c.offset, c.event) for c in batch],
+        )
         archived += batch
         if number == len(batches) or data.draw(st.booleans(), label=f"run after {number}"):
             recompute(settings, CATALOG, storage)

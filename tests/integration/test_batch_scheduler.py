@@ -45,13 +45,30 @@ async def _wait_done(store: JobStore, job_id: str) -> Job:
 
 
 def test_a_submitted_job_runs_and_records_its_outcome(
-        settings: Settings, storage: Storage, clean_batch: None) -> None:
-    write_file(settings, "e1", 0, [
-        (i, {"event_id": f"e{i}", "ts": H0 + i * 10_000, "type": "view", "country": "DE",
-             "latency_ms": float(i % 7)}) for i in range(120)])
+    settings: Settings, storage: Storage, clean_batch: None
+) -> None:
+    write_file(
+        settings,
+        "e1",
+        0,
+        [
+            (
+                i,
+                {
+                    "event_id": f"e{i}",
+                    "ts": H0 + i * 10_000,
+                    "type": "view",
+                    "country": "DE",
+                    "latency_ms": float(i % 7),
+                },
+            )
+            for i in range(120)
+        ],
+    )
     store = JobStore(storage)
-    stale = store.save(Job(kind="batch", trigger="cli", state="running",
-                           started_at=datetime.now(UTC)))
+    stale = store.save(
+        Job(kind="batch", trigger="cli", state="running", started_at=datetime.now(UTC))
+    )
 
     async def scenario() -> tuple[Job, Job, JobConflictError]:
         scheduler = BatchScheduler(settings, load_catalog(settings.metrics_file))
@@ -72,8 +89,12 @@ def test_a_submitted_job_runs_and_records_its_outcome(
     assert conflict.job_id == done.job_id
     assert (stale_now.state, stale_now.error) == ("failed", INTERRUPTED)
     assert done.state == "succeeded", done.error
-    assert (done.kind, done.trigger, done.params, done.error) == ("batch", "api",
-                                                                  {"why": "test"}, "")
+    assert (done.kind, done.trigger, done.params, done.error) == (
+        "batch",
+        "api",
+        {"why": "test"},
+        "",
+    )
     assert done.started_at is not None and done.finished_at is not None
     assert done.created_at <= done.started_at <= done.finished_at
     assert done.created_at.tzinfo is UTC
@@ -90,7 +111,8 @@ def test_a_submitted_job_runs_and_records_its_outcome(
 
 
 def test_a_failing_run_is_recorded_with_its_error(
-        settings: Settings, storage: Storage, clean_batch: None) -> None:
+    settings: Settings, storage: Storage, clean_batch: None
+) -> None:
     broken = archive_root(settings.data_dir) / "date=2026-11-20" / "hour=10"
     broken.mkdir(parents=True)
     (broken / "events-e1-p0-0-9.parquet").write_bytes(b"not parquet at all")
@@ -115,11 +137,17 @@ def test_a_failing_run_is_recorded_with_its_error(
 
 
 def test_scheduled_runs_submit_one_job_at_a_time(
-        settings: Settings, storage: Storage, clean_batch: None) -> None:
-    write_file(settings, "e1", 0, [
-        (i, {"event_id": f"s{i}", "ts": H0 + i * 30_000, "type": "click"}) for i in range(50)])
-    fast = settings.model_copy(update={"batch": settings.batch.model_copy(
-        update={"interval_s": 0.2})})
+    settings: Settings, storage: Storage, clean_batch: None
+) -> None:
+    write_file(
+        settings,
+        "e1",
+        0,
+        [(i, {"event_id": f"s{i}", "ts": H0 + i * 30_000, "type": "click"}) for i in range(50)],
+    )
+    fast = settings.model_copy(
+        update={"batch": settings.batch.model_copy(update={"interval_s": 0.2})}
+    )
     store = JobStore(storage)
 
     async def scenario() -> list[Job]:
@@ -146,8 +174,9 @@ def test_scheduled_runs_submit_one_job_at_a_time(
     assert all(j.error in ("", INTERRUPTED) for j in jobs)
 
 
-def test_run_batch_stops_on_sigterm(settings: Settings, storage: Storage,
-                                    clean_batch: None) -> None:
+def test_run_batch_stops_on_sigterm(
+    settings: Settings, storage: Storage, clean_batch: None
+) -> None:
     write_file(settings, "e1", 0, [(0, {"event_id": "x", "ts": H0, "type": "view"})])
     store = JobStore(storage)
 
@@ -165,11 +194,16 @@ def test_run_batch_stops_on_sigterm(settings: Settings, storage: Storage,
 
 
 def test_a_cancel_that_races_the_pick_up_is_honoured(
-        settings: Settings, storage: Storage, clean_batch: None) -> None:
+    settings: Settings, storage: Storage, clean_batch: None
+) -> None:
     """The admin API flags a queued job and then marks it cancelled; a runner that picked
     the job up in between must not run it (its progress rows would hide the cancel)."""
-    write_file(settings, "e1", 0, [
-        (i, {"event_id": f"r{i}", "ts": H0 + i * 10_000, "type": "view"}) for i in range(10)])
+    write_file(
+        settings,
+        "e1",
+        0,
+        [(i, {"event_id": f"r{i}", "ts": H0 + i * 10_000, "type": "view"}) for i in range(10)],
+    )
     store = JobStore(storage)
     job = store.submit("batch", "api")
     request_cancel(storage, job.job_id)  # the flag lands; the cancelled row not yet
@@ -187,8 +221,9 @@ def test_a_cancel_that_races_the_pick_up_is_honoured(
     assert store.latest_horizon() is None  # nothing ran, nothing served changed
 
 
-def test_start_marks_a_job_running_unless_it_was_flagged(storage: Storage,
-                                                          clean_batch: None) -> None:
+def test_start_marks_a_job_running_unless_it_was_flagged(
+    storage: Storage, clean_batch: None
+) -> None:
     store = JobStore(storage)
     plain = store.create("replay", "api")
     started = store.start(plain)

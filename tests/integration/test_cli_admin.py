@@ -13,8 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_recompute_off_a_terminal_prints_named_phases_and_readable_lines(stack: Stack) -> None:
-    result = CliRunner().invoke(main, ["recompute", "--url", stack.base_url,
-                                       "--token", "test-admin-token"])
+    result = CliRunner().invoke(
+        main, ["recompute", "--url", stack.base_url, "--token", "test-admin-token"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.endswith("\n")
     lines = result.output.splitlines()

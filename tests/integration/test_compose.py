@@ -30,8 +30,12 @@ from stratum.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose" / "compose.yml"
 OVERRIDE = ROOT / "compose" / "compose.override.yml"
-SECRETS = {"STRATUM_API__ADMIN_TOKEN", "STRATUM_API__INGEST_TOKEN", "CLICKHOUSE_PASSWORD",
-           "KAFKA_PASSWORD"}
+SECRETS = {
+    "STRATUM_API__ADMIN_TOKEN",
+    "STRATUM_API__INGEST_TOKEN",
+    "CLICKHOUSE_PASSWORD",
+    "KAFKA_PASSWORD",
+}
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -49,20 +53,25 @@ def base() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def stratum_services(base: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The services that run the Stratum image."""
-    found = {name: svc for name, svc in base["services"].items()
-             if svc.get("build", {}).get("dockerfile") == "Dockerfile"}
+    found = {
+        name: svc
+        for name, svc in base["services"].items()
+        if svc.get("build", {}).get("dockerfile") == "Dockerfile"
+    }
     assert set(found) == {"worker", "api", "batch", "generator"}
     return found
 
 
 def _substitute(value: str, placeholders: dict[str, str]) -> str:
     """Compose interpolation with a placeholder for every variable without a default."""
+
     def one(match: re.Match[str]) -> str:
         name, kind, rest = match.groups()
         if kind in (":-", "-"):
             return rest
         # Like real secrets: production wants 24+ characters, each token unlike the others.
         return placeholders.setdefault(name, f"placeholder-secret-{len(placeholders):06d}")
+
     return INTERPOLATION.sub(one, value)
 
 
@@ -88,9 +97,18 @@ def _took_effect(actual: Any, raw: str) -> bool:
 
 def test_both_files_follow_the_compose_specification() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-         str(COMPOSE), str(OVERRIDE)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(COMPOSE),
+            str(OVERRIDE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -100,15 +118,25 @@ def test_the_schema_check_catches_a_typo(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yml"
     broken.write_text(COMPOSE.read_text().replace("healthcheck:", "helthcheck:", 1))
     result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-         str(broken)], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "helthcheck" in result.stdout
 
 
 def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(
-        base: dict[str, Any]) -> None:
+    base: dict[str, Any],
+) -> None:
     services = base["services"]
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -121,7 +149,8 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(
 
 
 def test_stratum_commands_and_healthchecks_name_real_cli_commands(
-        stratum_services: dict[str, dict[str, Any]]) -> None:
+    stratum_services: dict[str, dict[str, Any]],
+) -> None:
     for name, service in stratum_services.items():
         assert service["command"][0] in cli.commands, (name, service["command"])
         check = service["healthcheck"]["test"]
@@ -130,7 +159,8 @@ def test_stratum_commands_and_healthchecks_name_real_cli_commands(
 
 
 def test_every_stratum_variable_is_a_real_setting_that_takes_effect(
-        stratum_services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    stratum_services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     overrides = _load(OVERRIDE)["services"]
     seen: set[str] = set()
     for name, service in stratum_services.items():
@@ -157,17 +187,29 @@ def test_every_stratum_variable_is_a_real_setting_that_takes_effect(
         kafka = settings.kafka
         assert kafka.sasl and kafka.sasl_username == "stratum"
         assert kafka.sasl_password == placeholders["KAFKA_PASSWORD"]
-    assert {"STRATUM_KAFKA__URL", "STRATUM_CLICKHOUSE__URL", "STRATUM_DATA_DIR",
-            "STRATUM_ENVIRONMENT", "STRATUM_API__ADMIN_TOKEN", "STRATUM_API__INGEST_TOKEN",
-            "STRATUM_KAFKA__SECURITY_PROTOCOL", "STRATUM_KAFKA__SASL_PASSWORD"} <= seen
+    assert {
+        "STRATUM_KAFKA__URL",
+        "STRATUM_CLICKHOUSE__URL",
+        "STRATUM_DATA_DIR",
+        "STRATUM_ENVIRONMENT",
+        "STRATUM_API__ADMIN_TOKEN",
+        "STRATUM_API__INGEST_TOKEN",
+        "STRATUM_KAFKA__SECURITY_PROTOCOL",
+        "STRATUM_KAFKA__SASL_PASSWORD",
+    } <= seen
 
 
 def test_kafka_speaks_sasl_on_the_listener_stratum_uses(
-        base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]) -> None:
+    base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]
+) -> None:
     """Issue 17, finding 7: Kafka was PLAINTEXT without authentication."""
-    for env in (base["services"]["kafka"]["environment"],
-                {**base["services"]["kafka"]["environment"],
-                 **_load(OVERRIDE)["services"]["kafka"]["environment"]}):
+    for env in (
+        base["services"]["kafka"]["environment"],
+        {
+            **base["services"]["kafka"]["environment"],
+            **_load(OVERRIDE)["services"]["kafka"]["environment"],
+        },
+    ):
         mapping = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
         protocols = dict(p.split(":") for p in mapping.split(","))
         listeners = {entry.split("://")[0] for entry in env["KAFKA_LISTENERS"].split(",")}
@@ -184,8 +226,9 @@ def test_kafka_speaks_sasl_on_the_listener_stratum_uses(
     assert "--command-config" in check and "SASL_PLAINTEXT" in check
 
 
-def test_services_are_hardened_and_limited(base: dict[str, Any],
-                                           stratum_services: dict[str, dict[str, Any]]) -> None:
+def test_services_are_hardened_and_limited(
+    base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]
+) -> None:
     for name, service in base["services"].items():
         assert service.get("cap_drop") == ["ALL"], name
         assert "no-new-privileges:true" in service.get("security_opt", []), name
@@ -208,13 +251,16 @@ def test_secrets_are_required_not_defaulted() -> None:
 
 
 def test_the_archive_volume_is_where_settings_puts_the_archive(
-        base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]) -> None:
+    base: dict[str, Any], stratum_services: dict[str, dict[str, Any]]
+) -> None:
     """Workers write it, batch reads it: the same named volume where
     stratum.archive.archive_root puts it under the data dir."""
     data_dir = Path(stratum_services["worker"]["environment"]["STRATUM_DATA_DIR"])
     archive_dir = str(data_dir / "archive")
-    mounts = {name: [v for v in svc.get("volumes", []) if v.startswith("archive:")]
-              for name, svc in stratum_services.items()}
+    mounts = {
+        name: [v for v in svc.get("volumes", []) if v.startswith("archive:")]
+        for name, svc in stratum_services.items()
+    }
     assert mounts["worker"] == [f"archive:{archive_dir}"]
     assert mounts["batch"] == [f"archive:{archive_dir}:ro"]
     assert "archive" in base["volumes"]
@@ -236,8 +282,9 @@ def test_the_image_holds_every_package_and_runs_unprivileged() -> None:
     assert not ignored & {*packages, "pyproject.toml", "README.md"}
 
 
-@pytest.mark.parametrize(("status", "healthy"), [("ok", True), ("degraded", False),
-                                                 ("down", False)])
+@pytest.mark.parametrize(
+    ("status", "healthy"), [("ok", True), ("degraded", False), ("down", False)]
+)
 def test_the_api_healthcheck_is_healthy_only_when_ok(status: str, healthy: bool) -> None:
     """A real HTTP server on 127.0.0.1 answering /v1/health; "degraded" used to pass."""
     body = orjson.dumps({"status": status, "components": {}})
@@ -262,17 +309,14 @@ def test_the_api_healthcheck_is_healthy_only_when_ok(status: str, healthy: bool)
         server.shutdown()
 
 
-def test_healthcheck_reads_the_heartbeat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-                                         ) -> None:
+def test_healthcheck_reads_the_heartbeat(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     healthy, why = check_health("worker", "")
     assert not healthy and "no heartbeat" in why
     path = heartbeat_path("worker")
-    path.write_bytes(orjson.dumps({"status": "ok", "detail": "2 partition(s)",
-                                   "at": time.time()}))
+    path.write_bytes(orjson.dumps({"status": "ok", "detail": "2 partition(s)", "at": time.time()}))
     assert check_health("worker", "") == (True, "ok: 2 partition(s)")
-    path.write_bytes(orjson.dumps({"status": "down", "detail": "flush failing",
-                                   "at": time.time()}))
+    path.write_bytes(orjson.dumps({"status": "down", "detail": "flush failing", "at": time.time()}))
     assert check_health("worker", "")[0] is False
     path.write_bytes(orjson.dumps({"status": "ok", "detail": "", "at": time.time() - 120}))
     healthy, why = check_health("worker", "", max_age_s=30)

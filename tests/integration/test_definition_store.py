@@ -22,8 +22,11 @@ CATALOG = load_catalog(DEFAULT_METRICS_FILE)
 
 @pytest.fixture(scope="module")
 def storage(settings: Settings) -> Iterator[Storage]:
-    own = settings.model_copy(update={"clickhouse": settings.clickhouse.model_copy(
-        update={"database": "stratum_defstore"})})
+    own = settings.model_copy(
+        update={
+            "clickhouse": settings.clickhouse.model_copy(update={"database": "stratum_defstore"})
+        }
+    )
     store = open_storage(own)
     yield store
     store.close()
@@ -40,7 +43,9 @@ def test_versions_bindings_floors_and_purge(storage: Storage) -> None:
     version = store.append(edited, author="ana", reason="for the shop", change="added")
     assert version == 2
     assert [(v.version, v.author, v.reason) for v in store.history()] == [
-        (2, "ana", "for the shop"), (1, "seed", "seeded from metrics.toml")]
+        (2, "ana", "for the shop"),
+        (1, "seed", "seeded from metrics.toml"),
+    ]
     assert store.catalog(2) == edited
 
     # A new generation bound before it goes live: readers see both switch together.
@@ -51,15 +56,19 @@ def test_versions_bindings_floors_and_purge(storage: Storage) -> None:
     assert generations.read_state(storage).definitions == 2
 
     hour = datetime(2026, 11, 21, 10, tzinfo=UTC)
-    storage.insert("batch_coverage", [["revenue", hour, 999, hour], ["events", hour, 999, hour]],
-                   ("metric", "hour_start", "version", "horizon"))
+    storage.insert(
+        "batch_coverage",
+        [["revenue", hour, 999, hour], ["events", hour, 999, hour]],
+        ("metric", "hour_start", "version", "horizon"),
+    )
     covered = writer.coverage_horizons(storage, {"revenue": 1_000})
     assert set(covered) == {("events", int(hour.timestamp() * 1000))}
 
     store.mark_deleted(["events"], at_ms=10_000)
     assert store.purge_deleted(0, now_ms=20_000) == []  # still defined in version 2
-    without = store.append(delete_metric(edited, "events"), author="ana", reason="",
-                           change="deleted events")
+    without = store.append(
+        delete_metric(edited, "events"), author="ana", reason="", change="deleted events"
+    )
     store.bind(7, Binding(without))
     assert store.purge_deleted(60, now_ms=20_000) == []  # within the retention
     assert store.purge_deleted(0, now_ms=20_000) == ["events"]

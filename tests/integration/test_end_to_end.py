@@ -32,9 +32,12 @@ def _events(t0: int) -> list[dict[str, Any]]:
         minute = i % 2
         country = "DE" if i % 3 else "FR"
         event: dict[str, Any] = {
-            "event_id": f"e2e-{i}", "ts": t0 + minute * MINUTE + (i * 397) % MINUTE,
-            "type": "purchase" if i % 4 == 0 else "page_view", "country": country,
-            "device": "ios" if i % 2 else "desktop", "latency_ms": 50 + (i * 37) % 400,
+            "event_id": f"e2e-{i}",
+            "ts": t0 + minute * MINUTE + (i * 397) % MINUTE,
+            "type": "purchase" if i % 4 == 0 else "page_view",
+            "country": country,
+            "device": "ios" if i % 2 else "desktop",
+            "latency_ms": 50 + (i * 37) % 400,
         }
         if event["type"] == "purchase":
             event["amount"] = round(5 + (i * 13) % 90 + 0.25, 2)
@@ -42,10 +45,12 @@ def _events(t0: int) -> list[dict[str, Any]]:
     return events
 
 
-def _series(stack: Stack, metric: str, start: int, end: int, group_by: str = ""
-            ) -> dict[tuple[tuple[str, str], ...], dict[int, tuple[float, str]]]:
-    response = stack.client.get(f"/v1/metrics/{metric}", params={
-        "start": start, "end": end, "group_by": group_by})
+def _series(
+    stack: Stack, metric: str, start: int, end: int, group_by: str = ""
+) -> dict[tuple[tuple[str, str], ...], dict[int, tuple[float, str]]]:
+    response = stack.client.get(
+        f"/v1/metrics/{metric}", params={"start": start, "end": end, "group_by": group_by}
+    )
     assert response.status_code == 200, response.text
     out: dict[tuple[tuple[str, str], ...], dict[int, tuple[float, str]]] = {}
     for series in response.json()["series"]:
@@ -71,10 +76,12 @@ def _expected(events: list[dict[str, Any]], t0: int) -> dict[str, Any]:
 def _check(stack: Stack, expected: dict[str, Any], t0: int, source: str) -> None:
     end = t0 + 2 * MINUTE
     counts = _series(stack, "events", t0, end, "type,country")
-    got = {(dict(k)["type"], dict(k)["country"], t): v
-           for k, points in counts.items() for t, v in points.items()}
-    assert {k: v[0] for k, v in got.items()} == {k: float(n) for k, n in
-                                                   expected["counts"].items()}
+    got = {
+        (dict(k)["type"], dict(k)["country"], t): v
+        for k, points in counts.items()
+        for t, v in points.items()
+    }
+    assert {k: v[0] for k, v in got.items()} == {k: float(n) for k, n in expected["counts"].items()}
     assert {v[1] for v in got.values()} == {source}
     revenue = _series(stack, "revenue", t0, end, "country")
     got_revenue = {(dict(k)["country"], t): v for k, pts in revenue.items() for t, v in pts.items()}
@@ -92,13 +99,19 @@ def test_events_flow_from_speed_to_batch_with_the_same_numbers(e2e: Stack) -> No
     t0 = now - 2 * 3_600_000
     t0 -= t0 % MINUTE
     events = _events(t0)
-    bad = [{"event_id": "no-ts", "type": "click"}, ["not", "an", "object"],
-           {"event_id": "x", "ts": t0, "type": "click", "nested": {"a": 1}}]
+    bad = [
+        {"event_id": "no-ts", "type": "click"},
+        ["not", "an", "object"],
+        {"event_id": "x", "ts": t0, "type": "click", "nested": {"a": 1}},
+    ]
 
     body = e2e.post_events(events[:60] + bad + events[60:])
     assert body["accepted"] == len(events)
     assert [(r["index"], r["error"].split(":")[0]) for r in body["rejected"]] == [
-        (60, "ts"), (61, "an event must be a JSON object, got array"), (62, "nested")]
+        (60, "ts"),
+        (61, "an event must be a JSON object, got array"),
+        (62, "nested"),
+    ]
 
     expected = _expected(events, t0)
     _check(e2e, expected, t0, "speed")
@@ -113,6 +126,7 @@ def test_events_flow_from_speed_to_batch_with_the_same_numbers(e2e: Stack) -> No
             return 0
         frame = pl.concat([pl.read_parquet(p, columns=["event_id"]) for p in paths])
         return frame.filter(pl.col("event_id").str.starts_with("e2e-")).height
+
     wait_until(lambda: archived() >= len(events) + 1, 30, "the archive to hold the events")
 
     job = e2e.run_batch()
@@ -123,8 +137,11 @@ def test_events_flow_from_speed_to_batch_with_the_same_numbers(e2e: Stack) -> No
 
 
 def test_unreadable_and_all_bad_bodies_get_specific_errors(e2e: Stack) -> None:
-    response = e2e.client.post("/v1/events", content=b"\xff\xfe not utf-8",
-                               headers={"content-type": "application/x-ndjson"})
+    response = e2e.client.post(
+        "/v1/events",
+        content=b"\xff\xfe not utf-8",
+        headers={"content-type": "application/x-ndjson"},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unreadable_body"
     response = e2e.client.post("/v1/events", json=[{"event_id": "a", "type": "t"}])

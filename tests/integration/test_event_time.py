@@ -42,8 +42,7 @@ def _windows(stack: Stack, start: int, end: int) -> dict[int, tuple[float, str]]
 
 def _late_count(client: httpx.Client) -> float:
     text = client.get("/metrics").text
-    line = next(x for x in text.splitlines()
-                if x.startswith("stratum_speed_late_events_total "))
+    line = next(x for x in text.splitlines() if x.startswith("stratum_speed_late_events_total "))
     return float(line.split()[1])
 
 
@@ -61,19 +60,24 @@ def test_windows_through_their_life(stack: Stack) -> None:
     # The watermark passes W0 (newest t+150 s minus 60 s lateness = t+90 s).
     stack.post_events([_event(t + 150_000)])
     late_before = _late_count(stack.client)
-    stack.post_events([_event(t + 70_000)])                     # late but within lateness
+    stack.post_events([_event(t + 70_000)])  # late but within lateness
     too_late = _event(t + 30_000)
-    stack.post_events([too_late], wait=False)                   # too late for W0
-    stack.post_events([dict(first[0])], wait=False)             # a duplicate of a W0 event
+    stack.post_events([too_late], wait=False)  # too late for W0
+    stack.post_events([dict(first[0])], wait=False)  # a duplicate of a W0 event
     wait_until(lambda: _late_count(stack.client) >= late_before + 1, 30, "the late event")
     time.sleep(1.0)  # the duplicate, dropped, leaves no trace to wait on
-    listed = wait_until(lambda: [e for e in stack.client.get(
-        "/v1/late-events", params={"limit": 500}).json()["items"]
-        if e["event_id"] == too_late["event_id"]], 10, "the late event listed")
+    listed = wait_until(
+        lambda: [
+            e
+            for e in stack.client.get("/v1/late-events", params={"limit": 500}).json()["items"]
+            if e["event_id"] == too_late["event_id"]
+        ],
+        10,
+        "the late event listed",
+    )
     assert listed[0]["reason"].startswith("its window had closed")
     assert listed[0]["ts_ms"] == too_late["ts"]
-    assert _windows(stack, *span) == {w0: (3.0, "speed"), w1: (1.0, "speed"),
-                                      w2: (1.0, "speed")}
+    assert _windows(stack, *span) == {w0: (3.0, "speed"), w1: (1.0, "speed"), w2: (1.0, "speed")}
 
     # A batch run: the too-late event is in W0, the duplicate is not; a current event
     # after the horizon stays with speed.
@@ -83,11 +87,16 @@ def test_windows_through_their_life(stack: Stack) -> None:
     job = stack.run_batch()
     assert job["horizon"] is not None
     after_batch = _windows(stack, *span)
-    assert after_batch == {w0: (4.0, "batch"), w1: (1.0, "batch"), w2: (1.0, "batch"),
-                           clock: (1.0, "speed")}
+    assert after_batch == {
+        w0: (4.0, "batch"),
+        w1: (1.0, "batch"),
+        w2: (1.0, "batch"),
+        clock: (1.0, "speed"),
+    }
 
-    drift = stack.client.get("/v1/drift", params={"metric": "events", "start": t,
-                                                  "end": t + 3 * MINUTE}).json()
+    drift = stack.client.get(
+        "/v1/drift", params={"metric": "events", "start": t, "end": t + 3 * MINUTE}
+    ).json()
     by_t = {p["t_ms"]: p for p in drift["points"]}
     assert by_t[w0]["speed"] == 3.0 and by_t[w0]["batch"] == 4.0
     assert by_t[w0]["reason"] == "late events: 1 arrived after the watermark"
@@ -100,9 +109,14 @@ def test_windows_through_their_life(stack: Stack) -> None:
     stack.wait_archived([just_before])
     second = stack.run_batch()
     assert second["rows_in"] < job["rows_in"] + 10  # one dirty hour, not the history
-    assert _windows(stack, *span) == {w0: (4.0, "batch"), w1: (2.0, "batch"),
-                                      w2: (1.0, "batch"), clock: (1.0, "speed")}
-    total = stack.client.get("/v1/metrics/events", params={
-        "start": t, "end": t + 12 * MINUTE, "step": "1h"}).json()
+    assert _windows(stack, *span) == {
+        w0: (4.0, "batch"),
+        w1: (2.0, "batch"),
+        w2: (1.0, "batch"),
+        clock: (1.0, "speed"),
+    }
+    total = stack.client.get(
+        "/v1/metrics/events", params={"start": t, "end": t + 12 * MINUTE, "step": "1h"}
+    ).json()
     points = [p for s in total["series"] for p in s["points"]]
     assert [(p["value"], p["source"]) for p in points] == [(8.0, "mixed")]

@@ -26,11 +26,20 @@ from tests.integration.batch_support import VIEW_TABLES, own_database, reset_bat
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
-CATALOG = parse_catalog({"metric": [
-    {"name": "events", "aggregation": "count", "dimensions": ["country"]},
-    {"name": "p90", "aggregation": "quantile", "quantile": 0.9, "field": "amount",
-     "dimensions": ["country"]},
-]})
+CATALOG = parse_catalog(
+    {
+        "metric": [
+            {"name": "events", "aggregation": "count", "dimensions": ["country"]},
+            {
+                "name": "p90",
+                "aggregation": "quantile",
+                "quantile": 0.9,
+                "field": "amount",
+                "dimensions": ["country"],
+            },
+        ]
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +49,29 @@ def cached(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, S
 
 
 def _events(rng: random.Random, start: int, minutes: int, prefix: str) -> list[dict[str, Any]]:
-    return [{"event_id": f"{prefix}{i}", "ts": start + i * 4_000, "type": "view",
-             "country": rng.choice(["DE", "FR"]), "amount": float(rng.randrange(100))}
-            for i in range(minutes * 15)]
+    return [
+        {
+            "event_id": f"{prefix}{i}",
+            "ts": start + i * 4_000,
+            "type": "view",
+            "country": rng.choice(["DE", "FR"]),
+            "amount": float(rng.randrange(100)),
+        }
+        for i in range(minutes * 15)
+    ]
 
 
 def _view(series: list[Series]) -> dict[tuple[str, int], tuple[float | None, str]]:
-    return {(s.group.get("country", ""), p.t_ms): (p.value, p.source)
-            for s in series for p in s.points}
+    return {
+        (s.group.get("country", ""), p.t_ms): (p.value, p.source) for s in series for p in s.points
+    }
 
 
 def _readers(storage: Storage) -> tuple[MetricReader, MetricReader]:
     """A reader with both caches, and one without."""
-    return MetricReader(storage), MetricReader(storage, cache=FinalBucketCache(capacity=0),
-                                               tail_cache=TailBucketCache(capacity=0))
+    return MetricReader(storage), MetricReader(
+        storage, cache=FinalBucketCache(capacity=0), tail_cache=TailBucketCache(capacity=0)
+    )
 
 
 class _Speed:
@@ -67,14 +85,15 @@ class _Speed:
     def write(self, events: list[dict[str, Any]], per_message: int = 20) -> None:
         """``events`` as log messages of ``per_message``, then one flush."""
         for i in range(0, len(events), per_message):
-            self.agg.add(self.offset, events[i:i + per_message], now_ms=2**50)
+            self.agg.add(self.offset, events[i : i + per_message], now_ms=2**50)
             self.offset += 1
         self.store.write("t:0", self.agg.drain(), self.agg.checkpoint())
         self.agg.evict_final()
 
 
 def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
-        cached: tuple[Settings, Storage]) -> None:
+    cached: tuple[Settings, Storage],
+) -> None:
     settings, storage = cached
     reset_batch_state(settings, storage, VIEW_TABLES)
     rng = random.Random(3)
@@ -106,11 +125,20 @@ def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
 
     # Late events for minute 2, which the speed layer had closed: archived, and a batch
     # run corrects the window that the cache held.
-    late = [{"event_id": f"late{i}", "ts": T0 + 2 * MINUTE + i, "type": "view",
-             "country": "DE", "amount": 1_000.0} for i in range(7)]
+    late = [
+        {
+            "event_id": f"late{i}",
+            "ts": T0 + 2 * MINUTE + i,
+            "type": "view",
+            "country": "DE",
+            "amount": 1_000.0,
+        }
+        for i in range(7)
+    ]
     before = _view(reader.series(SeriesRequest(CATALOG.metrics[0], start, end, MINUTE))[0])
-    write_partition_range(archive_root(settings.data_dir), "t", 0,
-                          list(enumerate([*all_events, *late])))
+    write_partition_range(
+        archive_root(settings.data_dir), "t", 0, list(enumerate([*all_events, *late]))
+    )
     assert recompute(settings, CATALOG, storage).horizon is not None
     after = _view(reader.series(SeriesRequest(CATALOG.metrics[0], start, end, MINUTE))[0])
     assert after[("", T0 + 2 * MINUTE)] == (before[("", T0 + 2 * MINUTE)][0] + 7, "batch")
@@ -119,7 +147,8 @@ def test_cached_reads_equal_uncached_reads_through_watermarks_and_batch_runs(
 
 
 def test_tail_buckets_are_read_again_only_when_the_speed_layer_changed_them(
-        cached: tuple[Settings, Storage]) -> None:
+    cached: tuple[Settings, Storage],
+) -> None:
     settings, storage = cached
     reset_batch_state(settings, storage, VIEW_TABLES)
     rng = random.Random(5)
@@ -128,13 +157,23 @@ def test_tail_buckets_are_read_again_only_when_the_speed_layer_changed_them(
     reader, plain = _readers(storage)
 
     def late_in(minute: int, n: int) -> list[dict[str, Any]]:  # out of order, not late
-        return [{"event_id": f"m{minute}-{writer.offset}-{i}", "ts": T0 + minute * MINUTE + i,
-                 "type": "view", "country": rng.choice(["DE", "FR"]),
-                 "amount": float(rng.randrange(100))} for i in range(n)]
+        return [
+            {
+                "event_id": f"m{minute}-{writer.offset}-{i}",
+                "ts": T0 + minute * MINUTE + i,
+                "type": "view",
+                "country": rng.choice(["DE", "FR"]),
+                "amount": float(rng.randrange(100)),
+            }
+            for i in range(n)
+        ]
 
     speed(_events(rng, T0, 30, "a"))  # to 29:56; the watermark 24:56 (5 minutes' lateness)
-    requests = [SeriesRequest(metric, T0, T0 + 40 * MINUTE, MINUTE, group_by)
-                for metric in CATALOG.metrics for group_by in [(), ("country",)]]
+    requests = [
+        SeriesRequest(metric, T0, T0 + 40 * MINUTE, MINUTE, group_by)
+        for metric in CATALOG.metrics
+        for group_by in [(), ("country",)]
+    ]
 
     def check() -> None:
         for req in requests:
@@ -154,6 +193,16 @@ def test_tail_buckets_are_read_again_only_when_the_speed_layer_changed_them(
     check()
     speed(late_in(34, 4))  # a first row in an empty bucket of the tail
     check()
-    speed(late_in(28, 1) + [{"event_id": "new", "ts": T0 + 33 * MINUTE, "type": "view",
-                             "country": "DE", "amount": 1.0}])
+    speed(
+        late_in(28, 1)
+        + [
+            {
+                "event_id": "new",
+                "ts": T0 + 33 * MINUTE,
+                "type": "view",
+                "country": "DE",
+                "amount": 1.0,
+            }
+        ]
+    )
     check()

@@ -53,10 +53,18 @@ def _reset(settings: Settings, storage: Storage) -> None:
 
 metric_strategy = st.builds(
     lambda agg, dims, where, q, window: {
-        "name": "m", "aggregation": agg, "dimensions": dims, "windows": [window],
+        "name": "m",
+        "aggregation": agg,
+        "dimensions": dims,
+        "windows": [window],
         **({"where": {"type": where}} if where else {}),
-        **({"field": "user"} if agg == "distinct" else
-           {} if agg == "count" else {"field": "amount"}),
+        **(
+            {"field": "user"}
+            if agg == "distinct"
+            else {}
+            if agg == "count"
+            else {"field": "amount"}
+        ),
         **({"quantile": q} if agg == "quantile" else {}),
     },
     st.sampled_from([a.value for a in Aggregation]),
@@ -75,9 +83,12 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     events, ts = [], T0
     for i, gap in enumerate(gaps):
         ts += gap
-        event: dict[str, Any] = {"event_id": f"p{i}", "ts": ts,
-                                 "type": draw(st.sampled_from(TYPES)),
-                                 "user": f"u{draw(st.integers(0, 30))}"}
+        event: dict[str, Any] = {
+            "event_id": f"p{i}",
+            "ts": ts,
+            "type": draw(st.sampled_from(TYPES)),
+            "user": f"u{draw(st.integers(0, 30))}",
+        }
         if draw(st.booleans()) or i == 0:
             event["country"] = draw(st.sampled_from(COUNTRIES))
         event["device"] = draw(st.sampled_from(DEVICES))
@@ -87,8 +98,13 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-def _run_speed(storage: Storage, metric: MetricDefinition, events: list[dict[str, Any]],
-               rng: random.Random, flush_p: float = 0.3) -> None:
+def _run_speed(
+    storage: Storage,
+    metric: MetricDefinition,
+    events: list[dict[str, Any]],
+    rng: random.Random,
+    flush_p: float = 0.3,
+) -> None:
     """The speed layer's code path, message by message, flushing now and then."""
     agg = PartitionAggregator([metric], lateness_ms=0)
     store = SpeedStore(storage, generation=0)
@@ -96,7 +112,7 @@ def _run_speed(storage: Storage, metric: MetricDefinition, events: list[dict[str
     index = 0
     while index < len(events):
         size = rng.randint(1, 25)
-        agg.add(offset, events[index:index + size], now_ms=2**50)
+        agg.add(offset, events[index : index + size], now_ms=2**50)
         index += size
         offset += 1
         if rng.random() < flush_p:
@@ -105,31 +121,49 @@ def _run_speed(storage: Storage, metric: MetricDefinition, events: list[dict[str
     store.write("t:0", agg.drain(), agg.checkpoint())
 
 
-def _values(storage: Storage, metric: MetricDefinition, table: str
-            ) -> dict[tuple[int, str], tuple[float | None, int]]:
+def _values(
+    storage: Storage, metric: MetricDefinition, table: str
+) -> dict[tuple[int, str], tuple[float | None, int]]:
     final = "FINAL" if table == "speed_windows" else ""
     rows = storage.query(
         f"SELECT toUnixTimestamp64Milli(window_start), group_key, {value_sql(metric)}, "
         f"sum(count) FROM {storage.database}.{table} {final} "
-        "WHERE metric = {m:String} GROUP BY window_start, group_key", {"m": metric.name})
-    return {(int(t), g): (None if v is None or (isinstance(v, float) and math.isnan(v))
-                          else float(v), int(n)) for t, g, v, n in rows}
+        "WHERE metric = {m:String} GROUP BY window_start, group_key",
+        {"m": metric.name},
+    )
+    return {
+        (int(t), g): (
+            None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v),
+            int(n),
+        )
+        for t, g, v, n in rows
+    }
 
 
-@hsettings(max_examples=30, deadline=None,
-           suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                  HealthCheck.too_slow, HealthCheck.data_too_large])
+@hsettings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(definition=metric_strategy, events=streams(), seed=st.integers(0, 2**16))
 def test_speed_and_batch_agree_on_in_order_streams(
-        parity: tuple[Settings, Storage], definition: dict[str, Any],
-        events: list[dict[str, Any]], seed: int) -> None:
+    parity: tuple[Settings, Storage],
+    definition: dict[str, Any],
+    events: list[dict[str, Any]],
+    seed: int,
+) -> None:
     settings, storage = parity
     _reset(settings, storage)
     catalog = parse_catalog({"metric": [definition]})
     metric = catalog.metrics[0]
     _run_speed(storage, metric, events, random.Random(seed))
-    write_partition_range(archive_root(settings.data_dir), "t", 0,
-                          [(i // 10, e) for i, e in enumerate(events)])
+    write_partition_range(
+        archive_root(settings.data_dir), "t", 0, [(i // 10, e) for i, e in enumerate(events)]
+    )
     result = recompute(settings, catalog, storage)
 
     speed = _values(storage, metric, "speed_windows")
@@ -164,43 +198,69 @@ def _rollup_reference(metric: MetricDefinition, events: list[dict[str, Any]]) ->
     return weighted_quantile(values, [1] * len(values), metric.quantile or 0.5)
 
 
-ALL_KINDS = parse_catalog({"metric": [
-    {"name": "c", "aggregation": "count", "dimensions": ["country"]},
-    {"name": "s", "aggregation": "sum", "field": "amount", "dimensions": ["country"]},
-    {"name": "mn", "aggregation": "min", "field": "amount", "dimensions": ["country"]},
-    {"name": "mx", "aggregation": "max", "field": "amount", "dimensions": ["country"]},
-    {"name": "a", "aggregation": "avg", "field": "amount", "dimensions": ["country"]},
-    {"name": "q", "aggregation": "quantile", "field": "amount", "quantile": 0.9,
-     "dimensions": ["country"]},
-    {"name": "d", "aggregation": "distinct", "field": "user", "dimensions": ["country"]},
-]})
+ALL_KINDS = parse_catalog(
+    {
+        "metric": [
+            {"name": "c", "aggregation": "count", "dimensions": ["country"]},
+            {"name": "s", "aggregation": "sum", "field": "amount", "dimensions": ["country"]},
+            {"name": "mn", "aggregation": "min", "field": "amount", "dimensions": ["country"]},
+            {"name": "mx", "aggregation": "max", "field": "amount", "dimensions": ["country"]},
+            {"name": "a", "aggregation": "avg", "field": "amount", "dimensions": ["country"]},
+            {
+                "name": "q",
+                "aggregation": "quantile",
+                "field": "amount",
+                "quantile": 0.9,
+                "dimensions": ["country"],
+            },
+            {"name": "d", "aggregation": "distinct", "field": "user", "dimensions": ["country"]},
+        ]
+    }
+)
 
 
 @pytest.mark.parametrize("layer", ["speed", "batch"])
 def test_rollups_to_an_hour_and_to_the_total_equal_the_direct_computation(
-        parity: tuple[Settings, Storage], layer: str) -> None:
+    parity: tuple[Settings, Storage], layer: str
+) -> None:
     settings, storage = parity
     _reset(settings, storage)
     rng = random.Random(7)
-    events = [{"event_id": f"r{i}", "ts": T0 + i * 1_500, "type": "view",
-               "country": rng.choice(COUNTRIES), "user": f"u{rng.randrange(60)}",
-               "amount": float(rng.randrange(1, 500))} for i in range(2_400)]  # one hour
+    events = [
+        {
+            "event_id": f"r{i}",
+            "ts": T0 + i * 1_500,
+            "type": "view",
+            "country": rng.choice(COUNTRIES),
+            "user": f"u{rng.randrange(60)}",
+            "amount": float(rng.randrange(1, 500)),
+        }
+        for i in range(2_400)
+    ]  # one hour
     late_clock = {"event_id": "clock", "ts": T0 + 3_600_000, "type": "tick"}
     catalog = MetricCatalog(metrics=ALL_KINDS.metrics)
     if layer == "speed":
         for metric in catalog.metrics:
             _run_speed(storage, metric, events, rng, flush_p=0.02)
     else:
-        write_partition_range(archive_root(settings.data_dir), "t", 0,
-                              [(i, e) for i, e in enumerate([*events, late_clock])])
+        write_partition_range(
+            archive_root(settings.data_dir),
+            "t",
+            0,
+            [(i, e) for i, e in enumerate([*events, late_clock])],
+        )
         result = recompute(settings, catalog, storage)
         jobs = JobStore(storage)  # serving reads the horizon of the last succeeded run
-        jobs.save(jobs.create("batch", "api").model_copy(update={
-            "state": "succeeded", "horizon": result.horizon, "finished_at": utc_now()}))
+        jobs.save(
+            jobs.create("batch", "api").model_copy(
+                update={"state": "succeeded", "horizon": result.horizon, "finished_at": utc_now()}
+            )
+        )
     reader = MetricReader(storage)
     for metric in catalog.metrics:
-        by_country = reader.series(SeriesRequest(metric, T0, T0 + 3_600_000, 3_600_000,
-                                                 ("country",)))[0]
+        by_country = reader.series(
+            SeriesRequest(metric, T0, T0 + 3_600_000, 3_600_000, ("country",))
+        )[0]
         total = reader.series(SeriesRequest(metric, T0, T0 + 3_600_000, 3_600_000))[0]
         assert {p.source for s in [*by_country, *total] for p in s.points} == {layer}
         assert total[0].points[0].value == pytest.approx(_rollup_reference(metric, events))
@@ -211,18 +271,29 @@ def test_rollups_to_an_hour_and_to_the_total_equal_the_direct_computation(
     storage.command(f"TRUNCATE TABLE {storage.database}.jobs")
 
 
-def test_sketch_error_stays_within_the_documented_bound(parity: tuple[Settings, Storage]
-                                                       ) -> None:
+def test_sketch_error_stays_within_the_documented_bound(parity: tuple[Settings, Storage]) -> None:
     """Beyond sketch capacity: KLL k=200 rank error and KMV k=4096 relative error."""
     settings, storage = parity
     _reset(settings, storage)
     rng = random.Random(11)
-    events = [{"event_id": f"s{i}", "ts": T0 + i % MINUTE, "type": "view",
-               "user": f"u{rng.randrange(40_000)}", "amount": rng.lognormvariate(3, 1)}
-              for i in range(60_000)]
-    catalog = parse_catalog({"metric": [
-        {"name": "q", "aggregation": "quantile", "field": "amount", "quantile": 0.95},
-        {"name": "d", "aggregation": "distinct", "field": "user"}]})
+    events = [
+        {
+            "event_id": f"s{i}",
+            "ts": T0 + i % MINUTE,
+            "type": "view",
+            "user": f"u{rng.randrange(40_000)}",
+            "amount": rng.lognormvariate(3, 1),
+        }
+        for i in range(60_000)
+    ]
+    catalog = parse_catalog(
+        {
+            "metric": [
+                {"name": "q", "aggregation": "quantile", "field": "amount", "quantile": 0.95},
+                {"name": "d", "aggregation": "distinct", "field": "user"},
+            ]
+        }
+    )
     for metric in catalog.metrics:
         _run_speed(storage, metric, events, rng, flush_p=0.001)
     q_metric, d_metric = catalog.metrics
@@ -237,17 +308,31 @@ def test_sketch_error_stays_within_the_documented_bound(parity: tuple[Settings, 
 
 
 def test_a_metric_added_to_the_definitions_gets_its_history_from_the_next_batch_run(
-        parity: tuple[Settings, Storage]) -> None:
+    parity: tuple[Settings, Storage],
+) -> None:
     settings, storage = parity
     _reset(settings, storage)
-    events = [{"event_id": f"h{i}", "ts": T0 + i * 30_000, "type": "buy", "country": "DE",
-               "amount": float(i)} for i in range(240)]  # two hours of history
+    events = [
+        {
+            "event_id": f"h{i}",
+            "ts": T0 + i * 30_000,
+            "type": "buy",
+            "country": "DE",
+            "amount": float(i),
+        }
+        for i in range(240)
+    ]  # two hours of history
     write_partition_range(archive_root(settings.data_dir), "t", 0, list(enumerate(events)))
     before = parse_catalog({"metric": [{"name": "c", "aggregation": "count"}]})
     recompute(settings, before, storage)
-    after = parse_catalog({"metric": [
-        {"name": "c", "aggregation": "count"},
-        {"name": "top", "aggregation": "max", "field": "amount", "windows": ["1h"]}]})
+    after = parse_catalog(
+        {
+            "metric": [
+                {"name": "c", "aggregation": "count"},
+                {"name": "top", "aggregation": "max", "field": "amount", "windows": ["1h"]},
+            ]
+        }
+    )
     result = recompute(settings, after, storage)
     new = after.get("top")
     assert new is not None and result.horizon is not None

@@ -36,10 +36,19 @@ LATENESS = MINUTE
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DEAD, CURRENT = "1793491000000", "1793492000000"
 PER_MESSAGE = 10  # events per log message, 2 s apart: a message covers 20 s
-CATALOG = parse_catalog({"metric": [
-    {"name": "events", "aggregation": "count", "dimensions": ["country"]},
-    {"name": "cheapest", "aggregation": "min", "field": "amount", "dimensions": ["country"]},
-]})
+CATALOG = parse_catalog(
+    {
+        "metric": [
+            {"name": "events", "aggregation": "count", "dimensions": ["country"]},
+            {
+                "name": "cheapest",
+                "aggregation": "min",
+                "field": "amount",
+                "dimensions": ["country"],
+            },
+        ]
+    }
+)
 Message = list[dict[str, Any]]
 
 
@@ -51,10 +60,19 @@ def own(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Settings, Stor
 
 
 def _messages(prefix: str, start_ms: int, count: int) -> list[Message]:
-    return [[{"event_id": f"{prefix}-{m}-{i}", "ts": start_ms + (m * PER_MESSAGE + i) * 2_000,
-              "type": "view", "country": ("DE", "FR")[i % 2],
-              "amount": float((m * 7 + i) % 50 + 1)} for i in range(PER_MESSAGE)]
-            for m in range(count)]
+    return [
+        [
+            {
+                "event_id": f"{prefix}-{m}-{i}",
+                "ts": start_ms + (m * PER_MESSAGE + i) * 2_000,
+                "type": "view",
+                "country": ("DE", "FR")[i % 2],
+                "amount": float((m * 7 + i) % 50 + 1),
+            }
+            for i in range(PER_MESSAGE)
+        ]
+        for m in range(count)
+    ]
 
 
 def _speed(storage: Storage, source: str, messages: list[Message], flush_every: int) -> None:
@@ -68,8 +86,13 @@ def _speed(storage: Storage, source: str, messages: list[Message], flush_every: 
             agg.evict_final()
 
 
-def _archive(settings: Settings, epoch: str, partition: int, messages: list[Message],
-             ranges: list[tuple[int, int]]) -> list[dict[str, Any]]:
+def _archive(
+    settings: Settings,
+    epoch: str,
+    partition: int,
+    messages: list[Message],
+    ranges: list[tuple[int, int]],
+) -> list[dict[str, Any]]:
     """Archive files of the given message ranges, as the archiver writes them."""
     root, archived = archive_root(settings.data_dir), []
     for first, last in ranges:
@@ -81,21 +104,27 @@ def _archive(settings: Settings, epoch: str, partition: int, messages: list[Mess
 
 def _get(app: FastAPI, path: str) -> Any:
     """One request to the serving app, in process (the routes' own code, no server)."""
+
     async def get() -> Any:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://stratum") as client:
             response = await client.get(path)
             response.raise_for_status()
             return response.json()
+
     return asyncio.run(get())
 
 
 def _served(storage: Storage, start: int, end: int) -> dict[tuple[str, str, int], Any]:
-    reader = MetricReader(storage, cache=FinalBucketCache(capacity=0),
-                          tail_cache=TailBucketCache(capacity=0))
-    return {(m.name, s.group["country"], p.t_ms): p.value for m in CATALOG.metrics
-            for s in reader.series(SeriesRequest(m, start, end, MINUTE, ("country",)))[0]
-            for p in s.points}
+    reader = MetricReader(
+        storage, cache=FinalBucketCache(capacity=0), tail_cache=TailBucketCache(capacity=0)
+    )
+    return {
+        (m.name, s.group["country"], p.t_ms): p.value
+        for m in CATALOG.metrics
+        for s in reader.series(SeriesRequest(m, start, end, MINUTE, ("country",)))[0]
+        for p in s.points
+    }
 
 
 def _expected(events: list[dict[str, Any]]) -> dict[tuple[str, str, int], Any]:
@@ -110,7 +139,8 @@ def _expected(events: list[dict[str, Any]]) -> dict[tuple[str, str, int], Any]:
 
 
 def test_a_dead_epoch_is_reconciled_with_its_archive_and_stops_counting_as_progress(
-        own: tuple[Settings, Storage]) -> None:
+    own: tuple[Settings, Storage],
+) -> None:
     settings, storage = own
     reset_batch_state(settings, storage, (*VIEW_TABLES, "retired_epochs", "kv"))
     # Partition 0 was SIGKILLed with its last 7 messages counted but not archived: minute 5
@@ -128,7 +158,9 @@ def test_a_dead_epoch_is_reconciled_with_its_archive_and_stops_counting_as_progr
     assert before != expected  # what a SIGKILL leaves: orphans served, archived events not
     api = create_app(settings, CATALOG, storage)
     assert {p["source_id"] for p in _get(api, "/v1/pipeline")["partitions"]} == {
-        f"{DEAD}:0", f"{DEAD}:1"}
+        f"{DEAD}:0",
+        f"{DEAD}:1",
+    }
 
     done = retire_dead_epochs(settings, CATALOG, storage, CURRENT)
 
@@ -153,5 +185,4 @@ def test_a_dead_epoch_is_reconciled_with_its_archive_and_stops_counting_as_progr
     assert _served(storage, T0, T0 + 15 * MINUTE) == _expected(archived)
     freeze = MetricReader(storage).snapshot(CATALOG.metrics[0]).freeze
     assert freeze.until_ms == newest - LATENESS  # not the dead epoch's stopped watermark
-    assert [p["source_id"] for p in _get(api, "/v1/pipeline")["partitions"]] == [
-        f"{CURRENT}:2"]
+    assert [p["source_id"] for p in _get(api, "/v1/pipeline")["partitions"]] == [f"{CURRENT}:2"]

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_up_runs_the_replay_runner_only_where_run_replays_allows(
-        stack: Stack, make_stack: Callable[..., Stack]) -> None:
+    stack: Stack, make_stack: Callable[..., Stack]
+) -> None:
     assert stack.settings.speed.run_replays
     assert "replays" in stack.task_names()
     held_back = make_stack("noreplays", speed={"run_replays": False})

@@ -16,12 +16,13 @@ from tests.stack import Stack
 pytestmark = pytest.mark.integration
 EVIL = "http://evil.example"
 # The issue's callback body (any callback: the door is in front of all of them).
-CALLBACK = {"output": "admin-token-input.value",
-            "outputs": {"id": "admin-token-input", "property": "value"},
-            "inputs": [{"id": "admin-token-input", "property": "id",
-                        "value": "admin-token-input"}],
-            "changedPropIds": ["admin-token-input.id"],
-            "state": [{"id": "admin-token-input", "property": "value", "value": None}]}
+CALLBACK = {
+    "output": "admin-token-input.value",
+    "outputs": {"id": "admin-token-input", "property": "value"},
+    "inputs": [{"id": "admin-token-input", "property": "id", "value": "admin-token-input"}],
+    "changedPropIds": ["admin-token-input.id"],
+    "state": [{"id": "admin-token-input", "property": "value", "value": None}],
+}
 
 
 @pytest.fixture
@@ -30,8 +31,9 @@ def anonymous(guarded_stack: Stack) -> Any:
         yield client
 
 
-def test_the_dashboard_and_prometheus_need_the_read_token(guarded_stack: Stack,
-                                                          anonymous: httpx.Client) -> None:
+def test_the_dashboard_and_prometheus_need_the_read_token(
+    guarded_stack: Stack, anonymous: httpx.Client
+) -> None:
     page = anonymous.get("/dashboard/explorer")
     assert page.status_code == 303 and page.headers["location"] == "/dashboard/sign-in"
     for path in ("/dashboard/_dash-update-component", "/dashboard/_dash-layout"):
@@ -44,8 +46,9 @@ def test_the_dashboard_and_prometheus_need_the_read_token(guarded_stack: Stack,
     assert prometheus.status_code == 200 and "stratum_jobs" in prometheus.text
 
 
-def test_signing_in_opens_the_dashboard_for_that_browser_only(guarded_stack: Stack,
-                                                              anonymous: httpx.Client) -> None:
+def test_signing_in_opens_the_dashboard_for_that_browser_only(
+    guarded_stack: Stack, anonymous: httpx.Client
+) -> None:
     refused = anonymous.post("/dashboard/sign-in", data={"token": "guess"})
     assert "not the read token" in refused.text and "set-cookie" not in refused.headers
     signed = anonymous.post("/dashboard/sign-in", data={"token": READ_TOKEN})
@@ -59,23 +62,29 @@ def test_signing_in_opens_the_dashboard_for_that_browser_only(guarded_stack: Sta
 
 
 def test_health_stays_open_but_shows_details_only_with_the_read_token(
-        guarded_stack: Stack, anonymous: httpx.Client) -> None:
+    guarded_stack: Stack, anonymous: httpx.Client
+) -> None:
     open_body = anonymous.get("/v1/health").json()
     assert open_body["status"] in ("ok", "degraded", "down")
     assert open_body["components"] and all(
-        c["detail"] == "" for c in open_body["components"].values()), open_body
+        c["detail"] == "" for c in open_body["components"].values()
+    ), open_body
     full = guarded_stack.client.get("/v1/health").json()
     assert any(c["detail"] for c in full["components"].values()), full
 
 
-@pytest.mark.parametrize(("content_type", "body"), [
-    ("text/plain", b'[{"event_id":"csrf-1","ts":0,"type":"t"}]'),
-    ("application/x-www-form-urlencoded", b'[{"event_id":"csrf-2","ts":0,"type":"t"}]='),
-    ("text/xml", b"<events/>"),
-    (None, b'[{"event_id":"csrf-3","ts":0,"type":"t"}]'),
-])
-def test_ingest_takes_only_json_and_ndjson(guarded_stack: Stack, content_type: str | None,
-                                           body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b'[{"event_id":"csrf-1","ts":0,"type":"t"}]'),
+        ("application/x-www-form-urlencoded", b'[{"event_id":"csrf-2","ts":0,"type":"t"}]='),
+        ("text/xml", b"<events/>"),
+        (None, b'[{"event_id":"csrf-3","ts":0,"type":"t"}]'),
+    ],
+)
+def test_ingest_takes_only_json_and_ndjson(
+    guarded_stack: Stack, content_type: str | None, body: bytes
+) -> None:
     """Finding 4: what a page on another site can send without asking first is 415."""
     headers = {"origin": EVIL, **guarded_stack.ingest_headers}
     if content_type:
@@ -86,22 +95,29 @@ def test_ingest_takes_only_json_and_ndjson(guarded_stack: Stack, content_type: s
     assert "access-control-allow-origin" not in answer.headers
 
 
-def test_ingest_needs_the_ingest_token_when_one_is_set(guarded_stack: Stack,
-                                                       anonymous: httpx.Client) -> None:
-    event = [{"event_id": f"door-{time.time_ns()}", "ts": int(time.time() * 1000),
-              "type": "door"}]
+def test_ingest_needs_the_ingest_token_when_one_is_set(
+    guarded_stack: Stack, anonymous: httpx.Client
+) -> None:
+    event = [{"event_id": f"door-{time.time_ns()}", "ts": int(time.time() * 1000), "type": "door"}]
     assert anonymous.post("/v1/events", json=event).status_code == 401
-    read_only = anonymous.post("/v1/events", json=event,
-                               headers={"authorization": f"Bearer {READ_TOKEN}"})
+    read_only = anonymous.post(
+        "/v1/events", json=event, headers={"authorization": f"Bearer {READ_TOKEN}"}
+    )
     assert read_only.status_code == 401
-    answer = anonymous.post("/v1/events", json=event,
-                            headers={"authorization": f"Bearer {INGEST_TOKEN}"})
+    answer = anonymous.post(
+        "/v1/events", json=event, headers={"authorization": f"Bearer {INGEST_TOKEN}"}
+    )
     assert answer.status_code == 202 and answer.json()["accepted"] == 1
 
 
 def test_cors_is_off_unless_origins_are_configured(anonymous: httpx.Client) -> None:
-    preflight = anonymous.options("/v1/events", headers={
-        "origin": EVIL, "access-control-request-method": "POST",
-        "access-control-request-headers": "content-type,authorization"})
+    preflight = anonymous.options(
+        "/v1/events",
+        headers={
+            "origin": EVIL,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,authorization",
+        },
+    )
     assert "access-control-allow-origin" not in preflight.headers
     assert preflight.status_code >= 400

@@ -31,12 +31,26 @@ MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 MIDNIGHT = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 GAP = 10 * MINUTE
 
-CATALOG = parse_catalog({"metric": [
-    {"name": "session_events", "aggregation": "count", "dimensions": ["user", "country"],
-     "session_gap": "10m"},
-    {"name": "session_spend", "aggregation": "avg", "field": "amount",
-     "dimensions": ["user", "country"], "session_gap": "10m", "windows": ["5m"]},
-]})
+CATALOG = parse_catalog(
+    {
+        "metric": [
+            {
+                "name": "session_events",
+                "aggregation": "count",
+                "dimensions": ["user", "country"],
+                "session_gap": "10m",
+            },
+            {
+                "name": "session_spend",
+                "aggregation": "avg",
+                "field": "amount",
+                "dimensions": ["user", "country"],
+                "session_gap": "10m",
+                "windows": ["5m"],
+            },
+        ]
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +71,23 @@ def _stream(rng: random.Random) -> list[dict[str, Any]]:
     for u in range(6):
         ts = MIDNIGHT - 2 * HOUR + rng.randrange(30 * MINUTE)
         while ts < MIDNIGHT + 2 * HOUR:
-            events.append({"event_id": f"s{len(events)}", "ts": ts, "type": "view",
-                           "user": f"u{u}", "country": "DE" if u % 2 else "FR",
-                           "amount": float(rng.randrange(1, 100))})
-            ts += rng.choice([5_000, 40_000, 3 * MINUTE, 9 * MINUTE, GAP, 12 * MINUTE,
-                              40 * MINUTE])
+            events.append(
+                {
+                    "event_id": f"s{len(events)}",
+                    "ts": ts,
+                    "type": "view",
+                    "user": f"u{u}",
+                    "country": "DE" if u % 2 else "FR",
+                    "amount": float(rng.randrange(1, 100)),
+                }
+            )
+            ts += rng.choice([5_000, 40_000, 3 * MINUTE, 9 * MINUTE, GAP, 12 * MINUTE, 40 * MINUTE])
     return events
 
 
-def reference(metric: MetricDefinition, events: list[dict[str, Any]], step_ms: int,
-              group_by: tuple[str, ...]
-              ) -> dict[tuple[tuple[str, ...], int], tuple[float, int]]:
+def reference(
+    metric: MetricDefinition, events: list[dict[str, Any]], step_ms: int, group_by: tuple[str, ...]
+) -> dict[tuple[tuple[str, ...], int], tuple[float, int]]:
     """(group, bucket of session start) -> (value, sessions), sessionising event by
     event."""
     by_group: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -89,12 +109,12 @@ def reference(metric: MetricDefinition, events: list[dict[str, Any]], step_ms: i
             starts[key].add((group, start))
     if metric.aggregation == Aggregation.COUNT:
         return {k: (float(len(v)), len(starts[k])) for k, v in buckets.items()}
-    return {k: (sum(e["amount"] for e in v) / len(v), len(starts[k]))
-            for k, v in buckets.items()}
+    return {k: (sum(e["amount"] for e in v) / len(v), len(starts[k])) for k, v in buckets.items()}
 
 
-def _run_speed(storage: Storage, catalog: MetricCatalog, events: list[dict[str, Any]],
-               rng: random.Random) -> None:
+def _run_speed(
+    storage: Storage, catalog: MetricCatalog, events: list[dict[str, Any]], rng: random.Random
+) -> None:
     """Two source partitions, each out of order within the (day-long) lateness."""
     parts: list[list[dict[str, Any]]] = [[], []]
     for event in events:
@@ -104,21 +124,24 @@ def _run_speed(storage: Storage, catalog: MetricCatalog, events: list[dict[str, 
         rng.shuffle(part)
         agg = PartitionAggregator(list(catalog.metrics), lateness_ms=DAY)
         for offset in range(0, len(part), 7):
-            agg.add(offset, part[offset:offset + 7], now_ms=2**50)
+            agg.add(offset, part[offset : offset + 7], now_ms=2**50)
             if rng.random() < 0.2:
                 store.write(f"t:{partition}", agg.drain(), agg.checkpoint())
         store.write(f"t:{partition}", agg.drain(), agg.checkpoint())
 
 
-def _served(storage: Storage, metric: MetricDefinition, step_ms: int,
-            group_by: tuple[str, ...]
-            ) -> tuple[dict[tuple[tuple[str, ...], int], tuple[float | None, int | None]],
-                       set[str]]:
+def _served(
+    storage: Storage, metric: MetricDefinition, step_ms: int, group_by: tuple[str, ...]
+) -> tuple[dict[tuple[tuple[str, ...], int], tuple[float | None, int | None]], set[str]]:
     """(group, bucket) -> (value, sessions) as served, and the sources seen."""
-    series, _ = MetricReader(storage).series(SeriesRequest(
-        metric, MIDNIGHT - DAY, MIDNIGHT + DAY, step_ms, group_by))
-    values = {(tuple(s.group[d] for d in group_by), p.t_ms): (p.value, p.sessions)
-              for s in series for p in s.points}
+    series, _ = MetricReader(storage).series(
+        SeriesRequest(metric, MIDNIGHT - DAY, MIDNIGHT + DAY, step_ms, group_by)
+    )
+    values = {
+        (tuple(s.group[d] for d in group_by), p.t_ms): (p.value, p.sessions)
+        for s in series
+        for p in s.points
+    }
     return values, {p.source for s in series for p in s.points}
 
 
@@ -137,7 +160,8 @@ def _check(storage: Storage, events: list[dict[str, Any]]) -> set[str]:
 
 
 def test_sessions_from_either_layer_equal_sessions_computed_event_by_event(
-        clean: tuple[Settings, Storage]) -> None:
+    clean: tuple[Settings, Storage],
+) -> None:
     settings, storage = clean
     rng = random.Random(5)
     events = _stream(rng)
@@ -158,17 +182,23 @@ def test_sessions_from_either_layer_equal_sessions_computed_event_by_event(
     assert _check(storage, events) >= {"batch", "mixed"}
 
     # All of it from batch (the clock event, a day later, only moves the horizon).
-    clock = {"event_id": "clock", "ts": MIDNIGHT + DAY + HOUR, "type": "view",
-             "user": "clock", "country": "XX", "amount": 1.0}
+    clock = {
+        "event_id": "clock",
+        "ts": MIDNIGHT + DAY + HOUR,
+        "type": "view",
+        "user": "clock",
+        "country": "XX",
+        "amount": 1.0,
+    }
     rest = sorted((e for e in events if e["ts"] >= cut), key=lambda e: e["ts"])
-    write_partition_range(archive_root(settings.data_dir), "t", 1,
-                          list(enumerate([*rest, clock])))
+    write_partition_range(archive_root(settings.data_dir), "t", 1, list(enumerate([*rest, clock])))
     recompute(settings, CATALOG, storage)
     assert _check(storage, events) == {"batch"}
 
 
 def test_a_late_event_within_the_lateness_joins_two_sessions(
-        clean: tuple[Settings, Storage]) -> None:
+    clean: tuple[Settings, Storage],
+) -> None:
     _, storage = clean
     metric = CATALOG.metrics[0]
     agg = PartitionAggregator([metric], lateness_ms=HOUR)
@@ -176,20 +206,30 @@ def test_a_late_event_within_the_lateness_joins_two_sessions(
     t = MIDNIGHT + HOUR
 
     def send(offset: int, ts: int) -> None:
-        agg.add(offset, [{"event_id": f"j{offset}", "ts": ts, "type": "view",
-                          "user": "u", "country": "DE"}], now_ms=2**50)
+        agg.add(
+            offset,
+            [{"event_id": f"j{offset}", "ts": ts, "type": "view", "user": "u", "country": "DE"}],
+            now_ms=2**50,
+        )
         store.write("t:0", agg.drain(), agg.checkpoint())
 
     send(0, t)
     send(1, t + 15 * MINUTE)  # 15 minutes later: a second session
-    assert _served(storage, metric, MINUTE, ())[0] == {((), t): (1.0, 1),
-                                                       ((), t + 15 * MINUTE): (1.0, 1)}
+    assert _served(storage, metric, MINUTE, ())[0] == {
+        ((), t): (1.0, 1),
+        ((), t + 15 * MINUTE): (1.0, 1),
+    }
     send(2, t + 8 * MINUTE)  # out of order, within the lateness: it bridges the gap
     assert _served(storage, metric, MINUTE, ())[0] == {((), t): (3.0, 1)}
     send(3, t + 3 * HOUR)  # the watermark passes: an event at t + 30 m is too late
-    late = agg.add(4, [{"event_id": "j4", "ts": t + 30 * MINUTE, "type": "view",
-                        "user": "u", "country": "DE"}], now_ms=2**50)
+    late = agg.add(
+        4,
+        [{"event_id": "j4", "ts": t + 30 * MINUTE, "type": "view", "user": "u", "country": "DE"}],
+        now_ms=2**50,
+    )
     assert len(late.late) == 1  # to the late-events topic; batch will correct it
     store.write("t:0", agg.drain(), agg.checkpoint())
-    assert _served(storage, metric, MINUTE, ())[0] == {((), t): (3.0, 1),
-                                                       ((), t + 3 * HOUR): (1.0, 1)}
+    assert _served(storage, metric, MINUTE, ())[0] == {
+        ((), t): (3.0, 1),
+        ((), t + 3 * HOUR): (1.0, 1),
+    }

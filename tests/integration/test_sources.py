@@ -75,11 +75,21 @@ windows = ["1m"]
 """
 
 
-def _envelope(op: str, ts_ms: int, before: dict[str, Any] | None,
-              after: dict[str, Any] | None) -> bytes:
-    return orjson.dumps({"schema": {"type": "struct"}, "payload": {
-        "op": op, "ts_ms": ts_ms, "before": before, "after": after,
-        "source": {"connector": "postgresql", "table": "orders"}}})
+def _envelope(
+    op: str, ts_ms: int, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> bytes:
+    return orjson.dumps(
+        {
+            "schema": {"type": "struct"},
+            "payload": {
+                "op": op,
+                "ts_ms": ts_ms,
+                "before": before,
+                "after": after,
+                "source": {"connector": "postgresql", "table": "orders"},
+            },
+        }
+    )
 
 
 def _order(order_id: int, country: str, amount: float) -> dict[str, Any]:
@@ -118,25 +128,55 @@ class Feed:
             if i % 15 == 7:
                 self.add("shop.orders", partition, _envelope("d", ts + 2, row, None))
                 self.deletes += 1
-        self.add("shop.orders", 0, orjson.dumps({"schema": {}, "payload": {
-            "databaseName": "shop", "ddl": "ALTER TABLE orders ADD COLUMN note text"}}))
+        self.add(
+            "shop.orders",
+            0,
+            orjson.dumps(
+                {
+                    "schema": {},
+                    "payload": {
+                        "databaseName": "shop",
+                        "ddl": "ALTER TABLE orders ADD COLUMN note text",
+                    },
+                }
+            ),
+        )
         self.add("shop.orders", 1, b"\x00garbage", bad="not JSON")
-        self.add("shop.orders", 2, orjson.dumps({"payload": {"op": "c", "ts_ms": None,
-                 "after": _order(999, "DE", 5.0)}}), bad="no time")
-        self.add("shop.orders", 0, _envelope("c", self.t0 + 900_000, None, {
-            "id": 1000, "customer": {"country": "DE"}, "total": {"amount": "NaN"}}),
-            bad="not finite")
+        self.add(
+            "shop.orders",
+            2,
+            orjson.dumps({"payload": {"op": "c", "ts_ms": None, "after": _order(999, "DE", 5.0)}}),
+            bad="no time",
+        )
+        self.add(
+            "shop.orders",
+            0,
+            _envelope(
+                "c",
+                self.t0 + 900_000,
+                None,
+                {"id": 1000, "customer": {"country": "DE"}, "total": {"amount": "NaN"}},
+            ),
+            bad="not finite",
+        )
         for i in range(60):  # clicks: one JSON event per message, time in seconds
             partition, ts = i % 2, self.t0 + i * 15_000
             page = ("/", "/cart")[i % 2]
-            self.add("app.clicks", partition, orjson.dumps({
-                "id": f"c{i}", "at": ts / 1000, "ctx": {"page": page},
-                "timing": {"ms": i}}))
+            self.add(
+                "app.clicks",
+                partition,
+                orjson.dumps(
+                    {"id": f"c{i}", "at": ts / 1000, "ctx": {"page": page}, "timing": {"ms": i}}
+                ),
+            )
             self.click_ms[page] += i
-        self.add("app.clicks", 1, orjson.dumps({"at": self.t0 / 1000, "ctx": {}}),
-                 bad="no id")
-        self.add("app.clicks", 0, orjson.dumps({"id": "x", "at": self.t0 / 1000,
-                                                 "timing": {"ms": [1]}}), bad="array")
+        self.add("app.clicks", 1, orjson.dumps({"at": self.t0 / 1000, "ctx": {}}), bad="no id")
+        self.add(
+            "app.clicks",
+            0,
+            orjson.dumps({"id": "x", "at": self.t0 / 1000, "timing": {"ms": [1]}}),
+            bad="array",
+        )
 
 
 async def _create_topics(bootstrap: str) -> None:
@@ -144,11 +184,16 @@ async def _create_topics(bootstrap: str) -> None:
     await admin.start()
     try:
         configs = {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"}
-        await admin.create_topics([
-            NewTopic("shop.orders", num_partitions=3, replication_factor=1,
-                     topic_configs=configs),
-            NewTopic("app.clicks", num_partitions=2, replication_factor=1,
-                     topic_configs=configs)])
+        await admin.create_topics(
+            [
+                NewTopic(
+                    "shop.orders", num_partitions=3, replication_factor=1, topic_configs=configs
+                ),
+                NewTopic(
+                    "app.clicks", num_partitions=2, replication_factor=1, topic_configs=configs
+                ),
+            ]
+        )
     finally:
         await admin.close()
 
@@ -164,8 +209,9 @@ async def _produce(bootstrap: str, messages: list[tuple[str, int, bytes]]) -> No
 
 
 async def _dead_letters(bootstrap: str, topic: str, wanted: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
@@ -189,9 +235,12 @@ def world(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Stack, str, 
     metrics_file = session_dir / "sources-metrics.toml"
     metrics_file.write_text(METRICS)
     settings = stack_settings(session_dir, "sources", clickhouse_url, free_port())
-    settings = settings.model_copy(update={
-        "metrics_file": metrics_file,
-        "kafka": settings.kafka.model_copy(update={"url": broker.bootstrap})})
+    settings = settings.model_copy(
+        update={
+            "metrics_file": metrics_file,
+            "kafka": settings.kafka.model_copy(update={"url": broker.bootstrap}),
+        }
+    )
     stack = Stack(settings, dashboard=False)
     try:
         stack.start()
@@ -205,38 +254,51 @@ def world(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Stack, str, 
         broker.stop()
 
 
-def _totals(stack: Stack, metric: str, dimension: str | None, span: tuple[int, int]
-            ) -> dict[str, float]:
-    response = stack.client.get(f"/v1/metrics/{metric}", params={
-        "start": span[0], "end": span[1], **({"group_by": dimension} if dimension else {})})
+def _totals(
+    stack: Stack, metric: str, dimension: str | None, span: tuple[int, int]
+) -> dict[str, float]:
+    response = stack.client.get(
+        f"/v1/metrics/{metric}",
+        params={"start": span[0], "end": span[1], **({"group_by": dimension} if dimension else {})},
+    )
     response.raise_for_status()
-    return {(s["group"] or {}).get(dimension or "", ""): round(sum(
-        p["value"] or 0 for p in s["points"]), 6) for s in response.json()["series"]}
+    return {
+        (s["group"] or {}).get(dimension or "", ""): round(
+            sum(p["value"] or 0 for p in s["points"]), 6
+        )
+        for s in response.json()["series"]
+    }
 
 
 def _served(stack: Stack, feed: Feed) -> tuple[dict[str, float], ...]:
     span = (feed.t0, feed.t0 + 2 * 3_600_000)
-    return (_totals(stack, "order_revenue", "country", span),
-            _totals(stack, "order_deletes", None, span),
-            _totals(stack, "click_ms", "page", span))
+    return (
+        _totals(stack, "order_revenue", "country", span),
+        _totals(stack, "order_deletes", None, span),
+        _totals(stack, "click_ms", "page", span),
+    )
 
 
 def _expected(feed: Feed) -> tuple[dict[str, float], ...]:
-    return ({k: round(v, 6) for k, v in feed.revenue.items()}, {"": float(feed.deletes)},
-            {k: round(v, 6) for k, v in feed.click_ms.items()})
+    return (
+        {k: round(v, 6) for k, v in feed.revenue.items()},
+        {"": float(feed.deletes)},
+        {k: round(v, 6) for k, v in feed.click_ms.items()},
+    )
 
 
 def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -> None:
     stack, bootstrap, feed = world
     expected = _expected(feed)
-    wait_until(lambda: _served(stack, feed) == expected, 60,
-               f"speed-layer values {expected}")
+    wait_until(lambda: _served(stack, feed) == expected, 60, f"speed-layer values {expected}")
 
-    letters = asyncio.run(_dead_letters(bootstrap, stack.settings.kafka.dead_letter_topic,
-                                        len(feed.bad)))
+    letters = asyncio.run(
+        _dead_letters(bootstrap, stack.settings.kafka.dead_letter_topic, len(feed.bad))
+    )
     got = sorted((d["topic"], d["partition"], d["source"]) for d in letters)
-    assert got == sorted((t, p, "orders" if t == "shop.orders" else "clicks")
-                         for t, p, _, _ in feed.bad)
+    assert got == sorted(
+        (t, p, "orders" if t == "shop.orders" else "clicks") for t, p, _, _ in feed.bad
+    )
     reasons = " | ".join(d["reason"] for d in letters)
     for _, _, _, part in feed.bad:
         assert part in reasons, reasons
@@ -244,20 +306,36 @@ def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -
 
     # per-partition progress of every source, with the partition counts of its topic
     parts = stack.client.get("/v1/pipeline").json()["partitions"]
-    assert sorted((p["source"], p["partition"]) for p in parts if p["source"] != "events") \
-        == [("clicks", 0), ("clicks", 1), ("orders", 0), ("orders", 1), ("orders", 2)]
-    assert all(p["source_id"] == f"src.{p['source']}:{p['partition']}" for p in parts
-               if p["source"] != "events")
+    assert sorted((p["source"], p["partition"]) for p in parts if p["source"] != "events") == [
+        ("clicks", 0),
+        ("clicks", 1),
+        ("orders", 0),
+        ("orders", 1),
+        ("orders", 2),
+    ]
+    assert all(
+        p["source_id"] == f"src.{p['source']}:{p['partition']}"
+        for p in parts
+        if p["source"] != "events"
+    )
 
     # archived per source: its own directory, its name in the file names
     root = stack.settings.data_dir / "archive"
     for source in ("orders", "clicks"):
-        wait_until(lambda s=source: list((root / s).glob("date=*/hour=*/" + s + "-p*.parquet")),
-                   30, f"archive files of {source}")
+        wait_until(
+            lambda s=source: list((root / s).glob("date=*/hour=*/" + s + "-p*.parquet")),
+            30,
+            f"archive files of {source}",
+        )
     stack.run_batch()
     assert _served(stack, feed) == expected
-    sources = {p["source"] for s in stack.client.get("/v1/metrics/order_revenue", params={
-        "start": feed.t0, "end": feed.t0 + 3_600_000}).json()["series"] for p in s["points"]}
+    sources = {
+        p["source"]
+        for s in stack.client.get(
+            "/v1/metrics/order_revenue", params={"start": feed.t0, "end": feed.t0 + 3_600_000}
+        ).json()["series"]
+        for p in s["points"]
+    }
     assert "batch" in sources, sources
 
     response = stack.client.post("/v1/admin/replay", headers=stack.admin_headers, json={})
@@ -267,6 +345,7 @@ def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -
     def finished() -> dict[str, Any] | None:
         job = stack.client.get(f"/v1/admin/jobs/{job_id}", headers=stack.admin_headers).json()
         return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
     job = wait_until(finished, 90, f"replay job {job_id}")
     assert job["state"] == "succeeded", job
     assert _served(stack, feed) == expected

@@ -29,8 +29,16 @@ class _Api(BaseHTTPRequestHandler):
         self._answer(202, {"job_id": "j1", "state": "queued"})
 
     def do_GET(self) -> None:  # noqa: N802
-        self._answer(401, {"error": {"code": "unauthorized", "details": {},
-                                     "message": "admin endpoints need the admin token"}})
+        self._answer(
+            401,
+            {
+                "error": {
+                    "code": "unauthorized",
+                    "details": {},
+                    "message": "admin endpoints need the admin token",
+                }
+            },
+        )
 
     def log_message(self, *args: object) -> None:
         pass

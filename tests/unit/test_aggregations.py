@@ -35,22 +35,30 @@ def test_a_kind_fills_stored_columns_its_batch_state_computes(kind) -> None:
         assert state["d_hashes"].to_list() == [[1, 3], [3]]
 
 
-@pytest.mark.parametrize(("aggregation", "sql"), [
-    ("count", "toFloat64(sum(count))"),
-    ("avg", "sum(sum) / nullIf(sum(count), 0)"),
-    ("quantile", "quantileExactWeightedArray(0.9)(q_values, q_weights)"),
-])
+@pytest.mark.parametrize(
+    ("aggregation", "sql"),
+    [
+        ("count", "toFloat64(sum(count))"),
+        ("avg", "sum(sum) / nullIf(sum(count), 0)"),
+        ("quantile", "quantileExactWeightedArray(0.9)(q_values, q_weights)"),
+    ],
+)
 def test_serving_merges_with_the_kinds_sql(aggregation: str, sql: str) -> None:
-    metric = MetricDefinition(name="m", aggregation=aggregation,
-                              field=None if aggregation == "count" else "x",
-                              quantile=0.9 if aggregation == "quantile" else None)
+    metric = MetricDefinition(
+        name="m",
+        aggregation=aggregation,
+        field=None if aggregation == "count" else "x",
+        quantile=0.9 if aggregation == "quantile" else None,
+    )
     assert value_sql(metric) == sql
 
 
 def test_the_listing_serves_the_kind_and_the_dashboard_reads_it() -> None:
-    metrics = [MetricDefinition(name="c", aggregation="count"),
-               MetricDefinition(name="u", aggregation="distinct", field="user"),
-               MetricDefinition(name="p", aggregation="quantile", field="x", quantile=0.5)]
+    metrics = [
+        MetricDefinition(name="c", aggregation="count"),
+        MetricDefinition(name="u", aggregation="distinct", field="user"),
+        MetricDefinition(name="p", aggregation="quantile", field="x", quantile=0.5),
+    ]
     listing = {"metrics": [info(m).model_dump() for m in metrics]}
     count, users, p50 = MetricList.model_validate(listing).metrics
     assert (count.additive, count.counts_events, count.kind.whole) == (True, True, True)

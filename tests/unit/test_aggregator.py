@@ -17,12 +17,20 @@ FAR_FUTURE = 2**50
 
 
 def _metrics() -> tuple[MetricDefinition, ...]:
-    return parse_catalog({"metric": [
-        {"name": "events", "aggregation": "count", "dimensions": ["country"]},
-        {"name": "revenue", "aggregation": "sum", "field": "amount",
-         "where": {"type": "purchase"}},
-        {"name": "p95", "aggregation": "quantile", "quantile": 0.95, "field": "latency_ms"},
-    ]}).metrics
+    return parse_catalog(
+        {
+            "metric": [
+                {"name": "events", "aggregation": "count", "dimensions": ["country"]},
+                {
+                    "name": "revenue",
+                    "aggregation": "sum",
+                    "field": "amount",
+                    "where": {"type": "purchase"},
+                },
+                {"name": "p95", "aggregation": "quantile", "quantile": 0.95, "field": "latency_ms"},
+            ]
+        }
+    ).metrics
 
 
 def _ev(i: int, ts: int, **extra: Any) -> dict[str, Any]:
@@ -37,15 +45,24 @@ def test_events_land_in_their_event_time_window_whatever_the_arrival_order() -> 
     agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
     agg.add(0, [_ev(1, T0 + MINUTE + 5), _ev(2, T0 + 10)], now_ms=FAR_FUTURE)
     agg.add(1, [_ev(3, T0 + 20, country="FR")], now_ms=FAR_FUTURE)
-    assert _counts(agg) == {("events", T0, ("DE",)): 1, ("events", T0 + MINUTE, ("DE",)): 1,
-                            ("events", T0, ("FR",)): 1}
+    assert _counts(agg) == {
+        ("events", T0, ("DE",)): 1,
+        ("events", T0 + MINUTE, ("DE",)): 1,
+        ("events", T0, ("FR",)): 1,
+    }
 
 
 def test_sum_and_quantile_take_only_matching_events_with_the_field() -> None:
     agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
-    agg.add(0, [_ev(1, T0, type="purchase", amount=10.5, latency_ms=100),
-                _ev(2, T0, type="purchase"),
-                _ev(3, T0, amount=99.0, latency_ms=300)], now_ms=FAR_FUTURE)
+    agg.add(
+        0,
+        [
+            _ev(1, T0, type="purchase", amount=10.5, latency_ms=100),
+            _ev(2, T0, type="purchase"),
+            _ev(3, T0, amount=99.0, latency_ms=300),
+        ],
+        now_ms=FAR_FUTURE,
+    )
     revenue = agg.windows[("revenue", T0, ())]
     assert (revenue.count, revenue.sum) == (1, 10.5)
     p95 = agg.windows[("p95", T0, ())]
@@ -53,11 +70,14 @@ def test_sum_and_quantile_take_only_matching_events_with_the_field() -> None:
     assert p95.count == 2 and sorted(values) == [100.0, 300.0] and weights == [1, 1]
 
 
-@pytest.mark.parametrize(("late_ts", "is_late"), [
-    (T0 + 2 * MINUTE, False),         # window [2m, 3m) ends after the watermark (2m)
-    (T0 + MINUTE + 59_999, True),     # window [1m, 2m) ends at the watermark: final
-    (T0 + 5, True),                   # window [0, 1m): long final
-])
+@pytest.mark.parametrize(
+    ("late_ts", "is_late"),
+    [
+        (T0 + 2 * MINUTE, False),  # window [2m, 3m) ends after the watermark (2m)
+        (T0 + MINUTE + 59_999, True),  # window [1m, 2m) ends at the watermark: final
+        (T0 + 5, True),  # window [0, 1m): long final
+    ],
+)
 def test_events_for_windows_the_watermark_passed_are_late(late_ts: int, is_late: bool) -> None:
     agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
     agg.add(0, [_ev(1, T0 + 3 * MINUTE)], now_ms=FAR_FUTURE)  # watermark = T0 + 2m
@@ -91,11 +111,13 @@ def test_recovery_skips_per_window_what_the_stored_state_already_holds() -> None
     assert stored_a.count == 8
 
     resumed = PartitionAggregator(_metrics(), lateness_ms=MINUTE)
-    resumed.recover(through_offset=4, max_event_ms=T0,
-                    rows=[(("events", T0, ("DE",)), stored_a, 7)])
+    resumed.recover(
+        through_offset=4, max_event_ms=T0, rows=[(("events", T0, ("DE",)), stored_a, 7)]
+    )
     for offset in range(5, 10):
-        resumed.add(offset, [_ev(offset, T0), _ev(100 + offset, T0, country="FR")],
-                    now_ms=FAR_FUTURE)
+        resumed.add(
+            offset, [_ev(offset, T0), _ev(100 + offset, T0, country="FR")], now_ms=FAR_FUTURE
+        )
     assert resumed.windows[("events", T0, ("DE",))].count == 10
     assert resumed.windows[("events", T0, ("FR",))].count == 5
 
@@ -105,7 +127,7 @@ def test_drain_restore_and_evict() -> None:
     agg.add(0, [_ev(1, T0)], now_ms=FAR_FUTURE)
     rows = agg.drain()
     assert {r.key[0] for r in rows} == {"events"} and not any(r.final for r in rows)
-    agg.restore(rows)                      # a failed write: the same windows stay dirty
+    agg.restore(rows)  # a failed write: the same windows stay dirty
     assert agg.drain()
     agg.add(1, [_ev(2, T0 + MINUTE)], now_ms=FAR_FUTURE)  # watermark = T0 + 1m: T0 final
     rows = agg.drain()
@@ -140,8 +162,9 @@ def test_colliding_id_hashes_never_drop_a_distinct_event(monkeypatch) -> None:
     duplicates."""
     import speed_layer.aggregator as aggregator
 
-    monkeypatch.setattr(aggregator, "_id_hashes",
-                        lambda ids: pl.Series([7] * ids.len(), dtype=pl.UInt64))
+    monkeypatch.setattr(
+        aggregator, "_id_hashes", lambda ids: pl.Series([7] * ids.len(), dtype=pl.UInt64)
+    )
     agg = PartitionAggregator(_metrics(), lateness_ms=MINUTE, dedup_capacity=3)
     assert agg.add(0, [_ev(1, T0), _ev(2, T0)], now_ms=FAR_FUTURE).duplicates == 0
     assert agg.add(1, [_ev(3, T0), _ev(2, T0)], now_ms=FAR_FUTURE).duplicates == 1
@@ -163,8 +186,9 @@ def test_a_frame_out_of_offset_order_is_taken_in_offset_order() -> None:
 
 
 def test_hopping_windows_take_every_window_holding_the_event() -> None:
-    metric = parse_catalog({"metric": [{"name": "h", "aggregation": "count", "windows": ["3m"],
-                                        "hop": "1m"}]}).metrics
+    metric = parse_catalog(
+        {"metric": [{"name": "h", "aggregation": "count", "windows": ["3m"], "hop": "1m"}]}
+    ).metrics
     agg = PartitionAggregator(metric, lateness_ms=0)
     agg.add(0, [_ev(1, T0 + 30_000)], now_ms=FAR_FUTURE)
     assert sorted(k[1] for k in agg.windows) == [T0 - 2 * MINUTE, T0 - MINUTE, T0]
@@ -178,11 +202,21 @@ def test_a_batch_of_many_messages_folds_like_event_by_event() -> None:
     from stratum.event_frames import decode_messages
 
     metrics = _metrics()
-    events = [_ev(i, T0 + (i * 7_919) % (6 * MINUTE), country=("DE", "FR", "IT")[i % 3],
-                  type=("view", "purchase")[i % 2], amount=float(i % 13),
-                  latency_ms=float(i % 101)) for i in range(20_000)]
-    messages = [(offset, b"\n".join(orjson.dumps(e) for e in events[s:s + 500]))
-                for offset, s in enumerate(range(0, len(events), 500))]
+    events = [
+        _ev(
+            i,
+            T0 + (i * 7_919) % (6 * MINUTE),
+            country=("DE", "FR", "IT")[i % 3],
+            type=("view", "purchase")[i % 2],
+            amount=float(i % 13),
+            latency_ms=float(i % 101),
+        )
+        for i in range(20_000)
+    ]
+    messages = [
+        (offset, b"\n".join(orjson.dumps(e) for e in events[s : s + 500]))
+        for offset, s in enumerate(range(0, len(events), 500))
+    ]
     agg = PartitionAggregator(metrics, lateness_ms=2 * MINUTE, dedup_capacity=10_000)
     result = agg.add_frame(decode_messages(messages, now_ms=FAR_FUTURE).frame, 41, FAR_FUTURE)
 
@@ -191,16 +225,17 @@ def test_a_batch_of_many_messages_folds_like_event_by_event() -> None:
     newest = None
     for s in range(0, len(events), 500):
         mark = None if newest is None else newest - 2 * MINUTE
-        batch = events[s:s + 500]
+        batch = events[s : s + 500]
         for e in batch:
             start = e["ts"] - e["ts"] % MINUTE
             if mark is not None and start + MINUTE <= mark:
                 late += 1
                 continue
-            for name, group, value in (("events", (e["country"],), None),
-                                       ("revenue", (), e["amount"] if e["type"] == "purchase"
-                                        else "skip"),
-                                       ("p95", (), e["latency_ms"])):
+            for name, group, value in (
+                ("events", (e["country"],), None),
+                ("revenue", (), e["amount"] if e["type"] == "purchase" else "skip"),
+                ("p95", (), e["latency_ms"]),
+            ):
                 if value == "skip":
                     continue
                 slot = expected.setdefault((name, start, group), [0, 0.0])

@@ -14,31 +14,38 @@ from stratum.numbers import api_number
 from stratum.windows import parse_duration_ms
 
 
-@pytest.mark.parametrize(("text", "items"), [
-    ("DE", ["DE"]),
-    ("DE,FR", ["DE", "FR"]),
-    ("DE,,FR,", ["DE", "FR"]),
-    ("", []),
-    (r"a\,b,c", ["a,b", "c"]),
-    ("a\\\\,b", ["a\\", "b"]),
-    (r"C:\temp", [r"C:\temp"]),
-    ("end\\", ["end\\"]),
-])
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("DE", ["DE"]),
+        ("DE,FR", ["DE", "FR"]),
+        ("DE,,FR,", ["DE", "FR"]),
+        ("", []),
+        (r"a\,b,c", ["a,b", "c"]),
+        ("a\\\\,b", ["a\\", "b"]),
+        (r"C:\temp", [r"C:\temp"]),
+        ("end\\", ["end\\"]),
+    ],
+)
 def test_a_list_parameter_splits_at_unescaped_commas(text: str, items: list[str]) -> None:
     assert split_list(text) == items
 
 
-@pytest.mark.parametrize(("value", "served"), [
-    (18081.510000000002, 18081.51),
-    (0.1 + 0.2, 0.3),
-    (1e-20 / 3, 3.33333333333333e-21),
-    (12.5, 12.5),
-    (2.0**60, 2.0**60),  # an integer past 1e15 keeps all its digits
-    (1234567890123456.0, 1234567890123456.0),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "served"),
+    [
+        (18081.510000000002, 18081.51),
+        (0.1 + 0.2, 0.3),
+        (1e-20 / 3, 3.33333333333333e-21),
+        (12.5, 12.5),
+        (2.0**60, 2.0**60),  # an integer past 1e15 keeps all its digits
+        (1234567890123456.0, 1234567890123456.0),
+        (None, None),
+    ],
+)
 def test_served_values_have_no_float_noise_and_integers_stay_exact(
-        value: float | None, served: float | None) -> None:
+    value: float | None, served: float | None
+) -> None:
     assert api_number(value) == served
 
 

@@ -25,19 +25,35 @@ FAILURES = [
 
 
 def _frame(offsets: range) -> pl.DataFrame:
-    return events_frame([(o, {"event_id": f"a{o}", "ts": 1_795_309_200_000 + o,
-                               "type": "view", "amount": float(o)}) for o in offsets])
+    return events_frame(
+        [
+            (
+                o,
+                {
+                    "event_id": f"a{o}",
+                    "ts": 1_795_309_200_000 + o,
+                    "type": "view",
+                    "amount": float(o),
+                },
+            )
+            for o in offsets
+        ]
+    )
 
 
 def _archived_ids(root: Path) -> list[str]:
     files = archive.list_files(root)
-    return sorted(pl.concat([pl.read_parquet(f) for f in files])["event_id"].to_list()
-                  ) if files else []
+    return (
+        sorted(pl.concat([pl.read_parquet(f) for f in files])["event_id"].to_list())
+        if files
+        else []
+    )
 
 
 @pytest.mark.parametrize("failure", FAILURES, ids=lambda e: type(e).__name__)
 def test_a_failed_write_keeps_its_events_for_the_next_flush(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
+) -> None:
     worker = ArchiveWorker(Settings(data_dir=tmp_path), "ep")
     write = archive.write_frame
     calls = {"n": 0}
@@ -66,7 +82,8 @@ def test_a_failed_write_keeps_its_events_for_the_next_flush(
 
 
 def test_failed_writes_back_off_instead_of_retrying_every_flush(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     worker = ArchiveWorker(Settings(data_dir=tmp_path), "ep")
     calls = {"n": 0}
 

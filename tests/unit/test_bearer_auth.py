@@ -28,6 +28,7 @@ class Client:
             transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
                 return await http.get(path, headers=headers)
+
         return asyncio.run(call())
 
 
@@ -49,27 +50,43 @@ def client() -> Client:
 def test_openapi_shows_the_bearer_scheme_on_guarded_operations(client: Client) -> None:
     spec = client.get("/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
-    assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer", "description": (
-        "a Stratum token; the X-Stratum-Token header works too")}}
+    assert schemes == {
+        "HTTPBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": ("a Stratum token; the X-Stratum-Token header works too"),
+        }
+    }
     assert spec["paths"]["/v1/admin/jobs"]["get"]["security"] == [{"HTTPBearer": []}]
     assert spec["paths"]["/v1/metrics"]["get"]["security"] == [{"HTTPBearer": []}]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": f"Bearer {ADMIN}"}, {"Authorization": f"bearer {ADMIN}"},
-    {"X-Stratum-Token": ADMIN}, {"Authorization": "Basic x", "X-Stratum-Token": ADMIN},
-])
-def test_the_token_is_taken_from_either_header(client: Client,
-                                               headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {ADMIN}"},
+        {"Authorization": f"bearer {ADMIN}"},
+        {"X-Stratum-Token": ADMIN},
+        {"Authorization": "Basic x", "X-Stratum-Token": ADMIN},
+    ],
+)
+def test_the_token_is_taken_from_either_header(client: Client, headers: dict[str, str]) -> None:
     assert client.get("/probe", headers=headers).json() == {"ok": True}
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer "},
-    {"Authorization": f"Basic {ADMIN}"}, {"X-Stratum-Token": ""},
-])
-def test_a_missing_or_wrong_token_is_401_unauthorized(client: Client,
-                                                      headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Basic {ADMIN}"},
+        {"X-Stratum-Token": ""},
+    ],
+)
+def test_a_missing_or_wrong_token_is_401_unauthorized(
+    client: Client, headers: dict[str, str]
+) -> None:
     response = client.get("/probe", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"

@@ -34,16 +34,39 @@ def minutes(*ms: int) -> list[datetime]:
 
 
 def line(*ms: int) -> Line:
-    return Line("DE", minutes(*ms), [float(10 + m) for m in ms], ["speed"] * len(ms),
-                counts=[10 + m for m in ms], group={"country": "DE"})
+    return Line(
+        "DE",
+        minutes(*ms),
+        [float(10 + m) for m in ms],
+        ["speed"] * len(ms),
+        counts=[10 + m for m in ms],
+        group={"country": "DE"},
+    )
 
 
 def response(groups: dict[str, list[int]]) -> SeriesResponse:
-    return SeriesResponse.model_validate({
-        "metric": "events", "step": "1m", "start": T0.replace(tzinfo=UTC), "end": NOW,
-        "series": [{"group": {"country": g}, "points": [
-            {"t": (T0 + timedelta(minutes=m)).replace(tzinfo=UTC), "value": 100.0 + len(ms),
-             "count": 100 + len(ms)} for m in ms]} for g, ms in groups.items()]})
+    return SeriesResponse.model_validate(
+        {
+            "metric": "events",
+            "step": "1m",
+            "start": T0.replace(tzinfo=UTC),
+            "end": NOW,
+            "series": [
+                {
+                    "group": {"country": g},
+                    "points": [
+                        {
+                            "t": (T0 + timedelta(minutes=m)).replace(tzinfo=UTC),
+                            "value": 100.0 + len(ms),
+                            "count": 100 + len(ms),
+                        }
+                        for m in ms
+                    ],
+                }
+                for g, ms in groups.items()
+            ],
+        }
+    )
 
 
 def test_a_missing_window_breaks_the_line() -> None:
@@ -67,8 +90,9 @@ def test_the_filling_windows_are_split_off_and_joined_to_the_last_complete_one()
 
 def test_headlines_come_from_the_newest_complete_window() -> None:
     xs = minutes(27, 28, 29, 30)
-    assert newest_complete([x.replace(tzinfo=UTC) for x in xs], [5.0, 6.0, 7.0, 1.0], "1m",
-                           NOW) == (xs[1].replace(tzinfo=UTC), 6.0)
+    assert newest_complete(
+        [x.replace(tzinfo=UTC) for x in xs], [5.0, 6.0, 7.0, 1.0], "1m", NOW
+    ) == (xs[1].replace(tzinfo=UTC), 6.0)
     data = response({"DE": [27, 28, 29, 30]})
     value, label = kpi(EVENTS, data, NOW)
     assert "104" in str(value) and "10:28:00" in str(label)
@@ -84,8 +108,9 @@ def test_legend_summary_and_table_agree_on_top_n_and_other() -> None:
     groups = {f"c{i:02d}": [10, 11, 12][: 1 + i % 3] for i in range(13)}
     data = response(groups)
     lines = lines_of(data, additive=True)
-    figure = metric_figure(EVENTS, lines, start=data.start, end=data.end, step="1m",
-                           horizon=None, now=NOW)
+    figure = metric_figure(
+        EVENTS, lines, start=data.start, end=data.end, step="1m", horizon=None, now=NOW
+    )
     legend = {t.name for t in figure.data if t.showlegend is not False}
     assert len(legend) == MAX_LINES and "other" in legend
     summary = summary_text(EVENTS, data, NOW)
@@ -106,8 +131,15 @@ def test_summary_counts_drawn_points_and_warns_of_gaps() -> None:
 
 def test_open_window_is_a_dashed_trace_under_an_in_progress_band() -> None:
     data = response({"DE": [26, 27, 28, 29, 30]})
-    figure = metric_figure(EVENTS, lines_of(data, additive=True), start=data.start,
-                           end=data.end, step="1m", horizon=None, now=NOW)
+    figure = metric_figure(
+        EVENTS,
+        lines_of(data, additive=True),
+        start=data.start,
+        end=data.end,
+        step="1m",
+        horizon=None,
+        now=NOW,
+    )
     dashed = [t for t in figure.data if t.line.dash == "dot"]
     assert len(dashed) == 1 and dashed[0].customdata[-1] == "in progress"
     assert dashed[0].customdata[0] == "speed"  # the joining point is complete, not filling
@@ -156,13 +188,21 @@ def test_batch_runs_sit_on_the_bottom_edge_with_a_legend_entry() -> None:
 
     data = response({"DE": [20, 21, 22]})
     run = RunMark(datetime(2026, 11, 21, 10, 21, tzinfo=UTC), "batch run succeeded")
-    figure = metric_figure(EVENTS, lines_of(data, additive=True), start=data.start,
-                           end=data.end, step="1m", horizon=T0 + timedelta(minutes=22),
-                           runs=[run], now=NOW)
+    figure = metric_figure(
+        EVENTS,
+        lines_of(data, additive=True),
+        start=data.start,
+        end=data.end,
+        step="1m",
+        horizon=T0 + timedelta(minutes=22),
+        runs=[run],
+        now=NOW,
+    )
     runs = [t for t in figure.data if t.name == "batch run"]
     assert len(runs) == 1 and runs[0].yaxis == "y2" and runs[0].y == (0.03,)
     assert figure.layout.showlegend is True
     assert not any(a.text == "▼" for a in figure.layout.annotations)
-    long = message_figure("No window is held by both layers yet: drift appears once a "
-                          "batch run has covered windows")
+    long = message_figure(
+        "No window is held by both layers yet: drift appears once a batch run has covered windows"
+    )
     assert all(len(part) <= 40 for part in long.layout.annotations[0].text.split("<br>"))

@@ -19,12 +19,13 @@ from stratum.settings import Settings
 ADMIN = "adm-SECRET-123"  # noqa: S105 - the issue's reproduction
 READ = "read-SECRET-456"  # noqa: S105
 # The issue's reproduction: ask the (development-only) prefill callback for the value.
-PREFILL = {"output": "admin-token-input.value",
-           "outputs": {"id": "admin-token-input", "property": "value"},
-           "inputs": [{"id": "admin-token-input", "property": "id",
-                       "value": "admin-token-input"}],
-           "changedPropIds": ["admin-token-input.id"],
-           "state": [{"id": "admin-token-input", "property": "value", "value": None}]}
+PREFILL = {
+    "output": "admin-token-input.value",
+    "outputs": {"id": "admin-token-input", "property": "value"},
+    "inputs": [{"id": "admin-token-input", "property": "id", "value": "admin-token-input"}],
+    "changedPropIds": ["admin-token-input.id"],
+    "state": [{"id": "admin-token-input", "property": "value", "value": None}],
+}
 PAGES = ["/", "/admin", "/explorer", "/_dash-layout", "/_dash-dependencies"]
 
 
@@ -45,12 +46,22 @@ def _every_answer(client: FlaskClient) -> list[bytes]:
 
 def _call(callback: dict[str, Any]) -> dict[str, Any]:
     """A first-load call of a server callback: every input and state at None."""
+
     def plain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"id": i["id"], "property": i["property"], "value": None}
-                for i in items if not str(i["id"]).startswith("{")]
+        return [
+            {"id": i["id"], "property": i["property"], "value": None}
+            for i in items
+            if not str(i["id"]).startswith("{")
+        ]
+
     inputs = plain(callback["inputs"])
-    return {"output": callback["output"], "outputs": [], "inputs": inputs,
-            "changedPropIds": [], "state": plain(callback.get("state", []))}
+    return {
+        "output": callback["output"],
+        "outputs": [],
+        "inputs": inputs,
+        "changedPropIds": [],
+        "state": plain(callback.get("state", [])),
+    }
 
 
 def test_no_page_layout_or_callback_hands_out_the_admin_token() -> None:
@@ -106,7 +117,8 @@ def test_signing_in_sets_an_httponly_strict_cookie_and_then_the_pages_answer() -
 
 @pytest.mark.parametrize("cookie", [None, READ])
 def test_the_api_client_forwards_the_persons_credential_and_nothing_else(
-        cookie: str | None) -> None:
+    cookie: str | None,
+) -> None:
     """The client's credential is the cookie of the request being served, never the
     configured read token (which would serve anyone)."""
     app = _dash(admin_token=ADMIN, read_token=READ)
@@ -116,11 +128,14 @@ def test_the_api_client_forwards_the_persons_credential_and_nothing_else(
     assert person_credential() is None  # outside a request: nobody's
 
 
-@pytest.mark.parametrize("path", [
-    "/_dash-component-suites/..%2f..%2fetc/passwd",
-    "/_dash-component-suites/dash/..%2f..%2f..%2fetc%2fpasswd",
-    "/_dash-component-suites/dash/deps/nope.js",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/_dash-component-suites/..%2f..%2fetc/passwd",
+        "/_dash-component-suites/dash/..%2f..%2f..%2fetc%2fpasswd",
+        "/_dash-component-suites/dash/deps/nope.js",
+    ],
+)
 def test_unknown_asset_paths_are_404(path: str) -> None:
     """Finding 6: an encoded ``..%2f`` under the component suites answered 500."""
     answer = _dash().server.test_client().get(path)

@@ -125,8 +125,7 @@ def test_read_token_and_series_params():
             },
         )
 
-    client = ApiClient("http://x", credential=lambda: "r",
-                       transport=httpx.MockTransport(handler))
+    client = ApiClient("http://x", credential=lambda: "r", transport=httpx.MockTransport(handler))
     start = datetime(2026, 1, 1, tzinfo=UTC)
     client.series(
         "events", start=start, end=start + timedelta(minutes=30), step="1m", group_by=("type",)
@@ -215,8 +214,10 @@ def test_two_apps_in_one_process_each_get_their_callbacks():
     a = create_dash(Settings(api={"port": 1}))
     read = "r" * 24
     b = create_dash(
-        Settings(api={"port": 2, "admin_token": "s" * 24, "read_token": read,
-                      "ingest_token": "i" * 24}, environment="production"),
+        Settings(
+            api={"port": 2, "admin_token": "s" * 24, "read_token": read, "ingest_token": "i" * 24},
+            environment="production",
+        ),
         requests_pathname_prefix="/ui/",
     )
     for app in (a, b):

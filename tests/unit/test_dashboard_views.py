@@ -30,29 +30,68 @@ from dashboard.live import too_soon
 from tests.served import metric_info
 
 NOW = datetime(2026, 11, 21, 10, 30, tzinfo=UTC)
-EVENTS = metric_info(name="events", aggregation="count", dimensions=("type", "country"),
-                    windows=("1m", "5m", "1h"))
-REVENUE = metric_info(name="revenue", aggregation="sum", where={"type": "purchase"},
-                     dimensions=("country",), windows=("1m", "5m", "1h"))
+EVENTS = metric_info(
+    name="events", aggregation="count", dimensions=("type", "country"), windows=("1m", "5m", "1h")
+)
+REVENUE = metric_info(
+    name="revenue",
+    aggregation="sum",
+    where={"type": "purchase"},
+    dimensions=("country",),
+    windows=("1m", "5m", "1h"),
+)
 
 
 def response(points: dict[str, list[tuple[int, float]]], step: str = "1m") -> SeriesResponse:
     """Series per country; points as (minutes after 10:00, value)."""
     base = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
-    return SeriesResponse.model_validate({
-        "metric": "events", "step": step, "start": base, "end": NOW, "horizon": None,
-        "series": [{"group": {"country": c}, "points": [
-            {"t": base + timedelta(minutes=m), "value": v, "source": "speed", "count": int(v)}
-            for m, v in pts]} for c, pts in points.items()]})
+    return SeriesResponse.model_validate(
+        {
+            "metric": "events",
+            "step": step,
+            "start": base,
+            "end": NOW,
+            "horizon": None,
+            "series": [
+                {
+                    "group": {"country": c},
+                    "points": [
+                        {
+                            "t": base + timedelta(minutes=m),
+                            "value": v,
+                            "source": "speed",
+                            "count": int(v),
+                        }
+                        for m, v in pts
+                    ],
+                }
+                for c, pts in points.items()
+            ],
+        }
+    )
 
 
-@pytest.mark.parametrize("query", [
-    ExplorerQuery(metric="events", range="24h", step="5m", group_by="country",
-                  filter_dim="type", filter_values=("page_view", "purchase")),
-    ExplorerQuery(metric="revenue", range="custom", start="2026-11-21T09:00",
-                  end="1795255200000", step="1m"),
-    ExplorerQuery(),
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        ExplorerQuery(
+            metric="events",
+            range="24h",
+            step="5m",
+            group_by="country",
+            filter_dim="type",
+            filter_values=("page_view", "purchase"),
+        ),
+        ExplorerQuery(
+            metric="revenue",
+            range="custom",
+            start="2026-11-21T09:00",
+            end="1795255200000",
+            step="1m",
+        ),
+        ExplorerQuery(),
+    ],
+)
 def test_url_state_round_trips(query: ExplorerQuery) -> None:
     search = to_search(query)
     assert search.startswith("?")
@@ -65,8 +104,9 @@ def test_url_state_survives_junk_and_lists() -> None:
     assert query.filter_values == ("x",) and query.filters == {}
 
 
-@pytest.mark.parametrize(("range_", "step"), [("15m", "1m"), ("1h", "1m"), ("24h", "5m"),
-                                              ("7d", "1h")])
+@pytest.mark.parametrize(
+    ("range_", "step"), [("15m", "1m"), ("1h", "1m"), ("24h", "5m"), ("7d", "1h")]
+)
 def test_default_step_keeps_lines_readable(range_: str, step: str) -> None:
     start, end = bounds(ExplorerQuery(range=range_), NOW)
     assert default_step(EVENTS, end - start) == step
@@ -74,21 +114,28 @@ def test_default_step_keeps_lines_readable(range_: str, step: str) -> None:
 
 def test_custom_bounds_take_iso_and_epoch_ms_and_explain_mistakes() -> None:
     query = ExplorerQuery(range="custom", start="2026-11-21T09:00", end="1795255200000")
-    assert bounds(query, NOW) == (datetime(2026, 11, 21, 9, tzinfo=UTC),
-                                  datetime(2026, 11, 21, 10, tzinfo=UTC))
+    assert bounds(query, NOW) == (
+        datetime(2026, 11, 21, 9, tzinfo=UTC),
+        datetime(2026, 11, 21, 10, tzinfo=UTC),
+    )
     with pytest.raises(ValueError, match="not a time"):
         bounds(ExplorerQuery(range="custom", start="tuesday"), NOW)
     with pytest.raises(ValueError, match="after its start"):
-        bounds(ExplorerQuery(range="custom", start="2026-11-21T11:00", end="2026-11-21T10:00"),
-               NOW)
+        bounds(ExplorerQuery(range="custom", start="2026-11-21T11:00", end="2026-11-21T10:00"), NOW)
 
 
 def test_settle_drops_what_the_new_metric_does_not_have() -> None:
-    query = ExplorerQuery(metric="events", step="5m", group_by="type", filter_dim="type",
-                          filter_values=("purchase",))
+    query = ExplorerQuery(
+        metric="events", step="5m", group_by="type", filter_dim="type", filter_values=("purchase",)
+    )
     settled = settle(query, REVENUE, timedelta(hours=1), keep_step=True)
-    assert (settled.metric, settled.step, settled.group_by, settled.filter_dim,
-            settled.filter_values) == ("revenue", "5m", None, None, ())
+    assert (
+        settled.metric,
+        settled.step,
+        settled.group_by,
+        settled.filter_dim,
+        settled.filter_values,
+    ) == ("revenue", "5m", None, None, ())
     assert settle(query, REVENUE, timedelta(hours=24), keep_step=False).step == "5m"
 
 
@@ -129,8 +176,9 @@ def test_throughput_metric_prefers_an_unfiltered_count() -> None:
     assert throughput_metric([REVENUE]) is None
 
 
-@pytest.mark.parametrize(("lag_s", "tone"), [(None, "unknown"), (2.0, "ok"), (60.0, "warn"),
-                                             (600.0, "bad")])
+@pytest.mark.parametrize(
+    ("lag_s", "tone"), [(None, "unknown"), (2.0, "ok"), (60.0, "warn"), (600.0, "bad")]
+)
 def test_freshness_tone_follows_the_lag(lag_s: float | None, tone: str) -> None:
     status = Status.model_validate({"now": NOW, "speed": {"lag_s": lag_s}})
     _, class_name = freshness(status)
@@ -152,8 +200,16 @@ def test_nav_links_use_each_apps_own_prefix(tmp_path) -> None:
     create_dash(settings, requests_pathname_prefix="/dashboard/")
     create_dash(settings, requests_pathname_prefix="/ui/")  # the page registry is global
     hrefs = [link.href for link in _nav_links("/dashboard/explorer", "/dashboard/")]
-    assert hrefs == ["/dashboard/", "/dashboard/explorer", "/dashboard/pipeline",
-                     "/dashboard/drift", "/dashboard/admin"]
-    active = [link.href for link in _nav_links("/dashboard/explorer", "/dashboard/")
-              if "is-active" in link.className]
+    assert hrefs == [
+        "/dashboard/",
+        "/dashboard/explorer",
+        "/dashboard/pipeline",
+        "/dashboard/drift",
+        "/dashboard/admin",
+    ]
+    active = [
+        link.href
+        for link in _nav_links("/dashboard/explorer", "/dashboard/")
+        if "is-active" in link.className
+    ]
     assert active == ["/dashboard/explorer"]

@@ -16,8 +16,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-LOCAL = {*PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"],
-         "tests", "benchmarks"}
+LOCAL = {
+    *PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"],
+    "tests",
+    "benchmarks",
+}
 # Imported only by an opt-in flag, which says how to install it when it is missing.
 OPTIONAL = {"benchmarks": {"pyinstrument"}}
 EXTRAS = {"tests": ("test",), "benchmarks": ("bench",)}
@@ -59,11 +62,16 @@ def test_imports_come_from_declared_distributions(package: str) -> None:
     providers = packages_distributions()
     undeclared = []
     for module, path in sorted(imported_modules(package).items()):
-        if module in sys.stdlib_module_names or module in LOCAL \
-                or module in OPTIONAL.get(package, set()):
+        if (
+            module in sys.stdlib_module_names
+            or module in LOCAL
+            or module in OPTIONAL.get(package, set())
+        ):
             continue
         dists = {distribution_name(d) for d in providers.get(module, [])}
         if not dists & allowed:
-            undeclared.append(f"{module} ({path.relative_to(ROOT)}; "
-                              f"from {', '.join(sorted(dists)) or 'nothing installed'})")
+            undeclared.append(
+                f"{module} ({path.relative_to(ROOT)}; "
+                f"from {', '.join(sorted(dists)) or 'nothing installed'})"
+            )
     assert not undeclared, f"imported but not declared for {package}: {undeclared}"

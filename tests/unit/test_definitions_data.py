@@ -34,14 +34,23 @@ def test_document_round_trips_through_toml_and_json() -> None:
 
 
 def test_toml_writer_quotes_what_needs_it() -> None:
-    document = {"metric": [{"name": "x", "aggregation": "count", "description": 'a "b"\n',
-                            "where": {"type": ["a", "b"], "odd key": "1"}}]}
+    document = {
+        "metric": [
+            {
+                "name": "x",
+                "aggregation": "count",
+                "description": 'a "b"\n',
+                "where": {"type": ["a", "b"], "odd key": "1"},
+            }
+        ]
+    }
     assert tomllib.loads(document_toml(document)) == document
 
 
 def test_put_adds_and_replaces_one_metric() -> None:
-    added = put_metric(CATALOG, "purchases", {"aggregation": "count",
-                                              "where": {"type": "purchase"}})
+    added = put_metric(
+        CATALOG, "purchases", {"aggregation": "count", "where": {"type": "purchase"}}
+    )
     assert added.names == [*CATALOG.names, "purchases"]
     changed = put_metric(added, "revenue", {"aggregation": "max", "field": "amount"})
     assert changed.get("revenue") is not None

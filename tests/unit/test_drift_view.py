@@ -11,43 +11,67 @@ T = "2026-11-22T10:00:00Z"
 
 
 def _drift(*points: dict[str, object], by_reason: dict[str, int] | None = None) -> Drift:
-    return Drift.model_validate({
-        "metric": "events", "start": T, "end": T,
-        "summary": {"windows_compared": len(points),
-                    "windows_off": sum(1 for p in points if p["reason"] != "none"),
-                    "max_abs_difference": 2.0, "max_abs_relative": 0.25,
-                    "by_reason": by_reason or {}},
-        "points": list(points)})
+    return Drift.model_validate(
+        {
+            "metric": "events",
+            "start": T,
+            "end": T,
+            "summary": {
+                "windows_compared": len(points),
+                "windows_off": sum(1 for p in points if p["reason"] != "none"),
+                "max_abs_difference": 2.0,
+                "max_abs_relative": 0.25,
+                "by_reason": by_reason or {},
+            },
+            "points": list(points),
+        }
+    )
 
 
 def _point(minute: int, speed: float | None, batch: float, reason: str) -> dict[str, object]:
     diff = None if speed is None else speed - batch
-    return {"t": f"2026-11-22T10:{minute:02d}:00Z", "speed": speed, "batch": batch,
-            "difference": diff, "relative": None if diff is None else diff / batch,
-            "speed_count": int(speed or 0), "batch_count": int(batch), "reason": reason}
+    return {
+        "t": f"2026-11-22T10:{minute:02d}:00Z",
+        "speed": speed,
+        "batch": batch,
+        "difference": diff,
+        "relative": None if diff is None else diff / batch,
+        "speed_count": int(speed or 0),
+        "batch_count": int(batch),
+        "reason": reason,
+    }
 
 
 def test_reasons_are_read_without_their_detail() -> None:
-    drift = _drift(_point(0, 6, 8, "late events: 2 arrived after the watermark"),
-                   _point(1, 5, 5, "none"))
+    drift = _drift(
+        _point(0, 6, 8, "late events: 2 arrived after the watermark"), _point(1, 5, 5, "none")
+    )
     assert [reason_of(p) for p in drift.points] == ["late events", "none"]
 
 
 def test_tiles_name_the_main_cause_and_the_share_off() -> None:
-    drift = _drift(_point(0, 6, 8, "late events: 2 arrived after the watermark"),
-                   _point(1, 5, 5, "none"), _point(2, 9, 10, "late events: 1 arrived after"),
-                   _point(3, 3, 3, "none"),
-                   by_reason={"late events": 2, "none": 2})
-    texts = {tile.to_plotly_json()["props"]["data-drift"]:
-             [c.children for c in tile.children] for tile in drift_tiles(drift)}
+    drift = _drift(
+        _point(0, 6, 8, "late events: 2 arrived after the watermark"),
+        _point(1, 5, 5, "none"),
+        _point(2, 9, 10, "late events: 1 arrived after"),
+        _point(3, 3, 3, "none"),
+        by_reason={"late events": 2, "none": 2},
+    )
+    texts = {
+        tile.to_plotly_json()["props"]["data-drift"]: [c.children for c in tile.children]
+        for tile in drift_tiles(drift)
+    }
     assert texts["off"][1:] == ["2", "50.0% of those compared"]
     assert texts["largest"][1] == "25.00%"
     assert texts["cause"][1] == "late events"
 
 
 def test_bars_per_reason_and_the_table_lists_only_windows_that_were_off() -> None:
-    drift = _drift(_point(0, 6, 8, "late events: 2 arrived after the watermark"),
-                   _point(1, 5, 5, "none"), _point(2, None, 4, "late events: 4 arrived"))
+    drift = _drift(
+        _point(0, 6, 8, "late events: 2 arrived after the watermark"),
+        _point(1, 5, 5, "none"),
+        _point(2, None, 4, "late events: 4 arrived"),
+    )
     figure = drift_figure(drift, METRIC)
     assert [trace.name for trace in figure.data] == ["late events", "none"]
     assert list(figure.data[0].y) == [-25.0, -100.0]  # a window speed never held

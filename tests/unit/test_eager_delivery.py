@@ -20,6 +20,7 @@ def test_a_delivery_that_never_waits_finishes_at_once() -> None:
         log: list[str] = []
         finished, result = start_eagerly(_no_wait(log))
         assert (finished, result, log) == (True, "done", ["ran"])
+
     asyncio.run(main())
 
 
@@ -42,6 +43,7 @@ def test_a_waiting_delivery_resumes_with_the_future_result() -> None:
         fut.set_result(41)
         assert await task == 42
         assert log == ["before", "got 41"]
+
     asyncio.run(main())
 
 
@@ -61,11 +63,13 @@ def test_a_failed_future_raises_inside_the_delivery() -> None:
         await asyncio.sleep(0)
         fut.set_exception(KeyError("k"))
         assert await task == "caught k"
+
     asyncio.run(main())
 
 
 def test_cancelling_the_waiting_delivery_cancels_what_it_awaits() -> None:
     """As wait_first does when flow is suspended: the queue put it waited on is given up."""
+
     async def main() -> None:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
         queue.put_nowait(1)
@@ -88,6 +92,7 @@ def test_cancelling_the_waiting_delivery_cancels_what_it_awaits() -> None:
         assert queue.get_nowait() == 1
         queue.put_nowait(3)  # no stale putter holds the slot
         assert queue.get_nowait() == 3
+
     asyncio.run(main())
 
 
@@ -122,12 +127,14 @@ def test_the_fetch_loop_waits_until_the_stream_worked_its_buffer_down() -> None:
         assert queue.qsize() <= queue.pressure_drop_size == 4
         assert taken == list(range(10 - queue.qsize()))
         await consumer
+
     asyncio.run(main())
 
 
 def test_waiting_for_the_stream_ends_when_flow_is_interrupted() -> None:
     """A stream that takes nothing (paused, or a rebalance suspended flow) must not hold
     the fetch loop once flow is interrupted."""
+
     async def main() -> None:
         queue = _full_buffer()
         checks: list[int] = []
@@ -138,4 +145,5 @@ def test_waiting_for_the_stream_ends_when_flow_is_interrupted() -> None:
 
         await asyncio.wait_for(wait_until_worked_down([queue], interrupted), timeout=5)
         assert queue.qsize() == 10 and len(checks) == 4
+
     asyncio.run(main())

@@ -59,8 +59,7 @@ def test_consumers_have_flow_and_stop_flags() -> None:
 
 
 def test_stream_queues_expose_their_pressure_drop_level() -> None:
-    queue: FlowControlQueue[int] = FlowControlQueue(maxsize=10,
-                                                    flow_control=FlowControlEvent())
+    queue: FlowControlQueue[int] = FlowControlQueue(maxsize=10, flow_control=FlowControlEvent())
     assert isinstance(queue.pressure_drop_size, int)
     assert queue.qsize() == 0
 
@@ -75,6 +74,7 @@ def test_installed_versions_are_within_the_pins() -> None:
 
 # The batch delivery (speed_layer.batch_delivery).
 
+
 def test_the_fetcher_runs_the_consumers_drain_loop() -> None:
     assert "await consumer._drain_messages(self)" in _source(faust_consumer.Fetcher)
     assert "_drain_messages" not in vars(faust_aiokafka.Consumer)  # Faust's base loop
@@ -83,40 +83,59 @@ def test_the_fetcher_runs_the_consumers_drain_loop() -> None:
 
 def test_the_drain_loop_we_replace_has_the_shape_we_mirror() -> None:
     loop = _source(faust_consumer.Consumer._drain_messages)
-    for part in ["while not (consumer_should_stop() or fetcher_should_stop()):",
-                 "ait = cast(AsyncIterator, getmany(timeout=1.0))",
-                 "if r_offset is None or offset >= r_offset:",
-                 "if self._n_acked >= commit_every: self._n_acked = 0 await self.commit()",
-                 "set_read_offset(tp, offset)", "except self.consumer_stopped_errors:",
-                 "set_flag(flag_consumer_fetching)", "unset_flag(flag_consumer_fetching)"]:
+    for part in [
+        "while not (consumer_should_stop() or fetcher_should_stop()):",
+        "ait = cast(AsyncIterator, getmany(timeout=1.0))",
+        "if r_offset is None or offset >= r_offset:",
+        "if self._n_acked >= commit_every: self._n_acked = 0 await self.commit()",
+        "set_read_offset(tp, offset)",
+        "except self.consumer_stopped_errors:",
+        "set_flag(flag_consumer_fetching)",
+        "unset_flag(flag_consumer_fetching)",
+    ]:
         assert part in loop, part
 
 
 def test_getmany_filters_and_seeks_as_our_fetch_does() -> None:
     getmany = _source(faust_consumer.Consumer.getmany)
-    for part in ["records, active_partitions = await self._wait_next_records(timeout)",
-                 "if records is None or self.should_stop:", "if self.flow_active:",
-                 "tp in active_partitions or tp in self._buffered_partitions",
-                 "self.app.monitor.track_tp_end_offset(tp, highwater_mark)",
-                 "await self.perform_seek()", "generation_id=self.app.consumer_generation_id"]:
+    for part in [
+        "records, active_partitions = await self._wait_next_records(timeout)",
+        "if records is None or self.should_stop:",
+        "if self.flow_active:",
+        "tp in active_partitions or tp in self._buffered_partitions",
+        "self.app.monitor.track_tp_end_offset(tp, highwater_mark)",
+        "await self.perform_seek()",
+        "generation_id=self.app.consumer_generation_id",
+    ]:
         assert part in getmany + _source(faust_aiokafka.Consumer._to_message), part
 
 
-@pytest.mark.parametrize("part", [
-    "self._read_offset = defaultdict(lambda: None)", "self._acked = defaultdict(list)",
-    "self._acked_index = defaultdict(set)", "self._buffered_partitions = set()",
-    "self._commit_every = self.app.conf.broker_commit_every",
-    "self._unacked_messages = WeakSet()"])
+@pytest.mark.parametrize(
+    "part",
+    [
+        "self._read_offset = defaultdict(lambda: None)",
+        "self._acked = defaultdict(list)",
+        "self._acked_index = defaultdict(set)",
+        "self._buffered_partitions = set()",
+        "self._commit_every = self.app.conf.broker_commit_every",
+        "self._unacked_messages = WeakSet()",
+    ],
+)
 def test_consumers_keep_the_bookkeeping_we_extend(part: str) -> None:
     assert part in _source(faust_consumer.Consumer.__init__)
 
 
 def test_ack_is_per_offset_bookkeeping_that_the_commit_reads() -> None:
     ack = _source(faust_consumer.Consumer.ack)
-    for part in ["with ack_lock:", "if committed is None or offset >= committed:",
-                 "acked_index = self._acked_index[tp]", "self._unacked_messages.discard(message)",
-                 "acked_for_tp = self._acked[tp] acked_for_tp.append(offset)",
-                 "self._n_acked += 1", "notify(self._waiting_for_ack)"]:
+    for part in [
+        "with ack_lock:",
+        "if committed is None or offset >= committed:",
+        "acked_index = self._acked_index[tp]",
+        "self._unacked_messages.discard(message)",
+        "acked_for_tp = self._acked[tp] acked_for_tp.append(offset)",
+        "self._n_acked += 1",
+        "notify(self._waiting_for_ack)",
+    ]:
         assert part in ack, part
     new_offset = _source(faust_consumer.Consumer._new_offset)
     assert "batch = next(consecutive_numbers(acked))" in new_offset
@@ -132,7 +151,8 @@ def test_a_batch_message_is_a_consumer_message_that_carries_records() -> None:
 
 def test_streams_drop_messages_of_an_older_generation() -> None:
     assert "message.generation_id != self.app.consumer_generation_id" in _source(
-        streams.Stream._py_aiter)
+        streams.Stream._py_aiter
+    )
 
 
 def test_the_conductor_delivers_a_message_once_to_each_channels_queue() -> None:
@@ -149,8 +169,11 @@ def test_a_topics_maxsize_bounds_its_channel_queue() -> None:
 def test_faust_builds_its_worker_consumer_where_we_lower_the_fetch_wait() -> None:
     create = _source(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
     assert "fetch_max_wait_ms=1500," in create
-    assert "return AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in \
-        _source(faust_aiokafka.Consumer._new_consumer_thread)
+    assert "return AIOKafkaConsumerThread(self, loop=self.loop, beacon=self.beacon)" in _source(
+        faust_aiokafka.Consumer._new_consumer_thread
+    )
     import aiokafka.consumer.consumer as aiokafka_consumer
+
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in _source(
-        aiokafka_consumer.AIOKafkaConsumer.start)
+        aiokafka_consumer.AIOKafkaConsumer.start
+    )

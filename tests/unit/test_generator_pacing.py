@@ -55,8 +55,9 @@ def test_live_sending_follows_the_backfill_without_a_dent_and_at_the_rate() -> N
         def do_POST(self) -> None:
             events = orjson.loads(self.rfile.read(int(self.headers["content-length"])))
             threading.Event().wait(0.3)
-            stamps.extend(e["ts"] for e in events if isinstance(e, dict)
-                          and isinstance(e.get("ts"), int))
+            stamps.extend(
+                e["ts"] for e in events if isinstance(e, dict) and isinstance(e.get("ts"), int)
+            )
             self._answer(202, orjson.dumps({"accepted": len(events)}))
 
         def _answer(self, status: int, body: bytes) -> None:
@@ -70,11 +71,13 @@ def test_live_sending_follows_the_backfill_without_a_dent_and_at_the_rate() -> N
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    config = GeneratorConfig(rate_per_s=50, backfill_s=60, seed=3, out_of_order=0, late=0,
-                             duplicate=0, malformed=0)
+    config = GeneratorConfig(
+        rate_per_s=50, backfill_s=60, seed=3, out_of_order=0, late=0, duplicate=0, malformed=0
+    )
     try:
-        sent = asyncio.run(run_generator(f"http://127.0.0.1:{server.server_address[1]}",
-                                         config, duration_s=4.0))
+        sent = asyncio.run(
+            run_generator(f"http://127.0.0.1:{server.server_address[1]}", config, duration_s=4.0)
+        )
     finally:
         server.shutdown()
         server.server_close()

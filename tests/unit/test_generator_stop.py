@@ -16,8 +16,11 @@ from tests.ports import free_port
 def test_a_stop_during_the_wait_for_the_api_ends_the_generator() -> None:
     async def main() -> int:
         stop = asyncio.Event()
-        task = asyncio.create_task(run_generator(
-            f"http://127.0.0.1:{free_port()}", GeneratorConfig(backfill_s=3600), stop=stop))
+        task = asyncio.create_task(
+            run_generator(
+                f"http://127.0.0.1:{free_port()}", GeneratorConfig(backfill_s=3600), stop=stop
+            )
+        )
         await asyncio.sleep(0.5)  # waiting for /v1/health, which never answers
         stop.set()
         # Without the stop check the wait alone lasts 30 s, then an hour's backfill follows.
@@ -54,8 +57,9 @@ def test_a_stop_during_the_backfill_ends_it_at_the_next_chunk() -> None:
         stop = asyncio.Event()
         # An hour at 100 events/s: 72 chunks of 5,000.
         config = GeneratorConfig(rate_per_s=100, backfill_s=3600)
-        task = asyncio.create_task(run_generator(
-            f"http://127.0.0.1:{server.server_address[1]}", config, stop=stop))
+        task = asyncio.create_task(
+            run_generator(f"http://127.0.0.1:{server.server_address[1]}", config, stop=stop)
+        )
         while not posts:
             await asyncio.sleep(0.01)
         stop.set()

@@ -25,8 +25,9 @@ from stratum.groups import SEPARATOR, group_key, parse_group_key
         (("q",), ("DÜ 🙂",), "q=DÜ 🙂"),
     ],
 )
-def test_group_key_canonical_form(dims: tuple[str, ...], values: tuple[str, ...],
-                                  expected: str) -> None:
+def test_group_key_canonical_form(
+    dims: tuple[str, ...], values: tuple[str, ...], expected: str
+) -> None:
     assert group_key(dims, values) == expected
 
 
@@ -44,8 +45,9 @@ def test_group_key_follows_the_metric_dimension_order() -> None:
         ((("a", "b"), ("", "")), (("a",), ("\x1fb=",))),
     ],
 )
-def test_group_key_is_unambiguous(left: tuple[tuple[str, ...], tuple[str, ...]],
-                                  right: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+def test_group_key_is_unambiguous(
+    left: tuple[tuple[str, ...], tuple[str, ...]], right: tuple[tuple[str, ...], tuple[str, ...]]
+) -> None:
     assert group_key(*left) != group_key(*right)
 
 
@@ -64,8 +66,7 @@ def test_parse_group_key_rejects_malformed(key: str) -> None:
         parse_group_key(key)
 
 
-_text = st.text(alphabet=st.sampled_from(["a", "=", "\\", SEPARATOR, "u", "é", " "]),
-                max_size=6)
+_text = st.text(alphabet=st.sampled_from(["a", "=", "\\", SEPARATOR, "u", "é", " "]), max_size=6)
 
 
 @given(st.lists(st.tuples(_text, _text), max_size=4))

@@ -20,12 +20,15 @@ T0 = 1_790_000_000_000 - 1_790_000_000_000 % HOUR  # an hour boundary
 
 
 def _events(prefix: str, n: int, ts: int = T0 + 1000) -> list[dict[str, object]]:
-    return [{"event_id": f"{prefix}{i}", "ts": ts + i, "type": "click", "country": "DE"}
-            for i in range(n)]
+    return [
+        {"event_id": f"{prefix}{i}", "ts": ts + i, "type": "click", "country": "DE"}
+        for i in range(n)
+    ]
 
 
-def _message(partition: int, offset: int, events: list[dict[str, object]]
-             ) -> tuple[int, int, bytes]:
+def _message(
+    partition: int, offset: int, events: list[dict[str, object]]
+) -> tuple[int, int, bytes]:
     return (partition, offset, encode_events(events))  # type: ignore[arg-type]
 
 
@@ -81,8 +84,9 @@ def test_prune_deletes_only_segments_stored_through_their_offsets(tmp_path: Path
 
 def _archived(data_dir: Path) -> pl.DataFrame:
     files = list_files(archive_root(data_dir))
-    return pl.concat([pl.read_parquet(f).select("offset", "event_id", "ts") for f in files]
-                     ).with_columns(pl.col("ts").dt.epoch("ms"))
+    return pl.concat(
+        [pl.read_parquet(f).select("offset", "event_id", "ts") for f in files]
+    ).with_columns(pl.col("ts").dt.epoch("ms"))
 
 
 def test_recovery_archives_what_a_dead_epoch_never_archived_once(tmp_path: Path) -> None:
@@ -93,8 +97,17 @@ def test_recovery_archives_what_a_dead_epoch_never_archived_once(tmp_path: Path)
     write_partition_range(root, "100", 0, [(0, e) for e in _events("a", 3)])  # type: ignore[misc]
     write_partition_range(root, "100", 0, [(1, split[0])])  # type: ignore[list-item]
     journal = Journal(journal_dir(tmp_path), "100")
-    asyncio.run(journal.commit(journal.append([
-        _message(0, 0, _events("a", 3)), _message(0, 1, split), _message(1, 0, _events("b", 2))])))
+    asyncio.run(
+        journal.commit(
+            journal.append(
+                [
+                    _message(0, 0, _events("a", 3)),
+                    _message(0, 1, split),
+                    _message(1, 0, _events("b", 2)),
+                ]
+            )
+        )
+    )
     asyncio.run(journal.commit(journal.append([_message(0, 2, _events("c", 4))])))
     journal.close()
     before = len(list_files(root))

@@ -18,24 +18,27 @@ def test_the_shipped_definitions_load() -> None:
     assert catalog.names == ["events", "revenue", "latency_p95", "unique_users"]
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({}, "define at least one [[metric]] table"),
-    (_one(aggregation="median"), "metric 'm': aggregation: Input should be 'count'"),
-    (_one(aggregation="sum"), "metric 'm': definition: aggregation sum needs a numeric field"),
-    (_one(field="amount"), "aggregation count takes no field"),
-    (_one(aggregation="quantile", field="x"), "quantile = 0..1 goes with"),
-    (_one(aggregation="quantile", field="x", quantile=1.5), "quantile: Input should be less"),
-    (_one(windows=["1x"]), "windows: '1x' is not a duration"),
-    (_one(windows=["1m", "90s"]), "window 90s is not a multiple of the finest window"),
-    (_one(windows=["7m"]), "window 7m does not divide a day evenly"),
-    (_one(dimensions=["a", "a"]), "dimensions are listed twice"),
-    (_one(name="Bad Name"), "name: String should match pattern"),
-    ({"metric": [{"name": "m", "aggregation": "count"}] * 2}, "duplicate name"),
-    (_one(session_gap="30m", windows=["5m"], hop="1m"), "session_gap and hop exclude"),
-    (_one(session_gap="1d"), "session_gap 1d must be shorter than a day"),
-    (_one(session_gap="30s"), "the finest window 1m must not be longer than session_gap 30s"),
-    (_one(session_gap="ten"), "'ten' is not a duration"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "define at least one [[metric]] table"),
+        (_one(aggregation="median"), "metric 'm': aggregation: Input should be 'count'"),
+        (_one(aggregation="sum"), "metric 'm': definition: aggregation sum needs a numeric field"),
+        (_one(field="amount"), "aggregation count takes no field"),
+        (_one(aggregation="quantile", field="x"), "quantile = 0..1 goes with"),
+        (_one(aggregation="quantile", field="x", quantile=1.5), "quantile: Input should be less"),
+        (_one(windows=["1x"]), "windows: '1x' is not a duration"),
+        (_one(windows=["1m", "90s"]), "window 90s is not a multiple of the finest window"),
+        (_one(windows=["7m"]), "window 7m does not divide a day evenly"),
+        (_one(dimensions=["a", "a"]), "dimensions are listed twice"),
+        (_one(name="Bad Name"), "name: String should match pattern"),
+        ({"metric": [{"name": "m", "aggregation": "count"}] * 2}, "duplicate name"),
+        (_one(session_gap="30m", windows=["5m"], hop="1m"), "session_gap and hop exclude"),
+        (_one(session_gap="1d"), "session_gap 1d must be shorter than a day"),
+        (_one(session_gap="30s"), "the finest window 1m must not be longer than session_gap 30s"),
+        (_one(session_gap="ten"), "'ten' is not a duration"),
+    ],
+)
 def test_each_mistake_gets_its_own_message(data: dict[str, Any], message: str) -> None:
     with pytest.raises(MetricDefinitionError) as info:
         parse_catalog(data)

@@ -7,14 +7,28 @@ from dashboard import metric_editor as editor
 
 
 def test_form_to_fields() -> None:
-    values = {editor.NAME: " purchases ", editor.AGGREGATION: "quantile",
-              editor.FIELD: "amount", editor.QUANTILE: "0.9",
-              editor.WHERE: "type=purchase, country=DE|FR", editor.DIMENSIONS: "country, device",
-              editor.WINDOWS: "1m,1h", editor.HOP: "", editor.GAP: None, editor.UNIT: "EUR"}
+    values = {
+        editor.NAME: " purchases ",
+        editor.AGGREGATION: "quantile",
+        editor.FIELD: "amount",
+        editor.QUANTILE: "0.9",
+        editor.WHERE: "type=purchase, country=DE|FR",
+        editor.DIMENSIONS: "country, device",
+        editor.WINDOWS: "1m,1h",
+        editor.HOP: "",
+        editor.GAP: None,
+        editor.UNIT: "EUR",
+    }
     assert editor.draft_fields(values) == {
-        "name": "purchases", "aggregation": "quantile", "field": "amount", "quantile": 0.9,
+        "name": "purchases",
+        "aggregation": "quantile",
+        "field": "amount",
+        "quantile": 0.9,
         "where": {"type": "purchase", "country": ["DE", "FR"]},
-        "dimensions": ["country", "device"], "windows": ["1m", "1h"], "unit": "EUR"}
+        "dimensions": ["country", "device"],
+        "windows": ["1m", "1h"],
+        "unit": "EUR",
+    }
 
 
 def test_an_empty_form_is_a_count_without_a_name() -> None:

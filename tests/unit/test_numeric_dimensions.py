@@ -29,15 +29,18 @@ EXPECTED = {"1": 3, "2.5": 2}
 
 
 def _metric(**where: Any) -> MetricDefinition:
-    return parse_catalog({"metric": [{"name": "m", "aggregation": "count",
-                                      "dimensions": ["tier"], "where": where}]}).metrics[0]
+    return parse_catalog(
+        {"metric": [{"name": "m", "aggregation": "count", "dimensions": ["tier"], "where": where}]}
+    ).metrics[0]
 
 
 def _messages() -> list[tuple[int, bytes]]:
     """Offsets 0-1: numbers only (a Float64 column); 2-4: one message each, decoded in
     separate batches, mixed with text (a String column)."""
+
     def line(i: int, tier: Any) -> bytes:
         return orjson.dumps({"event_id": f"e{i}", "ts": T0 + i, "type": "view", "tier": tier})
+
     return [(i, line(i, tier)) for i, tier in enumerate(TIERS)]
 
 
@@ -49,8 +52,9 @@ def _frames() -> list[pl.DataFrame]:
     return [numbers, mixed]
 
 
-@pytest.mark.parametrize("where", [{}, {"tier": ["1", "2.5"]}, {"tier": [1, 2.5]},
-                                   {"tier": ["1.0", "2.50"]}], ids=str)
+@pytest.mark.parametrize(
+    "where", [{}, {"tier": ["1", "2.5"]}, {"tier": [1, 2.5]}, {"tier": ["1.0", "2.50"]}], ids=str
+)
 def test_the_speed_layer_counts_one_group_per_number(where: dict[str, Any]) -> None:
     agg = PartitionAggregator([_metric(**where)], lateness_ms=60_000)
     for frame in _frames():
@@ -61,22 +65,29 @@ def test_the_speed_layer_counts_one_group_per_number(where: dict[str, Any]) -> N
 def _batch_groups(files: list[Path], metric: MetricDefinition) -> dict[str, int]:
     catalog = parse_catalog({"metric": [metric.model_dump(exclude_none=True)]})
     paths = sorted(str(path) for path in files)
-    snapshot = Snapshot(paths=paths, hours=[archive.hour_of_file(Path(p)) for p in paths],
-                        processed=frozenset())
+    snapshot = Snapshot(
+        paths=paths, hours=[archive.hour_of_file(Path(p)) for p in paths], processed=frozenset()
+    )
     events = read_events(snapshot, set(snapshot.hours), catalog)
     rows = window_rows(events.lazy(), metric, horizon_ms=FAR_FUTURE).collect()
-    return dict(zip(rows[dim_columns(metric)[0]].to_list(), rows["count"].to_list(),
-                    strict=True))
+    return dict(zip(rows[dim_columns(metric)[0]].to_list(), rows["count"].to_list(), strict=True))
 
 
 @pytest.mark.parametrize("where", [{}, {"tier": "1"}, {"tier": 1}], ids=str)
-def test_the_batch_layer_reads_archived_numbers_as_one_group(tmp_path: Path,
-                                                             where: dict[str, Any]) -> None:
-    files = [path for i, frame in enumerate(_frames()) for path in archive.write_frame(
-        tmp_path, "ep", i, frame, int(frame["offset"].min()), int(frame["offset"].max()))]
+def test_the_batch_layer_reads_archived_numbers_as_one_group(
+    tmp_path: Path, where: dict[str, Any]
+) -> None:
+    files = [
+        path
+        for i, frame in enumerate(_frames())
+        for path in archive.write_frame(
+            tmp_path, "ep", i, frame, int(frame["offset"].min()), int(frame["offset"].max())
+        )
+    ]
     # A file as written before numbers had one text: mixed values as Python wrote them.
-    old = events_frame([(9, {"event_id": "o1", "ts": T0, "type": "view", "tier": "x"})]
-                       ).with_columns(pl.Series("tier", ["1.0"]))
+    old = events_frame(
+        [(9, {"event_id": "o1", "ts": T0, "type": "view", "tier": "x"})]
+    ).with_columns(pl.Series("tier", ["1.0"]))
     assert pl.read_parquet(files[0]).schema["tier"] == pl.Float64
     metric = _metric(**where)
     expected = EXPECTED if not where else {"1": 3}
@@ -86,8 +97,10 @@ def test_the_batch_layer_reads_archived_numbers_as_one_group(tmp_path: Path,
     assert _batch_groups(archive.list_files(tmp_path), _metric()) == {**EXPECTED, "1.0": 1}
 
 
-@pytest.mark.parametrize(("value", "group"), [(1, "1"), (1.0, "1"), ("1", "1"), (2.5, "2.5"),
-                                              ("2.5", "2.5"), ("01", "01"), (None, "")])
+@pytest.mark.parametrize(
+    ("value", "group"),
+    [(1, "1"), (1.0, "1"), ("1", "1"), (2.5, "2.5"), ("2.5", "2.5"), ("01", "01"), (None, "")],
+)
 def test_the_python_reference_groups_numbers_the_same_way(value: Any, group: str) -> None:
     event = {"event_id": "e", "ts": T0, "type": "view", "tier": value}
     metric = _metric()

@@ -17,26 +17,37 @@ FAR_FUTURE = 2**50
 
 METRICS = [
     MetricDefinition(name="events", aggregation="count", dimensions=("type", "country")),
-    MetricDefinition(name="revenue", aggregation="sum", field="amount",
-                     where={"type": "purchase"}, dimensions=("country",)),
-    MetricDefinition(name="p95", aggregation="quantile", quantile=0.95, field="latency_ms",
-                     where={"country": ["DE", "FR"]}, dimensions=("country", "device")),
-    MetricDefinition(name="users", aggregation="distinct", field="user_id",
-                     dimensions=("country",)),
+    MetricDefinition(
+        name="revenue",
+        aggregation="sum",
+        field="amount",
+        where={"type": "purchase"},
+        dimensions=("country",),
+    ),
+    MetricDefinition(
+        name="p95",
+        aggregation="quantile",
+        quantile=0.95,
+        field="latency_ms",
+        where={"country": ["DE", "FR"]},
+        dimensions=("country", "device"),
+    ),
+    MetricDefinition(
+        name="users", aggregation="distinct", field="user_id", dimensions=("country",)
+    ),
     MetricDefinition(name="top", aggregation="max", field="amount", where={"tier": "1"}),
 ]
 
 EVENTS: list[dict[str, Any]] = [
     {"type": "purchase", "country": "DE", "amount": 12.5, "user_id": "u1", "latency_ms": 80},
     {"type": "click", "country": "FR", "latency_ms": 81.5},
-    {"type": "purchase", "amount": 3},                                 # no country
-    {"type": "purchase", "country": "DE", "amount": "12"},             # a number as text
+    {"type": "purchase", "amount": 3},  # no country
+    {"type": "purchase", "country": "DE", "amount": "12"},  # a number as text
     {"type": "purchase", "country": "DE", "amount": "1e2", "tier": 1},  # exponent, number tier
-    {"type": "purchase", "country": "US", "amount": "twelve"},         # text, not a number
+    {"type": "purchase", "country": "US", "amount": "twelve"},  # text, not a number
     {"type": "view", "country": "DE", "user_id": 42, "latency_ms": None},
     {"type": "view", "country": "FR", "device": 3, "latency_ms": "7.25", "tier": "1.0"},
-    {"type": "purchase", "country": "DE", "amount": 0, "device": "ios", "user_id": "",
-     "tier": "1"},
+    {"type": "purchase", "country": "DE", "amount": 0, "device": "ios", "user_id": "", "tier": "1"},
 ]
 
 
@@ -49,8 +60,9 @@ def _speed(metric: MetricDefinition, event: dict[str, Any]) -> dict[tuple[str, .
 
 @pytest.mark.parametrize("metric", METRICS, ids=lambda m: m.name)
 @pytest.mark.parametrize("event", EVENTS, ids=[str(i) for i in range(len(EVENTS))])
-def test_reference_counts_what_the_speed_layer_counts(metric: MetricDefinition,
-                                                      event: dict[str, Any]) -> None:
+def test_reference_counts_what_the_speed_layer_counts(
+    metric: MetricDefinition, event: dict[str, Any]
+) -> None:
     expected: dict[tuple[str, ...], Any] = {}
     if matches(metric, event):
         value = measure(event.get(metric.field)) if metric.kind.numeric else None

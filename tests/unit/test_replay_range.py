@@ -21,10 +21,12 @@ T = 1_795_255_530_125  # 2026-11-21T10:05:30.125Z
         ([{"windows": ["1m"], "session_gap": "30m"}], T - T % 60_000),
     ],
 )
-def test_a_replay_starts_where_every_metric_starts_a_window(metrics: list[dict[str, Any]],
-                                                            start: int) -> None:
-    catalog = parse_catalog({"metric": [
-        {"name": f"m{i}", "aggregation": "count", **m} for i, m in enumerate(metrics)]})
+def test_a_replay_starts_where_every_metric_starts_a_window(
+    metrics: list[dict[str, Any]], start: int
+) -> None:
+    catalog = parse_catalog(
+        {"metric": [{"name": f"m{i}", "aggregation": "count", **m} for i, m in enumerate(metrics)]}
+    )
     assert catalog.replay_start_ms(T) == start
     assert catalog.replay_start_ms(start) == start
 
@@ -37,4 +39,5 @@ def test_the_range_is_named_in_params_and_in_words() -> None:
         "rebuilds windows from 2026-11-21T10:05:00Z; keeps the windows before it (served by "
         "batch, or carried over from the live generation); asked from "
         "2026-11-21T10:05:30.125Z, aligned down to a window start; 7 window row(s) carried "
-        "over")
+        "over"
+    )

@@ -18,31 +18,62 @@ NOW = 1_800_000_000_000
 METRIC = {"name": "m", "aggregation": "count"}
 
 
-def _decode(source: dict[str, Any], *values: Any, partition: int = 2,
-            kafka_ms: int = NOW - 5) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
-    mapper = SourceMapper(SourceDefinition.model_validate({"name": "s", "topic": "t.x",
-                                                           **source}))
-    messages = [(10 + i, v if isinstance(v, bytes) or v is None else orjson.dumps(v), kafka_ms)
-                for i, v in enumerate(values)]
+def _decode(
+    source: dict[str, Any], *values: Any, partition: int = 2, kafka_ms: int = NOW - 5
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    mapper = SourceMapper(SourceDefinition.model_validate({"name": "s", "topic": "t.x", **source}))
+    messages = [
+        (10 + i, v if isinstance(v, bytes) or v is None else orjson.dumps(v), kafka_ms)
+        for i, v in enumerate(values)
+    ]
     decoded = mapper.decode(partition, messages, now_ms=NOW)
     return decoded.frame.to_dicts(), [(b.message, b.reason) for b in decoded.bad]
 
 
 def test_dotted_paths_constant_type_and_units() -> None:
-    rows, bad = _decode({"event_id": "order.id", "ts": "meta.at", "ts_unit": "s",
-                         "type": "order", "fields": {"country": "customer.country",
-                                                     "amount": "total.amount", "vip": "vip"}},
-                        {"order": {"id": 7}, "meta": {"at": NOW // 1000},
-                         "customer": {"country": "DE"}, "total": {"amount": 12.5},
-                         "vip": True, "ignored": {"deep": 1}})
+    rows, bad = _decode(
+        {
+            "event_id": "order.id",
+            "ts": "meta.at",
+            "ts_unit": "s",
+            "type": "order",
+            "fields": {"country": "customer.country", "amount": "total.amount", "vip": "vip"},
+        },
+        {
+            "order": {"id": 7},
+            "meta": {"at": NOW // 1000},
+            "customer": {"country": "DE"},
+            "total": {"amount": 12.5},
+            "vip": True,
+            "ignored": {"deep": 1},
+        },
+    )
     assert bad == []
-    assert rows == [{"offset": 10, "event_id": "7", "ts": NOW, "type": "order",
-                     "amount": 12.5, "country": "DE", "vip": "true"}]
+    assert rows == [
+        {
+            "offset": 10,
+            "event_id": "7",
+            "ts": NOW,
+            "type": "order",
+            "amount": 12.5,
+            "country": "DE",
+            "vip": "true",
+        }
+    ]
 
 
-@pytest.mark.parametrize(("unit", "value"), [
-    ("s", NOW / 1000), ("ms", NOW), ("us", NOW * 1000), ("ns", NOW * 1_000_000),
-    ("ms", str(NOW)), ("iso", "2027-01-15T08:00:00Z"), ("iso", "2027-01-15T09:00:00+01:00")])
+@pytest.mark.parametrize(
+    ("unit", "value"),
+    [
+        ("s", NOW / 1000),
+        ("ms", NOW),
+        ("us", NOW * 1000),
+        ("ns", NOW * 1_000_000),
+        ("ms", str(NOW)),
+        ("iso", "2027-01-15T08:00:00Z"),
+        ("iso", "2027-01-15T09:00:00+01:00"),
+    ],
+)
 def test_time_units(unit: str, value: Any) -> None:
     rows, bad = _decode({"ts": "t", "ts_unit": unit}, {"t": value})
     assert bad == []
@@ -59,10 +90,17 @@ def test_ids_from_offsets_and_kafka_time() -> None:
 
 
 def test_unmappable_messages_say_why() -> None:
-    rows, bad = _decode({"event_id": "id", "ts": "t", "fields": {"v": "v"}},
-                        b"not json", {"t": NOW}, {"id": "a"}, {"id": "b", "t": "soon"},
-                        {"id": "c", "t": NOW, "v": {"x": 1}}, {"id": "d", "t": NOW, "v": "inf"},
-                        [1, 2], {"id": "ok", "t": NOW, "v": 1})
+    rows, bad = _decode(
+        {"event_id": "id", "ts": "t", "fields": {"v": "v"}},
+        b"not json",
+        {"t": NOW},
+        {"id": "a"},
+        {"id": "b", "t": "soon"},
+        {"id": "c", "t": NOW, "v": {"x": 1}},
+        {"id": "d", "t": NOW, "v": "inf"},
+        [1, 2],
+        {"id": "ok", "t": NOW, "v": 1},
+    )
     assert [r["event_id"] for r in rows] == ["ok"]
     reasons = dict(bad)
     assert reasons[0].startswith("not JSON")
@@ -75,14 +113,21 @@ def test_unmappable_messages_say_why() -> None:
 
 
 def _change(op: str, before: Any = None, after: Any = None, **payload: Any) -> dict[str, Any]:
-    return {"schema": {"type": "struct"}, "payload": {"op": op, "ts_ms": NOW, "before": before,
-                                                      "after": after, **payload}}
+    return {
+        "schema": {"type": "struct"},
+        "payload": {"op": op, "ts_ms": NOW, "before": before, "after": after, **payload},
+    }
 
 
 @pytest.mark.parametrize("deletes", ["skip", "event"])
 def test_debezium_ops(deletes: str) -> None:
-    source = {"format": "debezium", "event_id": "@source.lsn", "ts": "@ts_ms",
-              "deletes": deletes, "fields": {"amount": "amount"}}
+    source = {
+        "format": "debezium",
+        "event_id": "@source.lsn",
+        "ts": "@ts_ms",
+        "deletes": deletes,
+        "fields": {"amount": "amount"},
+    }
     rows, bad = _decode(
         source,
         _change("c", after={"amount": 1}, source={"lsn": 1}),
@@ -92,14 +137,19 @@ def test_debezium_ops(deletes: str) -> None:
         {"payload": {"databaseName": "shop", "ddl": "ALTER TABLE x ADD y int"}},  # schema
         None,  # tombstone
         {"op": "c", "ts_ms": NOW, "after": {"amount": 5}, "source": {"lsn": 5}},  # bare
-        _change("x", after={}), _change("c", after=None), {"payload": {"after": {}}})
+        _change("x", after={}),
+        _change("c", after=None),
+        {"payload": {"after": {}}},
+    )
     expected = [("1", "c", 1.0), ("2", "u", 2.0), ("3", "r", 3.0), ("5", "c", 5.0)]
     if deletes == "event":
         expected.insert(3, ("4", "d", 4.0))
     assert [(r["event_id"], r["op"], r["amount"]) for r in rows] == expected
-    assert bad == [(7, "unknown Debezium op 'x'"),
-                   (8, "op 'c' without its 'after' row image"),
-                   (9, "not a Debezium change event: no op")]
+    assert bad == [
+        (7, "unknown Debezium op 'x'"),
+        (8, "op 'c' without its 'after' row image"),
+        (9, "not a Debezium change event: no op"),
+    ]
 
 
 def _problems(data: dict[str, Any]) -> str:
@@ -109,10 +159,14 @@ def _problems(data: dict[str, Any]) -> str:
 
 
 def test_catalog_sources_and_their_metrics() -> None:
-    catalog = parse_catalog({
-        "source": [{"name": "orders", "topic": "shop.orders", "format": "debezium",
-                    "ts": "@ts_ms"}],
-        "metric": [METRIC, {**METRIC, "name": "o", "source": "orders"}]})
+    catalog = parse_catalog(
+        {
+            "source": [
+                {"name": "orders", "topic": "shop.orders", "format": "debezium", "ts": "@ts_ms"}
+            ],
+            "metric": [METRIC, {**METRIC, "name": "o", "source": "orders"}],
+        }
+    )
     assert catalog.source_names == ["events", "orders"]
     assert catalog.for_source("orders").names == ["o"]
     assert catalog.for_source("events").names == ["m"]
@@ -120,34 +174,44 @@ def test_catalog_sources_and_their_metrics() -> None:
     assert parse_catalog({"metric": [METRIC]}).metrics[0].source == "events"
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ({"name": "Orders", "topic": "t", "ts": "kafka"}, "source 'Orders': name: String should match"),
-    ({"name": "events", "topic": "t", "ts": "kafka"}, "'events' is the built-in source"),
-    ({"name": "o", "topic": "t"}, "source 'o': definition: needs ts ="),
-    ({"name": "o", "topic": "t", "ts": "a..b"}, "ts: 'a..b' is not a dotted path"),
-    ({"name": "o", "topic": "t", "ts": "kafka", "format": "avro"}, "source 'o': format:"),
-    ({"name": "o", "topic": "t", "ts": "kafka", "ts_unit": "min"}, "source 'o': ts_unit:"),
-    ({"name": "o", "topic": "t", "ts": "kafka", "fields": {"ts": "x"}},
-     "field 'ts' is reserved"),
-    ({"name": "o", "topic": "t", "ts": "kafka", "deletes": "event"},
-     "deletes applies to format \"debezium\" only"),
-    ({"name": "o", "topic": "t", "ts": "@ts_ms"}, "envelope paths (@...)"),
-    ({"name": "o", "topic": "t", "format": "stratum", "ts": "x"}, "takes no event_id, ts"),
-    ({"name": "o", "topic": "t", "ts": "kafka", "colour": "red"}, "source 'o': colour: Extra"),
-])
-def test_source_validation_names_source_and_problem(source: dict[str, Any], message: str
-                                                     ) -> None:
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"name": "Orders", "topic": "t", "ts": "kafka"},
+            "source 'Orders': name: String should match",
+        ),
+        ({"name": "events", "topic": "t", "ts": "kafka"}, "'events' is the built-in source"),
+        ({"name": "o", "topic": "t"}, "source 'o': definition: needs ts ="),
+        ({"name": "o", "topic": "t", "ts": "a..b"}, "ts: 'a..b' is not a dotted path"),
+        ({"name": "o", "topic": "t", "ts": "kafka", "format": "avro"}, "source 'o': format:"),
+        ({"name": "o", "topic": "t", "ts": "kafka", "ts_unit": "min"}, "source 'o': ts_unit:"),
+        (
+            {"name": "o", "topic": "t", "ts": "kafka", "fields": {"ts": "x"}},
+            "field 'ts' is reserved",
+        ),
+        (
+            {"name": "o", "topic": "t", "ts": "kafka", "deletes": "event"},
+            'deletes applies to format "debezium" only',
+        ),
+        ({"name": "o", "topic": "t", "ts": "@ts_ms"}, "envelope paths (@...)"),
+        ({"name": "o", "topic": "t", "format": "stratum", "ts": "x"}, "takes no event_id, ts"),
+        ({"name": "o", "topic": "t", "ts": "kafka", "colour": "red"}, "source 'o': colour: Extra"),
+    ],
+)
+def test_source_validation_names_source_and_problem(source: dict[str, Any], message: str) -> None:
     assert message in _problems({"source": [source], "metric": [METRIC]})
 
 
 def test_catalog_cross_checks() -> None:
     twice = {"name": "o", "topic": "t", "ts": "kafka"}
-    assert "source 'o': duplicate name" in _problems({"source": [twice, twice],
-                                                      "metric": [METRIC]})
-    assert "topic 't' is read by another source" in _problems({
-        "source": [twice, {**twice, "name": "p"}], "metric": [METRIC]})
-    assert "metric 'x': source 'nope' is not defined" in _problems({
-        "metric": [{**METRIC, "name": "x", "source": "nope"}]})
+    assert "source 'o': duplicate name" in _problems({"source": [twice, twice], "metric": [METRIC]})
+    assert "topic 't' is read by another source" in _problems(
+        {"source": [twice, {**twice, "name": "p"}], "metric": [METRIC]}
+    )
+    assert "metric 'x': source 'nope' is not defined" in _problems(
+        {"metric": [{**METRIC, "name": "x", "source": "nope"}]}
+    )
 
 
 def test_source_ids_and_archive_names() -> None:

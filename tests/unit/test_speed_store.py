@@ -41,7 +41,8 @@ def test_kll_sample_of_merged_sketches():
     assert int(weights.sum()) == 12_000
     for q in (0.1, 0.5, 0.95):
         assert weighted_quantile(values.tolist(), weights.tolist(), q) == pytest.approx(
-            merged.get_quantile(q), rel=0.05)
+            merged.get_quantile(q), rel=0.05
+        )
 
 
 class _NoStorage:
@@ -50,16 +51,21 @@ class _NoStorage:
 
 def _rows() -> list[WindowRow]:
     rng = random.Random(7)
-    plain, quantile, distinct, empty = (new_state(False), new_state(True),
-                                        new_state(False, True), new_state(False))
+    plain, quantile, distinct, empty = (
+        new_state(False),
+        new_state(True),
+        new_state(False, True),
+        new_state(False),
+    )
     for _ in range(500):
         add_value(plain, rng.uniform(-5, 5))
         add_value(quantile, rng.lognormvariate(0, 1))
         add_value(distinct, f"u{rng.randrange(300)}")
     return [
         WindowRow(("revenue", 60_000, ("DE",)), 60_000, ("country",), plain, final=False),
-        WindowRow(("latency", 120_000, ("FR", "ios")), 60_000, ("country", "device"), quantile,
-                  final=True),
+        WindowRow(
+            ("latency", 120_000, ("FR", "ios")), 60_000, ("country", "device"), quantile, final=True
+        ),
         WindowRow(("users", 0, ("a=b\x1fc",)), 60_000, ("country",), distinct, final=False),
         WindowRow(("events", 60_000, ()), 60_000, (), empty, final=False),
     ]
@@ -67,14 +73,20 @@ def _rows() -> list[WindowRow]:
 
 def test_window_table_matches_the_state_columns():
     rows = _rows()
-    table = SpeedStore(_NoStorage(), generation=3).window_table(  # type: ignore[arg-type]
-        "epoch:1", rows, through=42, now_ms=1_000).to_pylist()
+    table = (
+        SpeedStore(_NoStorage(), generation=3)
+        .window_table(  # type: ignore[arg-type]
+            "epoch:1", rows, through=42, now_ms=1_000
+        )
+        .to_pylist()
+    )
     for row, got in zip(rows, table, strict=True):
         expected = state_columns(row.state)
         for column in ("count", "sum", "min", "max", "d_hashes", "d_theta"):
             assert got[column] == expected[column], column
         assert Counter(zip(got["q_values"], got["q_weights"], strict=True)) == Counter(
-            zip(expected["q_values"], expected["q_weights"], strict=True))
+            zip(expected["q_values"], expected["q_weights"], strict=True)
+        )
         assert got["group_key"] == row.group_key
         assert dict(got["dims"]) == dict(zip(row.dimensions, row.key[2], strict=True))
         assert (got["generation"], got["source_id"], got["through_offset"]) == (3, "epoch:1", 42)

@@ -49,18 +49,28 @@ def test_a_bucket_read_empty_is_kept_empty_and_left_buckets_drop() -> None:
     cache = TailBucketCache()
     cache.store(KEY, FREEZE, {STEP: (1, 5)}, [0, STEP], {}, _read([STEP]))
     assert cache.unchanged(KEY, FREEZE, {STEP: (1, 5)}, [0, STEP]) == {
-        0: {}, STEP: {("DE",): Row(STEP, 1.0), ("FR",): Row(STEP, -1.0)}}
+        0: {},
+        STEP: {("DE",): Row(STEP, 1.0), ("FR",): Row(STEP, -1.0)},
+    }
     # A row arrives in the empty bucket: its token is no longer the empty one.
     assert 0 not in cache.unchanged(KEY, FREEZE, {0: (1, 7), STEP: (1, 5)}, [0, STEP])
 
     # The tail moves on (bucket 0 became final); a reused bucket keeps its rows.
     reused = cache.unchanged(KEY, FREEZE, {STEP: (1, 5)}, [STEP, 2 * STEP])
-    cache.store(KEY, FREEZE, {STEP: (1, 5), 2 * STEP: (1, 6)}, [STEP, 2 * STEP], reused,
-                _read([2 * STEP], 2.0))
-    assert cache.unchanged(KEY, FREEZE, {0: (0, 0), STEP: (1, 5), 2 * STEP: (1, 6)},
-                           [0, STEP, 2 * STEP]) == {
+    cache.store(
+        KEY,
+        FREEZE,
+        {STEP: (1, 5), 2 * STEP: (1, 6)},
+        [STEP, 2 * STEP],
+        reused,
+        _read([2 * STEP], 2.0),
+    )
+    assert cache.unchanged(
+        KEY, FREEZE, {0: (0, 0), STEP: (1, 5), 2 * STEP: (1, 6)}, [0, STEP, 2 * STEP]
+    ) == {
         STEP: {("DE",): Row(STEP, 1.0), ("FR",): Row(STEP, -1.0)},
-        2 * STEP: {("DE",): Row(2 * STEP, 2.0), ("FR",): Row(2 * STEP, -2.0)}}
+        2 * STEP: {("DE",): Row(2 * STEP, 2.0), ("FR",): Row(2 * STEP, -2.0)},
+    }
 
 
 def test_least_recently_used_shapes_leave_first_and_capacity_zero_keeps_nothing() -> None:
@@ -77,18 +87,26 @@ def test_least_recently_used_shapes_leave_first_and_capacity_zero_keeps_nothing(
 
 def test_bucket_ranges_join_adjacent_buckets_and_stop_at_the_end() -> None:
     assert bucket_ranges([], STEP, 10 * STEP) == []
-    assert bucket_ranges([0, STEP, 3 * STEP], STEP, 10 * STEP) == [(0, 2 * STEP),
-                                                                  (3 * STEP, 4 * STEP)]
+    assert bucket_ranges([0, STEP, 3 * STEP], STEP, 10 * STEP) == [
+        (0, 2 * STEP),
+        (3 * STEP, 4 * STEP),
+    ]
     assert bucket_ranges([3 * STEP, 4 * STEP], STEP, 4 * STEP + 5) == [(3 * STEP, 4 * STEP + 5)]
 
 
 def test_bucket_tokens_combine_the_windows_of_each_bucket_in_range() -> None:
     windows = {0: (2, 5), STEP: (1, 2**64 - 1), 2 * STEP: (3, 7), 5 * STEP: (1, 1)}
-    assert bucket_tokens(windows, 0, 5 * STEP, STEP) == {0: (2, 5), STEP: (1, 2**64 - 1),
-                                                        2 * STEP: (3, 7)}
+    assert bucket_tokens(windows, 0, 5 * STEP, STEP) == {
+        0: (2, 5),
+        STEP: (1, 2**64 - 1),
+        2 * STEP: (3, 7),
+    }
     # 2-minute buckets from minute 0; the sum wraps as ClickHouse's does.
-    assert bucket_tokens(windows, 0, 6 * STEP, 2 * STEP) == {0: (3, 4), 2 * STEP: (3, 7),
-                                                            4 * STEP: (1, 1)}
+    assert bucket_tokens(windows, 0, 6 * STEP, 2 * STEP) == {
+        0: (3, 4),
+        2 * STEP: (3, 7),
+        4 * STEP: (1, 1),
+    }
     assert bucket_tokens(windows, STEP, 2 * STEP, STEP) == {STEP: (1, 2**64 - 1)}
 
 

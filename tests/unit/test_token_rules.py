@@ -24,8 +24,11 @@ GOOD = {"admin_token": "a" * MIN_TOKEN_CHARS, "ingest_token": "i" * MIN_TOKEN_CH
 
 
 def _production(**api: Any) -> Settings:
-    return Settings(_env_file=None, environment="production",  # type: ignore[call-arg]
-                    api={**GOOD, **api})
+    return Settings(
+        _env_file=None,
+        environment="production",  # type: ignore[call-arg]
+        api={**GOOD, **api},
+    )
 
 
 def test_production_takes_long_distinct_tokens() -> None:
@@ -33,16 +36,19 @@ def test_production_takes_long_distinct_tokens() -> None:
     assert settings.api.read_token == "r" * 40
 
 
-@pytest.mark.parametrize(("api", "says"), [
-    ({"admin_token": ""}, "STRATUM_API__ADMIN_TOKEN is 0 characters long"),
-    ({"admin_token": "x"}, "STRATUM_API__ADMIN_TOKEN is 1 characters long"),
-    ({"admin_token": DEV_ADMIN_TOKEN}, "not the default"),
-    ({"read_token": "short"}, "STRATUM_API__READ_TOKEN is 5 characters long"),
-    ({"ingest_token": None}, "STRATUM_API__INGEST_TOKEN must be set in production"),
-    ({"ingest_token": "i" * 23}, "at least 24"),
-    ({"read_token": GOOD["admin_token"]}, "READ_TOKEN must differ from STRATUM_API__ADMIN"),
-    ({"ingest_token": "r" * 30, "read_token": "r" * 30}, "INGEST_TOKEN must differ"),
-])
+@pytest.mark.parametrize(
+    ("api", "says"),
+    [
+        ({"admin_token": ""}, "STRATUM_API__ADMIN_TOKEN is 0 characters long"),
+        ({"admin_token": "x"}, "STRATUM_API__ADMIN_TOKEN is 1 characters long"),
+        ({"admin_token": DEV_ADMIN_TOKEN}, "not the default"),
+        ({"read_token": "short"}, "STRATUM_API__READ_TOKEN is 5 characters long"),
+        ({"ingest_token": None}, "STRATUM_API__INGEST_TOKEN must be set in production"),
+        ({"ingest_token": "i" * 23}, "at least 24"),
+        ({"read_token": GOOD["admin_token"]}, "READ_TOKEN must differ from STRATUM_API__ADMIN"),
+        ({"ingest_token": "r" * 30, "read_token": "r" * 30}, "INGEST_TOKEN must differ"),
+    ],
+)
 def test_production_refuses_weak_or_shared_tokens(api: dict[str, Any], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         _production(**api)
@@ -54,31 +60,35 @@ def test_development_keeps_its_default() -> None:
 
 
 @pytest.mark.parametrize("command", ["up", "api", "worker", "batch"])
-def test_the_commands_refuse_to_start_with_one_line(command: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_commands_refuse_to_start_with_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STRATUM_ENVIRONMENT", "production")
     monkeypatch.setenv("STRATUM_API__ADMIN_TOKEN", "")
     result = CliRunner().invoke(cli, [command])
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
-    assert lines == ["stratum: refusing to start: STRATUM_API__ADMIN_TOKEN is 0 "
-                     "characters long; in production every token needs at least 24 (e.g. "
-                     "openssl rand -hex 24)"], result.output
+    assert lines == [
+        "stratum: refusing to start: STRATUM_API__ADMIN_TOKEN is 0 "
+        "characters long; in production every token needs at least 24 (e.g. "
+        "openssl rand -hex 24)"
+    ], result.output
     assert "Traceback" not in result.output
 
 
 def _request(token: str | None, settings: Settings) -> Request:
     headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
     app = SimpleNamespace(state=SimpleNamespace(settings=settings))
-    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers,
-                    "app": app})
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": headers, "app": app})
 
 
 @pytest.mark.parametrize("check", [require_admin, require_reader, require_ingest])
 def test_an_empty_token_opens_nothing_even_when_the_setting_is_empty(check: Any) -> None:
     """Development accepts an empty setting; an empty bearer must still not match it."""
-    settings = Settings(_env_file=None,  # type: ignore[call-arg]
-                        api={"admin_token": "", "read_token": "", "ingest_token": ""})
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        api={"admin_token": "", "read_token": "", "ingest_token": ""},
+    )
     for token in ("", None, " "):
         request = _request(token, settings)
         presented = presented_token(request, asyncio.run(bearer(request)))
