@@ -36,7 +36,10 @@ def preview(
 ) -> list[PreviewPoint]:
     """One series (all groups together) of ``metric`` from ``start_ms`` to ``end_ms``."""
     first_hour = (start_ms - metric.window_ms) // HOUR_MS * HOUR_MS
-    files = [(str(p), hour_of_file(p)) for p in list_files(archive_root(settings.data_dir))]
+    files = [
+        (str(p), hour_of_file(p))
+        for p in list_files(archive_root(settings.data_dir, metric.source))
+    ]
     files = [(p, h) for p, h in files if first_hour <= h < end_ms]
     if not files:
         return []
