@@ -12,6 +12,11 @@ the log to the API, and freshness at 50 % and 90 % of that maximum.
    the API is polled every 50 ms for the probes still outstanding, and a probe's
    freshness is from just before it was produced to the first answer that counts it.
    Each level runs for half its duration unmeasured first, to reach a steady state.
+3. The same for a ``[[source]]`` of one JSON object per message (``bench.orders``,
+   nested fields, created before ``stratum up`` starts, as a team's own topic would
+   be): its pre-load is written only after step 2, so the two backlogs do not share the
+   machine; then its maximum rate and its freshness at 50 % and 90 % of it. A probe
+   there is told apart by its own ``probe`` dimension.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +47,61 @@ from benchmarks.common import (
     synthetic_events,
 )
 from stratum.producer import pack
+from stratum.settings import DEFAULT_METRICS_FILE
 
 TOPIC = "events"
+SOURCE_TOPIC = "bench.orders"
+SOURCE_METRIC = "bench_orders"
 PARTITIONS = 4
 TS_MARK = b"4102444800000"  # 2100-01-01 in ms: a placeholder no real event carries
 ID_MARK = b"@@@@@@@@"
+SOURCE_DEFINITIONS = f"""
+[[source]]
+name = "bench_orders"
+topic = "{SOURCE_TOPIC}"
+format = "json"
+event_id = "id"
+ts = "at"
+ts_unit = "ms"
+type = "order"
+fields = {{ country = "customer.country", amount = "total.amount", probe = "probe" }}
+
+[[metric]]
+name = "{SOURCE_METRIC}"
+description = "One-event-per-message orders, by probe (the benchmark's freshness marks)"
+source = "bench_orders"
+aggregation = "count"
+dimensions = ["probe"]
+windows = ["1m"]
+"""
 
 
-def api_total(client: httpx.Client, start_ms: int, end_ms: int) -> float:
+@dataclass(frozen=True)
+class Feed:
+    """What one freshness run writes and reads: the topic, the metric counting it, the
+    dimension a probe is told apart by, and events per load message."""
+
+    topic: str
+    metric: str
+    probe_dimension: str
+    per_message: int
+
+    def probe(self, name: str) -> bytes:
+        now_ms = int(time.time() * 1000)
+        if self.topic == TOPIC:
+            return orjson.dumps(
+                {"event_id": f"{name}-{time.time_ns()}", "ts": now_ms, "type": name}
+            )
+        return orjson.dumps({"id": f"{name}-{time.time_ns()}", "at": now_ms, "probe": name})
+
+
+BUILTIN_FEED = Feed(TOPIC, "events", "type", 500)
+SOURCE_FEED = Feed(SOURCE_TOPIC, SOURCE_METRIC, "probe", 1)
+
+
+def api_total(client: httpx.Client, metric: str, start_ms: int, end_ms: int) -> float:
     response = client.get(
-        "/v1/metrics/events", params={"start": start_ms, "end": end_ms, "step": "1h"}
+        f"/v1/metrics/{metric}", params={"start": start_ms, "end": end_ms, "step": "1h"}
     )
     response.raise_for_status()
     return sum(p["value"] or 0 for s in response.json()["series"] for p in s["points"])
@@ -64,28 +116,42 @@ def speed_events(client: httpx.Client) -> float:
 
 
 def backlog(
-    api: StratumChild, events: int, start_ms: int, end_ms: int, timeout_s: float
+    api: StratumChild,
+    metric: str,
+    events: int,
+    start_ms: int,
+    end_ms: int,
+    timeout_s: float,
+    counted_before: float = 0.0,
 ) -> dict[str, Any]:
-    """Wait until the API counts every pre-loaded event. The rate runs from the speed
-    layer's first aggregated event (its own counter) to the API counting them all."""
+    """Wait until the API counts every pre-loaded event; the rate is the slope of the
+    speed layer's own counter between 10 % and 90 % of the backlog. A worker reports a
+    whole fetch at once and the API shows it after a flush, so rates taken from the
+    first count or to the last answer were off by up to 2x either way on a backlog of
+    a second or two."""
     client = httpx.Client(base_url=api.url, timeout=30.0)
-    first: float | None = None
+    marks: dict[float, tuple[float, float]] = {}
     total = 0.0
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and first is None:
-        if speed_events(client):
-            first = time.perf_counter()
-        time.sleep(0.05)
+    while time.monotonic() < deadline and len(marks) < 2:
+        counted = speed_events(client) - counted_before
+        now = time.perf_counter()
+        for share in (0.1, 0.9):
+            if share not in marks and counted >= share * events:
+                marks[share] = (now, counted)
+        time.sleep(0.02)
     while time.monotonic() < deadline and total < events:
-        total = api_total(client, start_ms - 120_000, end_ms + 120_000)
+        total = api_total(client, metric, start_ms - 120_000, end_ms + 120_000)
         time.sleep(0.1)
-    done = time.perf_counter()
     client.close()
-    rate = events / (done - first) if first is not None and total >= events else None
+    rate = None
+    if len(marks) == 2 and total >= events and marks[0.9][0] > marks[0.1][0]:
+        (t1, c1), (t9, c9) = marks[0.1], marks[0.9]
+        rate = (c9 - c1) / (t9 - t1)
     return {
         "total": total,
         "rate": rate,
-        "since_start_s": done - api.started_at,
+        "since_start_s": time.perf_counter() - api.started_at,
         "rss_mib": peak_rss_mib(api.pid),
     }
 
@@ -99,8 +165,41 @@ def templates(count: int) -> list[bytes]:
     return [value for _, value in pack(events, 1, 500)]
 
 
+def order(event: dict[str, Any], ts_ms: int) -> bytes:
+    """A service's own shape of one event: nested, other names than Stratum's."""
+    return orjson.dumps(
+        {
+            "id": event["event_id"],
+            "at": ts_ms,
+            "customer": {"country": event["country"], "user": event["user_id"]},
+            "total": {"amount": event.get("amount", 0.0)},
+        }
+    )
+
+
+def order_templates(count: int) -> list[bytes]:
+    """One-event messages with the same placeholders as :func:`templates`."""
+    events = synthetic_events(count, 0, 1, id_prefix="@@@@@@@@-")
+    return [order(e, int(TS_MARK)) for e in events]
+
+
+async def send_all(producer: Any, topic: str, messages: Iterable[tuple[int, bytes]]) -> None:
+    """Send through one record batch per partition at a time: per-message ``send``
+    costs the load generator more CPU than one-event messages at these rates allow."""
+    batches: dict[int, Any] = {}
+    for partition, value in messages:
+        batch = batches.get(partition) or producer.create_batch()
+        if batch.append(key=None, value=value, timestamp=None) is None:
+            await producer.send_batch(batch, topic, partition=partition)
+            batch = producer.create_batch()
+            batch.append(key=None, value=value, timestamp=None)
+        batches[partition] = batch
+    for partition, batch in batches.items():
+        await producer.send_batch(batch, topic, partition=partition)
+
+
 async def freshness(
-    api_url: str, bootstrap: str, rate: float, duration_s: float, pool: list[bytes]
+    api_url: str, bootstrap: str, feed: Feed, rate: float, duration_s: float, pool: list[bytes]
 ) -> dict[str, Any]:
     """Load at ``rate`` events/s with probes; returns probe latencies in ms."""
     from aiokafka import AIOKafkaProducer
@@ -126,16 +225,19 @@ async def freshness(
         nonlocal sent, counter
         started = time.perf_counter()
         while not stop.is_set():
-            due = int((time.perf_counter() - started) * rate / 500)
+            due = int((time.perf_counter() - started) * rate / feed.per_message)
+            stamp = str(int(time.time() * 1000)).encode()
+            messages = []
             while sent < due:
                 counter += 1
                 value = (
                     pool[counter % len(pool)]
-                    .replace(TS_MARK, str(int(time.time() * 1000)).encode())
+                    .replace(TS_MARK, stamp)
                     .replace(ID_MARK, f"{(salt + counter) % 16**8:08x}".encode())
                 )
-                await producer.send(TOPIC, value, partition=counter % PARTITIONS)
+                messages.append((counter % PARTITIONS, value))
                 sent += 1
+            await send_all(producer, feed.topic, messages)
             await asyncio.sleep(0.01)
 
     async def probes() -> None:
@@ -143,16 +245,8 @@ async def freshness(
         while not stop.is_set():
             index += 1
             name = f"probe-{tag}-{index}"  # unique per run: the API keeps old probes
-            value = orjson.dumps(
-                {
-                    "event_id": f"{name}-{time.time_ns()}",
-                    "ts": int(time.time() * 1000),
-                    "type": name,
-                    "country": "ZZ",
-                }
-            )
             outstanding[name] = time.perf_counter()
-            await producer.send(TOPIC, value, partition=index % PARTITIONS)
+            await producer.send(feed.topic, feed.probe(name), partition=index % PARTITIONS)
             await asyncio.sleep(0.1)
 
     async def poll(client: httpx.AsyncClient) -> None:
@@ -164,14 +258,14 @@ async def freshness(
                     ("start", now_ms - 600_000),
                     ("end", now_ms + 60_000),
                     ("step", "10m"),
-                    ("group_by", "type"),
-                    *(("type", n) for n in names),
+                    ("group_by", feed.probe_dimension),
+                    *((feed.probe_dimension, n) for n in names),
                 ]
-                response = await client.get("/v1/metrics/events", params=params)
+                response = await client.get(f"/v1/metrics/{feed.metric}", params=params)
                 seen = time.perf_counter()
                 if response.status_code == 200:
                     for series in response.json()["series"]:
-                        name = series["group"]["type"]
+                        name = series["group"][feed.probe_dimension]
                         if name in outstanding and any(p["value"] for p in series["points"]):
                             latencies.append((seen - outstanding.pop(name)) * 1000)
             await asyncio.sleep(0.05)
@@ -191,17 +285,128 @@ async def freshness(
     return {
         "latencies": latencies,
         "lost": lost,
-        "events": sent * 500,
-        "rate": sent * 500 / duration_s,
+        "events": sent * feed.per_message,
+        "rate": sent * feed.per_message / duration_s,
     }
 
 
+def levels(
+    api: StratumChild,
+    bootstrap: str,
+    feed: Feed,
+    max_rate: float,
+    pool: list[bytes],
+    duration_s: float,
+    profile: bool,
+) -> dict[int, dict[str, Any]]:
+    """Freshness of ``feed`` at 50 % and then 90 % of its maximum rate."""
+    found: dict[int, dict[str, Any]] = {}
+    for share in (50, 90):
+        target = max_rate * share / 100
+        # Settle at this rate first (windows of the backlog close, the archive catches
+        # up), then measure the steady state.
+        asyncio.run(freshness(api.url, bootstrap, feed, target, duration_s / 2, pool))
+        spy = (
+            Profile(
+                api.pid,
+                f"endtoend-freshness-{feed.metric}-{share}",
+                f"stratum up at {share} % of its maximum rate ({feed.topic})",
+            )
+            if profile
+            else None
+        )
+        found[share] = asyncio.run(freshness(api.url, bootstrap, feed, target, duration_s, pool))
+        if spy:
+            spy.finish()
+        lat = found[share]["latencies"]
+        print(
+            f"  {feed.topic} freshness at {share} % ({target:,.0f} ev/s): p50 "
+            f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
+            f" ms over {len(lat)} probes, {found[share]['lost']} not seen",
+            flush=True,
+        )
+    return found
+
+
+def freshness_figures(label: str, found: dict[int, dict[str, Any]]) -> list[Figure]:
+    targets = {50: 1500.0, 90: 3000.0}
+    out = []
+    for share, level in found.items():
+        lat = level["latencies"]
+        p99 = percentile(lat, 99)
+        note = f"{level['rate']:,.0f} ev/s offered, {len(lat)} probes, {level['lost']} not seen"
+        out.append(
+            Figure(
+                "freshness",
+                f"{label}: produced -> visible in API at {share} % of max, p50",
+                "ms",
+                percentile(lat, 50),
+                note=note,
+            )
+        )
+        out.append(
+            Figure(
+                "freshness",
+                f"{label}: produced -> visible in API at {share} % of max, p99",
+                "ms",
+                p99,
+                target=f"<= {targets[share]:,.0f} ms",
+                met=None if p99 is None else p99 <= targets[share] and not level["lost"],
+            )
+        )
+    return out
+
+
+def source_run(
+    workdir: Path, bootstrap: str, events: int, duration_s: float, profile: bool
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """A second ``stratum up`` (own data dir, its built-in topic empty) with the JSON
+    source over a pre-loaded ``bench.orders``: the maximum rate of one-event messages
+    and the freshness at 50 % and 90 % of it. A run of its own, because the first
+    one's workers would consume the source's pre-load while it is written."""
+    workdir.mkdir()
+    definitions = workdir / "metrics.toml"
+    definitions.write_text(DEFAULT_METRICS_FILE.read_text() + SOURCE_DEFINITIONS)
+    now = int(time.time() * 1000)
+    start_ms, end_ms = now - 600_000, now
+    orders = synthetic_events(events, start_ms, end_ms, seed=5, id_prefix="o")
+    asyncio.run(
+        produce(
+            bootstrap,
+            SOURCE_TOPIC,
+            [(i % PARTITIONS, order(e, e["ts"])) for i, e in enumerate(orders)],
+        )
+    )
+    del orders
+    idle = "bench-idle-events"
+    env = {
+        "STRATUM_KAFKA__URL": bootstrap,
+        "STRATUM_KAFKA__TOPIC": idle,
+        "STRATUM_KAFKA__LATE_TOPIC": f"{idle}-late",
+        "STRATUM_KAFKA__DEAD_LETTER_TOPIC": f"{idle}-dead-letter",
+        "STRATUM_BATCH__ENABLED": "false",
+        "STRATUM_METRICS_FILE": str(definitions),
+    }
+    with StratumChild("up", workdir, env=env) as api:
+        api.wait_http()
+        found = backlog(api, SOURCE_METRIC, events, start_ms, end_ms, 600)
+        print(
+            f"  source {SOURCE_TOPIC}: {found['total']:,.0f}/{events:,} one-event"
+            f" messages visible, {found['rate'] or 0:,.0f} ev/s log to API",
+            flush=True,
+        )
+        pool = order_templates(2000)
+        return found, levels(
+            api, bootstrap, SOURCE_FEED, found["rate"] or 0, pool, duration_s, profile
+        )
+
+
 def measure(quick: bool, profile: bool = False) -> list[Figure]:
-    events = 300_000 if quick else 1_000_000
+    events = 1_000_000 if quick else 3_000_000
     duration_s = 10.0 if quick else 20.0
     with tempfile.TemporaryDirectory(prefix="stratum-bench-e2e-") as tmp:
         workdir = Path(tmp)
-        with broker(workdir, partitions=PARTITIONS) as bootstrap:
+        with broker(workdir, topics=[SOURCE_TOPIC], partitions=PARTITIONS) as bootstrap:
             now = int(time.time() * 1000)
             start_ms, end_ms = now - 600_000, now
             loaded = synthetic_events(events, start_ms, end_ms, id_prefix="m")
@@ -222,7 +427,10 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                 tmp,
                 timeout_s=300,
             )
-            env = {"STRATUM_KAFKA__URL": bootstrap, "STRATUM_BATCH__ENABLED": "false"}
+            env = {
+                "STRATUM_KAFKA__URL": bootstrap,
+                "STRATUM_BATCH__ENABLED": "false",
+            }
             with StratumChild("up", workdir, env=env) as api:
                 api.wait_http()
                 spy = (
@@ -234,7 +442,7 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                     if profile
                     else None
                 )
-                found = backlog(api, events, start_ms, end_ms, timeout_s=600)
+                found = backlog(api, "events", events, start_ms, end_ms, timeout_s=600)
                 if spy:
                     spy.finish()
                 print(
@@ -243,35 +451,20 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                     f"{found['rss_mib']:.0f} MiB",
                     flush=True,
                 )
-                levels: dict[int, dict[str, Any]] = {}
-                pool = templates(40)
-                for share in (50, 90):
-                    target = (found["rate"] or 0) * share / 100
-                    # Settle at this rate first (windows of the backlog close, the archive
-                    # catches up), then measure the steady state.
-                    asyncio.run(freshness(api.url, bootstrap, target, duration_s / 2, pool))
-                    spy = (
-                        Profile(
-                            api.pid,
-                            f"endtoend-freshness-{share}",
-                            f"stratum up at {share} % of its maximum rate",
-                        )
-                        if profile
-                        else None
-                    )
-                    levels[share] = asyncio.run(
-                        freshness(api.url, bootstrap, target, duration_s, pool)
-                    )
-                    if spy:
-                        spy.finish()
-                    lat = levels[share]["latencies"]
-                    print(
-                        f"  freshness at {share} % ({target:,.0f} ev/s): p50 "
-                        f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
-                        f" ms over {len(lat)} probes, {levels[share]['lost']} not seen",
-                        flush=True,
-                    )
+                builtin = levels(
+                    api,
+                    bootstrap,
+                    BUILTIN_FEED,
+                    found["rate"] or 0,
+                    templates(40),
+                    duration_s,
+                    profile,
+                )
                 rss_after = peak_rss_mib(api.pid)
+            single_n = events // 2
+            single, source = source_run(
+                workdir / "source", bootstrap, single_n, duration_s, profile
+            )
     complete = found["total"] >= events
     out = [
         Figure(
@@ -285,6 +478,14 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
             + ("" if complete else "; INCOMPLETE"),
         ),
         Figure(
+            "e2e",
+            "stratum up: json source, log to API, max events/s",
+            "ev/s",
+            single["rate"],
+            note=f"{single_n:,} pre-loaded one-event messages, a second stratum up"
+            + ("" if single["total"] >= single_n else "; INCOMPLETE"),
+        ),
+        Figure(
             "memory",
             "stratum up peak RSS under the speed-layer load",
             "MiB",
@@ -294,27 +495,11 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
             note=f"after {events:,} events; {rss_after or 0:.0f} MiB after freshness too",
         ),
     ]
-    for share, level in levels.items():
-        lat = level["latencies"]
-        note = f"{level['rate']:,.0f} ev/s offered, {len(lat)} probes, {level['lost']} not seen"
-        out.append(
-            Figure(
-                "freshness",
-                f"produced -> visible in API at {share} % of max, p50",
-                "ms",
-                percentile(lat, 50),
-                note=note,
-            )
-        )
-        out.append(
-            Figure(
-                "freshness",
-                f"produced -> visible in API at {share} % of max, p99",
-                "ms",
-                percentile(lat, 99),
-            )
-        )
-    return out
+    return (
+        out
+        + freshness_figures("built-in topic", builtin)
+        + freshness_figures("json source", source)
+    )
 
 
 def main() -> None:
