@@ -11,6 +11,7 @@ its topic already held."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -404,6 +405,19 @@ def _visit_messages(visits: list[dict[str, Any]]) -> list[tuple[str, int, bytes]
     return [("web.visits", int(v["id"][1:]) % 2, orjson.dumps(v)) for v in visits]
 
 
+def _visit_seconds(visits: list[dict[str, Any]]) -> dict[str, float]:
+    """The test's own visit_seconds by country, from the events themselves."""
+    sums: dict[str, float] = defaultdict(float)
+    for visit in visits:
+        sums[visit["geo"]["country"]] += visit["duration"]
+    return {k: round(v, 6) for k, v in sums.items()}
+
+
+def _hours_ago(hours: int) -> int:
+    t0 = int(time.time() * 1000) - hours * 3_600_000
+    return t0 - t0 % 3_600_000
+
+
 def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_restart(
     session_dir: Path, clickhouse_url: str
 ) -> None:
@@ -411,13 +425,9 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
     definitions gain it as a user adds it (``stratum definitions import``), then a restart:
     the served metric covers everything in the topic from its first offset, and what
     arrives after the restart."""
-    t0 = int(time.time() * 1000) - 3 * 3_600_000
-    t0 -= t0 % 3_600_000
+    t0 = _hours_ago(3)
     visits = [_visit(t0, i) for i in range(90)]
     history, unread, after_restart = visits[:40], visits[40:60], visits[60:]
-    expected: dict[str, float] = defaultdict(float)
-    for visit in visits:  # the test's own sum, from the events themselves
-        expected[visit["geo"]["country"]] += visit["duration"]
     span = (t0, t0 + 2 * 3_600_000)
 
     with running_broker(session_dir / "restart-broker") as broker:
@@ -449,7 +459,7 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
         try:
             second.start()
             asyncio.run(_produce(broker.bootstrap, _visit_messages(after_restart)))
-            want = {k: round(v, 6) for k, v in expected.items()}
+            want = _visit_seconds(visits)
             wait_until(
                 lambda: _totals(second, "visit_seconds", "country", span) == want,
                 60,
@@ -459,5 +469,69 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
             assert sorted(
                 (p["partition"], p["through_offset"]) for p in parts if p["source"] == "visits"
             ) == [(0, len(visits) // 2 - 1), (1, len(visits) // 2 - 1)]
+        finally:
+            second.stop()
+
+
+async def _topic_names(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def test_a_source_whose_topic_is_missing_is_reported_and_never_created(
+    session_dir: Path, clickhouse_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stratum never creates a source's topic. One missing at start is left unread (the
+    embedded broker auto-creates a topic a consumer subscribes to), logged as an error and
+    reported by the worker's health, while the rest runs; the fix the message gives
+    (create the topic, restart) then works."""
+    t0 = _hours_ago(2)
+    visits = [_visit(t0, i) for i in range(12)]
+    span = (t0, t0 + 3_600_000)
+    with running_broker(session_dir / "missing-broker") as broker:
+        metrics_file = session_dir / "missing-metrics.toml"
+        metrics_file.write_text(WITH_SOURCE)
+        settings = _settings_on(
+            session_dir, clickhouse_url, "missing", broker.bootstrap, metrics_file
+        )
+
+        first = Stack(settings, dashboard=False)
+        try:
+            with caplog.at_level(logging.ERROR, logger="stratum.app.roles"):
+                # owns the built-in topic's partitions (ingest and speed work), degraded
+                first.start(worker_status="degraded")
+            worker = first.client.get("/v1/health").json()["components"]["worker"]
+            assert worker["detail"].startswith(
+                "source 'visits': topic 'web.visits' does not exist"
+            ), worker
+            assert "its metrics (visit_seconds) are not computed" in worker["detail"]
+            assert "then restart the worker" in worker["detail"]
+            logged = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "stratum.app.roles" and r.levelno == logging.ERROR
+            ]
+            assert len(logged) == 1 and worker["detail"].startswith(logged[0] + "; "), logged
+            # the group has joined and subscribed: the topic is still not there
+            assert "web.visits" not in asyncio.run(_topic_names(broker.bootstrap))
+            assert _totals(first, "visit_seconds", "country", span) == {}
+        finally:
+            first.stop()
+
+        asyncio.run(_create_topics(broker.bootstrap, {"web.visits": 2}))
+        asyncio.run(_produce(broker.bootstrap, _visit_messages(visits)))
+        second = Stack(settings, dashboard=False)
+        try:
+            second.start()  # the worker is "ok" again
+            want = _visit_seconds(visits)
+            wait_until(
+                lambda: _totals(second, "visit_seconds", "country", span) == want,
+                60,
+                f"visit_seconds {want} once the topic exists",
+            )
         finally:
             second.stop()
