@@ -14,7 +14,8 @@ only when both its window rows and its archive file are stored.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -62,6 +63,8 @@ class SpeedLayer:
     archiver: ArchiveWorker
     producer: EventProducer
     sources: dict[str, SpeedWorker]  # source name -> its worker (the built-in one too)
+    # sources not consumed, as their topic is missing: name -> why (worker health says it)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         freeze_startup_objects()
@@ -86,7 +89,12 @@ def create_speed_layer(
     bootstrap: str,
     log_epoch: str,
     generation: int | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> SpeedLayer:
+    """``unavailable``: sources to leave unread, with why (their topic is missing: a
+    Faust agent subscribing to it would make a broker that auto-creates topics create
+    it, and Stratum never creates a source's topic)."""
+    unavailable = dict(unavailable or {})
     speed_settings = settings.speed
     app = faust.App(
         speed_settings.consumer_group,
@@ -131,6 +139,8 @@ def create_speed_layer(
             settings.kafka.dead_letter_topic,
         ):
             raise ValueError(f"source {name!r}: topic {source.topic!r} is one of Stratum's own")
+        if name in unavailable:
+            continue
         # its own ClickHouse client: each client serialises its calls (FIELD-NOTES)
         worker = SpeedWorker(
             settings,
@@ -191,7 +201,14 @@ def create_speed_layer(
                 await worker.flush_archive()
                 worker.forget(mine)
 
-    return SpeedLayer(app=app, speed=speed, archiver=archiver, producer=producer, sources=workers)
+    return SpeedLayer(
+        app=app,
+        speed=speed,
+        archiver=archiver,
+        producer=producer,
+        sources=workers,
+        unavailable=unavailable,
+    )
 
 
 def _agent(app: faust.App, topic: Any, worker: SpeedWorker) -> None:

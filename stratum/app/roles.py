@@ -7,7 +7,9 @@ caller serves on ``/v1/health`` (one process) or writes as a heartbeat (its own 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -21,10 +23,12 @@ from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import open_storage
 from stratum.storage.jobs import JobConflictError
-from stratum.topics import ensure_topics
+from stratum.topics import ensure_topics, missing_source_topics
 
 if TYPE_CHECKING:
     from speed_layer.workers import SpeedWorker
+
+log = logging.getLogger(__name__)
 
 
 class LogConnection:
@@ -60,8 +64,19 @@ async def start_speed(
     are retired; the Kappa replay runner beside it when ``settings.speed.run_replays``.
     ``definitions_version``: the stored version ``catalog`` is (live definitions)."""
     await retire_dead_epochs(settings, catalog, log_conn)
+    # A source whose topic is missing is left unread and reported (the worker's health),
+    # not fatal: definitions change at run time, and the built-in topic and the other
+    # sources have nothing to do with it.
+    missing = await missing_source_topics(settings.kafka, log_conn.bootstrap, catalog)
+    for problem in missing.values():
+        log.error("%s", problem)
     speed = create_speed_layer(
-        settings, catalog, open_storage(settings), log_conn.bootstrap, log_conn.epoch
+        settings,
+        catalog,
+        open_storage(settings),
+        log_conn.bootstrap,
+        log_conn.epoch,
+        unavailable=missing,
     )
     for worker in speed.sources.values():  # the built-in one and each source's
         worker.definitions_version = definitions_version
@@ -77,7 +92,22 @@ async def start_speed(
 
 
 def speed_probe(speed: SpeedLayer) -> Probe:
-    return lambda: worker_health(speed.speed)
+    return lambda: speed_health(speed)
+
+
+def speed_health(speed: SpeedLayer) -> ComponentHealth:
+    return with_unread_sources(worker_health(speed.speed), speed.unavailable)
+
+
+def with_unread_sources(health: ComponentHealth, unread: Mapping[str, str]) -> ComponentHealth:
+    """The worker's ``health``, degraded (down stays down) while sources are left unread
+    (``unread``: name -> why, e.g. a missing topic); why comes first."""
+    if not unread:
+        return health
+    return ComponentHealth(
+        status="down" if health.status == "down" else "degraded",
+        detail="; ".join([*unread.values(), health.detail]),
+    )
 
 
 def start_batch(

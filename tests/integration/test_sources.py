@@ -4,11 +4,14 @@ one JSON event per message (``clicks``, 2 partitions) and Debezium change events
 (``orders``, 3 partitions: inserts, updates, deletes, snapshot reads, a schema change,
 garbage). Served values must equal the test's own computation of the same events before
 and after batch and after a Kappa replay; unmappable messages are dead-lettered with
-source, partition, offset and reason."""
+source, partition, offset and reason. A source added to the definitions of a running
+Stratum (``stratum definitions import``) is served after a restart with the whole history
+its topic already held."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,9 +22,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from click.testing import CliRunner
 
+from stratum.app.cli import main
 from stratum.broker import EmbeddedBroker
+from stratum.settings import Settings
 from tests.conftest import free_port
+from tests.processes import running_broker
 from tests.stack import Stack, stack_settings, wait_until
 
 MINUTE = 60_000
@@ -179,19 +186,16 @@ class Feed:
         )
 
 
-async def _create_topics(bootstrap: str) -> None:
+async def _create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create the topics a producer outside Stratum owns: name -> partition count."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         configs = {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"}
         await admin.create_topics(
             [
-                NewTopic(
-                    "shop.orders", num_partitions=3, replication_factor=1, topic_configs=configs
-                ),
-                NewTopic(
-                    "app.clicks", num_partitions=2, replication_factor=1, topic_configs=configs
-                ),
+                NewTopic(topic, num_partitions=n, replication_factor=1, topic_configs=configs)
+                for topic, n in partitions.items()
             ]
         )
     finally:
@@ -226,21 +230,28 @@ async def _dead_letters(bootstrap: str, topic: str, wanted: int) -> list[dict[st
     return [f for f in found if f.get("source") in ("orders", "clicks")]
 
 
+def _settings_on(
+    session_dir: Path, clickhouse_url: str, name: str, bootstrap: str, metrics_file: Path
+) -> Settings:
+    """A stack's settings (own database and data dir) on a broker the test started."""
+    settings = stack_settings(session_dir, name, clickhouse_url, free_port())
+    return settings.model_copy(
+        update={
+            "metrics_file": metrics_file,
+            "kafka": settings.kafka.model_copy(update={"url": bootstrap}),
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def world(session_dir: Path, clickhouse_url: str) -> Iterator[tuple[Stack, str, Feed]]:
     broker = EmbeddedBroker(session_dir / "sources-broker")
     (session_dir / "sources-broker").mkdir(exist_ok=True)
     broker.start()
-    asyncio.run(_create_topics(broker.bootstrap))
+    asyncio.run(_create_topics(broker.bootstrap, {"shop.orders": 3, "app.clicks": 2}))
     metrics_file = session_dir / "sources-metrics.toml"
     metrics_file.write_text(METRICS)
-    settings = stack_settings(session_dir, "sources", clickhouse_url, free_port())
-    settings = settings.model_copy(
-        update={
-            "metrics_file": metrics_file,
-            "kafka": settings.kafka.model_copy(update={"url": broker.bootstrap}),
-        }
-    )
+    settings = _settings_on(session_dir, clickhouse_url, "sources", broker.bootstrap, metrics_file)
     stack = Stack(settings, dashboard=False)
     try:
         stack.start()
@@ -349,3 +360,178 @@ def test_sources_served_like_the_builtin_topic(world: tuple[Stack, str, Feed]) -
     job = wait_until(finished, 90, f"replay job {job_id}")
     assert job["state"] == "succeeded", job
     assert _served(stack, feed) == expected
+
+
+BEFORE_SOURCE = """
+[[metric]]
+name = "events"
+aggregation = "count"
+windows = ["1m"]
+"""
+WITH_SOURCE = (
+    BEFORE_SOURCE
+    + """
+[[source]]
+name = "visits"
+topic = "web.visits"
+format = "json"
+event_id = "id"
+ts = "at"
+fields = { country = "geo.country", secs = "duration" }
+
+[[metric]]
+name = "visit_seconds"
+source = "visits"
+aggregation = "sum"
+field = "secs"
+dimensions = ["country"]
+windows = ["1m"]
+"""
+)
+
+
+def _visit(t0: int, i: int) -> dict[str, Any]:
+    """Event i of ``web.visits``: later events have later times, so each partition is in
+    time order and nothing produced after the restart is late."""
+    return {
+        "id": f"v{i}",
+        "at": t0 + i * 20_000,
+        "geo": {"country": ("DE", "FR", "US")[i % 3]},
+        "duration": i % 7 + 0.5,
+    }
+
+
+def _visit_messages(visits: list[dict[str, Any]]) -> list[tuple[str, int, bytes]]:
+    return [("web.visits", int(v["id"][1:]) % 2, orjson.dumps(v)) for v in visits]
+
+
+def _visit_seconds(visits: list[dict[str, Any]]) -> dict[str, float]:
+    """The test's own visit_seconds by country, from the events themselves."""
+    sums: dict[str, float] = defaultdict(float)
+    for visit in visits:
+        sums[visit["geo"]["country"]] += visit["duration"]
+    return {k: round(v, 6) for k, v in sums.items()}
+
+
+def _hours_ago(hours: int) -> int:
+    t0 = int(time.time() * 1000) - hours * 3_600_000
+    return t0 - t0 % 3_600_000
+
+
+def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_restart(
+    session_dir: Path, clickhouse_url: str
+) -> None:
+    """Issue 18: a topic already holding events, Stratum first run without it; the
+    definitions gain it as a user adds it (``stratum definitions import``), then a restart:
+    the served metric covers everything in the topic from its first offset, and what
+    arrives after the restart."""
+    t0 = _hours_ago(3)
+    visits = [_visit(t0, i) for i in range(90)]
+    history, unread, after_restart = visits[:40], visits[40:60], visits[60:]
+    span = (t0, t0 + 2 * 3_600_000)
+
+    with running_broker(session_dir / "restart-broker") as broker:
+        asyncio.run(_create_topics(broker.bootstrap, {"web.visits": 2}))
+        asyncio.run(_produce(broker.bootstrap, _visit_messages(history)))
+        metrics_file = session_dir / "restart-metrics.toml"
+        metrics_file.write_text(BEFORE_SOURCE)
+        settings = _settings_on(
+            session_dir, clickhouse_url, "restart", broker.bootstrap, metrics_file
+        )
+
+        first = Stack(settings, dashboard=False)
+        try:
+            first.start()
+            # the topic grows while Stratum runs without reading it
+            asyncio.run(_produce(broker.bootstrap, _visit_messages(unread)))
+            metrics_file.write_text(WITH_SOURCE)  # the file alone would not count: import it
+            result = CliRunner().invoke(
+                main,
+                ["definitions", "import", str(metrics_file), "--url", first.base_url]
+                + ["--token", first.settings.api.admin_token, "--reason", "visits source"],
+            )
+            assert result.exit_code == 0, result.output
+            assert result.output.startswith("version 2: added visit_seconds"), result.output
+        finally:
+            first.stop()
+
+        second = Stack(settings, dashboard=False)
+        try:
+            second.start()
+            asyncio.run(_produce(broker.bootstrap, _visit_messages(after_restart)))
+            want = _visit_seconds(visits)
+            wait_until(
+                lambda: _totals(second, "visit_seconds", "country", span) == want,
+                60,
+                f"visit_seconds {want} (all {len(visits)} events of the topic)",
+            )
+            parts = second.client.get("/v1/pipeline").json()["partitions"]
+            assert sorted(
+                (p["partition"], p["through_offset"]) for p in parts if p["source"] == "visits"
+            ) == [(0, len(visits) // 2 - 1), (1, len(visits) // 2 - 1)]
+        finally:
+            second.stop()
+
+
+async def _topic_names(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def test_a_source_whose_topic_is_missing_is_reported_and_never_created(
+    session_dir: Path, clickhouse_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stratum never creates a source's topic. One missing at start is left unread (the
+    embedded broker auto-creates a topic a consumer subscribes to), logged as an error and
+    reported by the worker's health, while the rest runs; the fix the message gives
+    (create the topic, restart) then works."""
+    t0 = _hours_ago(2)
+    visits = [_visit(t0, i) for i in range(12)]
+    span = (t0, t0 + 3_600_000)
+    with running_broker(session_dir / "missing-broker") as broker:
+        metrics_file = session_dir / "missing-metrics.toml"
+        metrics_file.write_text(WITH_SOURCE)
+        settings = _settings_on(
+            session_dir, clickhouse_url, "missing", broker.bootstrap, metrics_file
+        )
+
+        first = Stack(settings, dashboard=False)
+        try:
+            with caplog.at_level(logging.ERROR, logger="stratum.app.roles"):
+                # owns the built-in topic's partitions (ingest and speed work), degraded
+                first.start(worker_status="degraded")
+            worker = first.client.get("/v1/health").json()["components"]["worker"]
+            assert worker["detail"].startswith(
+                "source 'visits': topic 'web.visits' does not exist"
+            ), worker
+            assert "its metrics (visit_seconds) are not computed" in worker["detail"]
+            assert "then restart the worker" in worker["detail"]
+            logged = [
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "stratum.app.roles" and r.levelno == logging.ERROR
+            ]
+            assert len(logged) == 1 and worker["detail"].startswith(logged[0] + "; "), logged
+            # the group has joined and subscribed: the topic is still not there
+            assert "web.visits" not in asyncio.run(_topic_names(broker.bootstrap))
+            assert _totals(first, "visit_seconds", "country", span) == {}
+        finally:
+            first.stop()
+
+        asyncio.run(_create_topics(broker.bootstrap, {"web.visits": 2}))
+        asyncio.run(_produce(broker.bootstrap, _visit_messages(visits)))
+        second = Stack(settings, dashboard=False)
+        try:
+            second.start()  # the worker is "ok" again
+            want = _visit_seconds(visits)
+            wait_until(
+                lambda: _totals(second, "visit_seconds", "country", span) == want,
+                60,
+                f"visit_seconds {want} once the topic exists",
+            )
+        finally:
+            second.stop()

@@ -13,6 +13,7 @@ import pytest
 from stratum.archive import file_name, parse_file_name
 from stratum.metrics import MetricDefinitionError, parse_catalog
 from stratum.sources import SourceDefinition, SourceMapper, is_source_log, source_of_id
+from stratum.topics import source_topic_problems
 
 NOW = 1_800_000_000_000
 METRIC = {"name": "m", "aggregation": "count"}
@@ -212,6 +213,48 @@ def test_catalog_cross_checks() -> None:
     assert "metric 'x': source 'nope' is not defined" in _problems(
         {"metric": [{**METRIC, "name": "x", "source": "nope"}]}
     )
+
+
+def test_missing_source_topics_name_source_topic_metrics_and_fix() -> None:
+    catalog = parse_catalog(
+        {
+            "source": [
+                {"name": "orders", "topic": "shop.orders", "ts": "kafka"},
+                {"name": "clicks", "topic": "app.clicks", "ts": "kafka"},
+                {"name": "unused", "topic": "not.read", "ts": "kafka"},  # no metric reads it
+            ],
+            "metric": [
+                METRIC,
+                {**METRIC, "name": "orders_n", "source": "orders"},
+                {**METRIC, "name": "orders_m", "source": "orders"},
+                {**METRIC, "name": "clicks_n", "source": "clicks"},
+            ],
+        }
+    )
+    problems = source_topic_problems(catalog, {"events", "app.clicks", "other"})
+    assert list(problems) == ["orders"]  # not the built-in topic, nor an unread source
+    message = problems["orders"]
+    assert message.startswith("source 'orders': topic 'shop.orders' does not exist")
+    assert "its metrics (orders_n, orders_m) are not computed" in message
+    assert "never creates" in message and "then restart the worker" in message
+    assert source_topic_problems(catalog, {"shop.orders", "app.clicks"}) == {}
+    assert source_topic_problems(parse_catalog({"metric": [METRIC]}), set()) == {}
+
+
+def test_unread_sources_degrade_the_worker_and_come_first() -> None:
+    from stratum.app.roles import with_unread_sources
+    from stratum.health import ComponentHealth
+
+    ok = ComponentHealth(status="ok", detail="4 partition(s), event-time lag 0.5 s")
+    assert with_unread_sources(ok, {}) == ok
+    unread = {"orders": "source 'orders': topic 'shop.orders' does not exist"}
+    assert with_unread_sources(ok, unread) == ComponentHealth(
+        status="degraded",
+        detail="source 'orders': topic 'shop.orders' does not exist; 4 partition(s), "
+        "event-time lag 0.5 s",
+    )
+    down = ComponentHealth(status="down", detail="flush failing: x")
+    assert with_unread_sources(down, unread).status == "down"
 
 
 def test_source_ids_and_archive_names() -> None:
