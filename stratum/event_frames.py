@@ -159,8 +159,8 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
                 use_threads=False, block_size=max(len(buffer) + 1, 1 << 20)
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None  # the exact path names the bad message
     counts = [value.count(b"\n") + 1 for value in values]
     if sum(counts) != table.num_rows:  # blank lines, or a message that is not NDJSON
         return None
@@ -189,10 +189,7 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
         pl.col("type").str.len_chars().is_between(1, MAX_KEY_CHARS).all(),
         pl.col("ts").null_count() == 0,
         pl.col("ts").is_between(0, now_ms + MAX_FUTURE_MS).all(),
-        *[(pl.col(name).str.len_chars() <= MAX_STRING_CHARS).all() for name in strings],
-        # text a metric would read as NaN or an infinity ("NaN", "1e999"): not an event
-        *[pl.col(name).cast(pl.Float64, strict=False).is_finite().all() for name in strings],
-        *[(pl.col(name).abs() < _BIG_INT).all() for name in floats],  # also not inf/NaN
+        *field_checks(strings, floats),
     ]
     if not all(frame.select(check.alias(f"c{i}") for i, check in enumerate(checks)).row(0)):
         return None
@@ -210,6 +207,17 @@ def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | 
             for name in ordered
         ],
     )
+
+
+def field_checks(strings: Sequence[str], floats: Sequence[str]) -> list[pl.Expr]:
+    """Whether every value of these text and number columns passes
+    :func:`stratum.events.validate_event`'s field checks (nulls aside)."""
+    return [
+        *[(pl.col(name).str.len_chars() <= MAX_STRING_CHARS).all() for name in strings],
+        # text a metric would read as NaN or an infinity ("NaN", "1e999"): not an event
+        *[pl.col(name).cast(pl.Float64, strict=False).is_finite().all() for name in strings],
+        *[(pl.col(name).abs() < _BIG_INT).all() for name in floats],  # also not inf/NaN
+    ]
 
 
 def _exact(messages: Sequence[tuple[int, bytes]]) -> DecodedBatch:

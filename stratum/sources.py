@@ -21,6 +21,8 @@ source, partition, offset and reason, and goes on.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from stratum.event_frames import BadItem, DecodedBatch, decode_messages, events_frame
 from stratum.events import MAX_KEY_CHARS, RESERVED, Event, EventError, validate_event
+from stratum.source_frames import json_frame
 
 BUILTIN = "events"
 SOURCE_LOG = "src."  # source ids of a [[source]]: src.<name>:<partition>
@@ -37,6 +40,8 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TS_UNITS_MS = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 DEBEZIUM_ROWS = {"c": "after", "u": "after", "r": "after", "d": "before"}
 SourceMessage = tuple[int, bytes | None, int]  # offset, value, Kafka timestamp (ms)
+
+log = logging.getLogger(__name__)
 
 
 class SourceDefinition(BaseModel):
@@ -307,6 +312,20 @@ class SourceMapper:
         not map (:class:`BadItem`, ``message`` its position here)."""
         if self.source.format == "stratum":
             return decode_messages([(o, v or b"") for o, v, _ in messages], now_ms=now_ms)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        try:
+            frame = json_frame(self.source, partition, messages, now_ms)
+        except Exception:  # a bug here must not cost events: the exact path still maps
+            log.exception("columnar mapping of %s failed; mapping one by one", self.source.name)
+            frame = None
+        if frame is not None:
+            return DecodedBatch(frame)
+        return self.decode_exact(partition, messages, now_ms)
+
+    def decode_exact(
+        self, partition: int, messages: Sequence[SourceMessage], now_ms: int | None = None
+    ) -> DecodedBatch:
+        """:meth:`decode` message by message: a reason for every one that does not map."""
         pairs: list[tuple[int, Event]] = []
         bad: list[BadItem] = []
         for position, (offset, value, kafka_ms) in enumerate(messages):
