@@ -7,10 +7,13 @@ the log to the API, and freshness at 50 % and 90 % of that maximum.
    is the events made visible per second between the first count and the last. Peak
    RSS (VmHWM) of the ``stratum up`` process is read then; the baseline is a plain
    aiokafka consumer's peak RSS on the same topic.
-2. Freshness: events are produced to the log at 50 % and then 90 % of that rate (packed
-   as ingest packs them). Every 100 ms a probe event with its own ``type`` is produced;
-   the API is polled every 50 ms for the probes still outstanding, and a probe's
-   freshness is from just before it was produced to the first answer that counts it.
+2. The maximum sustainable rate: the highest offered rate (bisected below the
+   backlog's, with the load generator on the same two cores) at which the probes'
+   latency does not grow. Freshness: events are produced to the log at 50 % and then
+   90 % of that rate (packed as ingest packs them). Every 100 ms a probe event with
+   its own ``type`` is produced; the API is polled every 50 ms for the probes still
+   outstanding, and a probe's freshness is from just before it was produced to the
+   first answer that counts it.
    Each level runs for half its duration unmeasured first, to reach a steady state.
 3. The same for a ``[[source]]`` of one JSON object per message (``bench.orders``,
    nested fields, created before ``stratum up`` starts, as a team's own topic would
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 
 from benchmarks.common import (
@@ -215,6 +219,7 @@ async def freshness(
     await producer.start()
     outstanding: dict[str, float] = {}
     latencies: list[float] = []
+    trend: list[tuple[float, float]] = []  # (sent at, latency ms) per probe seen
     stop = asyncio.Event()
     sent = 0
     counter = 0
@@ -267,7 +272,9 @@ async def freshness(
                     for series in response.json()["series"]:
                         name = series["group"][feed.probe_dimension]
                         if name in outstanding and any(p["value"] for p in series["points"]):
-                            latencies.append((seen - outstanding.pop(name)) * 1000)
+                            sent_at = outstanding.pop(name)
+                            latencies.append((seen - sent_at) * 1000)
+                            trend.append((sent_at, (seen - sent_at) * 1000))
             await asyncio.sleep(0.05)
 
     async with httpx.AsyncClient(base_url=api_url, timeout=30.0) as client:
@@ -284,10 +291,75 @@ async def freshness(
     await producer.stop()
     return {
         "latencies": latencies,
+        "trend": sorted(trend),
         "lost": lost,
         "events": sent * feed.per_message,
         "rate": sent * feed.per_message / duration_s,
     }
+
+
+FALLING_BEHIND = 0.05  # latency growing 50 ms per second: a backlog of 5 % of the rate
+
+
+def behind(result: dict[str, Any]) -> float:
+    """How fast the probes' latency grew over the run, in seconds per second (the
+    least-squares slope over send time): the share of the offered rate that piles up."""
+    trend = result["trend"]
+    if len(trend) < 9:
+        return float("inf")
+    sent = np.array([t for t, _ in trend])
+    latency_s = np.array([ms / 1000 for _, ms in trend])
+    return float(np.polyfit(sent - sent[0], latency_s, 1)[0])
+
+
+def keeps_up(result: dict[str, Any], rate: float) -> bool:
+    """Whether a run at ``rate`` was sustained: every probe seen, the load generator
+    offered what was asked, and the latency grew less than :data:`FALLING_BEHIND`."""
+    return not result["lost"] and result["rate"] >= 0.95 * rate and behind(result) < FALLING_BEHIND
+
+
+def drain(api: StratumChild, bootstrap: str, feed: Feed, pool: list[bytes]) -> None:
+    """Probes alone until two runs in a row see them within 800 ms (bounded: 60 s), so
+    that a run that fell behind leaves no backlog to the next."""
+    deadline = time.monotonic() + 60
+    quiet_runs = 0
+    while time.monotonic() < deadline and quiet_runs < 2:
+        quiet = asyncio.run(freshness(api.url, bootstrap, feed, 0.0, 1.0, pool))
+        fresh = not quiet["lost"] and (percentile(quiet["latencies"], 50) or 1e9) < 800
+        quiet_runs = quiet_runs + 1 if fresh else 0
+
+
+def sustainable(
+    api: StratumChild,
+    bootstrap: str,
+    feed: Feed,
+    ceiling: float,
+    pool: list[bytes],
+    step_s: float,
+) -> float:
+    """The maximum sustainable rate (the highest offered rate whose latency does not
+    grow, as in Karimov et al., ICDE 2018), by bisection below the backlog rate. The
+    backlog rate is measured with the machine to itself; here the load generator shares
+    its two cores, as any producer on the same host would."""
+    low, high = 0.25 * ceiling, ceiling
+    for _ in range(4):
+        rate = (low + high) / 2
+        result = asyncio.run(freshness(api.url, bootstrap, feed, rate, step_s, pool))
+        held = keeps_up(result, rate)
+        print(
+            f"  {feed.topic} at {rate:,.0f} ev/s: "
+            + ("sustained" if held else "not sustained")
+            + f" (latency growing {behind(result) * 1000:+.0f} ms/s, median "
+            f"{percentile([ms for _, ms in result['trend']], 50) or 0:.0f} ms, offered "
+            f"{result['rate']:,.0f}, {result['lost']} not seen)",
+            flush=True,
+        )
+        if held:
+            low = rate
+        else:
+            high = rate
+            drain(api, bootstrap, feed, pool)
+    return low
 
 
 def levels(
@@ -299,7 +371,7 @@ def levels(
     duration_s: float,
     profile: bool,
 ) -> dict[int, dict[str, Any]]:
-    """Freshness of ``feed`` at 50 % and then 90 % of its maximum rate."""
+    """Freshness of ``feed`` at 50 % and then 90 % of its maximum (sustainable) rate."""
     found: dict[int, dict[str, Any]] = {}
     for share in (50, 90):
         target = max_rate * share / 100
@@ -396,8 +468,12 @@ def source_run(
             flush=True,
         )
         pool = order_templates(2000)
+        found["sustainable"] = sustainable(
+            api, bootstrap, SOURCE_FEED, found["rate"] or 0, pool, duration_s * 0.8
+        )
+        drain(api, bootstrap, SOURCE_FEED, pool)
         return found, levels(
-            api, bootstrap, SOURCE_FEED, found["rate"] or 0, pool, duration_s, profile
+            api, bootstrap, SOURCE_FEED, found["sustainable"], pool, duration_s, profile
         )
 
 
@@ -451,12 +527,17 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                     f"{found['rss_mib']:.0f} MiB",
                     flush=True,
                 )
+                pool = templates(40)
+                found["sustainable"] = sustainable(
+                    api, bootstrap, BUILTIN_FEED, found["rate"] or 0, pool, duration_s * 0.8
+                )
+                drain(api, bootstrap, BUILTIN_FEED, pool)
                 builtin = levels(
                     api,
                     bootstrap,
                     BUILTIN_FEED,
-                    found["rate"] or 0,
-                    templates(40),
+                    found["sustainable"],
+                    pool,
                     duration_s,
                     profile,
                 )
@@ -484,6 +565,20 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
             single["rate"],
             note=f"{single_n:,} pre-loaded one-event messages, a second stratum up"
             + ("" if single["total"] >= single_n else "; INCOMPLETE"),
+        ),
+        Figure(
+            "e2e",
+            "stratum up: log to API, max sustainable events/s (producer on the same host)",
+            "ev/s",
+            found["sustainable"],
+            note="freshness levels are shares of this",
+        ),
+        Figure(
+            "e2e",
+            "stratum up: json source, max sustainable events/s (producer on the same host)",
+            "ev/s",
+            single["sustainable"],
+            note="freshness levels are shares of this",
         ),
         Figure(
             "memory",

@@ -48,13 +48,13 @@ def json_frame(
         return None
     if source.ts != "kafka" and source.ts_unit == "iso":
         return None
-    values: list[bytes] = []
-    for _, value, _ in messages:
-        if value is None:
-            return None
+    values = [value for _, value, _ in messages]
+    if None in values:
+        return None
+    buffer = b"\n".join(values)  # type: ignore[arg-type]  # no None, checked above
+    if buffer.count(b"\n") != len(values) - 1 or b"\r" in buffer:
         # JSON has no raw line breaks outside whitespace: one message, one line.
-        values.append(value.replace(b"\n", b" ").replace(b"\r", b" "))
-    buffer = b"\n".join(values)
+        buffer = b"\n".join(v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values)  # type: ignore[union-attr]
     try:
         table = pa_json.read_json(
             io.BytesIO(buffer),
