@@ -453,6 +453,23 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
             )
             assert result.exit_code == 0, result.output
             assert result.output.startswith("version 2: added visit_seconds"), result.output
+            # not live: the answer, the definitions job and the health say a restart is due
+            notice = "source 'visits' (topic 'web.visits') is read after the workers restart"
+            assert f"restart needed: {notice}" in result.output, result.output
+            job_id = next(
+                line.split()[2]
+                for line in result.output.splitlines()
+                if line.strip().startswith("definitions job")
+            )
+            job = first.client.get(f"/v1/admin/jobs/{job_id}", headers=first.admin_headers).json()
+            assert job["params"]["restart_needed"] == [notice], job
+            unread = (
+                "source 'visits' (topic 'web.visits') defined but not read: restart the workers"
+            )
+            worker = wait_until(
+                lambda: _worker_if(first, "degraded"), 30, "the worker to say a restart is due"
+            )
+            assert worker["detail"].startswith(unread), worker
         finally:
             first.stop()
 

@@ -12,9 +12,20 @@ from typing import Any, cast
 from speed_layer.app import SpeedLayer
 from speed_layer.workers import SpeedWorker
 from stratum.app.roles import speed_health, stalled_for_s, workers_health
-from stratum.metrics import MetricCatalog
+from stratum.definitions_apply import restart_needed
+from stratum.metrics import MetricCatalog, parse_catalog
 from stratum.settings import Settings
 from stratum.sources import BUILTIN, SourceDefinition, SourceMapper
+
+EVENTS = {"name": "events", "aggregation": "count", "windows": ["1m"]}
+ORDERS = {"name": "orders", "topic": "shop.orders", "ts": "at"}
+REVENUE = {
+    "name": "revenue",
+    "source": "orders",
+    "aggregation": "sum",
+    "field": "amount",
+    "windows": ["1m"],
+}
 
 
 def _worker(tmp_path: Path, source: str | None = None) -> SpeedWorker:
@@ -113,3 +124,20 @@ def test_a_source_defined_while_running_degrades_until_the_workers_restart(
     missing = {"orders": "source 'orders': topic 'shop.orders' does not exist"}
     found = speed_health(_layer({BUILTIN: builtin}, missing))
     assert found.detail == f"{missing['orders']}; waiting for events"
+
+
+def test_applying_a_source_says_which_need_a_worker_restart() -> None:
+    before = parse_catalog({"metric": [EVENTS], "source": [ORDERS]})  # defined, unread
+    after = parse_catalog({"metric": [EVENTS, REVENUE], "source": [ORDERS]})
+    assert restart_needed(before, after) == [
+        "source 'orders' (topic 'shop.orders') is read after the workers restart"
+    ]
+    assert restart_needed(after, after) == []
+    moved = parse_catalog(
+        {"metric": [EVENTS, REVENUE], "source": [{**ORDERS, "topic": "shop.orders.v2"}]}
+    )
+    assert restart_needed(after, moved) == [
+        "source 'orders' (topic 'shop.orders.v2') is read with its new definition after "
+        "the workers restart"
+    ]
+    assert restart_needed(after, before) == []  # no longer read: nothing to wait for
