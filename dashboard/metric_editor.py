@@ -45,6 +45,17 @@ AGGREGATIONS = ("count", "sum", "min", "max", "avg", "quantile", "distinct")
 FORM = (NAME, AGGREGATION, FIELD, QUANTILE, WHERE, DIMENSIONS, WINDOWS, HOP, GAP, UNIT)
 
 
+def applied_message(applied: dict[str, Any]) -> tuple[str, str]:
+    """The banner text and tone of an applied change: a warning when a source it reads
+    is read only after the workers restart (``restart_needed``)."""
+    jobs = ", ".join(f"{j['kind']} {j['job_id'][:8]}" for j in applied["jobs"])
+    text = f"Applied: version {applied['version']} ({applied['change']}); jobs {jobs}."
+    restart = applied.get("restart_needed") or []
+    if restart:
+        return f"{text} Not live yet: {'; '.join(restart)}.", "warn"
+    return text, "ok"
+
+
 def _input(input_id: str, label: str, placeholder: str) -> html.Div:
     return html.Div(
         [
@@ -241,11 +252,7 @@ def register_editor_callbacks(app: Dash, api: ApiClient) -> None:
                     json=fields,
                     params={"author": "admin page"},
                 )
-                jobs = ", ".join(f"{j['kind']} {j['job_id'][:8]}" for j in applied["jobs"])
-                return no_update, banner(
-                    f"Applied: version {applied['version']} ({applied['change']}); jobs {jobs}.",
-                    "ok",
-                )
+                return no_update, banner(*applied_message(applied))
             draft = api.admin_json(
                 token, "POST", "/v1/admin/definitions/preview", json={"metric": fields}
             )

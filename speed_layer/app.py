@@ -23,7 +23,7 @@ from faust.sensors import Monitor
 
 from speed_layer.batch_delivery import QUEUE_MAXSIZE, BatchDeliveryTransport
 from speed_layer.store import SpeedStore
-from speed_layer.workers import ArchiveWorker, SpeedWorker
+from speed_layer.workers import ArchiveWorker, SpeedWorker, defined_sources
 from stratum.kafka_security import faust_credentials
 from stratum.long_lived import freeze_startup_objects, unfreeze
 from stratum.metrics import MetricCatalog
@@ -152,6 +152,8 @@ def create_speed_layer(
         )
         workers[name] = topics[source.topic] = worker
 
+    for worker in workers.values():
+        worker.defined_sources = defined_sources(catalog)
     for topic_name, worker in topics.items():
         partitions = settings.kafka.partitions if worker is speed else None
         _agent(

@@ -70,6 +70,16 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def defined_sources(catalog: MetricCatalog) -> dict[str, str]:
+    """The ``[[source]]``s some metric of ``catalog`` reads: name -> topic."""
+    found = {}
+    for name in catalog.source_names[1:]:
+        source = catalog.source(name)
+        if source is not None:
+            found[name] = source.topic
+    return found
+
+
 class AckingStream(Protocol):
     async def ack(self, event: Any) -> bool: ...
 
@@ -135,6 +145,10 @@ class SpeedWorker:
         self.paused_for: int | None = None
         self._paused_at = 0.0
         self.definitions_version: int | None = None  # of the catalog computed now
+        # [[source]]s some metric of those definitions reads: name -> topic. A source
+        # added at run time is here but has no worker until the workers restart (Faust
+        # subscribes agents at start): the health says so.
+        self.defined_sources: dict[str, str] = {}
 
     @property
     def stored_offsets(self) -> Mapping[int, int]:
@@ -422,6 +436,7 @@ class SpeedWorker:
                     DefinitionStore(self.store.storage).catalog, version
                 )
                 self.catalog = catalog.for_source(self.source)
+                self.defined_sources = defined_sources(catalog)
                 self.definitions_version = version
                 log.info(
                     "computing definitions version %s (%d metric(s))",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from stratum.definitions import Change, diff
@@ -60,6 +60,7 @@ class Applied:
     change: Change
     rebuilds: list[str]
     jobs: list[Job]
+    restart_needed: list[str] = field(default_factory=list)
 
 
 # The newest version this process bound to the live generation: an in-process speed
@@ -104,7 +105,9 @@ def apply_catalog(
             raise DefinitionsBusyError(exc.job_id, "definitions") from exc
         record = jobs.save(record.model_copy(update={"state": "running", "started_at": utc_now()}))
         try:
+            live = store.live()[2]
             version, change, rebuilds, started = _apply(store, jobs, edit, author, reason, trigger)
+            restart = restart_needed(live, store.catalog(version))
         except BaseException as exc:
             jobs.save(
                 record.model_copy(
@@ -128,11 +131,34 @@ def apply_catalog(
                         "version": version,
                         "change": change.summary(),
                         "jobs": [j.job_id for j in started],
+                        "restart_needed": restart,
                     },
                 }
             )
         )
-    return Applied(version, change, rebuilds, [record, *started])
+    return Applied(version, change, rebuilds, [record, *started], restart)
+
+
+def restart_needed(live: MetricCatalog, new: MetricCatalog) -> list[str]:
+    """What of ``new`` no running worker reads until the workers restart: a source some
+    metric now reads that had no worker, or one whose definition changed (a worker's
+    Faust agent subscribes its topic, and takes its mapping, at start only). Its metrics
+    are defined at once, but nothing of it is computed (nor archived) until then."""
+    notices = []
+    read = set(live.source_names)
+    for name in new.source_names[1:]:
+        source = new.source(name)
+        assert source is not None
+        if name not in read:
+            notices.append(
+                f"source {name!r} (topic {source.topic!r}) is read after the workers restart"
+            )
+        elif live.source(name) != source:
+            notices.append(
+                f"source {name!r} (topic {source.topic!r}) is read with its new definition "
+                "after the workers restart"
+            )
+    return notices
 
 
 def _apply(

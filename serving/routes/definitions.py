@@ -104,6 +104,12 @@ class AppliedOut(BaseModel):
         description="the change's own job (kind definitions), "
         "then the replay and/or batch jobs it started"
     )
+    restart_needed: list[str] = Field(
+        default_factory=list,
+        description="sources no worker reads until the workers restart (a source added, "
+        "or changed, while they run: a worker subscribes its topics at start); nothing "
+        "of such a source is computed until then",
+    )
 
 
 class PreviewBody(BaseModel):
@@ -147,6 +153,7 @@ def _applied(result: Any) -> AppliedOut:
         changed=result.change.changed,
         deleted=result.change.deleted,
         rebuilds=result.rebuilds,
+        restart_needed=result.restart_needed,
         jobs=[StartedJob(job_id=j.job_id, kind=j.kind, state=j.state) for j in result.jobs],
     )
 

@@ -300,7 +300,8 @@ def definitions() -> None:
 def definitions_import(
     file: Path, url: str | None, token: str | None, reason: str, author: str
 ) -> None:
-    """Make FILE the current definitions (a new version; changes apply without a restart)."""
+    """Make FILE the current definitions (a new version). Metric changes apply without a
+    restart; a source added or changed is read once the workers restart (it says so)."""
     from stratum.app.admin_client import import_definitions
 
     settings = _settings()
@@ -317,6 +318,8 @@ def definitions_import(
     click.echo(f"version {applied['version']}: {applied['change']}")
     for job in applied["jobs"]:
         click.echo(f"  {job['kind']} job {job['job_id']} {job['state']}")
+    for notice in applied.get("restart_needed") or []:
+        click.echo(f"  restart needed: {notice}")
 
 
 @definitions.command("export")

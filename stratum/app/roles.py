@@ -18,9 +18,10 @@ from speed_layer.app import SpeedLayer, create_speed_layer
 from speed_layer.recovery import retire_dead_epochs as retire
 from speed_layer.replay_service import ReplayService
 from stratum.broker import EmbeddedBroker
-from stratum.health import ComponentHealth, Probe
+from stratum.health import ComponentHealth, Probe, Status
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
+from stratum.sources import BUILTIN
 from stratum.storage import open_storage
 from stratum.storage.jobs import JobConflictError
 from stratum.topics import ensure_topics, missing_source_topics
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from speed_layer.workers import SpeedWorker
 
 log = logging.getLogger(__name__)
+STALL_AFTER_S = 60.0  # no stored flush for this long, with messages waiting: stalled
 
 
 class LogConnection:
@@ -96,7 +98,38 @@ def speed_probe(speed: SpeedLayer) -> Probe:
 
 
 def speed_health(speed: SpeedLayer) -> ComponentHealth:
-    return with_unread_sources(worker_health(speed.speed), speed.unavailable)
+    unread = dict(speed.unavailable)
+    for name, topic in speed.speed.defined_sources.items():
+        if name not in speed.sources and name not in unread:  # added while running
+            unread[name] = (
+                f"source {name!r} (topic {topic!r}) defined but not read: restart the workers"
+            )
+    return with_unread_sources(workers_health(speed.sources), unread)
+
+
+def workers_health(workers: Mapping[str, SpeedWorker]) -> ComponentHealth:
+    """The built-in worker's health and each source worker's: the worst status; the
+    problems first, each source's named (``source 'orders': flush failing: ...``), then
+    the built-in worker's detail (its partitions and lag when all is well)."""
+    builtin = workers.get(BUILTIN)
+    own = worker_health(builtin) if builtin is not None else ComponentHealth(status="ok")
+    problems = []
+    for name, worker in workers.items():
+        if name == BUILTIN:
+            continue
+        found = worker_health(worker)
+        if found.status != "ok":
+            problems.append(
+                ComponentHealth(status=found.status, detail=f"source {name!r}: {found.detail}")
+            )
+    if not problems:
+        return own
+    statuses = {own.status, *(p.status for p in problems)}
+    status: Status = "down" if "down" in statuses else "degraded"
+    details = [p.detail for p in problems]
+    if own.detail:
+        details.append(own.detail)
+    return ComponentHealth(status=status, detail="; ".join(details))
 
 
 def with_unread_sources(health: ComponentHealth, unread: Mapping[str, str]) -> ComponentHealth:
@@ -169,6 +202,13 @@ def worker_health(worker: SpeedWorker) -> ComponentHealth:
         return ComponentHealth(
             status="down", detail=f"archive writes failing: {worker.archiver.last_flush_error}"
         )
+    stalled = stalled_for_s(worker)
+    if stalled is not None:
+        return ComponentHealth(
+            status="degraded",
+            detail=f"stalled: no flush stored for {stalled:.0f} s while "
+            f"{len(worker.acks.pending)} message(s) wait",
+        )
     partitions = worker.partitions
     if not partitions:
         return ComponentHealth(status="ok", detail="waiting for events")
@@ -176,3 +216,14 @@ def worker_health(worker: SpeedWorker) -> ComponentHealth:
     return ComponentHealth(
         status="ok", detail=f"{len(partitions)} partition(s), event-time lag {lag_s:.1f} s"
     )
+
+
+def stalled_for_s(worker: SpeedWorker, now: float | None = None) -> float | None:
+    """Seconds since the worker's last stored flush, when it holds messages it has not
+    acknowledged for far longer than its flush interval (a hung write, a stopped timer,
+    a hand-off pause that never ended); None otherwise. A failing flush says so itself."""
+    if not worker.acks.pending or not worker.last_flush_wall:
+        return None
+    age = (time.time() if now is None else now) - worker.last_flush_wall
+    limit = max(STALL_AFTER_S, 20 * worker.settings.speed.flush_interval_s)
+    return age if age > limit else None

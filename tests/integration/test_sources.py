@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from stratum.app.cli import main
 from stratum.broker import EmbeddedBroker
 from stratum.settings import Settings
+from stratum.storage import open_storage
 from tests.conftest import free_port
 from tests.processes import running_broker
 from tests.stack import Stack, stack_settings, wait_until
@@ -452,6 +453,23 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
             )
             assert result.exit_code == 0, result.output
             assert result.output.startswith("version 2: added visit_seconds"), result.output
+            # not live: the answer, the definitions job and the health say a restart is due
+            notice = "source 'visits' (topic 'web.visits') is read after the workers restart"
+            assert f"restart needed: {notice}" in result.output, result.output
+            job_id = next(
+                line.split()[2]
+                for line in result.output.splitlines()
+                if line.strip().startswith("definitions job")
+            )
+            job = first.client.get(f"/v1/admin/jobs/{job_id}", headers=first.admin_headers).json()
+            assert job["params"]["restart_needed"] == [notice], job
+            unread = (
+                "source 'visits' (topic 'web.visits') defined but not read: restart the workers"
+            )
+            worker = wait_until(
+                lambda: _worker_if(first, "degraded"), 30, "the worker to say a restart is due"
+            )
+            assert worker["detail"].startswith(unread), worker
         finally:
             first.stop()
 
@@ -471,6 +489,70 @@ def test_a_source_added_to_the_definitions_is_served_with_its_history_after_a_re
             ) == [(0, len(visits) // 2 - 1), (1, len(visits) // 2 - 1)]
         finally:
             second.stop()
+
+
+def _worker_if(stack: Stack, status: str) -> dict[str, str] | None:
+    """The worker's health, if its status is ``status``."""
+    worker: dict[str, str] = stack.client.get("/v1/health").json()["components"]["worker"]
+    return worker if worker["status"] == status else None
+
+
+def test_a_source_workers_failing_flushes_show_in_health_until_they_recover(
+    session_dir: Path, clickhouse_url: str
+) -> None:
+    """A source's worker whose ClickHouse writes fail (a real refusal: a CHECK constraint
+    on speed_windows rejecting that source's rows, so the built-in worker writes on) turns
+    the worker ``down`` in /v1/health with the source named, and ``ok`` once the writes
+    work again, with every event counted."""
+    t0 = _hours_ago(2)
+    visits = [_visit(t0, i) for i in range(40)]
+    span = (t0, t0 + 3_600_000)
+    with running_broker(session_dir / "srcfail-broker") as broker:
+        asyncio.run(_create_topics(broker.bootstrap, {"web.visits": 2}))
+        metrics_file = session_dir / "srcfail-metrics.toml"
+        metrics_file.write_text(WITH_SOURCE)
+        settings = _settings_on(
+            session_dir, clickhouse_url, "srcfail", broker.bootstrap, metrics_file
+        )
+        stack = Stack(settings, dashboard=False)
+        storage = open_storage(settings)
+        table = f"{settings.clickhouse.database}.speed_windows"
+        try:
+            stack.start()
+            asyncio.run(_produce(broker.bootstrap, _visit_messages(visits[:20])))
+            want = _visit_seconds(visits[:20])
+            wait_until(
+                lambda: _totals(stack, "visit_seconds", "country", span) == want,
+                60,
+                f"visit_seconds {want}",
+            )
+            storage.command(
+                f"ALTER TABLE {table} ADD CONSTRAINT refuse_visits "
+                "CHECK NOT startsWith(source_id, 'src.visits')"
+            )
+            asyncio.run(_produce(broker.bootstrap, _visit_messages(visits[20:])))
+            worker = wait_until(
+                lambda: _worker_if(stack, "down"), 30, "the worker down for the source"
+            )
+            assert worker["detail"].startswith("source 'visits': flush failing: "), worker
+            assert "refuse_visits" in worker["detail"], worker
+            assert stack.client.get("/v1/health").json()["status"] == "down"
+            # the built-in worker goes on meanwhile
+            stack.post_events([{"event_id": "srcfail-1", "ts": t0, "type": "x"}])
+            assert _totals(stack, "visit_seconds", "country", span) == want
+
+            storage.command(f"ALTER TABLE {table} DROP CONSTRAINT refuse_visits")
+            wait_until(lambda: _worker_if(stack, "ok"), 60, "the worker ok again")
+            want = _visit_seconds(visits)
+            wait_until(
+                lambda: _totals(stack, "visit_seconds", "country", span) == want,
+                30,
+                f"visit_seconds {want} after the retried flush",
+            )
+        finally:
+            storage.command(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS refuse_visits")
+            storage.close()
+            stack.stop()
 
 
 async def _topic_names(bootstrap: str) -> set[str]:
