@@ -66,7 +66,12 @@ def json_frame(
         return None
     if table.num_rows != len(messages):  # a blank message, or two objects in one
         return None
-    frame = pl.from_arrow(table)
+    if "" in table.schema.names:
+        return None  # Polars would rename that key "column_0", and a path could read it
+    try:
+        frame = pl.from_arrow(table)
+    except pl.exceptions.PolarsError:  # names Arrow takes and Polars does not
+        return None
     assert isinstance(frame, pl.DataFrame)
     schema = frame.schema
     paths = [p for p in (source.event_id, source.ts, *source.fields.values()) if p]

@@ -122,6 +122,7 @@ def test_time_units_and_kafka_time_and_offset_ids(unit: str, scale: float) -> No
         ({}, {"order_id": "x", "created_at": NOW, "note": [1]}),
         ({}, {"order_id": "x", "created_at": NOW, "customer": "flat"}),
         ({}, {"order_id": "x", "created_at": NOW, "customer.country": "dotted key"}),
+        ({"fields": {"c": "column_0"}}, {"order_id": "x", "created_at": NOW, "": "empty"}),
         ({}, {"order_id": "x", "created_at": NOW, "note": "2026-01-01T00:00:00Z"}),
         ({"ts_unit": "s"}, {"order_id": "x", "created_at": 10**17}),
         ({"ts_unit": "us"}, {"order_id": "x", "created_at": NOW * 1000.0}),
