@@ -235,7 +235,9 @@ class SpeedWorker:
         now_ms = int(time.time() * 1000)
         for partition, messages in inbox.items():
             agg = await self._aggregator(partition)
-            decoded = self._decode(partition, messages, now_ms)
+            # Off the event loop: Arrow's reader and Polars let go of the GIL, so the API
+            # (same loop in `stratum up`) and Faust's fetches go on while a batch decodes.
+            decoded = await asyncio.to_thread(self._decode, partition, messages, now_ms)
             last = messages[-1][0]
             topic = self._topics.get(partition, self.settings.kafka.topic)
             try:
