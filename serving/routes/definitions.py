@@ -13,9 +13,9 @@ from pydantic import BaseModel, Field
 
 from serving.deps import AdminOnly, CatalogDep, ReaderDep, SettingsDep
 from serving.errors import error_responses
+from serving.models import PointOut, SeriesOut, SeriesResponse
 from serving.queries import MAX_POINTS, default_step_ms, step_problem
 from serving.routes.common import bad_parameter, iso, time_param
-from serving.routes.metrics import PointOut, SeriesOut, SeriesResponse
 from stratum.definitions import (
     catalog_document,
     delete_metric,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from serving.deps import CatalogDep, ReadAccess, ReaderDep, SettingsDep
 from serving.errors import error_responses
+from serving.models import PointOut, SeriesOut, SeriesResponse
 from serving.queries import MAX_POINTS, SeriesRequest, default_step_ms, step_problem
 from serving.routes.common import (
     READ_ERRORS,
@@ -101,86 +102,6 @@ class MetricList(BaseModel):
                             },
                         }
                     ]
-                }
-            ]
-        }
-    }
-
-
-class PointOut(BaseModel):
-    t: str = Field(
-        description="window (or step) start, ISO-8601 UTC; for session metrics "
-        "the bucket of the sessions' starts"
-    )
-    t_ms: int = Field(description="the same, epoch milliseconds")
-    value: float | None
-    source: str = Field(description="batch, speed, or mixed (a step spanning the horizon)")
-    count: int = Field(description="events behind the value")
-    sessions: int | None = Field(
-        None,
-        description="session metrics: the sessions that "
-        "started in the bucket; null for other metrics",
-    )
-    overflow: bool = Field(
-        False,
-        description="the value does not fit a float64 (e.g. a "
-        "sum past 1.8e308); value is then null",
-    )
-
-
-class SeriesOut(BaseModel):
-    group: dict[str, str]
-    points: list[PointOut]
-
-
-class SeriesResponse(BaseModel):
-    metric: str
-    aggregation: str
-    unit: str
-    step: str
-    start: str
-    start_ms: int
-    end: str
-    end_ms: int
-    horizon: str | None = Field(description="batch values are authoritative up to here")
-    horizon_ms: int | None
-    series: list[SeriesOut]
-
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "metric": "revenue",
-                    "aggregation": "sum",
-                    "unit": "EUR",
-                    "step": "1m",
-                    "start": "2026-11-21T10:00:00Z",
-                    "start_ms": 1795255200000,
-                    "end": "2026-11-21T10:02:00Z",
-                    "end_ms": 1795255320000,
-                    "horizon": "2026-11-21T10:01:00Z",
-                    "horizon_ms": 1795255260000,
-                    "series": [
-                        {
-                            "group": {"country": "DE"},
-                            "points": [
-                                {
-                                    "t": "2026-11-21T10:00:00Z",
-                                    "t_ms": 1795255200000,
-                                    "value": 120.5,
-                                    "source": "batch",
-                                    "count": 9,
-                                },
-                                {
-                                    "t": "2026-11-21T10:01:00Z",
-                                    "t_ms": 1795255260000,
-                                    "value": 80.0,
-                                    "source": "speed",
-                                    "count": 6,
-                                },
-                            ],
-                        }
-                    ],
                 }
             ]
         }
