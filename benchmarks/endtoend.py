@@ -366,12 +366,16 @@ def levels(
     api: StratumChild,
     bootstrap: str,
     feed: Feed,
-    max_rate: float,
+    backlog_found: dict[str, Any],
     pool: list[bytes],
     duration_s: float,
     profile: bool,
 ) -> dict[int, dict[str, Any]]:
-    """Freshness of ``feed`` at 50 % and then 90 % of its maximum (sustainable) rate."""
+    """The sustainable rate below ``backlog_found``'s (stored there as
+    ``"sustainable"``), then freshness of ``feed`` at 50 % and 90 % of it."""
+    max_rate = sustainable(api, bootstrap, feed, backlog_found["rate"] or 0, pool, duration_s * 0.8)
+    backlog_found["sustainable"] = max_rate
+    drain(api, bootstrap, feed, pool)
     found: dict[int, dict[str, Any]] = {}
     for share in (50, 90):
         target = max_rate * share / 100
@@ -467,13 +471,8 @@ def source_run(
             f" messages visible, {found['rate'] or 0:,.0f} ev/s log to API",
             flush=True,
         )
-        pool = order_templates(2000)
-        found["sustainable"] = sustainable(
-            api, bootstrap, SOURCE_FEED, found["rate"] or 0, pool, duration_s * 0.8
-        )
-        drain(api, bootstrap, SOURCE_FEED, pool)
         return found, levels(
-            api, bootstrap, SOURCE_FEED, found["sustainable"], pool, duration_s, profile
+            api, bootstrap, SOURCE_FEED, found, order_templates(2000), duration_s, profile
         )
 
 
@@ -527,19 +526,8 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
                     f"{found['rss_mib']:.0f} MiB",
                     flush=True,
                 )
-                pool = templates(40)
-                found["sustainable"] = sustainable(
-                    api, bootstrap, BUILTIN_FEED, found["rate"] or 0, pool, duration_s * 0.8
-                )
-                drain(api, bootstrap, BUILTIN_FEED, pool)
                 builtin = levels(
-                    api,
-                    bootstrap,
-                    BUILTIN_FEED,
-                    found["sustainable"],
-                    pool,
-                    duration_s,
-                    profile,
+                    api, bootstrap, BUILTIN_FEED, found, templates(40), duration_s, profile
                 )
                 rss_after = peak_rss_mib(api.pid)
             single_n = events // 2

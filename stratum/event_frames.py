@@ -149,17 +149,24 @@ def decode_messages(
     return _exact(messages)
 
 
-def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | None:
-    values = [value for _, value in messages]
-    buffer = b"\n".join(values)
+def read_json_lines(buffer: bytes) -> pa.Table | None:
+    """JSON lines as one Arrow table, in one block on this thread; None when Arrow
+    cannot read them (a fast path then leaves them to its exact path)."""
     try:
-        table = pa_json.read_json(
+        return pa_json.read_json(
             io.BytesIO(buffer),
             read_options=pa_json.ReadOptions(
                 use_threads=False, block_size=max(len(buffer) + 1, 1 << 20)
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+
+
+def _fast(messages: Sequence[tuple[int, bytes]], now_ms: int) -> pl.DataFrame | None:
+    values = [value for _, value in messages]
+    table = read_json_lines(b"\n".join(values))
+    if table is None:
         return None  # the exact path names the bad message
     counts = [value.count(b"\n") + 1 for value in values]
     if sum(counts) != table.num_rows:  # blank lines, or a message that is not NDJSON

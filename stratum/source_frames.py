@@ -18,22 +18,17 @@ for the same messages (tests/unit/test_source_frames.py).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.json as pa_json
 
-from stratum.event_frames import field_checks
+from stratum.event_frames import field_checks, read_json_lines
 from stratum.events import MAX_FIELDS, MAX_FUTURE_MS, MAX_ID_CHARS
 
 if TYPE_CHECKING:
     from stratum.sources import SourceDefinition, SourceMessage
-
-_INT_DIVISORS = {"ms": None, "s": None, "us": 1000, "ns": 1_000_000}
 
 
 def json_frame(
@@ -55,16 +50,8 @@ def json_frame(
     if buffer.count(b"\n") != len(values) - 1 or b"\r" in buffer:
         # JSON has no raw line breaks outside whitespace: one message, one line.
         buffer = b"\n".join(v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values)  # type: ignore[union-attr]
-    try:
-        table = pa_json.read_json(
-            io.BytesIO(buffer),
-            read_options=pa_json.ReadOptions(
-                use_threads=False, block_size=max(len(buffer) + 1, 1 << 20)
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        return None
-    if table.num_rows != len(messages):  # a blank message, or two objects in one
+    table = read_json_lines(buffer)
+    if table is None or table.num_rows != len(messages):  # a blank message, or two objects in one
         return None
     if "" in table.schema.names:
         return None  # Polars would rename that key "column_0", and a path could read it
@@ -183,10 +170,8 @@ def _ts(
         # Before 1970 or past 1e13 of any unit is out of range however scaled: null, so
         # that neither an Int64 overflow nor floor division can make it look valid.
         valid = pl.when(expr.is_between(0, 10**13 if unit == "s" else 2**62))
-        if unit == "s":
-            return valid.then(expr * 1000)
-        divisor = _INT_DIVISORS[unit]
-        return valid.then(expr // divisor if divisor else expr)
+        in_ms = {"s": expr * 1000, "ms": expr, "us": expr // 1000, "ns": expr // 1_000_000}
+        return valid.then(in_ms[unit])
     if dtype == pl.Float64 and unit in ("ms", "s"):
         scaled = expr * 1000.0 if unit == "s" else expr
         # int() of a finite float; NaN, inf and out-of-range become null: not vouched for
