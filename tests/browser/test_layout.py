@@ -1,8 +1,9 @@
 """Issue 20 in a real browser: every page fits 1440 and 390 px wide, a still-filling window
 and missing windows are drawn as such, and the time bar round-trips through the URL.
 
-Events carry a country no other test uses (``GW``) so their points can be asserted on
-the shared stack.
+The gaps test's events carry a country no other test uses (``GW``) so its points can be
+asserted on the shared stack; the other tests here post ``GY``, so an event they post a
+few seconds earlier can never land in the gaps test's range.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def test_every_page_fits_the_window(
 ) -> None:
     """No horizontal scroll: the document is never wider than the viewport, the whole
     nav and the pause button are inside it."""
-    stack.post_events(events_at(int(time.time() * 1000), GW=1))
+    stack.post_events(events_at(int(time.time() * 1000), GY=1))
     page.set_viewport_size({"width": width, "height": 900 if width > 500 else 844})
     for name, (path, ready) in PAGES.items():
         page.goto(f"{stack.base_url}/dashboard/{path}")
@@ -135,7 +136,7 @@ def test_time_bar_round_trips_through_the_url(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(error.message))
-    stack.post_events(events_at(int(time.time() * 1000), GW=1))
+    stack.post_events(events_at(int(time.time() * 1000), GY=1))
     page.goto(f"{stack.base_url}/dashboard/?range=1h&refresh=10s&tz=local")
     card = page.locator('[data-metric="events"]')
     expect(card.locator(".last-point")).to_contain_text("UTC+05:30", timeout=LOAD_WAIT_MS)
