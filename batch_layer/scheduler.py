@@ -29,7 +29,6 @@ from batch_layer.errors import BatchCancelledError, BatchInterruptedError
 from batch_layer.jobs.recompute import RecomputeProgress, recompute
 from batch_layer.planning import options_from_params
 from stratum import telemetry
-from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog
 from stratum.settings import Settings
 from stratum.storage import Storage, open_storage
@@ -38,6 +37,7 @@ from stratum.storage.jobs import (
     INTERRUPTED,
     Job,
     JobConflictError,
+    JobRun,
     JobStore,
     cancel_requested,
     utc_now,
@@ -167,18 +167,16 @@ class BatchScheduler:
 
     def _run_job(self, job: Job) -> None:
         """Worker thread: one job from running to its outcome, recorded in its row."""
-        store = self.jobs
-        started = store.start(job)
-        if started is None:
+        run = JobRun(self.jobs, job)
+        if not run.begin():
             log.info("batch job %s cancelled before it ran", job.job_id)
             return
-        current = started
         log.info("batch job %s started (trigger %s)", job.job_id, job.trigger)
 
         last_check = time.monotonic()
 
         def on_progress(step: RecomputeProgress) -> None:
-            nonlocal current, last_check
+            nonlocal last_check
             if step.phase != "coverage_written":
                 if self._stopping.is_set():
                     raise BatchInterruptedError
@@ -188,15 +186,11 @@ class BatchScheduler:
                     last_check = time.monotonic()
                     if cancel_requested(self._storage_or_fail(), job.job_id):
                         raise BatchCancelledError
-            current = store.save(
-                current.model_copy(
-                    update={
-                        "units_done": step.units_done,
-                        "units_total": step.units_total,
-                        "rows_in": step.rows_in,
-                        "rows_out": step.rows_out,
-                    }
-                )
+            run.update(
+                units_done=step.units_done,
+                units_total=step.units_total,
+                rows_in=step.rows_in,
+                rows_out=step.rows_out,
             )
 
         try:
@@ -214,52 +208,25 @@ class BatchScheduler:
                 floors=binding.floors,
             )
         except BatchCancelledError:
-            store.save(
-                current.model_copy(
-                    update={
-                        "state": "cancelled",
-                        "finished_at": utc_now(),
-                        "error": "cancelled before it completed",
-                    }
-                )
-            )
+            run.cancelled("cancelled before it completed")
             log.info("batch job %s cancelled", job.job_id)
             return
         except BatchInterruptedError:
-            store.save(
-                current.model_copy(
-                    update={"state": "failed", "error": INTERRUPTED, "finished_at": utc_now()}
-                )
-            )
+            run.failed(INTERRUPTED)
             log.warning(
-                "batch job %s stopped after %s: %s", job.job_id, _elapsed(current), INTERRUPTED
+                "batch job %s stopped after %s: %s", job.job_id, _elapsed(run.job), INTERRUPTED
             )
             return
         except Exception as exc:
             telemetry.BATCH_RUNS.labels(state="failed").inc()
-            error = describe_failure(exc)
-            store.save(
-                current.model_copy(
-                    update={"state": "failed", "error": error, "finished_at": utc_now()}
-                )
-            )
-            log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(current), error)
+            error = run.failed(exc)
+            log.exception("batch job %s failed after %s: %s", job.job_id, _elapsed(run.job), error)
             return
         telemetry.BATCH_RUNS.labels(state="succeeded").inc()
         telemetry.BATCH_DURATION.observe(result.duration_s)
         telemetry.BATCH_ROWS_IN.inc(result.rows_in)
         telemetry.BATCH_ROWS_OUT.inc(result.rows_out)
-        store.save(
-            current.model_copy(
-                update={
-                    "state": "succeeded",
-                    "finished_at": utc_now(),
-                    "horizon": result.horizon,
-                    "rows_in": result.rows_in,
-                    "rows_out": result.rows_out,
-                }
-            )
-        )
+        run.succeeded(horizon=result.horizon, rows_in=result.rows_in, rows_out=result.rows_out)
         log.info(
             "batch job %s succeeded: %d events in, %d window rows out, horizon %s, "
             "version %s, %.2f s",

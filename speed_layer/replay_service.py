@@ -12,13 +12,12 @@ import uuid
 
 from speed_layer.replay import ReplayCancelledError, ReplayProgress, ReplayRunner
 from stratum.definitions_apply import batch_floor, submit_batch
-from stratum.errors import describe_failure
 from stratum.metrics import MetricCatalog
 from stratum.replay_range import range_params
 from stratum.settings import Settings
 from stratum.storage import Storage, generations
 from stratum.storage.definitions import Binding, DefinitionStore
-from stratum.storage.jobs import Job, JobStore, cancel_requested, utc_now
+from stratum.storage.jobs import Job, JobRun, JobStore, cancel_requested
 from stratum.storage.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -96,11 +95,10 @@ class ReplayService:
             generations.request_handoff(self.storage, None)
 
     async def run_job(self, job: Job) -> None:
-        started = await asyncio.to_thread(self.jobs.start, job)
-        if started is None:
+        run = JobRun(self.jobs, job)
+        if not await asyncio.to_thread(run.begin):
             log.info("replay job %s cancelled before it ran", job.job_id)
             return
-        current = started
         from_ms = job.params.get("from_ms")
         last_save = 0.0
         last_check = 0.0
@@ -108,25 +106,21 @@ class ReplayService:
         log.info("replay job %s started (from %s)", job.job_id, from_ms or "the beginning")
 
         def on_progress(step: ReplayProgress) -> None:
-            nonlocal current, last_save
+            nonlocal last_save
             now = time.monotonic()
             if now - last_save < SAVE_EVERY_S and step.units_done != step.units_total:
                 return
             last_save = now
-            current = self.jobs.save(
-                current.model_copy(
-                    update={
-                        "units_done": step.units_done,
-                        "units_total": step.units_total,
-                        "rows_in": step.events,
-                        "params": {
-                            **current.params,
-                            **range_params(step.rebuild_from_ms, step.carried_rows),
-                            "generation": step.generation,
-                            "phase": step.phase,
-                        },
-                    }
-                )
+            run.update(
+                units_done=step.units_done,
+                units_total=step.units_total,
+                rows_in=step.events,
+                params={
+                    **run.job.params,
+                    **range_params(step.rebuild_from_ms, step.carried_rows),
+                    "generation": step.generation,
+                    "phase": step.phase,
+                },
             )
 
         def cancelled() -> bool:
@@ -147,37 +141,19 @@ class ReplayService:
             )
         except ReplayCancelledError:
             await asyncio.to_thread(
-                self.jobs.save,
-                current.model_copy(
-                    update={
-                        "state": "cancelled",
-                        "finished_at": utc_now(),
-                        "error": "cancelled: the live generation was left untouched",
-                    }
-                ),
+                run.cancelled, "cancelled: the live generation was left untouched"
             )
             log.info("replay job %s cancelled", job.job_id)
             return
         except Exception as exc:
-            error = describe_failure(exc)  # one line; the traceback goes to the log
-            await asyncio.to_thread(
-                self.jobs.save,
-                current.model_copy(
-                    update={"state": "failed", "finished_at": utc_now(), "error": error}
-                ),
-            )
-            log.exception("replay job %s failed", job.job_id)
+            await asyncio.to_thread(run.failed, exc)
+            log.exception("replay job %s failed", job.job_id)  # the traceback is the log's
             return
-        params = {**current.params, "generation": generation, "phase": "switched"}
+        params = {**run.job.params, "generation": generation, "phase": "switched"}
         if then_batch:  # a changed definition: batch recomputes it now that it is served
             batch = await asyncio.to_thread(
                 submit_batch, self.jobs, job.trigger, int(job.params["definitions_version"])
             )
             params["batch_job"] = batch.job_id
-        await asyncio.to_thread(
-            self.jobs.save,
-            current.model_copy(
-                update={"state": "succeeded", "finished_at": utc_now(), "params": params}
-            ),
-        )
+        await asyncio.to_thread(run.succeeded, params=params)
         log.info("replay job %s succeeded: generation %d is live", job.job_id, generation)

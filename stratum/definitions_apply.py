@@ -34,6 +34,7 @@ from stratum.storage.jobs import (
     INTERRUPTED,
     Job,
     JobConflictError,
+    JobRun,
     JobStore,
     JobTrigger,
     utc_now,
@@ -94,47 +95,30 @@ def apply_catalog(
         edit(store.live()[2])  # a bad draft fails here, before anything is recorded
         stale = jobs.active("definitions")
         if stale is not None and utc_now() - stale.created_at > STALE_AFTER:
-            jobs.save(
-                stale.model_copy(
-                    update={"state": "failed", "finished_at": utc_now(), "error": INTERRUPTED}
-                )
-            )
+            JobRun(jobs, stale).failed(INTERRUPTED)
         try:  # the definitions job is the lock between processes (one active at a time)
             record = jobs.submit("definitions", trigger, {"author": author, "reason": reason})
         except JobConflictError as exc:
             raise DefinitionsBusyError(exc.job_id, "definitions") from exc
-        record = jobs.save(record.model_copy(update={"state": "running", "started_at": utc_now()}))
+        run = JobRun(jobs, record)
+        run.update(state="running", started_at=utc_now())
         try:
             live = store.live()[2]
             version, change, rebuilds, started = _apply(store, jobs, edit, author, reason, trigger)
             restart = restart_needed(live, store.catalog(version))
         except BaseException as exc:
-            jobs.save(
-                record.model_copy(
-                    update={
-                        "state": "failed",
-                        "finished_at": utc_now(),
-                        "error": f"{type(exc).__name__}: {exc}",
-                    }
-                )
-            )
+            run.failed(exc)
             raise
-        record = jobs.save(
-            record.model_copy(
-                update={
-                    "state": "succeeded",
-                    "finished_at": utc_now(),
-                    "units_done": 1,
-                    "units_total": 1,
-                    "params": {
-                        **record.params,
-                        "version": version,
-                        "change": change.summary(),
-                        "jobs": [j.job_id for j in started],
-                        "restart_needed": restart,
-                    },
-                }
-            )
+        record = run.succeeded(
+            units_done=1,
+            units_total=1,
+            params={
+                **run.job.params,
+                "version": version,
+                "change": change.summary(),
+                "jobs": [j.job_id for j in started],
+                "restart_needed": restart,
+            },
         )
     return Applied(version, change, rebuilds, [record, *started], restart)
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stratum.errors import StratumError
+from stratum.errors import StratumError, describe_failure
 from stratum.storage.client import Storage
 
 JobKind = Literal["batch", "replay", "definitions"]
@@ -276,6 +276,41 @@ class JobStore:
         if limit is not None:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         return [_job(row) for row in self._storage.query_dicts(sql, params)]
+
+
+class JobRun:
+    """One picked-up job from running to its outcome, each step written as the job's
+    newest row. The batch, replay and definitions runners all end a job through it, so
+    every kind ends alike: a finish time, one line of error, the last progress kept."""
+
+    def __init__(self, store: JobStore, job: Job) -> None:
+        self.store = store
+        self.job = job
+
+    def begin(self) -> bool:
+        """Mark it running; False when a cancel reached it first (it is then cancelled)."""
+        started = self.store.start(self.job)
+        if started is None:
+            return False
+        self.job = started
+        return True
+
+    def update(self, **fields: Any) -> Job:
+        """Progress: ``fields`` (e.g. ``units_done``, ``params``) in a new row."""
+        self.job = self.store.save(self.job.model_copy(update=fields))
+        return self.job
+
+    def succeeded(self, **fields: Any) -> Job:
+        return self.update(state="succeeded", finished_at=utc_now(), **fields)
+
+    def cancelled(self, reason: str) -> Job:
+        return self.update(state="cancelled", finished_at=utc_now(), error=reason)
+
+    def failed(self, cause: BaseException | str) -> str:
+        """Record the failure; returns the one-line error (the traceback is the log's)."""
+        error = cause if isinstance(cause, str) else describe_failure(cause)
+        self.update(state="failed", finished_at=utc_now(), error=error)
+        return error
 
 
 def _job(row: dict[str, Any]) -> Job:

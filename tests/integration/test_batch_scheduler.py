@@ -17,7 +17,14 @@ from stratum.archive import archive_root
 from stratum.metrics import load_catalog
 from stratum.settings import Settings
 from stratum.storage import Storage
-from stratum.storage.jobs import INTERRUPTED, Job, JobConflictError, JobStore, request_cancel
+from stratum.storage.jobs import (
+    INTERRUPTED,
+    Job,
+    JobConflictError,
+    JobRun,
+    JobStore,
+    request_cancel,
+)
 from tests.integration.batch_support import reset_batch_state, write_file
 
 pytestmark = pytest.mark.integration
@@ -234,3 +241,35 @@ def test_start_marks_a_job_running_unless_it_was_flagged(
     request_cancel(storage, flagged.job_id)
     assert store.start(flagged) is None
     assert store.get(flagged.job_id).state == "cancelled"  # type: ignore[union-attr]
+
+
+def test_a_job_run_keeps_its_progress_and_ends_each_way(
+    storage: Storage, clean_batch: None
+) -> None:
+    """JobRun, which the batch, replay and definitions runners share: progress rows
+    accumulate, and each ending writes its state, a finish time and its error."""
+    store = JobStore(storage)
+    outcomes: dict[str, Job] = {}
+    for ending in ("succeeded", "cancelled", "failed"):
+        run = JobRun(store, store.create("replay", "api", {"from_ms": 5}))
+        assert run.begin()
+        run.update(units_done=1, units_total=3, params={**run.job.params, "phase": "log"})
+        try:
+            raise ValueError("bad\nrange")
+        except ValueError as exc:
+            if ending == "succeeded":
+                run.succeeded(units_done=3)
+            elif ending == "cancelled":
+                run.cancelled("cancelled: nothing changed")
+            else:
+                assert run.failed(exc).startswith("ValueError: bad range (at ")
+        outcomes[ending] = store.get(run.job.job_id)  # type: ignore[assignment]
+    for ending, job in outcomes.items():
+        assert job.state == ending and job.finished_at is not None
+        assert job.params == {"from_ms": 5, "phase": "log"} and job.units_total == 3
+    assert outcomes["succeeded"].units_done == 3 and outcomes["succeeded"].error == ""
+    assert outcomes["cancelled"].error == "cancelled: nothing changed"
+    assert "test_batch_scheduler.py" in outcomes["failed"].error
+    flagged = store.create("replay", "api")
+    request_cancel(storage, flagged.job_id)
+    assert not JobRun(store, flagged).begin()
