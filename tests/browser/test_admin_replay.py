@@ -22,7 +22,7 @@ from tests.stack import wait_until
 
 pytestmark = pytest.mark.browser
 
-BUDGET_S = 90
+BUDGET_S = 180  # a replay of the whole shared log (20 K messages from test_backlog)
 LOAD_WAIT_MS = 15_000
 JOB_WAIT_S = 45
 FINISHED = ("succeeded", "failed", "cancelled")
