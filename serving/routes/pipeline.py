@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from serving.deps import JobsDep, PipelineDep, RatesDep, ReadAccess, ReaderDep
 from serving.models import JobOut, job_out
-from serving.pipeline import COUNTERS, flush_seconds
+from serving.pipeline import COUNTERS, counter_totals, flush_seconds
 from serving.routes.common import READ_ERRORS, age_s, iso, iso_or_none
 
 router = APIRouter(tags=["status"], dependencies=[ReadAccess], responses=READ_ERRORS)
@@ -163,8 +163,9 @@ async def pipeline(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> PipelineResponse:
     def read() -> PipelineResponse:
-        sample = rates.sample()
+        rates.sample()  # rates come from samples a second apart at least ...
         per_s = rates.rates()
+        totals = counter_totals()  # ... totals are read now: a 202 just given is in them
         now_ms = int(time.time() * 1000)
         generation = reader.live_generation()
         horizon = reader.horizon_ms()
@@ -176,7 +177,7 @@ async def pipeline(
             now_ms=now_ms,
             counters_scope="process",
             stages=[
-                StageOut(stage=k, label=LABELS[k], total=sample.totals[k], per_s=per_s[k])
+                StageOut(stage=k, label=LABELS[k], total=totals[k], per_s=per_s[k])
                 for k in COUNTERS
             ],
             history=[

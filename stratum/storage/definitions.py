@@ -219,8 +219,10 @@ class DefinitionStore:
         db = self.storage.database
         for name in due:
             for table in ("speed_windows", "batch_windows", "batch_coverage"):
-                self.storage.command(
-                    f"ALTER TABLE {db}.{table} DELETE WHERE metric = {{m:String}}", {"m": name}
+                self.storage.command(  # synchronous: "dropped" holds when this returns
+                    f"ALTER TABLE {db}.{table} DELETE WHERE metric = {{m:String}} "
+                    "SETTINGS mutations_sync = 1",
+                    {"m": name},
                 )
         self.clear_deleted(due)
         return due
