@@ -111,12 +111,19 @@ def api_total(client: httpx.Client, metric: str, start_ms: int, end_ms: int) -> 
     return sum(p["value"] or 0 for s in response.json()["series"] for p in s["points"])
 
 
+def counters(client: httpx.Client, *names: str) -> dict[str, float]:
+    """Values of the named Prometheus samples (0 when absent)."""
+    found = dict.fromkeys(names, 0.0)
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return found
+
+
 def speed_events(client: httpx.Client) -> float:
     """The speed layer's own count of events aggregated (its Prometheus counter)."""
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("stratum_speed_events_total "):
-            return float(line.split()[1])
-    return 0.0
+    return counters(client, "stratum_speed_events_total")["stratum_speed_events_total"]
 
 
 def backlog(
@@ -585,6 +592,42 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
     )
 
 
+FLUSH_COUNT, FLUSH_SUM = "stratum_speed_flush_seconds_count", "stratum_speed_flush_seconds_sum"
+
+
+def steady(rate: float, runs: int, duration_s: float) -> None:
+    """Freshness of the built-in topic at one offered rate, run after run on one
+    ``stratum up``: whether latency drifts over a process's life, and what share of
+    the time the speed layer spends flushing (no figures for the table)."""
+    with tempfile.TemporaryDirectory(prefix="stratum-bench-steady-") as tmp:
+        workdir = Path(tmp)
+        with broker(workdir, topics=[SOURCE_TOPIC], partitions=PARTITIONS) as bootstrap:
+            env = {"STRATUM_KAFKA__URL": bootstrap, "STRATUM_BATCH__ENABLED": "false"}
+            with (
+                StratumChild("up", workdir, env=env) as api,
+                httpx.Client(base_url=api.url, timeout=30.0) as client,
+            ):
+                api.wait_http()
+                pool = templates(40)
+                for run in range(runs):
+                    before = counters(client, FLUSH_COUNT, FLUSH_SUM)
+                    result = asyncio.run(
+                        freshness(api.url, bootstrap, BUILTIN_FEED, rate, duration_s, pool)
+                    )
+                    after = counters(client, FLUSH_COUNT, FLUSH_SUM)
+                    flushes = after[FLUSH_COUNT] - before[FLUSH_COUNT]
+                    flushing_s = after[FLUSH_SUM] - before[FLUSH_SUM]
+                    lat = result["latencies"]
+                    print(
+                        f"  run {run + 1:2d} at {result['rate']:,.0f} ev/s: p50 "
+                        f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
+                        f" ms, latency growing {behind(result) * 1000:+.0f} ms/s; "
+                        f"{flushes / duration_s:.1f} flushes/s, mean "
+                        f"{1000 * flushing_s / max(flushes, 1):.0f} ms",
+                        flush=True,
+                    )
+
+
 def main() -> None:
     parser = bench_parser(__doc__ or "")
     parser.add_argument(
@@ -592,7 +635,17 @@ def main() -> None:
         action="store_true",
         help="py-spy the stratum up process into benchmarks/profiles/",
     )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="EV_PER_S",
+        help="instead: freshness at this rate, --runs times on one stratum up",
+    )
+    parser.add_argument("--runs", type=int, default=12, help="runs of 10 s for --steady")
     args = parser.parse_args()
+    if args.steady:
+        steady(args.steady, args.runs, 10.0)
+        return
     emit(measure(args.quick, args.profile), args.emit)
 
 
