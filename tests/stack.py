@@ -34,6 +34,13 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
 
 
+def this_minute() -> tuple[int, int]:
+    """(an event time a second ago, the start of its minute): events of now are never
+    late on a shared stack, whatever other tests moved the watermark to."""
+    ts_ms = int(time.time() * 1000) - 1_000
+    return ts_ms, ts_ms - ts_ms % 60_000
+
+
 def archived_ids(data_dir: Path) -> set[str]:
     """The event ids in the archive's files under ``data_dir`` (written whole, by rename)."""
     files = archive.list_files(archive.archive_root(data_dir))

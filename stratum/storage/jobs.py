@@ -239,13 +239,10 @@ class JobStore:
     def fail_stale_running(self, kind: JobKind) -> Jobs:
         """At process start: jobs left running by a killed process become failed."""
         stale = self._select("kind = {kind:String} AND state = 'running'", {"kind": kind})
-        now = utc_now()
-        return [
-            self.save(
-                job.model_copy(update={"state": "failed", "finished_at": now, "error": INTERRUPTED})
-            )
-            for job in stale
-        ]
+        runs = [JobRun(self, job) for job in stale]
+        for run in runs:
+            run.failed(INTERRUPTED)
+        return [run.job for run in runs]
 
     def list(self, kind: JobKind | None = None, limit: int = 50, offset: int = 0) -> JobPage:
         """One page of jobs, newest first, and the total number matching."""

@@ -20,6 +20,7 @@ from playwright.sync_api import Locator, Page, expect
 from dashboard import ids
 from dashboard.live import PAUSE_LABEL, RESUME_LABEL
 from stratum.producer import partition_for
+from tests.stack import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -211,10 +212,11 @@ def test_pipeline_shows_stages_partitions_late_events_and_batch_runs(
     stack.post_events(now_in_every_partition(stack, now_ms, "ZZ"))
     stack.post_events(events_at(now_ms - 10 * 60_000, YY=2), wait=False)  # too late
     # The two may land in two partitions, counted one after the other: wait for both.
-    deadline = time.monotonic() + REFRESH_WAIT_MS / 1000
-    while int(late.inner_text().replace(",", "")) < late_before + 2:
-        assert time.monotonic() < deadline, f"late count {late.inner_text()}, was {late_before}"
-        time.sleep(0.25)
+    wait_until(
+        lambda: int(late.inner_text().replace(",", "")) >= late_before + 2,
+        REFRESH_WAIT_MS / 1000,
+        f"both late events counted (was {late_before:,})",
+    )
 
     job = stack.run_batch()
     row = page.locator(f'#{ids.PIPELINE_JOBS} tr[data-job-id="{job["job_id"]}"]')

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, this_minute, wait_until
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -113,9 +113,7 @@ def test_ingest_errors_have_the_error_body(stack: Stack) -> None:
 
 
 def test_iso_and_epoch_ms_times_give_the_same_answer_in_both_forms(stack: Stack) -> None:
-    # Events of a second ago: never late, whatever another test moved the watermark to.
-    ts_ms = int(time.time() * 1000) - 1_000
-    t0 = ts_ms - ts_ms % MINUTE
+    ts_ms, t0 = this_minute()
     stack.post_events(fresh_events(3, ts_ms))
     by_ms = stack.client.get(
         "/v1/metrics/events", params={"start": t0, "end": t0 + MINUTE, "country": "DE"}

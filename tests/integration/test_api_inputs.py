@@ -5,14 +5,13 @@ without float noise, error details that say what would work, and job times refus
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from tests.integration.test_api import error_of
-from tests.stack import Stack
+from tests.stack import Stack, this_minute
 
 pytestmark = pytest.mark.integration
 MINUTE = 60_000
@@ -29,13 +28,6 @@ def purchases(ts_ms: int, country: str, amounts: list[float]) -> list[dict[str, 
         }
         for amount in amounts
     ]
-
-
-def this_minute() -> tuple[int, int]:
-    """(an event time a second ago, the start of its minute): events of now are never
-    late, whatever other tests moved the watermark to."""
-    ts_ms = int(time.time() * 1000) - 1_000
-    return ts_ms, ts_ms - ts_ms % MINUTE
 
 
 def test_a_comma_separated_filter_means_any_of_its_values(stack: Stack) -> None:
