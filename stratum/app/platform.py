@@ -197,5 +197,6 @@ def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
         log_level="warning",
         lifespan="on",
         access_log=False,
+        timeout_keep_alive=settings.api.keep_alive_s,
     )
     return uvicorn.Server(config)

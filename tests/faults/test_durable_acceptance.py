@@ -263,6 +263,9 @@ def test_acknowledged_events_survive_kill_int_and_term(
         up.signal(signal.SIGTERM)
         assert up.process is not None
         up.process.wait(timeout=60)
+    except BaseException:
+        print(f"--- {up.log_path.name}, its end ---\n{up.log()[-6000:]}")
+        raise
     finally:
         if up.running:
             up.signal(signal.SIGKILL)

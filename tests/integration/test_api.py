@@ -7,6 +7,7 @@ import time
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import pytest
 
 from tests.stack import Stack, this_minute, wait_until
@@ -259,3 +260,19 @@ def test_errors_cite_only_a_prefix_of_the_input(stack: Stack, path: str) -> None
     long_name = stack.client.get("/v1/metrics/" + "m" * 5_000)
     assert len(error_of(long_name, 404, "unknown_metric")["message"]) < 200
     assert len(stack.client.get("/v1/" + "p" * 5_000).content) < 1_000
+
+
+def test_an_idle_connection_is_kept_past_a_client_pools_expiry(stack: Stack) -> None:
+    """uvicorn's default keeps an idle connection 5 s, httpx's pool 5 s too: a request
+    sent on it as the server closes it failed with "Server disconnected without sending
+    a response" (a CI run, a POST after a 5 s wait). The server outlasts the client."""
+    idle_s = 6.0
+    limits = httpx.Limits(keepalive_expiry=idle_s + 30)
+    local = []
+    with httpx.Client(base_url=stack.base_url, timeout=30, limits=limits) as client:
+        for pause_s in (0.0, idle_s):
+            time.sleep(pause_s)
+            response = client.get("/v1/health")
+            assert response.status_code == 200, response.text
+            local.append(response.extensions["network_stream"].get_extra_info("client_addr"))
+    assert local[0] == local[1], f"the server closed the idle connection: {local}"
