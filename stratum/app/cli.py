@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -103,6 +104,12 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
         asyncio.run(run())
     except StratumError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        # uvicorn stops gracefully on Ctrl-C, then raises it again: by then everything
+        # is stopped, which click would call "Aborted!" (exit 1). 130: the shell's code
+        # for a stop by SIGINT.
+        click.echo("Stratum stopped.", err=True)
+        sys.exit(128 + signal.SIGINT)
 
 
 @main.command()

@@ -225,7 +225,8 @@ def test_acknowledged_events_survive_kill_int_and_term(
             thread.join(timeout=30)
             assert stream.error is None, stream.error
             journal = sorted(p.name for p in (data_dir / "journal").glob("*.journal"))
-            drained = DRAINED.findall(up.log())
+            stop_log = up.log()
+            drained = DRAINED.findall(stop_log)
             acked |= set(stream.accepted)
             maybe |= set(stream.unanswered)
 
@@ -257,6 +258,9 @@ def test_acknowledged_events_survive_kill_int_and_term(
             # rows were rebuilt from its archive (journal recovery included) at start.
             assert not result["speed_wrong"], (name, result["speed_wrong"])
             assert result["served"] == result["distinct"], (name, result)
+            if sig == signal.SIGINT:  # a clean Ctrl-C: the shell's code, not click's abort
+                assert code == 128 + signal.SIGINT, (code, stop_log[-500:])
+                assert "Aborted!" not in stop_log and "Stratum stopped." in stop_log
             if sig != signal.SIGKILL:
                 assert stop_s < 30, f"{name} took {stop_s:.1f} s to stop"
                 assert journal == [], f"{name} left journal segments {journal}"
