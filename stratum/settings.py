@@ -207,9 +207,9 @@ class ApiSettings(_Group):
         "wait for the speed layer to store every accepted event before stopping anyway "
         "(the journal keeps the rest for the next start)",
     )
-    keep_alive_s: float = Field(
-        65.0,
-        gt=0,
+    keep_alive_s: int = Field(
+        65,
+        ge=1,
         le=3600,
         description="how long an idle HTTP connection stays open; longer than clients' "
         "pools (httpx drops idle ones after 5 s) and load balancers (60 s), so the server "
