@@ -14,7 +14,8 @@ only when both its window rows and its archive file are stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from stratum.sources import BUILTIN, SourceMapper
 from stratum.storage import Storage, generations, open_storage
 
 log = logging.getLogger(__name__)
+Tick = Callable[[], Awaitable[None]]
 
 
 class QuietMonitor(Monitor):
@@ -164,9 +166,8 @@ def create_speed_layer(
             worker,
         )
 
-    # An exception escaping a Faust timer crashes the whole app: contain and log it.
-    # Faust's timer() returns a bare Callable: mypy cannot see the function kept its type.
-    @app.timer(interval=speed_settings.flush_interval_s)  # type: ignore[untyped-decorator]
+    # An exception escaping a Faust task crashes the whole app: contain and log it.
+    @every(app, speed_settings.flush_interval_s)
     async def flush_speed() -> None:
         for worker in workers.values():
             try:
@@ -177,7 +178,7 @@ def create_speed_layer(
                     worker.source,
                 )
 
-    @app.timer(interval=settings.archive.flush_interval_s)  # type: ignore[untyped-decorator]
+    @every(app, settings.archive.flush_interval_s)
     async def flush_archive() -> None:
         for worker in workers.values():
             try:
@@ -211,6 +212,35 @@ def create_speed_layer(
         sources=workers,
         unavailable=unavailable,
     )
+
+
+def next_run_at(scheduled_at: float, interval_s: float, now: float) -> float:
+    """A fixed-rate schedule: one interval after the run that was due, or at once when
+    that time has passed (a late run is not made up for with a burst)."""
+    return max(scheduled_at + interval_s, now)
+
+
+def every(app: faust.App, interval_s: float) -> Callable[[Tick], Tick]:
+    """Run the decorated coroutine every ``interval_s`` from start to start, as a Faust
+    task (it starts once the worker is ready and stops with it). Faust's own timer sleeps
+    the interval after each run: a 0.5 s flush interval with 0.2 s flushes under load
+    gave 1.4 flushes a second, not 2."""
+
+    def register(tick: Tick) -> Tick:
+        async def run_every() -> None:
+            due = time.monotonic() + interval_s
+            while True:  # Service.sleep returns early once the app is stopping
+                await app.sleep(max(0.0, due - time.monotonic()))
+                if app.should_stop:
+                    return
+                await tick()
+                due = next_run_at(due, interval_s, time.monotonic())
+
+        run_every.__qualname__ = f"every({interval_s} s, {tick.__qualname__})"
+        app.task(run_every)
+        return tick
+
+    return register
 
 
 def _agent(app: faust.App, topic: Any, worker: SpeedWorker) -> None:
