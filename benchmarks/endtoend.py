@@ -593,6 +593,8 @@ def measure(quick: bool, profile: bool = False) -> list[Figure]:
 
 
 FLUSH_COUNT, FLUSH_SUM = "stratum_speed_flush_seconds_count", "stratum_speed_flush_seconds_sum"
+ARCHIVE_COUNT = "stratum_archive_flush_seconds_count"
+ARCHIVE_SUM = "stratum_archive_flush_seconds_sum"
 
 
 def steady(rate: float, runs: int, duration_s: float) -> None:
@@ -610,20 +612,23 @@ def steady(rate: float, runs: int, duration_s: float) -> None:
                 api.wait_http()
                 pool = templates(40)
                 for run in range(runs):
-                    before = counters(client, FLUSH_COUNT, FLUSH_SUM)
+                    names = (FLUSH_COUNT, FLUSH_SUM, ARCHIVE_COUNT, ARCHIVE_SUM)
+                    before = counters(client, *names)
                     result = asyncio.run(
                         freshness(api.url, bootstrap, BUILTIN_FEED, rate, duration_s, pool)
                     )
-                    after = counters(client, FLUSH_COUNT, FLUSH_SUM)
-                    flushes = after[FLUSH_COUNT] - before[FLUSH_COUNT]
-                    flushing_s = after[FLUSH_SUM] - before[FLUSH_SUM]
+                    after = counters(client, *names)
+                    flushes, flushing_s, writes, writing_s = (
+                        after[name] - before[name] for name in names
+                    )
                     lat = result["latencies"]
                     print(
                         f"  run {run + 1:2d} at {result['rate']:,.0f} ev/s: p50 "
                         f"{percentile(lat, 50) or 0:.0f} ms, p99 {percentile(lat, 99) or 0:.0f}"
                         f" ms, latency growing {behind(result) * 1000:+.0f} ms/s; "
                         f"{flushes / duration_s:.1f} flushes/s, mean "
-                        f"{1000 * flushing_s / max(flushes, 1):.0f} ms",
+                        f"{1000 * flushing_s / max(flushes, 1):.0f} ms; {writes:.0f} archive "
+                        f"writes, mean {1000 * writing_s / max(writes, 1):.0f} ms",
                         flush=True,
                     )
 

@@ -559,6 +559,7 @@ class ArchiveWorker:
         frames, self.frames = self.frames, defaultdict(list)
         count, self.buffered = self.buffered, 0
         self._last_flush = time.monotonic()
+        started = time.perf_counter()
         try:
             files = await asyncio.to_thread(self._write, frames)
         except Exception as exc:  # noqa: BLE001 - whatever failed, nothing is lost
@@ -583,6 +584,7 @@ class ArchiveWorker:
         self._retry_at = 0.0
         self.last_flush_error = None
         self.last_flush_wall = time.time()
+        telemetry.ARCHIVE_FLUSH.observe(time.perf_counter() - started)
         telemetry.ARCHIVE_EVENTS.inc(count)
         telemetry.ARCHIVE_FILES.inc(files)
         return True

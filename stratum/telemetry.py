@@ -28,6 +28,9 @@ SPEED_FLUSH_ERRORS = Counter("stratum_speed_flush_errors_total", "Failed speed f
 WATERMARK = Gauge("stratum_speed_watermark_ms", "Watermark per log partition", ["partition"])
 ARCHIVE_EVENTS = Counter("stratum_archive_events_total", "Events written to the archive")
 ARCHIVE_FILES = Counter("stratum_archive_files_total", "Parquet files written to the archive")
+ARCHIVE_FLUSH = Histogram(
+    "stratum_archive_flush_seconds", "Duration of archive writes (a flush's Parquet files)"
+)
 ARCHIVE_FLUSH_ERRORS = Counter("stratum_archive_flush_errors_total", "Failed archive writes")
 BATCH_DURATION = Histogram(
     "stratum_batch_duration_seconds",
