@@ -343,13 +343,17 @@ class SpeedWorker:
             log.error("dead-letter topic unreachable, record logged only: %s", exc)
 
     async def flush(self) -> None:
-        """Upsert changed windows, then acknowledge what is stored in both sinks."""
+        """Upsert changed windows, then acknowledge what is stored in both sinks; write
+        the archive too when its buffer is due (full, or its interval passed)."""
+        await self._flush_windows()
+        if self.archiver.due:
+            await self.flush_archive()
+
+    async def _flush_windows(self) -> None:
         if time.monotonic() < self._backoff_until or self.broken:
             return
         async with self._lock:
             await self._apply()
-            if self.archiver.due:
-                await self.archiver.flush()
             now_ms = int(time.time() * 1000)
             idle_ms = int(self.settings.speed.idle_timeout_s * 1000)
             for agg in self.partitions.values():
@@ -402,12 +406,16 @@ class SpeedWorker:
             self._running.set()
 
     async def flush_archive(self) -> None:
-        """Write the archive buffer, then acknowledge what is stored in both sinks."""
+        """Write the archive buffer, then acknowledge what is stored in both sinks. The
+        write holds the archiver's own lock, not the worker's: the agent goes on
+        aggregating and the windows go on being flushed meanwhile (a write of 200 K
+        events takes ~0.1 s)."""
         if self.broken:
             return
         async with self._lock:
             await self._apply()
-            if await self.archiver.flush():
+        if await self.archiver.flush():
+            async with self._lock:
                 await self._ack_stored()
 
     async def _ack_stored(self) -> None:
@@ -527,6 +535,9 @@ class ArchiveWorker:
         self._last_flush = time.monotonic()
         self._failures = 0
         self._retry_at = 0.0  # monotonic time before which a failed write is not retried
+        # One write at a time: a flush's offsets count as stored only after every
+        # earlier flush's files are written.
+        self._writing = asyncio.Lock()
 
     def add(self, partition: int, frame: pl.DataFrame, through_offset: int) -> None:
         """Buffer a batch's events; offsets already buffered (messages queued again after
@@ -553,6 +564,10 @@ class ArchiveWorker:
         error (a full disk, a Polars error, MemoryError), keeps the frames for the next
         flush and leaves ``stored`` alone, so their offsets are never acknowledged
         without a file; retries back off."""
+        async with self._writing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         if time.monotonic() < self._retry_at:
             return False
         marks = dict(self.added)
@@ -579,7 +594,9 @@ class ArchiveWorker:
                 exc_info=not isinstance(exc, OSError),
             )
             return False
-        self.stored.update(marks)
+        # Not for a partition revoked while its file was written: its next owner
+        # resumes from what ClickHouse holds.
+        self.stored.update({p: mark for p, mark in marks.items() if p in self.added})
         self._failures = 0
         self._retry_at = 0.0
         self.last_flush_error = None

@@ -6,6 +6,7 @@ acknowledges. Real chDB; only the failure is injected."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ import pytest
 from speed_layer import workers
 from speed_layer.store import SpeedStore
 from speed_layer.workers import SpeedWorker
+from stratum import archive
 from stratum.app.roles import worker_health
 from stratum.metrics import load_catalog
 from stratum.producer import EventProducer
-from stratum.storage import StorageError, generations, open_storage
+from stratum.settings import Settings
+from stratum.storage import Storage, StorageError, generations, open_storage
 from tests.stack import stack_settings
 
 pytestmark = pytest.mark.integration
@@ -49,6 +52,23 @@ class _Stream:
         return True
 
 
+def _event(settings: Settings, offset: int) -> _Event:
+    line = {"event_id": f"f{offset}", "ts": TS_MS + offset, "type": "view"}
+    return _Event(_Message(settings.kafka.topic, 0, offset), orjson.dumps(line))
+
+
+def _worker(settings: Settings, storage: Storage, name: str, stream: _Stream) -> SpeedWorker:
+    worker = SpeedWorker(
+        settings,
+        load_catalog(settings.metrics_file),
+        SpeedStore(storage, generation=generations.live_generation(storage)),
+        EventProducer(settings.kafka, "127.0.0.1:9"),
+        name,
+    )
+    worker.acks.stream = stream
+    return worker
+
+
 @pytest.mark.parametrize(
     "failure",
     [StorageError("ClickHouse is unreachable"), RuntimeError("a bug in the writer"), MemoryError()],
@@ -60,7 +80,6 @@ def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
     name = f"flushfail{type(failure).__name__.lower()}"
     settings = stack_settings(tmp_path, name, clickhouse_url, 0)
     storage = open_storage(settings)
-    catalog = load_catalog(settings.metrics_file)
     stream = _Stream()
     write_many = SpeedStore.write_many
     calls = {"n": 0}
@@ -72,8 +91,7 @@ def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
         write_many(self, *args, **kwargs)
 
     def event(offset: int) -> _Event:
-        line = {"event_id": f"f{offset}", "ts": TS_MS + offset, "type": "view"}
-        return _Event(_Message(settings.kafka.topic, 0, offset), orjson.dumps(line))
+        return _event(settings, offset)
 
     def stored_events() -> int:
         rows = storage.query(
@@ -82,15 +100,7 @@ def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
         return int(rows[0][0] or 0)
 
     async def scenario() -> SpeedWorker:
-        live = generations.live_generation(storage)
-        worker = SpeedWorker(
-            settings,
-            catalog,
-            SpeedStore(storage, generation=live),
-            EventProducer(settings.kafka, "127.0.0.1:9"),
-            name,
-        )
-        worker.acks.stream = stream
+        worker = _worker(settings, storage, name, stream)
         monkeypatch.setattr(SpeedStore, "write_many", failing_once)
         await worker.handle(event(0))
         await worker.handle(event(1))
@@ -115,3 +125,41 @@ def test_a_failed_flush_acknowledges_nothing_and_the_next_one_stores_it_all(
     assert dict(worker.stored_offsets) == {0: 2}
     assert stored_events() == 3  # the rows of the failed flush were written after all
     assert sorted(stream.acked) == [0, 1, 2]
+
+
+def test_windows_are_flushed_while_an_archive_write_is_in_flight(
+    tmp_path: Path, clickhouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive write held the worker's lock: for its ~0.1 s (200 K events) the agent
+    could not aggregate and no window was flushed. It holds the archiver's own lock now;
+    what both sinks hold is acknowledged once the file is written, not before."""
+    settings = stack_settings(tmp_path, "flushwhilearchiving", clickhouse_url, 0)
+    storage = open_storage(settings)
+    stream = _Stream()
+    release = threading.Event()
+    write_frame = archive.write_frame
+
+    def slow_write(*args: Any, **kwargs: Any) -> list[Path]:
+        assert release.wait(30), "the test never released the archive write"
+        return write_frame(*args, **kwargs)
+
+    async def scenario() -> SpeedWorker:
+        worker = _worker(settings, storage, "flushwhilearchiving", stream)
+        monkeypatch.setattr(archive, "write_frame", slow_write)
+        await worker.handle(_event(settings, 0))
+        writing = asyncio.create_task(worker.flush_archive())
+        await asyncio.sleep(0.1)  # the write is in its thread, waiting for the release
+        assert not writing.done()
+        await worker.handle(_event(settings, 1))
+        await asyncio.wait_for(worker.flush(), 10)  # timed out while the lock was held
+        assert dict(worker.stored_offsets) == {0: 1}  # both events' windows stored...
+        assert stream.acked == []  # ... but no archive file yet: nothing acknowledged
+        release.set()
+        await writing
+        assert stream.acked == [0]  # the file holds offset 0; offset 1 is still buffered
+        await worker.flush_archive()
+        return worker
+
+    worker = asyncio.run(scenario())
+    assert worker.archiver.stored == {0: 1}
+    assert sorted(stream.acked) == [0, 1]

@@ -5,6 +5,7 @@ Real Parquet in a temp dir; only the failure is injected."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -97,3 +98,60 @@ def test_failed_writes_back_off_instead_of_retrying_every_flush(
     assert asyncio.run(worker.flush()) is False  # within the back-off: not tried
     assert calls["n"] == 1
     assert worker.stored == {} and worker.buffered == 2
+
+
+def test_a_flush_counts_as_stored_only_after_the_flushes_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes run outside the worker's lock now, so two can overlap: the second waits for
+    the first, or its later offsets would be marked stored (and acknowledged) while the
+    first's file is still being written."""
+    worker = ArchiveWorker(Settings(data_dir=tmp_path), "ep")
+    release = threading.Event()
+    write = archive.write_frame
+
+    def first_one_slow(*args: object, **kwargs: object) -> list[Path]:
+        if not release.is_set():
+            assert release.wait(10)
+        return write(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        monkeypatch.setattr(archive, "write_frame", first_one_slow)
+        worker.add(0, _frame(range(0, 3)), 2)
+        first = asyncio.create_task(worker.flush())
+        await asyncio.sleep(0.1)
+        worker.add(0, _frame(range(3, 5)), 4)
+        second = asyncio.create_task(worker.flush())
+        await asyncio.sleep(0.2)
+        assert worker.stored == {}, "the second flush claimed offsets before the first's file"
+        release.set()
+        assert await first and await second
+
+    asyncio.run(scenario())
+    assert worker.stored == {0: 4}
+    assert _archived_ids(worker.root) == [f"a{o}" for o in range(5)]
+
+
+def test_a_partition_revoked_while_its_file_is_written_is_not_marked_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = ArchiveWorker(Settings(data_dir=tmp_path), "ep")
+    release = threading.Event()
+    write = archive.write_frame
+
+    def slow(*args: object, **kwargs: object) -> list[Path]:
+        assert release.wait(10)
+        return write(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def scenario() -> bool:
+        monkeypatch.setattr(archive, "write_frame", slow)
+        worker.add(0, _frame(range(0, 3)), 2)
+        worker.add(1, _frame(range(0, 2)), 1)
+        flushing = asyncio.create_task(worker.flush())
+        await asyncio.sleep(0.1)
+        worker.forget({1})
+        release.set()
+        return await flushing
+
+    assert asyncio.run(scenario()) is True
+    assert worker.stored == {0: 2}
