@@ -82,7 +82,7 @@ def _serve(settings: Settings, roles: Any, banner: bool) -> None:
         app = create_platform_app(settings, roles)
     except StratumError as exc:
         _fail(exc)
-    server = uvicorn_server(app, settings)
+    server = uvicorn_server(app, settings, roles.stopping)
 
     async def run() -> None:
         serving = asyncio.create_task(server.serve())

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from a2wsgi import WSGIMiddleware
@@ -53,6 +54,9 @@ class Roles:
     demo_rate_per_s: float = 200.0
     first_batch_after_s: float | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when a stop begins (a signal to the server), before the server closes its
+    # sockets and well before the lifespan's shutdown: the demo's feeds stop posting.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def create_platform_app(
@@ -145,7 +149,7 @@ async def _start_parts(
     if durable is not None:  # at stop, before the parts below stop: drain the log
         stack.push_async_callback(durable.drain)
     if roles.demo:
-        stop = asyncio.Event()
+        stop = roles.stopping  # else a post after the sockets close: "ingest unreachable"
         config = GeneratorConfig(
             rate_per_s=roles.demo_rate_per_s,
             burst_every_s=DEMO_BURSTS_S,
@@ -189,7 +193,23 @@ async def _stop_task(task: asyncio.Task[int], stop: asyncio.Event) -> None:
         task.cancel()
 
 
-def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also says when a stop begins (``stopping``)."""
+
+    def __init__(self, config: uvicorn.Config, stopping: asyncio.Event | None) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self.stopping is not None:  # a signal handler: hand the set to the loop
+            asyncio.get_running_loop().call_soon_threadsafe(self.stopping.set)
+
+
+def uvicorn_server(
+    app: FastAPI, settings: Settings, stopping: asyncio.Event | None = None
+) -> uvicorn.Server:
+    """``stopping``: set as soon as a signal asks the server to stop."""
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -199,4 +219,4 @@ def uvicorn_server(app: FastAPI, settings: Settings) -> uvicorn.Server:
         access_log=False,
         timeout_keep_alive=settings.api.keep_alive_s,
     )
-    return uvicorn.Server(config)
+    return _Server(config, stopping)
